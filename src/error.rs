@@ -1,0 +1,218 @@
+//! The one error type of the crate, with stable codes.
+//!
+//! Denials of a mutation (a full seat pool, a used-up quota) are errors
+//! because the caller asked for a change that did not happen; denials of a
+//! *check* are not errors at all but a [`Decision`](crate::Decision).
+
+use crate::clock::Timestamp;
+use crate::decision::Reason;
+
+/// Everything that can go wrong in `entitle`.
+///
+/// Every variant has a stable [`code`](Error::code) in SCREAMING_SNAKE_CASE
+/// (the contract other programs rely on) and a message that says what
+/// happened and what to do about it.
+///
+/// ```
+/// use entitle::{Error, token::Keyring};
+///
+/// let keyring = Keyring::new();
+/// let err = entitle::token::verify("not a token", &keyring, entitle::token::TokenType::License)
+///     .unwrap_err();
+/// assert_eq!(err.code(), "MALFORMED");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The signature does not verify. Deliberately opaque: saying which
+    /// check failed would help a forger.
+    #[error("the signature is invalid: the token was altered or was not signed by the key its `kid` names; ask the vendor for a fresh copy")]
+    SignatureInvalid,
+
+    /// The token names a key the keyring does not hold.
+    #[error("no trusted public key has kid `{kid}`: add the vendor's public key (PEM) to the keyring, or ask the vendor which key signed it")]
+    UnknownKey {
+        /// The `kid` the token named.
+        kid: String,
+    },
+
+    /// The input is not well formed (bad base64, bad JSON, a field of the
+    /// wrong shape...).
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// What was being read ("token header", "license", "filter"...).
+        what: &'static str,
+        /// What exactly was wrong, naming the field where there is one.
+        detail: String,
+    },
+
+    /// The input is larger than the limit for its kind.
+    #[error("{what} is too large: {size} bytes (or items) over the limit of {limit}; this is not a valid input")]
+    TooLarge {
+        /// What was being read.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A token of one `typ` was offered where another is expected.
+    #[error("this token is a `{found}` token, but a `{expected}` token is expected here")]
+    WrongType {
+        /// The expected `typ`.
+        expected: &'static str,
+        /// The `typ` the token carries.
+        found: String,
+    },
+
+    /// The license is for another product.
+    #[error(
+        "license `{id}` is for product `{found}`, but this install enforces product `{expected}`"
+    )]
+    ProductMismatch {
+        /// The license id.
+        id: String,
+        /// The engine's product.
+        expected: String,
+        /// The license's product.
+        found: String,
+    },
+
+    /// The license id was revoked or hard-removed and can never be added again.
+    #[error("license `{id}` has been revoked on this install and can never be added again; ask the vendor for a new license")]
+    LicenseRevoked {
+        /// The license id.
+        id: String,
+    },
+
+    /// An older issue of a license replaced by a newer one.
+    #[error("license `{id}` serial {offered} is older than serial {known} already seen; use the newest copy from the vendor")]
+    LicenseReplayed {
+        /// The license id.
+        id: String,
+        /// The serial offered.
+        offered: u64,
+        /// The highest serial seen.
+        known: u64,
+    },
+
+    /// No license with this id is installed.
+    #[error("no license `{id}` is installed; `entitle license list` shows the installed ones")]
+    LicenseNotFound {
+        /// The license id.
+        id: String,
+    },
+
+    /// A mutation was refused by policy: seat, activation, lease and
+    /// consumption limits, expired licenses, tampered clocks.
+    #[error("{message}")]
+    Denied {
+        /// Why, as a stable reason (its code is this error's code).
+        reason: Reason,
+        /// What happened and what to do.
+        message: String,
+        /// When trying again may succeed, where that is known.
+        retry_at: Option<Timestamp>,
+    },
+
+    /// The state directory is damaged.
+    #[error("the state at {path} is corrupt: {detail}; restore it from a backup, or move it aside and re-apply your licenses")]
+    StateCorrupt {
+        /// Where the state lives.
+        path: String,
+        /// What was found.
+        detail: String,
+    },
+
+    /// Another process held the state too long.
+    #[error("the state at {path} stayed locked by another process for {waited_ms} ms; retry, or find the process holding it")]
+    StateLocked {
+        /// Where the state lives.
+        path: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+
+    /// The state directory was never initialised.
+    #[error("no state at {path}: run `entitle init --pub KEY.pub --product CODE` first")]
+    StateMissing {
+        /// Where the state was looked for.
+        path: String,
+    },
+
+    /// An I/O error outside the store (reading a key file, writing output).
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The caller asked for something impossible (a bad argument).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// The stable code of this error, for programs and for `--json` output.
+    ///
+    /// ```
+    /// let err = entitle::Error::LicenseNotFound { id: "lic_1".into() };
+    /// assert_eq!(err.code(), "LICENSE_NOT_FOUND");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::SignatureInvalid => "SIGNATURE_INVALID",
+            Error::UnknownKey { .. } => "UNKNOWN_KEY",
+            Error::Malformed { .. } => "MALFORMED",
+            Error::TooLarge { .. } => "TOO_LARGE",
+            Error::WrongType { .. } => "WRONG_TYPE",
+            Error::ProductMismatch { .. } => "PRODUCT_MISMATCH",
+            Error::LicenseRevoked { .. } => "LICENSE_REVOKED",
+            Error::LicenseReplayed { .. } => "LICENSE_REPLAYED",
+            Error::LicenseNotFound { .. } => "LICENSE_NOT_FOUND",
+            Error::Denied { reason, .. } => reason.code(),
+            Error::StateCorrupt { .. } => "STATE_CORRUPT",
+            Error::StateLocked { .. } => "STATE_LOCKED",
+            Error::StateMissing { .. } => "STATE_MISSING",
+            Error::Io { .. } => "IO_ERROR",
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+        }
+    }
+
+    /// The policy reason, when this error is a denial.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Error::Denied { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn malformed(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Malformed {
+            what,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn denied(reason: Reason, message: impl Into<String>) -> Self {
+        Error::Denied {
+            reason,
+            message: message.into(),
+            retry_at: None,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! # entitle
+//!
+//! An embedded, offline license enforcement engine.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+mod decision;
+mod error;
+pub mod license;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use decision::{Decision, Reason};
+pub use error::{Error, Result};

@@ -1,0 +1,388 @@
+//! The license document: the payload of a `typ: "license"` token.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+
+/// The most features one license may carry: a bound on the work one
+/// signed file can make the engine do.
+pub const MAX_FEATURES: usize = 1024;
+/// The longest id, product or feature code accepted.
+pub const MAX_NAME_LEN: usize = 256;
+/// The most `assigned_users` one license may name.
+pub const MAX_ASSIGNED_USERS: usize = 100_000;
+
+/// The default window within which a user counts as active: 365 days.
+pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
+
+/// A license, as its vendor signed it. Field names are the wire contract
+/// (DESIGN section 3); unknown fields are kept in `extra` and ignored.
+///
+/// ```
+/// use entitle::license::License;
+///
+/// let license = License::from_json(&serde_json::json!({
+///     "v": 1, "id": "lic_1", "product": "acme", "issued_at": "2026-01-01T00:00:00Z",
+///     "seats": {"max": 5, "hard_max": 7},
+///     "features": [{"code": "export"}]
+/// })).unwrap();
+/// assert_eq!(license.seats.unwrap().hard_max(), 7);
+/// assert!(license.feature("export").is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct License {
+    /// Schema version: 1.
+    pub v: u32,
+    /// License id, unique per vendor.
+    pub id: String,
+    /// Re-issue number; an older serial of a known id is refused.
+    #[serde(default)]
+    pub serial: u64,
+    /// The product code; must equal the engine's product.
+    pub product: String,
+    /// A display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The customer (a name or any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Value>,
+    /// A notice to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// A notice to show once the license has expired (with `on_expiry: keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_on_expire: Option<String>,
+    /// Free-form data, carried and shown, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Free-form data, carried and shown, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_fields: Option<Value>,
+    /// The informational class.
+    #[serde(default)]
+    pub kind: Kind,
+    /// Whether this is a trial license (reported; the same rules apply).
+    #[serde(default)]
+    pub trial: bool,
+    /// `false` suspends every right the license gives.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When the vendor signed it.
+    pub issued_at: Timestamp,
+    /// Valid from this instant (inclusive); absent = always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
+    /// Valid until this instant (exclusive); absent = for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Seconds after `expires_at` during which rights continue, flagged.
+    #[serde(default)]
+    pub grace_secs: i64,
+    /// What happens after expiry and grace.
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
+    /// Builds released after this instant are not licensed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_until: Option<Timestamp>,
+    /// A user-based license: only these users get its rights in per-user checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_users: Option<Vec<String>>,
+    /// Named-user seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<Seats>,
+    /// Node-locked device activations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activations: Option<Activations>,
+    /// Activations from virtual machines are refused.
+    #[serde(default)]
+    pub prevent_vm: bool,
+    /// Concurrent floating seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating: Option<Floating>,
+    /// What the license grants.
+    #[serde(default)]
+    pub features: Vec<Feature>,
+    /// Fields this version does not know, kept for forward compatibility.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The informational class of a license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// No end.
+    #[default]
+    Perpetual,
+    /// Ends at `expires_at`.
+    TimeLimited,
+    /// Renewed by re-issue.
+    Subscription,
+    /// Metered.
+    Consumption,
+}
+
+impl Kind {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Perpetual => "perpetual",
+            Kind::TimeLimited => "time_limited",
+            Kind::Subscription => "subscription",
+            Kind::Consumption => "consumption",
+        }
+    }
+}
+
+/// What happens once a license is past `expires_at` and its grace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    /// Every right ends (a hard expiration).
+    #[default]
+    Deny,
+    /// Features keep working, flagged `EXPIRED_KEPT`; nothing new is granted.
+    Keep,
+}
+
+/// Named-user seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seats {
+    /// Licensed seats.
+    pub max: u32,
+    /// Seats allowed as overage; at least `max` (default `max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_max: Option<u32>,
+    /// A user holds a seat while active within this window (default 365 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_window_secs: Option<i64>,
+}
+
+impl Seats {
+    /// `hard_max`, defaulting to `max`.
+    pub fn hard_max(&self) -> u32 {
+        self.hard_max.unwrap_or(self.max)
+    }
+    /// The active window in seconds.
+    pub fn active_window_secs(&self) -> i64 {
+        self.active_window_secs
+            .unwrap_or(DEFAULT_ACTIVE_WINDOW_SECS)
+    }
+}
+
+/// Who counts device activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedBy {
+    /// This engine counts `activate` calls.
+    #[default]
+    Install,
+    /// Only vendor-signed machine certificates activate a device.
+    Vendor,
+}
+
+/// Node-locked activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activations {
+    /// Most devices at once; absent = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Most deactivations; absent = unlimited, 0 = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transfers: Option<u32>,
+    /// Who counts.
+    #[serde(default)]
+    pub counted_by: CountedBy,
+}
+
+/// Concurrent floating seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Floating {
+    /// Seats in the pool.
+    pub seats: u32,
+    /// A lease not renewed within this many seconds is free again.
+    pub lease_secs: i64,
+    /// Borrowing allowed up to this many seconds, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrow_max_secs: Option<i64>,
+}
+
+/// A feature the license grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    /// The name the application checks.
+    pub code: String,
+    /// The feature ends earlier than the license.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// A quota, summed over valid licenses by `Engine::limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// A metered feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption: Option<Consumption>,
+    /// The feature's own pool of concurrent seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating: Option<Floating>,
+    /// Fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A metered feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumption {
+    /// Units per period; absent = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    /// Extra units allowed beyond `max`, flagged as overage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage: Option<u64>,
+    /// When the counter resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<Reset>,
+}
+
+/// Calendar periods in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reset {
+    /// At 00:00 UTC.
+    Daily,
+    /// Mondays at 00:00 UTC.
+    Weekly,
+    /// The 1st at 00:00 UTC.
+    Monthly,
+    /// January 1st at 00:00 UTC.
+    Annually,
+}
+
+impl License {
+    /// Reads and validates a license document from JSON.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let license: License = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                Error::malformed("license", inner.to_string())
+            } else {
+                Error::malformed("license", format!("field `{path}`: {inner}"))
+            }
+        })?;
+        license.validate()?;
+        Ok(license)
+    }
+
+    /// The feature with this code, if the license grants it.
+    pub fn feature(&self, code: &str) -> Option<&Feature> {
+        self.features.iter().find(|f| f.code == code)
+    }
+
+    /// Checks the rules a well-formed license follows beyond its types.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, rule: &str| {
+            Err(Error::malformed(
+                "license",
+                format!("field `{field}` {rule}"),
+            ))
+        };
+        if self.v != 1 {
+            return bad("v", "must be 1 (this version reads schema 1)");
+        }
+        name_ok("id", &self.id)?;
+        name_ok("product", &self.product)?;
+        if self.grace_secs < 0 {
+            return bad("grace_secs", "must not be negative");
+        }
+        if let (Some(s), Some(e)) = (self.starts_at, self.expires_at) {
+            if s >= e {
+                return bad("starts_at", "must be before `expires_at`");
+            }
+        }
+        if let Some(seats) = &self.seats {
+            if seats.hard_max() < seats.max {
+                return bad("seats.hard_max", "must be at least `seats.max`");
+            }
+            if seats.active_window_secs() <= 0 {
+                return bad("seats.active_window_secs", "must be positive");
+            }
+        }
+        if let Some(users) = &self.assigned_users {
+            if users.len() > MAX_ASSIGNED_USERS {
+                return Err(Error::TooLarge {
+                    what: "assigned_users",
+                    size: users.len(),
+                    limit: MAX_ASSIGNED_USERS,
+                });
+            }
+        }
+        if let Some(floating) = &self.floating {
+            floating_ok("floating", floating)?;
+        }
+        if self.features.len() > MAX_FEATURES {
+            return Err(Error::TooLarge {
+                what: "features",
+                size: self.features.len(),
+                limit: MAX_FEATURES,
+            });
+        }
+        let mut codes = std::collections::HashSet::new();
+        for (i, feature) in self.features.iter().enumerate() {
+            name_ok(&format!("features[{i}].code"), &feature.code)?;
+            if !codes.insert(feature.code.as_str()) {
+                return bad(
+                    &format!("features[{i}].code"),
+                    &format!(
+                        "repeats `{}`; a code appears once per license",
+                        feature.code
+                    ),
+                );
+            }
+            if feature.limit.is_some_and(|l| l < 0) {
+                return bad(&format!("features[{i}].limit"), "must not be negative");
+            }
+            if let Some(floating) = &feature.floating {
+                if floating.borrow_max_secs.is_some() {
+                    return bad(
+                        &format!("features[{i}].floating.borrow_max_secs"),
+                        "is not supported on a feature pool; set it on the license's `floating`",
+                    );
+                }
+                floating_ok(&format!("features[{i}].floating"), floating)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn name_ok(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+        return Err(Error::malformed(
+            "license",
+            format!("field `{field}` must be 1 to {MAX_NAME_LEN} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn floating_ok(field: &str, floating: &Floating) -> Result<()> {
+    if floating.lease_secs <= 0 {
+        return Err(Error::malformed(
+            "license",
+            format!("field `{field}.lease_secs` must be positive"),
+        ));
+    }
+    if floating.borrow_max_secs.is_some_and(|b| b < 0) {
+        return Err(Error::malformed(
+            "license",
+            format!("field `{field}.borrow_max_secs` must not be negative"),
+        ));
+    }
+    Ok(())
+}

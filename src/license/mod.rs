@@ -1,0 +1,81 @@
+//! The signed documents: licenses, revocation lists and offline machine
+//! certificates, and the proof types that only verification can make.
+
+mod document;
+mod revocations;
+
+pub use document::{
+    Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
+    DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_FEATURES, MAX_NAME_LEN,
+};
+pub use revocations::{MachineCertificate, RevocationList, MAX_REVOKED_IDS};
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::token::{self, Keyring, TokenType, VerifiedToken};
+
+/// A license whose signature verified against a trusted key and whose
+/// document is well formed. Only [`VerifiedLicense::verify`] makes one, so
+/// unverified data cannot reach the engine by mistake.
+///
+/// ```
+/// use entitle::license::VerifiedLicense;
+/// use entitle::token::{sign, Keyring, SigningKey, TokenType};
+///
+/// let key = SigningKey::generate().unwrap();
+/// let mut keyring = Keyring::new();
+/// keyring.add(key.public_key().clone());
+/// let token = sign(&serde_json::json!({
+///     "v": 1, "id": "lic_1", "product": "acme", "issued_at": "2026-01-01T00:00:00Z",
+///     "features": [{"code": "export"}]
+/// }), &key, TokenType::License).unwrap();
+///
+/// let license = VerifiedLicense::verify(&token, &keyring).unwrap();
+/// assert_eq!(license.id, "lic_1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedLicense {
+    license: License,
+    kid: String,
+    token: String,
+}
+
+impl VerifiedLicense {
+    /// Verifies a license token (armored or bare) against `keyring`.
+    pub fn verify(text: &str, keyring: &Keyring) -> Result<Self> {
+        Self::from_token(token::verify(text, keyring, TokenType::License)?)
+    }
+
+    /// Reads the document of a token already verified as a license.
+    pub(crate) fn from_token(token: VerifiedToken) -> Result<Self> {
+        let license = License::from_json(&Value::Object(token.payload().clone()))?;
+        Ok(VerifiedLicense {
+            license,
+            kid: token.kid().to_owned(),
+            token: token.compact().to_owned(),
+        })
+    }
+
+    /// The document.
+    pub fn license(&self) -> &License {
+        &self.license
+    }
+
+    /// The `kid` of the key that signed it.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The compact token it was read from.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl std::ops::Deref for VerifiedLicense {
+    type Target = License;
+    fn deref(&self) -> &License {
+        &self.license
+    }
+}

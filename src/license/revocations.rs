@@ -1,0 +1,101 @@
+//! Revocation lists and offline machine certificates.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::token::{self, Keyring, TokenType};
+
+/// The most ids one revocation list may carry.
+pub const MAX_REVOKED_IDS: usize = 10_000;
+
+/// The payload of a `typ: "revocations"` token: license ids revoked
+/// offline.
+///
+/// ```
+/// use entitle::license::RevocationList;
+/// let list = RevocationList::from_json(&serde_json::json!(
+///     {"v": 1, "issued_at": "2026-05-01T00:00:00Z", "ids": ["lic_1"]})).unwrap();
+/// assert_eq!(list.ids, ["lic_1"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationList {
+    /// Schema version: 1.
+    pub v: u32,
+    /// When the vendor signed it.
+    pub issued_at: Timestamp,
+    /// The revoked license ids.
+    pub ids: Vec<String>,
+}
+
+impl RevocationList {
+    /// Reads and checks a revocation list payload.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let list: RevocationList = read("revocations", value)?;
+        if list.v != 1 {
+            return Err(Error::malformed("revocations", "field `v` must be 1"));
+        }
+        if list.ids.len() > MAX_REVOKED_IDS {
+            return Err(Error::TooLarge {
+                what: "revocations.ids",
+                size: list.ids.len(),
+                limit: MAX_REVOKED_IDS,
+            });
+        }
+        Ok(list)
+    }
+
+    /// Verifies a revocations token and reads its list.
+    pub fn verify(text: &str, keyring: &Keyring) -> Result<Self> {
+        let token = token::verify(text, keyring, TokenType::Revocations)?;
+        Self::from_json(&Value::Object(token.payload().clone()))
+    }
+}
+
+/// The payload of a `typ: "machine"` token: the vendor's statement that
+/// one device may use one license, offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineCertificate {
+    /// Schema version: 1.
+    pub v: u32,
+    /// The license the device is activated for.
+    pub license_id: String,
+    /// The device's fingerprint.
+    pub fingerprint: String,
+    /// When the vendor signed it.
+    pub issued_at: Timestamp,
+    /// The activation stops counting at this instant, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl MachineCertificate {
+    /// Reads and checks a machine certificate payload.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let cert: MachineCertificate = read("machine certificate", value)?;
+        if cert.v != 1 {
+            return Err(Error::malformed(
+                "machine certificate",
+                "field `v` must be 1",
+            ));
+        }
+        if cert.license_id.is_empty() || cert.fingerprint.is_empty() {
+            return Err(Error::malformed(
+                "machine certificate",
+                "fields `license_id` and `fingerprint` must not be empty",
+            ));
+        }
+        Ok(cert)
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(what: &'static str, value: &Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        Error::malformed(what, format!("field `{path}`: {}", e.into_inner()))
+    })
+}
