@@ -104,6 +104,13 @@ pub enum Error {
         id: String,
     },
 
+    /// No user with this id.
+    #[error("no user `{id}` on this install; `entitle license usage` lists the users")]
+    UserNotFound {
+        /// The user id.
+        id: String,
+    },
+
     /// A mutation was refused by policy: seat, activation, lease and
     /// consumption limits, expired licenses, tampered clocks.
     #[error("{message}")]
@@ -174,6 +181,7 @@ impl Error {
             Error::LicenseRevoked { .. } => "LICENSE_REVOKED",
             Error::LicenseReplayed { .. } => "LICENSE_REPLAYED",
             Error::LicenseNotFound { .. } => "LICENSE_NOT_FOUND",
+            Error::UserNotFound { .. } => "USER_NOT_FOUND",
             Error::Denied { reason, .. } => reason.code(),
             Error::StateCorrupt { .. } => "STATE_CORRUPT",
             Error::StateLocked { .. } => "STATE_LOCKED",

@@ -1,0 +1,252 @@
+//! Named users and seats.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::decision::{Decision, Reason};
+use crate::engine::state::Change;
+use crate::engine::{Engine, Plan};
+use crate::error::{Error, Result};
+use crate::license::MAX_NAME_LEN;
+use crate::policy::seats;
+
+/// The most users one page of [`Engine::usage`] returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Seat usage now, as `entitle license status` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineStatus {
+    /// Users active within the window.
+    pub active_user_count: u64,
+    /// Sum of `seats.max` over licenses in force.
+    pub license_seats: u64,
+    /// Sum of `seats.hard_max` over the same licenses.
+    pub hard_seats: u64,
+    /// Whether one more user may be added now.
+    #[serde(serialize_with = "allowed_only")]
+    pub can_add_user: Decision,
+    /// The reason for `can_add_user`.
+    pub reason: &'static str,
+    /// All users, active or not.
+    pub total_users: u64,
+    /// Installed licenses.
+    pub licenses: usize,
+    /// Whether the clock is behind the latest time seen.
+    pub clock_tampered: bool,
+}
+
+fn allowed_only<S: serde::Serializer>(d: &Decision, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_bool(d.allowed())
+}
+
+/// One user in a usage report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserUsage {
+    /// User id.
+    pub id: String,
+    /// User type.
+    pub user_type: String,
+    /// Active within the window now.
+    pub active: bool,
+    /// Latest activity.
+    pub last_active_at: Timestamp,
+}
+
+/// Counts for one user type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TypeSummary {
+    /// All users of the type.
+    pub total: u64,
+    /// Active ones.
+    pub active: u64,
+    /// Idle ones.
+    pub inactive: u64,
+}
+
+/// A page of users and a summary over all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// The page, ordered by user id.
+    pub users: Vec<UserUsage>,
+    /// By user type, over all users.
+    pub summary: BTreeMap<String, TypeSummary>,
+    /// All users.
+    pub total: u64,
+    /// The page's offset.
+    pub offset: usize,
+    /// The page's size.
+    pub size: usize,
+}
+
+fn check_user_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_NAME_LEN || id.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "a user id is 1 to {MAX_NAME_LEN} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Plans taking a seat for a user who is not active now.
+fn take_seat(plan: &Plan<'_>, id: &str) -> Result<()> {
+    let reason = seats::can_add(&plan.seats, plan.active_users);
+    if reason.allows() {
+        return Ok(());
+    }
+    let message = match reason {
+        Reason::SeatLimit => format!(
+            "no seat for user `{id}`: {} users are active and the licenses allow {} (hard limit {}); remove a user or add a seat top-up license",
+            plan.active_users, plan.seats.licensed, plan.seats.hard
+        ),
+        Reason::ClockTampered => "the system clock is behind the latest time this install has seen; set the clock right, or apply a fresh license from the vendor".to_owned(),
+        other => format!(
+            "no license in force gives user `{id}` a seat ({}); add a valid license",
+            other.code()
+        ),
+    };
+    Err(Error::denied(reason, message))
+}
+
+impl Engine {
+    /// Adds a named user (or records activity for an existing one).
+    /// A user who is not active needs a free seat: `SEAT_LIMIT` otherwise.
+    /// Returns the decision that let the user in (`OK` or `OVERAGE`).
+    pub fn add_user(&self, id: &str, user_type: &str) -> Result<Decision> {
+        check_user_id(id)?;
+        if user_type.len() > 64 {
+            return Err(Error::InvalidArgument(
+                "a user type is at most 64 characters".into(),
+            ));
+        }
+        self.mutate(|plan| {
+            let existing = plan.state.users.get(id);
+            let active = existing.is_some_and(|u| {
+                seats::is_active(u.last_active_at, plan.now, plan.seats.window_secs)
+            });
+            let reason = if active {
+                Reason::Ok
+            } else {
+                take_seat(plan, id)?;
+                seats::can_add(&plan.seats, plan.active_users)
+            };
+            let change = Change::PutUser {
+                id: id.to_owned(),
+                user_type: user_type.to_owned(),
+                added_at: existing.map_or(plan.now, |u| u.added_at),
+                last_active_at: plan.now,
+            };
+            Ok((vec![change], Decision::new(reason, None)))
+        })
+    }
+
+    /// Records activity for a user. A returning idle user needs a free
+    /// seat (`SEAT_LIMIT`).
+    pub fn record_activity(&self, id: &str) -> Result<()> {
+        self.mutate(|plan| {
+            let user = plan
+                .state
+                .users
+                .get(id)
+                .ok_or_else(|| Error::UserNotFound { id: id.to_owned() })?;
+            if !seats::is_active(user.last_active_at, plan.now, plan.seats.window_secs) {
+                take_seat(plan, id)?;
+            }
+            let user_type = plan.state.user_types[user.user_type as usize].to_string();
+            Ok((
+                vec![Change::PutUser {
+                    id: id.to_owned(),
+                    user_type,
+                    added_at: user.added_at,
+                    last_active_at: plan.now.max(user.last_active_at),
+                }],
+                (),
+            ))
+        })
+    }
+
+    /// Removes a user, freeing their seat.
+    pub fn remove_user(&self, id: &str) -> Result<()> {
+        self.mutate(|plan| {
+            if !plan.state.users.contains_key(id) {
+                return Err(Error::UserNotFound { id: id.to_owned() });
+            }
+            Ok((vec![Change::DeleteUser(id.to_owned())], ()))
+        })
+    }
+
+    /// Seat usage now.
+    pub fn status(&self) -> EngineStatus {
+        let now = self.inner.clock.now().unix();
+        let mut writer = self.inner.writer.lock();
+        let tampered = now
+            < writer
+                .state
+                .latest_seen
+                .saturating_sub(self.inner.config.tolerance_secs);
+        let device = &self.inner.config.device;
+        let views = writer.state.views(device);
+        let totals = seats::totals(&views, &device.ctx, now, tampered);
+        drop(views);
+        let active = writer.state.activity.active_at(now, totals.window_secs);
+        let reason = seats::can_add(&totals, active);
+        EngineStatus {
+            active_user_count: active,
+            license_seats: totals.licensed,
+            hard_seats: totals.hard,
+            can_add_user: Decision::new(reason, None),
+            reason: reason.code(),
+            total_users: writer.state.users.len() as u64,
+            licenses: writer.state.licenses.len(),
+            clock_tampered: tampered,
+        }
+    }
+
+    /// A page of users, ordered by id, and a summary by user type over all
+    /// users. `size` is capped at 1000.
+    pub fn usage(&self, offset: usize, size: usize) -> Usage {
+        let size = size.min(MAX_PAGE_SIZE);
+        let now = self.inner.clock.now().unix();
+        let writer = self.inner.writer.lock();
+        let state = &writer.state;
+        let device = &self.inner.config.device;
+        let window = seats::totals(&state.views(device), &device.ctx, now, false).window_secs;
+        let mut by_type = vec![TypeSummary::default(); state.user_types.len()];
+        for user in state.users.values() {
+            let summary = &mut by_type[user.user_type as usize];
+            summary.total += 1;
+            if seats::is_active(user.last_active_at, now, window) {
+                summary.active += 1;
+            } else {
+                summary.inactive += 1;
+            }
+        }
+        let users = state
+            .users
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|(id, u)| UserUsage {
+                id: id.to_string(),
+                user_type: state.user_types[u.user_type as usize].to_string(),
+                active: seats::is_active(u.last_active_at, now, window),
+                last_active_at: Timestamp::from_unix(u.last_active_at),
+            })
+            .collect();
+        let summary = state
+            .user_types
+            .iter()
+            .zip(by_type)
+            .filter(|(_, s)| s.total > 0)
+            .map(|(t, s)| (t.to_string(), s))
+            .collect();
+        Usage {
+            users,
+            summary,
+            total: state.users.len() as u64,
+            offset,
+            size,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Validity: what state a license is in at an instant, and what reason it
+//! gives for a feature it grants.
+
+use crate::clock::Timestamp;
+use crate::decision::Reason;
+use crate::license::{Feature, License, OnExpiry};
+
+/// The state of a license, computed from the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LicenseStatus {
+    /// Before `starts_at`.
+    Pending,
+    /// In force.
+    Active,
+    /// Past `expires_at`, within `grace_secs`.
+    Grace,
+    /// Past expiry and grace.
+    Expired,
+    /// `enabled: false`.
+    Suspended,
+    /// Revoked or hard-removed.
+    Revoked,
+}
+
+impl LicenseStatus {
+    /// The name used in filters and output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LicenseStatus::Pending => "pending",
+            LicenseStatus::Active => "active",
+            LicenseStatus::Grace => "grace",
+            LicenseStatus::Expired => "expired",
+            LicenseStatus::Suspended => "suspended",
+            LicenseStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A license as the policies see it: the document, plus what the install
+/// knows about it.
+#[derive(Debug, Clone, Copy)]
+pub struct LicenseView<'a> {
+    /// The signed document.
+    pub license: &'a License,
+    /// Revoked by a revocation list.
+    pub revoked: bool,
+    /// False when the license is node-locked and this device is not
+    /// activated for it.
+    pub activated: bool,
+}
+
+/// What the install itself contributes to validity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context {
+    /// The release date of the running build, for `maintenance_until`.
+    pub release_date: Option<Timestamp>,
+}
+
+/// The license's state at `now`.
+pub fn status(view: &LicenseView<'_>, now: i64) -> LicenseStatus {
+    let license = view.license;
+    if view.revoked {
+        return LicenseStatus::Revoked;
+    }
+    if !license.enabled {
+        return LicenseStatus::Suspended;
+    }
+    if license.starts_at.is_some_and(|s| now < s.unix()) {
+        return LicenseStatus::Pending;
+    }
+    match license.expires_at {
+        Some(e) if now >= e.unix() => {
+            if now < e.unix().saturating_add(license.grace_secs) {
+                LicenseStatus::Grace
+            } else {
+                LicenseStatus::Expired
+            }
+        }
+        _ => LicenseStatus::Active,
+    }
+}
+
+/// Whether anything about the license depends on the time of day: the
+/// rights of such a license are held while the clock is tampered with.
+pub fn depends_on_time(license: &License) -> bool {
+    license.starts_at.is_some()
+        || license.expires_at.is_some()
+        || license.features.iter().any(|f| f.expires_at.is_some())
+}
+
+/// Every instant at which the license's reasons may change.
+pub fn breakpoints(license: &License, out: &mut Vec<i64>) {
+    out.extend(license.starts_at.map(Timestamp::unix));
+    if let Some(e) = license.expires_at {
+        out.push(e.unix());
+        out.push(e.unix().saturating_add(license.grace_secs));
+    }
+    out.extend(
+        license
+            .features
+            .iter()
+            .filter_map(|f| f.expires_at.map(Timestamp::unix)),
+    );
+}
+
+/// The reason the license gives for its own rights at `now`, before any
+/// feature is considered. `tampered`: the clock is behind the latest time
+/// seen.
+pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered: bool) -> Reason {
+    let license = view.license;
+    let status = status(view, now);
+    match status {
+        LicenseStatus::Revoked => return Reason::Revoked,
+        LicenseStatus::Suspended => return Reason::Suspended,
+        _ => {}
+    }
+    if let (Some(until), Some(release)) = (license.maintenance_until, ctx.release_date) {
+        if release > until {
+            return Reason::MaintenanceExpired;
+        }
+    }
+    if tampered && depends_on_time(license) {
+        return Reason::ClockTampered;
+    }
+    let reason = match status {
+        LicenseStatus::Pending => Reason::NotYetValid,
+        LicenseStatus::Active => Reason::Ok,
+        LicenseStatus::Grace => Reason::InGrace,
+        _ => match license.on_expiry {
+            OnExpiry::Keep => Reason::ExpiredKept,
+            OnExpiry::Deny => Reason::Expired,
+        },
+    };
+    if reason.allows() && !view.activated {
+        return Reason::NotActivated;
+    }
+    reason
+}
+
+/// The reason the license gives for one of its features at `now`.
+pub fn feature_reason(
+    view: &LicenseView<'_>,
+    feature: &Feature,
+    ctx: &Context,
+    now: i64,
+    tampered: bool,
+) -> Reason {
+    let reason = license_reason(view, ctx, now, tampered);
+    match feature.expires_at {
+        Some(end) if reason.allows() && now >= end.unix() => Reason::Expired,
+        _ => reason,
+    }
+}
+
+/// Whether the license grants *new* rights at `now` (new users, devices,
+/// leases, consumption): only while active or in grace. An expired license
+/// kept by `on_expiry: keep` keeps its features but grants nothing new.
+pub fn grants_new(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered: bool) -> bool {
+    matches!(
+        license_reason(view, ctx, now, tampered),
+        Reason::Ok | Reason::InGrace
+    )
+}
+
+/// Keeps the better of two reasons (see `Reason::rank`).
+pub fn best(a: Reason, b: Reason) -> Reason {
+    if b.rank() > a.rank() {
+        b
+    } else {
+        a
+    }
+}
+
+/// The decision for `code` over several licenses: a feature is allowed if
+/// any license grants it; otherwise the most helpful denial wins.
+pub fn feature_decision<'a>(
+    views: impl IntoIterator<Item = &'a LicenseView<'a>>,
+    code: &str,
+    ctx: &Context,
+    now: i64,
+    tampered: bool,
+) -> Reason {
+    let mut reason = Reason::NotLicensed;
+    for view in views {
+        if let Some(feature) = view.license.feature(code) {
+            reason = best(reason, feature_reason(view, feature, ctx, now, tampered));
+        }
+    }
+    reason
+}
+
+/// The quota for `code`: the sum of `limit` over licenses whose feature is
+/// allowed at `now`; `None` when none sets one.
+pub fn limit<'a>(
+    views: impl IntoIterator<Item = &'a LicenseView<'a>>,
+    code: &str,
+    ctx: &Context,
+    now: i64,
+    tampered: bool,
+) -> Option<i64> {
+    let mut total: Option<i64> = None;
+    for view in views {
+        if let Some(feature) = view.license.feature(code) {
+            if let Some(limit) = feature.limit {
+                if feature_reason(view, feature, ctx, now, tampered).allows() {
+                    total = Some(total.unwrap_or(0).saturating_add(limit));
+                }
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,109 @@
+//! Durable state: the [`Store`] trait, an in-memory store for tests and
+//! short-lived engines, and the crash-safe [`FileStore`].
+//!
+//! A store persists [`Change`]s in transactions. It knows nothing of
+//! policy: the engine decides, the store remembers.
+
+mod file;
+mod memory;
+
+pub use crate::engine::state::Change;
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::Result;
+
+/// The version of the stored layout this crate writes. A state written by
+/// an older version opens; one written by a newer version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A stored license, as rows hold it: the token is verified again on load,
+/// so a hand-edited state is never trusted to grant more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenseRow {
+    /// License id.
+    pub id: String,
+    /// The compact token.
+    pub token: String,
+    /// When it was added (Unix seconds).
+    pub added_at: i64,
+    /// Revoked by a revocation list.
+    pub revoked: bool,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// User id.
+    pub id: String,
+    /// User type.
+    pub user_type: String,
+    /// First added (Unix seconds).
+    pub added_at: i64,
+    /// Latest activity (Unix seconds).
+    pub last_active_at: i64,
+}
+
+/// Everything a store holds, as rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// Settings and counters: `product`, `keys`, `latest_seen`, ...
+    pub meta: BTreeMap<String, String>,
+    /// Installed licenses.
+    pub licenses: Vec<LicenseRow>,
+    /// Highest serial seen per id.
+    pub serials: Vec<(String, u64)>,
+    /// Ids that can never be added again.
+    pub tombstones: Vec<(String, i64)>,
+    /// Users.
+    pub users: Vec<UserRow>,
+}
+
+/// Where the engine's state lives.
+///
+/// Every mutation runs in one [`Transaction`]: writers exclude each other
+/// (across processes, for stores that can be shared), a mutation sees the
+/// latest durable state, and a transaction that is dropped without
+/// [`commit`](Transaction::commit) leaves no trace.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// A counter that changes whenever any writer commits. Cheap: the
+    /// engine polls it to notice other processes' changes.
+    fn generation(&self) -> Result<u64>;
+
+    /// Reads the whole state and the generation it was read at.
+    fn load(&self) -> Result<(u64, Persisted)>;
+
+    /// Starts a write transaction, waiting (bounded) for other writers.
+    fn begin(&self) -> Result<Box<dyn Transaction + '_>>;
+
+    /// Where the state lives, for messages.
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+}
+
+/// One write transaction.
+pub trait Transaction {
+    /// The generation the transaction started from.
+    fn generation(&self) -> u64;
+
+    /// Reads the whole state as of this transaction.
+    fn load(&mut self) -> Result<Persisted>;
+
+    /// Records changes (not durable until commit).
+    fn write(&mut self, changes: &[Change]) -> Result<()>;
+
+    /// Makes every change durable at once, returning the new generation.
+    fn commit(self: Box<Self>) -> Result<u64>;
+}
+
+impl fmt::Debug for dyn Transaction + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
