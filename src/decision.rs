@@ -1,1 +1,177 @@
+//! What a check answers: [`Decision`] and its [`Reason`].
 
+use crate::clock::Timestamp;
+
+/// Why a check or a mutation came out the way it did. Each reason has a
+/// stable [`code`](Reason::code).
+///
+/// The first four allow; every other reason denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Allowed by a license in force.
+    Ok,
+    /// Allowed: past `expires_at`, within `grace_secs`.
+    InGrace,
+    /// Allowed, but beyond the licensed amount (soft seats, consumption overage).
+    Overage,
+    /// Allowed: expired with `on_expiry: keep`; show `notice_on_expire`.
+    ExpiredKept,
+    /// No license grants it.
+    NotLicensed,
+    /// Every license that granted it has expired.
+    Expired,
+    /// The license granting it starts later.
+    NotYetValid,
+    /// The license granting it is suspended (`enabled: false`).
+    Suspended,
+    /// The license granting it was revoked.
+    Revoked,
+    /// This build was released after maintenance ended.
+    MaintenanceExpired,
+    /// The license is node-locked and this device is not activated.
+    NotActivated,
+    /// No seat is free.
+    SeatLimit,
+    /// The clock is behind the latest time seen: time-dependent rights are held.
+    ClockTampered,
+    /// All activation slots are taken.
+    ActivationLimit,
+    /// No transfers (deactivations) are left.
+    TransferLimit,
+    /// Only a vendor-signed machine certificate can activate this license.
+    CertificateRequired,
+    /// The license refuses virtual machines.
+    VmNotAllowed,
+    /// Every floating seat is leased.
+    FloatingExhausted,
+    /// The lease ended.
+    LeaseExpired,
+    /// No such lease.
+    LeaseNotFound,
+    /// The license does not allow borrowing.
+    BorrowNotAllowed,
+    /// The borrow is longer than the license allows.
+    BorrowTooLong,
+    /// The quota for this period is used up.
+    ConsumptionLimit,
+}
+
+impl Reason {
+    /// The stable code, e.g. `"IN_GRACE"`.
+    ///
+    /// ```
+    /// assert_eq!(entitle::Reason::InGrace.code(), "IN_GRACE");
+    /// ```
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::Ok => "OK",
+            Reason::InGrace => "IN_GRACE",
+            Reason::Overage => "OVERAGE",
+            Reason::ExpiredKept => "EXPIRED_KEPT",
+            Reason::NotLicensed => "NOT_LICENSED",
+            Reason::Expired => "EXPIRED",
+            Reason::NotYetValid => "NOT_YET_VALID",
+            Reason::Suspended => "SUSPENDED",
+            Reason::Revoked => "REVOKED",
+            Reason::MaintenanceExpired => "MAINTENANCE_EXPIRED",
+            Reason::NotActivated => "NOT_ACTIVATED",
+            Reason::SeatLimit => "SEAT_LIMIT",
+            Reason::ClockTampered => "CLOCK_TAMPERED",
+            Reason::ActivationLimit => "ACTIVATION_LIMIT",
+            Reason::TransferLimit => "TRANSFER_LIMIT",
+            Reason::CertificateRequired => "CERTIFICATE_REQUIRED",
+            Reason::VmNotAllowed => "VM_NOT_ALLOWED",
+            Reason::FloatingExhausted => "FLOATING_EXHAUSTED",
+            Reason::LeaseExpired => "LEASE_EXPIRED",
+            Reason::LeaseNotFound => "LEASE_NOT_FOUND",
+            Reason::BorrowNotAllowed => "BORROW_NOT_ALLOWED",
+            Reason::BorrowTooLong => "BORROW_TOO_LONG",
+            Reason::ConsumptionLimit => "CONSUMPTION_LIMIT",
+        }
+    }
+
+    /// Whether this reason allows.
+    ///
+    /// ```
+    /// assert!(entitle::Reason::Overage.allows());
+    /// assert!(!entitle::Reason::Expired.allows());
+    /// ```
+    pub const fn allows(self) -> bool {
+        matches!(
+            self,
+            Reason::Ok | Reason::InGrace | Reason::Overage | Reason::ExpiredKept
+        )
+    }
+
+    /// How good a reason is when several licenses answer the same question:
+    /// the engine keeps the best. Allowing beats denying; among denials the
+    /// one that tells the user most about what to do wins.
+    pub(crate) const fn rank(self) -> u8 {
+        match self {
+            Reason::Ok => 100,
+            Reason::Overage => 95,
+            Reason::InGrace => 90,
+            Reason::ExpiredKept => 85,
+            Reason::ClockTampered => 60,
+            Reason::NotActivated => 55,
+            Reason::MaintenanceExpired => 50,
+            Reason::NotYetValid => 45,
+            Reason::Expired => 40,
+            Reason::Suspended => 35,
+            Reason::Revoked => 30,
+            Reason::SeatLimit => 25,
+            _ => 10,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The answer to a check: allowed or not, why, and until when it holds.
+///
+/// Small and `Copy`, so the hot path returns it by value without allocating.
+///
+/// ```
+/// use entitle::{Decision, Reason};
+///
+/// let d = Decision::new(Reason::InGrace, None);
+/// assert!(d.allowed());
+/// assert_eq!(d.reason().code(), "IN_GRACE");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decision {
+    reason: Reason,
+    until: Option<Timestamp>,
+}
+
+impl Decision {
+    /// A decision for `reason` that holds until `until` (`None`: until
+    /// something changes other than time).
+    pub const fn new(reason: Reason, until: Option<Timestamp>) -> Self {
+        Decision { reason, until }
+    }
+
+    /// Whether the check is allowed.
+    #[inline]
+    pub const fn allowed(&self) -> bool {
+        self.reason.allows()
+    }
+
+    /// Why.
+    #[inline]
+    pub const fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The instant this decision stops holding by the passage of time alone
+    /// (a license expiring, grace ending, a license starting), if any.
+    #[inline]
+    pub const fn until(&self) -> Option<Timestamp> {
+        self.until
+    }
+}

@@ -1,0 +1,59 @@
+//! Shared fixtures: a vendor, licenses it signs, and engines on a manual clock.
+#![allow(dead_code)]
+
+use entitle::token::{sign, SigningKey, TokenType};
+use entitle::{Engine, EngineBuilder, ManualClock, Timestamp};
+use serde_json::{json, Value};
+
+pub const T0: &str = "2026-01-01T00:00:00Z";
+pub const DAY: i64 = 24 * 3600;
+
+pub fn t(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+pub struct Vendor {
+    pub key: SigningKey,
+}
+
+impl Vendor {
+    pub fn new() -> Self {
+        Vendor {
+            key: SigningKey::from_seed(&[42; 32]),
+        }
+    }
+
+    /// Signs a license document; `v`, `product` and `issued_at` are filled
+    /// in when missing.
+    pub fn license(&self, mut doc: Value) -> String {
+        let obj = doc.as_object_mut().unwrap();
+        obj.entry("v").or_insert(json!(1));
+        obj.entry("product").or_insert(json!("acme"));
+        obj.entry("issued_at").or_insert(json!(T0));
+        sign(&doc, &self.key, TokenType::License).unwrap()
+    }
+
+    pub fn revocations(&self, ids: &[&str], issued_at: &str) -> String {
+        sign(
+            &json!({"v": 1, "issued_at": issued_at, "ids": ids}),
+            &self.key,
+            TokenType::Revocations,
+        )
+        .unwrap()
+    }
+
+    pub fn builder(&self, clock: &ManualClock) -> EngineBuilder {
+        Engine::builder("acme")
+            .trust(self.key.public_key().clone())
+            .clock(clock.clone())
+            .background_refresh(false)
+    }
+
+    pub fn engine(&self, clock: &ManualClock) -> Engine {
+        self.builder(clock).build().unwrap()
+    }
+}
+
+pub fn clock_at(text: &str) -> ManualClock {
+    ManualClock::new(t(text))
+}
