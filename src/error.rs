@@ -104,6 +104,15 @@ pub enum Error {
         id: String,
     },
 
+    /// A machine certificate for another device.
+    #[error("this machine certificate is for device `{found}`, but this device is `{expected}`; send this device's own request (`entitle request`) to the vendor")]
+    FingerprintMismatch {
+        /// This device's fingerprint.
+        expected: String,
+        /// The certificate's fingerprint.
+        found: String,
+    },
+
     /// No user with this id.
     #[error("no user `{id}` on this install; `entitle license usage` lists the users")]
     UserNotFound {
@@ -182,6 +191,7 @@ impl Error {
             Error::LicenseReplayed { .. } => "LICENSE_REPLAYED",
             Error::LicenseNotFound { .. } => "LICENSE_NOT_FOUND",
             Error::UserNotFound { .. } => "USER_NOT_FOUND",
+            Error::FingerprintMismatch { .. } => "FINGERPRINT_MISMATCH",
             Error::Denied { reason, .. } => reason.code(),
             Error::StateCorrupt { .. } => "STATE_CORRUPT",
             Error::StateLocked { .. } => "STATE_LOCKED",

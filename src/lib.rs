@@ -6,6 +6,7 @@
 
 pub mod clock;
 mod decision;
+pub mod device;
 mod error;
 pub mod license;
 pub mod query;

@@ -257,7 +257,7 @@ fn a_rolled_back_clock_holds_time_dependent_rights_only() {
         .unwrap();
     clock.advance(30 * DAY);
     engine.refresh().unwrap(); // persists the latest time seen
-    clock.advance(-(30 * DAY) + 601 + 0);
+    clock.advance(-(30 * DAY) + 601);
     assert_eq!(
         engine.check_feature("timed").reason(),
         Reason::ClockTampered

@@ -39,6 +39,7 @@ pub struct EngineBuilder {
     store: Option<Box<dyn Store>>,
     release_date: Option<Timestamp>,
     fingerprint: Option<String>,
+    vm: bool,
     tolerance_secs: i64,
     background: bool,
 }
@@ -53,6 +54,7 @@ impl EngineBuilder {
             store: None,
             release_date: None,
             fingerprint: None,
+            vm: false,
             tolerance_secs: DEFAULT_ROLLBACK_TOLERANCE_SECS,
             background: true,
         }
@@ -94,6 +96,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Declares this device a virtual machine (licenses with `prevent_vm`
+    /// refuse to activate on it).
+    pub fn virtual_machine(mut self, vm: bool) -> Self {
+        self.vm = vm;
+        self
+    }
+
     /// How far behind the latest time seen the clock may be before it
     /// counts as tampered (default 10 minutes).
     pub fn rollback_tolerance_secs(mut self, secs: i64) -> Self {
@@ -122,6 +131,7 @@ impl EngineBuilder {
             tolerance_secs: self.tolerance_secs,
             device: DeviceContext {
                 fingerprint: self.fingerprint,
+                vm: self.vm,
                 ctx: Context {
                     release_date: self.release_date,
                 },
@@ -145,7 +155,11 @@ impl EngineBuilder {
                 clock: self.clock,
                 store,
                 config,
-                writer: Mutex::new(Writer { state, generation }),
+                writer: Mutex::new(Writer {
+                    state,
+                    generation,
+                    published: false,
+                }),
                 registry: RwLock::default(),
             }),
         };
@@ -229,6 +243,26 @@ pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) 
             user_type: user.user_type,
             added_at: user.added_at,
             last_active_at: user.last_active_at,
+        });
+    }
+    for (license_id, fingerprint, record) in persisted.activations {
+        state.apply(Change::PutActivation {
+            license_id,
+            fingerprint,
+            record,
+        });
+    }
+    for (license_id, n) in persisted.transfers {
+        state.apply(Change::Transfers(license_id, n));
+    }
+    for (id, lease) in persisted.leases {
+        state.apply(Change::PutLease(id, lease));
+    }
+    for (license_id, code, counter) in persisted.counters {
+        state.apply(Change::PutCounter {
+            license_id,
+            code,
+            counter,
         });
     }
     for (key, value) in persisted.meta {

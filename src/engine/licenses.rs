@@ -93,7 +93,7 @@ impl LicenseInfo {
 /// The clock's way out of a false alarm: a vendor token newer than every
 /// token seen lowers the guard to its `issued_at` (or now, if later). No old
 /// token can ever do it again, so the way out is not a way around.
-fn note_issued_at(plan: &Plan<'_>, issued_at: Timestamp, changes: &mut Vec<Change>) {
+pub(crate) fn note_issued_at(plan: &Plan<'_>, issued_at: Timestamp, changes: &mut Vec<Change>) {
     let issued_at = issued_at.unix();
     if issued_at > plan.state.max_issued_at {
         changes.push(Change::MaxIssuedAt(issued_at));
@@ -244,7 +244,12 @@ impl Engine {
             .licenses
             .iter()
             .map(|l| {
-                let view = l.view(self.inner.config.device.activated(l));
+                let view = l.view(
+                    self.inner
+                        .config
+                        .device
+                        .activation(l, &snapshot.device_activations),
+                );
                 LicenseInfo::of(l, validity::status(&view, now))
             })
             .collect()
@@ -261,7 +266,7 @@ impl Engine {
             .licenses
             .iter()
             .filter(|l| assigned_to(l, user))
-            .map(|l| l.view(device.activated(l)))
+            .map(|l| l.view(device.activation(l, &snapshot.device_activations)))
             .collect();
         let reason = feature_decision(&views, code, &device.ctx, now, tampered);
         Decision::new(reason, None)
@@ -279,7 +284,7 @@ impl Engine {
             .iter()
             .filter(|l| assigned_to(l, user))
             .filter_map(|l| {
-                let view = l.view(device.activated(l));
+                let view = l.view(device.activation(l, &snapshot.device_activations));
                 validity::license_reason(&view, &device.ctx, now, tampered)
                     .allows()
                     .then(|| LicenseInfo::of(l, validity::status(&view, now)))

@@ -5,7 +5,10 @@
 //! snapshot. Readers load the snapshot without locking or allocating.
 
 mod builder;
-mod licenses;
+mod consumption;
+mod devices;
+mod floating;
+pub(crate) mod licenses;
 pub(crate) mod snapshot;
 pub(crate) mod state;
 mod users;
@@ -76,6 +79,8 @@ impl ClockSource {
 struct Writer {
     state: State,
     generation: u64,
+    /// Whether a snapshot with feature tables has been published yet.
+    published: bool,
 }
 
 /// Settings fixed when the engine is built.
@@ -273,9 +278,16 @@ impl Engine {
         txn.write(&changes)?;
         let generation = txn.commit()?;
         let rebuild = reloaded
-            || changes
-                .iter()
-                .any(|c| matches!(c, Change::PutLicense(_) | Change::DeleteLicense(_)));
+            || !writer.published
+            || changes.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::PutLicense(_)
+                        | Change::DeleteLicense(_)
+                        | Change::PutActivation { .. }
+                        | Change::DeleteActivation { .. }
+                )
+            });
         for change in changes {
             writer.state.apply(change);
         }
@@ -298,11 +310,18 @@ impl Engine {
         } else {
             Arc::clone(&old.features)
         };
-        let licenses = if rebuild_features {
-            writer.state.licenses.values().cloned().collect()
+        let (licenses, device_activations) = if rebuild_features {
+            (
+                writer.state.licenses.values().cloned().collect(),
+                Arc::new(writer.state.device_activations(&inner.config.device)),
+            )
         } else {
-            Arc::clone(&old.licenses)
+            (
+                Arc::clone(&old.licenses),
+                Arc::clone(&old.device_activations),
+            )
         };
+        writer.published |= rebuild_features;
         let seats = SeatEntry::build(&mut writer.state, &inner.config.device, now);
         let snapshot = Snapshot {
             features,
@@ -312,6 +331,7 @@ impl Engine {
                 .latest_seen
                 .saturating_sub(inner.config.tolerance_secs),
             licenses,
+            device_activations,
         };
         inner.snapshot.store(Arc::new(snapshot));
     }
@@ -364,6 +384,20 @@ impl Engine {
                 let _ = Engine { inner }.refresh();
             });
     }
+}
+
+/// A random id with a prefix: 16 hex characters from the system's
+/// generator (or, should it fail, from the clock and a counter).
+pub(crate) fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = SystemClock.now().unix() as u64;
+        bytes = (t.rotate_left(20) ^ n).to_be_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
 }
 
 /// A handle on one feature, resolved once by [`Engine::feature`].

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
-use crate::engine::state::{DeviceContext, InstalledLicense, State};
+use crate::engine::state::{DeviceActivations, DeviceContext, InstalledLicense, State};
 use crate::license::Feature;
 use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
@@ -111,7 +111,7 @@ impl FeatureTable {
         for (code, granted_by) in grants {
             let mut breakpoints = Vec::new();
             for &(i, _) in &granted_by {
-                validity::breakpoints(views[i].license, &mut breakpoints);
+                validity::view_breakpoints(&views[i], &mut breakpoints);
             }
             let reason_at = |t: i64, tampered: bool| {
                 granted_by.iter().fold(Reason::NotLicensed, |acc, &(i, f)| {
@@ -181,7 +181,7 @@ impl SeatEntry {
             let views = state.views(device);
             let mut breakpoints = Vec::new();
             for view in &views {
-                validity::breakpoints(view.license, &mut breakpoints);
+                validity::view_breakpoints(view, &mut breakpoints);
             }
             (
                 seats::totals(&views, &device.ctx, now, false),
@@ -225,6 +225,8 @@ pub(crate) struct Snapshot {
     /// A hot-path clock reading below this is a tampered clock.
     pub(crate) tamper_below: i64,
     pub(crate) licenses: Arc<[Arc<InstalledLicense>]>,
+    /// The licenses this engine's device is activated for.
+    pub(crate) device_activations: Arc<DeviceActivations>,
 }
 
 impl Snapshot {
@@ -238,6 +240,7 @@ impl Snapshot {
             },
             tamper_below: i64::MIN,
             licenses: Arc::new([]),
+            device_activations: Arc::default(),
         }
     }
 }

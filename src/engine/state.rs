@@ -9,7 +9,8 @@ use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
 use crate::license::VerifiedLicense;
-use crate::policy::{Context, LicenseView};
+use crate::policy::consumption::Counter;
+use crate::policy::{Activation, Context, LicenseView};
 
 /// A license on this install.
 #[derive(Debug, Clone)]
@@ -24,11 +25,11 @@ pub struct InstalledLicense {
 
 impl InstalledLicense {
     /// The view the policies take of it.
-    pub fn view(&self, activated: bool) -> LicenseView<'_> {
+    pub fn view(&self, activation: Activation) -> LicenseView<'_> {
         LicenseView {
             license: self.verified.license(),
             revoked: self.revoked,
-            activated,
+            activation,
         }
     }
 }
@@ -42,6 +43,50 @@ pub struct UserRecord {
     pub added_at: i64,
     /// The latest activity.
     pub last_active_at: i64,
+}
+
+/// A device activated for a license.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationRecord {
+    /// When it was activated.
+    pub activated_at: i64,
+    /// A machine certificate's end, if it has one.
+    pub expires_at: Option<i64>,
+    /// Activated by a vendor-signed machine certificate.
+    pub certificate: bool,
+    /// The device's host name, as it reported it.
+    pub hostname: String,
+    /// The device declared or was detected as a virtual machine.
+    pub vm: bool,
+}
+
+impl ActivationRecord {
+    /// Whether it counts at `now` (a certificate's end stops it).
+    pub fn live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A floating lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The client holding it.
+    pub client: String,
+    /// The feature pool it draws from (`None`: the license-level pool).
+    pub feature: Option<String>,
+    /// When it was first taken.
+    pub created_at: i64,
+    /// When it lapses (a borrow extends it).
+    pub expires_at: i64,
+    /// Borrowed until this instant: no heartbeat needed until then.
+    pub borrowed_until: Option<i64>,
+}
+
+impl LeaseRecord {
+    /// Whether it still holds a seat at `now`.
+    pub fn live_at(&self, now: i64) -> bool {
+        now < self.expires_at
+    }
 }
 
 /// One durable step. Every mutation is a list of these, written in one
@@ -75,6 +120,37 @@ pub enum Change {
     DeleteUser(String),
     /// Sets a setting of the install (`product`, `keys`, ...).
     Meta(String, String),
+    /// Activates a device for a license.
+    PutActivation {
+        /// The license.
+        license_id: String,
+        /// The device.
+        fingerprint: String,
+        /// The activation.
+        record: ActivationRecord,
+    },
+    /// Deactivates a device.
+    DeleteActivation {
+        /// The license.
+        license_id: String,
+        /// The device.
+        fingerprint: String,
+    },
+    /// The number of transfers (deactivations) made for a license.
+    Transfers(String, u32),
+    /// Takes or renews a floating lease.
+    PutLease(String, LeaseRecord),
+    /// Frees a lease.
+    DeleteLease(String),
+    /// A consumption counter for (license, feature).
+    PutCounter {
+        /// The license charged.
+        license_id: String,
+        /// The feature.
+        code: String,
+        /// The new count.
+        counter: Counter,
+    },
 }
 
 /// Counts active users without scanning them: a multiset of last-activity
@@ -168,6 +244,14 @@ pub struct State {
     user_type_index: FxHashMap<Box<str>, u32>,
     /// Active-user counting.
     pub activity: ActivityIndex,
+    /// Device activations by (license id, fingerprint).
+    pub activations: BTreeMap<(String, String), ActivationRecord>,
+    /// Transfers made per license id.
+    pub transfers: FxHashMap<String, u32>,
+    /// Floating leases by id.
+    pub leases: BTreeMap<String, LeaseRecord>,
+    /// Consumption counters by (license id, feature code).
+    pub counters: BTreeMap<(String, String), Counter>,
 }
 
 impl State {
@@ -213,6 +297,35 @@ impl State {
             Change::Meta(key, value) => {
                 self.meta.insert(key, value);
             }
+            Change::PutActivation {
+                license_id,
+                fingerprint,
+                record,
+            } => {
+                self.activations.insert((license_id, fingerprint), record);
+            }
+            Change::DeleteActivation {
+                license_id,
+                fingerprint,
+            } => {
+                self.activations.remove(&(license_id, fingerprint));
+            }
+            Change::Transfers(license_id, n) => {
+                self.transfers.insert(license_id, n);
+            }
+            Change::PutLease(id, lease) => {
+                self.leases.insert(id, lease);
+            }
+            Change::DeleteLease(id) => {
+                self.leases.remove(&id);
+            }
+            Change::PutCounter {
+                license_id,
+                code,
+                counter,
+            } => {
+                self.counters.insert((license_id, code), counter);
+            }
         }
     }
 
@@ -228,12 +341,42 @@ impl State {
 
     /// The views of every installed license, for the policies.
     pub fn views(&self, device: &DeviceContext) -> Vec<LicenseView<'_>> {
+        let activations = self.device_activations(device);
         self.licenses
             .values()
-            .map(|l| l.view(device.activated(l)))
+            .map(|l| l.view(device.activation(l, &activations)))
             .collect()
     }
+
+    /// The licenses this engine's own device is activated for, with the
+    /// instant each activation ends (`i64::MAX`: never).
+    pub fn device_activations(&self, device: &DeviceContext) -> DeviceActivations {
+        let Some(fingerprint) = &device.fingerprint else {
+            return DeviceActivations::default();
+        };
+        self.activations
+            .iter()
+            .filter(|((_, f), _)| f == fingerprint)
+            .map(|((license, _), record)| (license.clone(), record.expires_at.unwrap_or(i64::MAX)))
+            .collect()
+    }
+
+    /// Devices activated for `license_id` at `now`.
+    pub fn devices_for<'a>(
+        &'a self,
+        license_id: &'a str,
+        now: i64,
+    ) -> impl Iterator<Item = (&'a str, &'a ActivationRecord)> + 'a {
+        self.activations
+            .range((license_id.to_owned(), String::new())..)
+            .take_while(move |((l, _), _)| l == license_id)
+            .filter(move |(_, r)| r.live_at(now))
+            .map(|((_, f), r)| (f.as_str(), r))
+    }
 }
+
+/// License id to the end of this device's activation for it.
+pub type DeviceActivations = BTreeMap<String, i64>;
 
 /// What the engine knows about the device it runs on, for node-locked
 /// licenses.
@@ -241,6 +384,8 @@ impl State {
 pub struct DeviceContext {
     /// This engine's device fingerprint, if it was given one.
     pub fingerprint: Option<String>,
+    /// Whether this device is a virtual machine.
+    pub vm: bool,
     /// Validity context (release date).
     pub ctx: Context,
 }
@@ -248,14 +393,20 @@ pub struct DeviceContext {
 impl DeviceContext {
     /// Whether the license's rights hold on this device. A license with
     /// `activations` is node-locked: on an engine that knows its own
-    /// fingerprint, it holds only once that device is activated.
-    pub fn activated(&self, license: &InstalledLicense) -> bool {
+    /// fingerprint, it holds only while that device is activated, so a
+    /// state directory copied to another machine carries no rights.
+    pub fn activation(
+        &self,
+        license: &InstalledLicense,
+        activations: &DeviceActivations,
+    ) -> Activation {
         if license.verified.activations.is_none() || self.fingerprint.is_none() {
-            return true;
+            return Activation::NotLocked;
         }
-        // Device activations arrive with the devices capability; until then
-        // a node-locked license holds nowhere that checks its fingerprint.
-        false
+        match activations.get(&license.verified.id) {
+            Some(until) => Activation::Until(*until),
+            None => Activation::Missing,
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! these functions what to do, applies the answer, persists it and
 //! publishes it; the property tests drive them against a reference model.
 
+pub mod activation;
+pub mod consumption;
+pub mod floating;
 pub mod seats;
 pub mod timeline;
 pub mod validity;
 
 pub use timeline::Timeline;
-pub use validity::{Context, LicenseStatus, LicenseView};
+pub use validity::{Activation, Context, LicenseStatus, LicenseView};

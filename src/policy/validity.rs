@@ -44,9 +44,30 @@ pub struct LicenseView<'a> {
     pub license: &'a License,
     /// Revoked by a revocation list.
     pub revoked: bool,
-    /// False when the license is node-locked and this device is not
-    /// activated for it.
-    pub activated: bool,
+    /// Whether this device is activated for it, for node-locked licenses.
+    pub activation: Activation,
+}
+
+/// Whether the device an engine runs on may use a node-locked license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The license is not node-locked here (no `activations`, or an
+    /// engine that does not know its own device).
+    NotLocked,
+    /// This device is not activated for the license.
+    Missing,
+    /// Activated until this instant (`i64::MAX`: for good).
+    Until(i64),
+}
+
+impl Activation {
+    fn holds_at(self, now: i64) -> bool {
+        match self {
+            Activation::NotLocked => true,
+            Activation::Missing => false,
+            Activation::Until(end) => now < end,
+        }
+    }
 }
 
 /// What the install itself contributes to validity.
@@ -86,6 +107,14 @@ pub fn depends_on_time(license: &License) -> bool {
     license.starts_at.is_some()
         || license.expires_at.is_some()
         || license.features.iter().any(|f| f.expires_at.is_some())
+}
+
+/// Every instant at which the reasons of a license on this device may change.
+pub fn view_breakpoints(view: &LicenseView<'_>, out: &mut Vec<i64>) {
+    breakpoints(view.license, out);
+    if let Activation::Until(end) = view.activation {
+        out.push(end);
+    }
 }
 
 /// Every instant at which the license's reasons may change.
@@ -131,7 +160,7 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
             OnExpiry::Deny => Reason::Expired,
         },
     };
-    if reason.allows() && !view.activated {
+    if reason.allows() && !view.activation.holds_at(now) {
         return Reason::NotActivated;
     }
     reason

@@ -15,7 +15,10 @@ use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::store::{Change, LicenseRow, Persisted, Store, Transaction, UserRow, FORMAT_VERSION};
+use crate::store::{
+    ActivationRecord, Change, Counter, LeaseRecord, LicenseRow, Persisted, Store, Transaction,
+    UserRow, FORMAT_VERSION,
+};
 
 /// The file holding the state, inside the state directory.
 pub const STATE_FILE: &str = "state.sqlite";
@@ -33,6 +36,17 @@ CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, at INTEGER NOT NULL)
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, user_type TEXT NOT NULL, added_at INTEGER NOT NULL,
     last_active_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS activations (
+    license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, activated_at INTEGER NOT NULL,
+    expires_at INTEGER, certificate INTEGER NOT NULL, hostname TEXT NOT NULL,
+    vm INTEGER NOT NULL, PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfers (license_id TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY, client TEXT NOT NULL, feature TEXT, created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, borrowed_until INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    license_id TEXT NOT NULL, code TEXT NOT NULL, period_start INTEGER NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (license_id, code)) WITHOUT ROWID;
 ";
 
 /// A crash-safe store in a directory, shareable by several processes.
@@ -269,6 +283,58 @@ fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
     })? {
         state.users.push(row?);
     }
+    let mut stmt = conn.prepare(
+        "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm FROM activations",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            ActivationRecord {
+                activated_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                certificate: r.get::<_, i64>(4)? != 0,
+                hostname: r.get(5)?,
+                vm: r.get::<_, i64>(6)? != 0,
+            },
+        ))
+    })? {
+        state.activations.push(row?);
+    }
+    let mut stmt = conn.prepare("SELECT license_id, count FROM transfers")?;
+    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        state.transfers.push(row?);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, client, feature, created_at, expires_at, borrowed_until FROM leases",
+    )?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            LeaseRecord {
+                client: r.get(1)?,
+                feature: r.get(2)?,
+                created_at: r.get(3)?,
+                expires_at: r.get(4)?,
+                borrowed_until: r.get(5)?,
+            },
+        ))
+    })? {
+        state.leases.push(row?);
+    }
+    let mut stmt = conn.prepare("SELECT license_id, code, period_start, used FROM counters")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            Counter {
+                period_start: r.get(2)?,
+                used: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            },
+        ))
+    })? {
+        state.counters.push(row?);
+    }
     Ok(state)
 }
 
@@ -381,6 +447,67 @@ impl FileTransaction<'_> {
             Change::DeleteUser(id) => conn
                 .prepare_cached("DELETE FROM users WHERE id = ?1")?
                 .execute(params![id])
+                .map(drop),
+            Change::PutActivation {
+                license_id,
+                fingerprint,
+                record,
+            } => conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    license_id,
+                    fingerprint,
+                    record.activated_at,
+                    record.expires_at,
+                    record.certificate as i64,
+                    record.hostname,
+                    record.vm as i64
+                ])
+                .map(drop),
+            Change::DeleteActivation {
+                license_id,
+                fingerprint,
+            } => conn
+                .prepare_cached("DELETE FROM activations WHERE license_id = ?1 AND fingerprint = ?2")?
+                .execute(params![license_id, fingerprint])
+                .map(drop),
+            Change::Transfers(license_id, n) => conn
+                .prepare_cached("INSERT OR REPLACE INTO transfers (license_id, count) VALUES (?1, ?2)")?
+                .execute(params![license_id, n])
+                .map(drop),
+            Change::PutLease(id, lease) => conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO leases (id, client, feature, created_at, expires_at, borrowed_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    id,
+                    lease.client,
+                    lease.feature,
+                    lease.created_at,
+                    lease.expires_at,
+                    lease.borrowed_until
+                ])
+                .map(drop),
+            Change::DeleteLease(id) => conn
+                .prepare_cached("DELETE FROM leases WHERE id = ?1")?
+                .execute(params![id])
+                .map(drop),
+            Change::PutCounter {
+                license_id,
+                code,
+                counter,
+            } => conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO counters (license_id, code, period_start, used) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    license_id,
+                    code,
+                    counter.period_start,
+                    i64::try_from(counter.used).unwrap_or(i64::MAX)
+                ])
                 .map(drop),
         }
     }

@@ -7,7 +7,8 @@
 mod file;
 mod memory;
 
-pub use crate::engine::state::Change;
+pub use crate::engine::state::{ActivationRecord, Change, LeaseRecord};
+pub use crate::policy::consumption::Counter;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
@@ -60,6 +61,14 @@ pub struct Persisted {
     pub tombstones: Vec<(String, i64)>,
     /// Users.
     pub users: Vec<UserRow>,
+    /// Device activations: (license id, fingerprint, record).
+    pub activations: Vec<(String, String, ActivationRecord)>,
+    /// Transfers made per license id.
+    pub transfers: Vec<(String, u32)>,
+    /// Floating leases by id.
+    pub leases: Vec<(String, LeaseRecord)>,
+    /// Consumption counters: (license id, feature code, counter).
+    pub counters: Vec<(String, String, Counter)>,
 }
 
 /// Where the engine's state lives.

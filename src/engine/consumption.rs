@@ -1,0 +1,173 @@
+//! Metered features.
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::decision::Reason;
+use crate::engine::state::Change;
+use crate::engine::{Engine, Plan};
+use crate::error::{Error, Result};
+use crate::license::Consumption;
+use crate::policy::consumption::{self, Counter};
+use crate::policy::validity::{feature_decision, feature_reason, grants_new};
+
+/// The outcome of a recorded consumption, or the usage of a metered
+/// feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consumed {
+    /// The feature.
+    pub feature: String,
+    /// Always true for a recorded consumption.
+    pub allowed: bool,
+    /// `OK`, or `OVERAGE` when beyond `max`.
+    pub reason: &'static str,
+    /// Units used in the current period by the license charged.
+    pub used: u64,
+    /// Its `max` (`None`: unlimited).
+    pub max: Option<u64>,
+    /// Whether `used` is beyond `max`.
+    pub overage: bool,
+    /// When the current period ends (`None`: it never resets).
+    pub period_ends_at: Option<Timestamp>,
+    /// The license charged.
+    pub license_id: String,
+}
+
+/// The licenses that may be charged for `code`, first to expire first,
+/// with their quota and their use in the current period.
+fn candidates(plan: &Plan<'_>, code: &str) -> Vec<(String, Consumption, u64)> {
+    let ctx = &plan.config.device.ctx;
+    let activations = plan.state.device_activations(&plan.config.device);
+    let mut found: Vec<(Option<i64>, String, Consumption, u64)> = Vec::new();
+    for installed in plan.state.licenses.values() {
+        let view = installed.view(plan.config.device.activation(installed, &activations));
+        let Some(feature) = view.license.feature(code) else {
+            continue;
+        };
+        if !grants_new(&view, ctx, plan.now, plan.tampered)
+            || !feature_reason(&view, feature, ctx, plan.now, plan.tampered).allows()
+        {
+            continue;
+        }
+        let quota = feature.consumption.unwrap_or(Consumption {
+            max: None,
+            overage: None,
+            reset: None,
+        });
+        let id = installed.verified.id.clone();
+        let used = plan
+            .state
+            .counters
+            .get(&(id.clone(), code.to_owned()))
+            .map_or(0, |c| c.used_at(quota.reset, plan.now));
+        let expires = installed.verified.expires_at.map(Timestamp::unix);
+        found.push((expires, id, quota, used));
+    }
+    // First to expire first; a license that never expires last.
+    found.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
+    found
+        .into_iter()
+        .map(|(_, id, q, used)| (id, q, used))
+        .collect()
+}
+
+fn report(code: &str, license_id: String, quota: &Consumption, used: u64, now: i64) -> Consumed {
+    let (_, end) = consumption::period(quota.reset, now);
+    let overage = quota.max.is_some_and(|max| used > max);
+    Consumed {
+        feature: code.to_owned(),
+        allowed: true,
+        reason: if overage {
+            Reason::Overage.code()
+        } else {
+            Reason::Ok.code()
+        },
+        used,
+        max: quota.max,
+        overage,
+        period_ends_at: (end != i64::MAX).then(|| Timestamp::from_unix(end)),
+        license_id,
+    }
+}
+
+impl Engine {
+    /// Records `amount` units of a metered feature, all or nothing: either
+    /// the whole amount is charged (to the granting license that expires
+    /// first and can take it) or nothing is (`CONSUMPTION_LIMIT`).
+    pub fn consume(&self, code: &str, amount: u64) -> Result<Consumed> {
+        if amount == 0 {
+            return Err(Error::InvalidArgument("consume at least one unit".into()));
+        }
+        self.mutate(|plan| {
+            let found = candidates(plan, code);
+            if found.is_empty() {
+                let views = plan.state.views(&plan.config.device);
+                let reason = feature_decision(&views, code, &plan.config.device.ctx, plan.now, plan.tampered);
+                let reason = if reason.allows() { Reason::Expired } else { reason };
+                return Err(Error::denied(
+                    reason,
+                    format!("no license in force lets `{code}` be consumed ({})", reason.code()),
+                ));
+            }
+            let quotas: Vec<(Consumption, u64)> = found.iter().map(|(_, q, u)| (*q, *u)).collect();
+            let Some((i, _)) = consumption::choose(&quotas, amount) else {
+                let (id, quota, used) = &found[0];
+                let (_, end) = consumption::period(quota.reset, plan.now);
+                let retry_at = (end != i64::MAX).then(|| Timestamp::from_unix(end));
+                return Err(Error::Denied {
+                    reason: Reason::ConsumptionLimit,
+                    message: format!(
+                        "`{code}` has {used} of {} units used (license `{id}`, overage {}); {amount} more do not fit{}",
+                        quota.max.map_or("unlimited".to_owned(), |m| m.to_string()),
+                        quota.overage.unwrap_or(0),
+                        retry_at.map_or(String::new(), |t| format!("; the count resets at {t}")),
+                    ),
+                    retry_at,
+                });
+            };
+            let (id, quota, used) = &found[i];
+            let used = used.saturating_add(amount);
+            let counter = Counter {
+                period_start: consumption::period(quota.reset, plan.now).0,
+                used,
+            };
+            let out = report(code, id.clone(), quota, used, plan.now);
+            Ok((
+                vec![Change::PutCounter {
+                    license_id: id.clone(),
+                    code: code.to_owned(),
+                    counter,
+                }],
+                out,
+            ))
+        })
+    }
+
+    /// The current use of a metered feature, per license that can be
+    /// charged for it, first to be charged first.
+    pub fn consumption(&self, code: &str) -> Vec<Consumed> {
+        let now = self.now().unix();
+        let mut writer = self.inner.writer.lock();
+        let state = &mut writer.state;
+        let tampered = now
+            < state
+                .latest_seen
+                .saturating_sub(self.inner.config.tolerance_secs);
+        let views = state.views(&self.inner.config.device);
+        let seats =
+            crate::policy::seats::totals(&views, &self.inner.config.device.ctx, now, tampered);
+        drop(views);
+        let plan = Plan {
+            state,
+            now,
+            tampered,
+            config: &self.inner.config,
+            active_users: 0,
+            seats,
+        };
+        candidates(&plan, code)
+            .into_iter()
+            .map(|(id, quota, used)| report(code, id, &quota, used, now))
+            .collect()
+    }
+}

@@ -1,0 +1,314 @@
+//! Node-locked activations, transfers, and offline machine certificates.
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::decision::Reason;
+use crate::device::Device;
+use crate::engine::state::{ActivationRecord, Change, InstalledLicense};
+use crate::engine::{Engine, Plan};
+use crate::error::{Error, Result};
+use crate::license::{CountedBy, MachineCertificate};
+use crate::policy::activation::{self, Request};
+use crate::policy::validity::{best, license_reason, Activation};
+use crate::token::{self, TokenType};
+
+/// One device activated for one license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivationInfo {
+    /// The license.
+    pub license_id: String,
+    /// The device.
+    pub fingerprint: String,
+    /// Its host name.
+    pub hostname: String,
+    /// When it was activated.
+    pub activated_at: Timestamp,
+    /// When a certificate's activation ends.
+    pub expires_at: Option<Timestamp>,
+    /// Activated by a vendor-signed machine certificate.
+    pub certificate: bool,
+    /// A virtual machine.
+    pub vm: bool,
+}
+
+/// An offline activation request, as a person carries it to the vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ActivationRequest {
+    /// Schema version: 1.
+    pub v: u32,
+    /// The license to activate.
+    pub license_id: String,
+    /// This device.
+    pub fingerprint: String,
+    /// Its host name.
+    pub hostname: String,
+    /// A random value, so two requests never look alike.
+    pub nonce: String,
+    /// When the request was made.
+    pub created_at: Timestamp,
+}
+
+fn unlocked(installed: &InstalledLicense) -> crate::policy::LicenseView<'_> {
+    installed.view(Activation::NotLocked)
+}
+
+fn denied_activation(reason: Reason, license: &str, plan: &Plan<'_>) -> Error {
+    let message = match reason {
+        Reason::ActivationLimit => {
+            let max = plan.state.licenses[license]
+                .verified
+                .activations
+                .and_then(|a| a.max)
+                .unwrap_or(0);
+            format!("license `{license}` is already activated on its {max} allowed devices; deactivate one first (`entitle deactivate --fingerprint F`)")
+        }
+        Reason::VmNotAllowed => format!("license `{license}` may not be activated on a virtual machine"),
+        Reason::CertificateRequired => format!("license `{license}` is activated only by the vendor: run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return"),
+        Reason::TransferLimit => format!("license `{license}` has no transfers left: the device cannot be deactivated; ask the vendor"),
+        other => format!("license `{license}` cannot activate a device now ({})", other.code()),
+    };
+    Error::denied(reason, message)
+}
+
+impl Engine {
+    /// Activates `device` for every node-locked license in force that this
+    /// install counts. Idempotent per fingerprint. Returns the license ids.
+    ///
+    /// Refused with `ACTIVATION_LIMIT`, `VM_NOT_ALLOWED`,
+    /// `CERTIFICATE_REQUIRED` (only the vendor activates), or why no
+    /// license can (`NOT_LICENSED`, `EXPIRED`, ...). All or nothing.
+    pub fn activate(&self, device: &Device) -> Result<Vec<String>> {
+        if device.fingerprint.is_empty() || device.fingerprint.len() > 256 {
+            return Err(Error::InvalidArgument(
+                "a device fingerprint is 1 to 256 characters".into(),
+            ));
+        }
+        self.mutate(|plan| {
+            let ctx = &plan.config.device.ctx;
+            let request = Request {
+                vm: device.vm,
+                certificate: false,
+            };
+            let mut changes = Vec::new();
+            let mut ids = Vec::new();
+            let mut reason = Reason::NotLicensed;
+            let mut vendor_only = false;
+            for installed in plan.state.licenses.values() {
+                let Some(rules) = installed.verified.activations else {
+                    continue;
+                };
+                let id = &installed.verified.id;
+                let view = unlocked(installed);
+                let in_force = license_reason(&view, ctx, plan.now, plan.tampered);
+                if !matches!(in_force, Reason::Ok | Reason::InGrace) {
+                    reason = best(reason, if in_force.allows() { Reason::Expired } else { in_force });
+                    continue;
+                }
+                if rules.counted_by == CountedBy::Vendor {
+                    vendor_only = true;
+                    continue;
+                }
+                let already = plan
+                    .state
+                    .devices_for(id, plan.now)
+                    .any(|(f, _)| f == device.fingerprint);
+                if !already {
+                    let devices = plan.state.devices_for(id, plan.now).count() as u64;
+                    activation::activate(&view, ctx, plan.now, plan.tampered, request, devices)
+                        .map_err(|r| denied_activation(r, id, plan))?;
+                    changes.push(Change::PutActivation {
+                        license_id: id.clone(),
+                        fingerprint: device.fingerprint.clone(),
+                        record: ActivationRecord {
+                            activated_at: plan.now,
+                            expires_at: None,
+                            certificate: false,
+                            hostname: device.hostname.clone(),
+                            vm: device.vm,
+                        },
+                    });
+                }
+                ids.push(id.clone());
+            }
+            if ids.is_empty() {
+                if vendor_only {
+                    return Err(Error::denied(
+                        Reason::CertificateRequired,
+                        "the node-locked license here is activated only by the vendor: run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return",
+                    ));
+                }
+                return Err(Error::denied(
+                    reason,
+                    format!(
+                        "no node-locked license in force can activate this device ({}); add a license with `activations`",
+                        reason.code()
+                    ),
+                ));
+            }
+            Ok((changes, ids))
+        })
+    }
+
+    /// Deactivates a device everywhere it is activated, counting one
+    /// transfer per license (`TRANSFER_LIMIT` when none are left).
+    pub fn deactivate(&self, fingerprint: &str) -> Result<Vec<String>> {
+        self.mutate(|plan| {
+            let mut changes = Vec::new();
+            let mut ids = Vec::new();
+            for ((license_id, f), _) in plan.state.activations.iter() {
+                if f != fingerprint {
+                    continue;
+                }
+                let used = plan.state.transfers.get(license_id).copied().unwrap_or(0);
+                if let Some(rules) = plan
+                    .state
+                    .licenses
+                    .get(license_id)
+                    .and_then(|l| l.verified.activations)
+                {
+                    activation::deactivate(&rules, used)
+                        .map_err(|r| denied_activation(r, license_id, plan))?;
+                }
+                changes.push(Change::DeleteActivation {
+                    license_id: license_id.clone(),
+                    fingerprint: f.clone(),
+                });
+                changes.push(Change::Transfers(license_id.clone(), used.saturating_add(1)));
+                ids.push(license_id.clone());
+            }
+            if ids.is_empty() {
+                return Err(Error::denied(
+                    Reason::NotActivated,
+                    format!("device `{fingerprint}` is not activated here; `entitle activation list` shows the devices"),
+                ));
+            }
+            Ok((changes, ids))
+        })
+    }
+
+    /// Every activation, live or lapsed.
+    pub fn activations(&self) -> Vec<ActivationInfo> {
+        let writer = self.inner.writer.lock();
+        writer
+            .state
+            .activations
+            .iter()
+            .map(|((license_id, fingerprint), r)| ActivationInfo {
+                license_id: license_id.clone(),
+                fingerprint: fingerprint.clone(),
+                hostname: r.hostname.clone(),
+                activated_at: Timestamp::from_unix(r.activated_at),
+                expires_at: r.expires_at.map(Timestamp::from_unix),
+                certificate: r.certificate,
+                vm: r.vm,
+            })
+            .collect()
+    }
+
+    /// This device's offline activation request for `license_id` (or the
+    /// only node-locked license installed).
+    pub fn activation_request(&self, license_id: Option<&str>) -> Result<ActivationRequest> {
+        let fingerprint = self.inner.config.device.fingerprint.clone().ok_or_else(|| {
+            Error::InvalidArgument(
+                "this engine was built without a device fingerprint; give it one (EngineBuilder::fingerprint, or `entitle init --fingerprint`)".into(),
+            )
+        })?;
+        let license_id = match license_id {
+            Some(id) => id.to_owned(),
+            None => {
+                let snapshot = self.inner.snapshot.load();
+                let locked: Vec<_> = snapshot
+                    .licenses
+                    .iter()
+                    .filter(|l| l.verified.activations.is_some())
+                    .map(|l| l.verified.id.clone())
+                    .collect();
+                match locked.as_slice() {
+                    [only] => only.clone(),
+                    [] => return Err(Error::InvalidArgument("no node-locked license is installed: add the license first (`entitle license add FILE`)".into())),
+                    _ => return Err(Error::InvalidArgument(format!("several node-locked licenses are installed ({}); name one", locked.join(", ")))),
+                }
+            }
+        };
+        Ok(ActivationRequest {
+            v: 1,
+            license_id,
+            fingerprint,
+            hostname: crate::device::hostname(),
+            nonce: crate::engine::random_id(""),
+            created_at: self.now(),
+        })
+    }
+
+    /// Applies a vendor-signed machine certificate: this device counts as
+    /// activated for its license, offline, until its `expires_at`.
+    pub fn apply_certificate(&self, text: &str) -> Result<MachineCertificate> {
+        let verified = token::verify(text, &self.inner.config.keyring, TokenType::Machine)?;
+        let cert =
+            MachineCertificate::from_json(&serde_json::Value::Object(verified.payload().clone()))?;
+        self.record_certificate(&cert)?;
+        Ok(cert)
+    }
+
+    pub(crate) fn record_certificate(&self, cert: &MachineCertificate) -> Result<()> {
+        if let Some(own) = &self.inner.config.device.fingerprint {
+            if *own != cert.fingerprint {
+                return Err(Error::FingerprintMismatch {
+                    expected: own.clone(),
+                    found: cert.fingerprint.clone(),
+                });
+            }
+        }
+        self.mutate(|plan| {
+            let installed = plan.state.licenses.get(&cert.license_id).ok_or_else(|| {
+                Error::LicenseNotFound {
+                    id: cert.license_id.clone(),
+                }
+            })?;
+            if cert.expires_at.is_some_and(|end| end.unix() <= plan.now) {
+                return Err(Error::denied(
+                    Reason::Expired,
+                    format!(
+                        "this machine certificate expired at {}; ask the vendor for a new one",
+                        cert.expires_at.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut changes = Vec::new();
+            crate::engine::licenses::note_issued_at(plan, cert.issued_at, &mut changes);
+            let already = plan
+                .state
+                .devices_for(&cert.license_id, plan.now)
+                .any(|(f, _)| f == cert.fingerprint);
+            if !already {
+                let devices = plan.state.devices_for(&cert.license_id, plan.now).count() as u64;
+                let request = Request {
+                    vm: plan.config.device.vm,
+                    certificate: true,
+                };
+                activation::activate(
+                    &unlocked(installed),
+                    &plan.config.device.ctx,
+                    plan.now,
+                    plan.tampered,
+                    request,
+                    devices,
+                )
+                .map_err(|r| denied_activation(r, &cert.license_id, plan))?;
+            }
+            changes.push(Change::PutActivation {
+                license_id: cert.license_id.clone(),
+                fingerprint: cert.fingerprint.clone(),
+                record: ActivationRecord {
+                    activated_at: plan.now,
+                    expires_at: cert.expires_at.map(Timestamp::unix),
+                    certificate: true,
+                    hostname: crate::device::hostname(),
+                    vm: plan.config.device.vm,
+                },
+            });
+            Ok((changes, ()))
+        })
+    }
+}

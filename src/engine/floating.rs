@@ -1,0 +1,263 @@
+//! Floating seats: leases, heartbeats, borrowing.
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::decision::Reason;
+use crate::engine::state::{Change, LeaseRecord};
+use crate::engine::{random_id, Engine, Plan};
+use crate::error::{Error, Result};
+use crate::license::License;
+use crate::policy::floating::{self, Pool};
+use crate::policy::validity::Activation;
+
+/// A floating lease: a seat held by one client until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The lease id (for heartbeat, checkin, borrow).
+    pub id: String,
+    /// The client holding it.
+    pub client: String,
+    /// The feature pool it draws from (`None`: the license-level pool).
+    pub feature: Option<String>,
+    /// When it lapses unless renewed (or the borrow ends).
+    pub expires_at: Timestamp,
+    /// Borrowed until then: no heartbeat needed.
+    pub borrowed_until: Option<Timestamp>,
+}
+
+impl Lease {
+    fn of(id: &str, record: &LeaseRecord) -> Lease {
+        Lease {
+            id: id.to_owned(),
+            client: record.client.clone(),
+            feature: record.feature.clone(),
+            expires_at: Timestamp::from_unix(record.expires_at),
+            borrowed_until: record.borrowed_until.map(Timestamp::from_unix),
+        }
+    }
+}
+
+/// The pool a client draws from in a plan.
+fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool> {
+    let state = plan.state;
+    let views: Vec<_> = state
+        .licenses
+        .values()
+        .map(|l| l.view(Activation::NotLocked))
+        .collect();
+    let is_activated = |license: &License| {
+        state
+            .activations
+            .get(&(license.id.clone(), client.to_owned()))
+            .is_some_and(|r| r.live_at(plan.now))
+    };
+    floating::pool(
+        &views,
+        feature,
+        is_activated,
+        &plan.config.device.ctx,
+        plan.now,
+        plan.tampered,
+    )
+    .map_err(|reason| {
+        let what = feature.map_or("floating seats".to_owned(), |f| {
+            format!("floating seats for `{f}`")
+        });
+        let message = match reason {
+            Reason::NotActivated => format!(
+                "client `{client}` must be an activated device to take {what}: activate it first"
+            ),
+            other => format!("no license in force offers {what} ({})", other.code()),
+        };
+        Error::denied(reason, message)
+    })
+}
+
+/// Leases past their end: reclaimed lazily by any floating operation.
+/// Reclaiming on demand keeps the engine free of background threads, so it
+/// embeds anywhere (plugin hosts, CLIs).
+fn reclaim(plan: &Plan<'_>) -> Vec<Change> {
+    plan.state
+        .leases
+        .iter()
+        .filter(|(_, l)| !l.live_at(plan.now))
+        .map(|(id, _)| Change::DeleteLease(id.clone()))
+        .collect()
+}
+
+fn live_lease<'a>(plan: &'a Plan<'_>, id: &str) -> Result<&'a LeaseRecord> {
+    let lease = plan.state.leases.get(id).ok_or_else(|| {
+        Error::denied(
+            Reason::LeaseNotFound,
+            format!("no lease `{id}`; `entitle lease list` shows the live leases"),
+        )
+    })?;
+    if !lease.live_at(plan.now) {
+        return Err(Error::denied(
+            Reason::LeaseExpired,
+            format!(
+                "lease `{id}` ended at {}; check out a new one",
+                Timestamp::from_unix(lease.expires_at)
+            ),
+        ));
+    }
+    Ok(lease)
+}
+
+impl Engine {
+    /// Takes a floating seat for `client` from the pool of `feature` (or the
+    /// license-level pool). The same client checking out again renews its
+    /// lease. `FLOATING_EXHAUSTED` when no seat is free, with the instant
+    /// the next lease ends as `retry_at`.
+    pub fn checkout(&self, client: &str, feature: Option<&str>) -> Result<Lease> {
+        if client.is_empty() || client.len() > 256 {
+            return Err(Error::InvalidArgument(
+                "a client id is 1 to 256 characters".into(),
+            ));
+        }
+        let new_id = random_id("lease_");
+        self.mutate(|plan| {
+            let pool = pool_for(plan, client, feature)?;
+            let mut changes = reclaim(plan);
+            let same_pool =
+                |l: &LeaseRecord| l.feature.as_deref() == feature && l.live_at(plan.now);
+            let own = plan
+                .state
+                .leases
+                .iter()
+                .find(|(_, l)| same_pool(l) && l.client == client);
+            let in_use = plan.state.leases.values().filter(|l| same_pool(l)).count() as u64;
+            if let Err(reason) = floating::checkout(&pool, in_use, own.is_some()) {
+                let next_free = plan
+                    .state
+                    .leases
+                    .values()
+                    .filter(|l| same_pool(l))
+                    .map(|l| l.expires_at)
+                    .min()
+                    .map(Timestamp::from_unix);
+                return Err(Error::Denied {
+                    reason,
+                    message: format!(
+                        "all {} floating seats are in use; the next one frees at {}",
+                        pool.seats,
+                        next_free.map_or("an unknown time".to_owned(), |t| t.to_string())
+                    ),
+                    retry_at: next_free,
+                });
+            }
+            let (id, record) = match own {
+                Some((id, l)) => (
+                    id.clone(),
+                    LeaseRecord {
+                        expires_at: l.expires_at.max(plan.now.saturating_add(pool.lease_secs)),
+                        ..l.clone()
+                    },
+                ),
+                None => (
+                    new_id,
+                    LeaseRecord {
+                        client: client.to_owned(),
+                        feature: feature.map(str::to_owned),
+                        created_at: plan.now,
+                        expires_at: plan.now.saturating_add(pool.lease_secs),
+                        borrowed_until: None,
+                    },
+                ),
+            };
+            let lease = Lease::of(&id, &record);
+            changes.push(Change::PutLease(id, record));
+            Ok((changes, lease))
+        })
+    }
+
+    /// Renews a lease. `LEASE_EXPIRED` if it lapsed (its seat may be
+    /// someone else's now), `LEASE_NOT_FOUND` if there is no such lease.
+    pub fn heartbeat(&self, lease_id: &str) -> Result<Lease> {
+        self.mutate(|plan| {
+            let lease = match live_lease(plan, lease_id) {
+                Ok(lease) => lease,
+                Err(e) => {
+                    return Err(e);
+                }
+            };
+            let pool = pool_for(plan, &lease.client, lease.feature.as_deref())?;
+            let record = LeaseRecord {
+                expires_at: lease
+                    .expires_at
+                    .max(plan.now.saturating_add(pool.lease_secs)),
+                ..lease.clone()
+            };
+            let out = Lease::of(lease_id, &record);
+            let mut changes = reclaim(plan);
+            changes.push(Change::PutLease(lease_id.to_owned(), record));
+            Ok((changes, out))
+        })
+    }
+
+    /// Frees a lease's seat.
+    pub fn checkin(&self, lease_id: &str) -> Result<()> {
+        self.mutate(|plan| {
+            if !plan.state.leases.contains_key(lease_id) {
+                return Err(Error::denied(
+                    Reason::LeaseNotFound,
+                    format!("no lease `{lease_id}`"),
+                ));
+            }
+            let mut changes = reclaim(plan);
+            changes.push(Change::DeleteLease(lease_id.to_owned()));
+            Ok((changes, ()))
+        })
+    }
+
+    /// Borrows a leased seat for `secs` seconds: it stays taken without
+    /// heartbeats until then (for a laptop going on a trip).
+    /// `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per the license.
+    pub fn borrow(&self, lease_id: &str, secs: i64) -> Result<Lease> {
+        if secs <= 0 {
+            return Err(Error::InvalidArgument(
+                "a borrow lasts at least one second".into(),
+            ));
+        }
+        self.mutate(|plan| {
+            let lease = live_lease(plan, lease_id)?;
+            let pool = pool_for(plan, &lease.client, lease.feature.as_deref())?;
+            floating::borrow(&pool, secs).map_err(|reason| {
+                let message = match (reason, pool.borrow_max_secs) {
+                    (Reason::BorrowTooLong, Some(max)) => format!(
+                        "a borrow lasts at most {max} seconds under these licenses; ask for less"
+                    ),
+                    _ => "the licenses of this pool do not allow borrowing".to_owned(),
+                };
+                Error::denied(reason, message)
+            })?;
+            let until = plan.now.saturating_add(secs);
+            let record = LeaseRecord {
+                expires_at: until,
+                borrowed_until: Some(until),
+                ..lease.clone()
+            };
+            let out = Lease::of(lease_id, &record);
+            Ok((vec![Change::PutLease(lease_id.to_owned(), record)], out))
+        })
+    }
+
+    /// Ends a borrow early, freeing the seat.
+    pub fn return_borrow(&self, lease_id: &str) -> Result<()> {
+        self.checkin(lease_id)
+    }
+
+    /// The live leases.
+    pub fn leases(&self) -> Vec<Lease> {
+        let now = self.now().unix();
+        let writer = self.inner.writer.lock();
+        writer
+            .state
+            .leases
+            .iter()
+            .filter(|(_, l)| l.live_at(now))
+            .map(|(id, l)| Lease::of(id, l))
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! Metered features: calendar periods and the all-or-nothing charge.
+
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+
+use crate::decision::Reason;
+use crate::license::{Consumption, Reset};
+
+const DAY: i64 = 24 * 3600;
+
+/// The period containing `now`, as `[start, end)` in Unix seconds. Without
+/// a reset the period is all of time.
+///
+/// ```
+/// use entitle::license::Reset;
+/// use entitle::policy::consumption::period;
+/// use entitle::Timestamp;
+/// let now = Timestamp::parse("2026-03-04T15:00:00Z").unwrap().unix(); // a Wednesday
+/// let (start, end) = period(Some(Reset::Weekly), now);
+/// assert_eq!(Timestamp::from_unix(start).to_string(), "2026-03-02T00:00:00Z");
+/// assert_eq!(Timestamp::from_unix(end).to_string(), "2026-03-09T00:00:00Z");
+/// ```
+pub fn period(reset: Option<Reset>, now: i64) -> (i64, i64) {
+    let Some(reset) = reset else {
+        return (i64::MIN, i64::MAX);
+    };
+    let day_start = now.div_euclid(DAY) * DAY;
+    match reset {
+        Reset::Daily => (day_start, day_start + DAY),
+        Reset::Weekly => {
+            // 1970-01-01 was a Thursday: weekday 3 counting from Monday.
+            let weekday = (now.div_euclid(DAY) + 3).rem_euclid(7);
+            let start = day_start - weekday * DAY;
+            (start, start + 7 * DAY)
+        }
+        Reset::Monthly | Reset::Annually => {
+            let Some(date) = Utc.timestamp_opt(now, 0).single().map(|t| t.date_naive()) else {
+                return (i64::MIN, i64::MAX);
+            };
+            let (start, end) = if reset == Reset::Monthly {
+                let start = NaiveDate::from_ymd_opt(date.year(), date.month(), 1);
+                let end = if date.month() == 12 {
+                    NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+                } else {
+                    NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+                };
+                (start, end)
+            } else {
+                (
+                    NaiveDate::from_ymd_opt(date.year(), 1, 1),
+                    NaiveDate::from_ymd_opt(date.year() + 1, 1, 1),
+                )
+            };
+            let secs = |d: Option<NaiveDate>| {
+                d.and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc().timestamp())
+            };
+            (
+                secs(start).unwrap_or(i64::MIN),
+                secs(end).unwrap_or(i64::MAX),
+            )
+        }
+    }
+}
+
+/// A counter as stored: units used in the period that starts at
+/// `period_start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    /// Start of the period the count belongs to.
+    pub period_start: i64,
+    /// Units used in it.
+    pub used: u64,
+}
+
+impl Counter {
+    /// Units used in the period containing `now` (a count from an earlier
+    /// period has reset).
+    pub fn used_at(&self, reset: Option<Reset>, now: i64) -> u64 {
+        if self.period_start == period(reset, now).0 {
+            self.used
+        } else {
+            0
+        }
+    }
+}
+
+/// How one license would take a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Within `max` (or unlimited).
+    Within,
+    /// Beyond `max`, within `max + overage`.
+    Overage,
+    /// Beyond `max + overage`.
+    Refused,
+}
+
+/// Whether `amount` more units fit, given `used` in the period.
+///
+/// ```
+/// use entitle::license::Consumption;
+/// use entitle::policy::consumption::{charge, Charge};
+/// let c = Consumption { max: Some(10), overage: Some(2), reset: None };
+/// assert_eq!(charge(&c, 9, 1), Charge::Within);
+/// assert_eq!(charge(&c, 10, 2), Charge::Overage);
+/// assert_eq!(charge(&c, 10, 3), Charge::Refused);
+/// ```
+pub fn charge(consumption: &Consumption, used: u64, amount: u64) -> Charge {
+    let Some(max) = consumption.max else {
+        return Charge::Within;
+    };
+    let after = used.saturating_add(amount);
+    if after <= max {
+        Charge::Within
+    } else if after <= max.saturating_add(consumption.overage.unwrap_or(0)) {
+        Charge::Overage
+    } else {
+        Charge::Refused
+    }
+}
+
+/// Picks the license to charge among candidates ordered by expiry (first
+/// to expire first): the first that takes the whole amount within `max`,
+/// else the first that takes it within its overage. `None`: no license can
+/// take it, and nothing is recorded.
+pub fn choose(candidates: &[(Consumption, u64)], amount: u64) -> Option<(usize, Reason)> {
+    let pick = |wanted: Charge| {
+        candidates
+            .iter()
+            .position(|(c, used)| charge(c, *used, amount) == wanted)
+    };
+    pick(Charge::Within)
+        .map(|i| (i, Reason::Ok))
+        .or_else(|| pick(Charge::Overage).map(|i| (i, Reason::Overage)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+
+    fn at(text: &str) -> i64 {
+        Timestamp::parse(text).unwrap().unix()
+    }
+
+    #[test]
+    fn periods_start_on_utc_calendar_boundaries() {
+        let cases = [
+            (
+                Reset::Daily,
+                "2026-03-04T00:00:00Z",
+                "2026-03-04T00:00:00Z",
+                "2026-03-05T00:00:00Z",
+            ),
+            (
+                Reset::Daily,
+                "2026-03-04T23:59:59Z",
+                "2026-03-04T00:00:00Z",
+                "2026-03-05T00:00:00Z",
+            ),
+            (
+                Reset::Weekly,
+                "2026-03-02T00:00:00Z",
+                "2026-03-02T00:00:00Z",
+                "2026-03-09T00:00:00Z",
+            ),
+            (
+                Reset::Weekly,
+                "2026-03-01T23:59:59Z",
+                "2026-02-23T00:00:00Z",
+                "2026-03-02T00:00:00Z",
+            ),
+            (
+                Reset::Monthly,
+                "2026-03-01T00:00:00Z",
+                "2026-03-01T00:00:00Z",
+                "2026-04-01T00:00:00Z",
+            ),
+            (
+                Reset::Monthly,
+                "2026-12-31T23:59:59Z",
+                "2026-12-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
+            (
+                Reset::Monthly,
+                "2028-02-29T12:00:00Z",
+                "2028-02-01T00:00:00Z",
+                "2028-03-01T00:00:00Z",
+            ),
+            (
+                Reset::Annually,
+                "2027-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "2028-01-01T00:00:00Z",
+            ),
+            (
+                Reset::Annually,
+                "2026-12-31T23:59:59Z",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
+        ];
+        for (reset, now, start, end) in cases {
+            assert_eq!(
+                period(Some(reset), at(now)),
+                (at(start), at(end)),
+                "{reset:?} at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_license_within_max_wins_before_any_overage() {
+        let tight = Consumption {
+            max: Some(5),
+            overage: Some(5),
+            reset: None,
+        };
+        let roomy = Consumption {
+            max: Some(100),
+            overage: None,
+            reset: None,
+        };
+        assert_eq!(choose(&[(tight, 5), (roomy, 0)], 3), Some((1, Reason::Ok)));
+        assert_eq!(
+            choose(&[(tight, 5), (roomy, 99)], 3),
+            Some((0, Reason::Overage))
+        );
+        assert_eq!(choose(&[(tight, 9), (roomy, 99)], 3), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! Durable state: nothing acknowledged is lost, several processes share one
+//! state directory without exceeding a limit.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use entitle::store::FileStore;
+use entitle::{Engine, Reason, SystemClock};
+use serde_json::json;
+
+fn open(vendor: &Vendor, dir: &Path, clock: &entitle::ManualClock) -> Engine {
+    vendor
+        .builder(clock)
+        .store(FileStore::create(dir).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn mutations_survive_a_drop_without_flush_and_reopen() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock_at(T0);
+    {
+        let engine = open(&vendor, dir.path(), &clock);
+        engine
+            .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 3},
+                "features": [{"code": "export", "limit": 7}]})))
+            .unwrap();
+        engine.add_user("ann", "admin").unwrap();
+        engine.add_user("bob", "member").unwrap();
+        engine.remove_user("bob").unwrap();
+        engine.remove_license("gone", true).unwrap();
+        // Dropped here: no flush, no close.
+    }
+    let engine = open(&vendor, dir.path(), &clock);
+    assert!(engine.check_feature("export").allowed());
+    assert_eq!(engine.limit("export"), Some(7));
+    let usage = engine.usage(0, 10);
+    assert_eq!(usage.users.len(), 1);
+    assert_eq!(usage.users[0].id, "ann");
+    assert_eq!(usage.users[0].user_type, "admin");
+    let gone = vendor.license(json!({"id": "gone"}));
+    assert_eq!(
+        engine.add_license(&gone).unwrap_err().code(),
+        "LICENSE_REVOKED"
+    );
+}
+
+#[test]
+fn a_refused_mutation_leaves_no_trace() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock_at(T0);
+    let engine = open(&vendor, dir.path(), &clock);
+    engine
+        .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 1}})))
+        .unwrap();
+    engine.add_user("a", "member").unwrap();
+    assert_eq!(
+        engine.add_user("b", "member").unwrap_err().code(),
+        "SEAT_LIMIT"
+    );
+    drop(engine);
+    let engine = open(&vendor, dir.path(), &clock);
+    assert_eq!(engine.usage(0, 10).total, 1);
+}
+
+#[test]
+fn the_latest_time_seen_survives_a_restart() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock_at(T0);
+    {
+        let engine = open(&vendor, dir.path(), &clock);
+        engine
+            .add_license(
+                &vendor.license(json!({"id": "lic", "expires_at": "2027-01-01T00:00:00Z",
+                "features": [{"code": "export"}]})),
+            )
+            .unwrap();
+        clock.advance(90 * DAY);
+        engine.refresh().unwrap();
+    }
+    clock.set(t(T0));
+    let engine = open(&vendor, dir.path(), &clock);
+    assert_eq!(
+        engine.check_feature("export").reason(),
+        Reason::ClockTampered
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.sqlite"), vec![0x5a; 8192]).unwrap();
+    let err = FileStore::open(dir.path()).unwrap_err();
+    assert_eq!(err.code(), "STATE_CORRUPT", "{err}");
+    let missing = tempfile::tempdir().unwrap();
+    assert_eq!(
+        FileStore::open(missing.path()).unwrap_err().code(),
+        "STATE_MISSING"
+    );
+}
+
+#[test]
+fn a_hand_edited_license_is_not_trusted() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock_at(T0);
+    drop(open(&vendor, dir.path(), &clock));
+    let forged = {
+        let token = vendor.license(json!({"id": "lic", "features": [{"code": "export"}]}));
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = json!({"v": 1, "id": "lic", "product": "acme", "issued_at": T0,
+            "features": [{"code": "export"}, {"code": "everything"}]});
+        parts[1] = b64.encode(payload.to_string());
+        parts.join(".")
+    };
+    assert!(rusqlite_free_insert(dir.path(), &forged));
+    let err = vendor
+        .builder(&clock)
+        .store(FileStore::create(dir.path()).unwrap())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.code(), "STATE_CORRUPT");
+}
+
+/// Writes a license row by hand, as someone editing the state would.
+fn rusqlite_free_insert(dir: &Path, token: &str) -> bool {
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"INSERT INTO licenses (id, token, added_at, revoked) VALUES ('lic', ?, 0, 0)\", (sys.argv[2],)); \
+             c.commit()",
+        )
+        .arg(dir.join("state.sqlite"))
+        .arg(token)
+        .status()
+        .expect("python3 is needed for this test (it edits the state by hand)");
+    status.success()
+}
+
+const WORKER_ENV: &str = "ENTITLE_TEST_WORKER_DIR";
+
+/// Not a test on its own: the body of each worker process of
+/// `two_processes_never_exceed_ten_seats`.
+#[test]
+fn seat_worker() {
+    let Ok(dir) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    let prefix = std::env::var("ENTITLE_TEST_WORKER_PREFIX").unwrap();
+    let vendor = Vendor::new();
+    let engine = Engine::builder("acme")
+        .trust(vendor.key.public_key().clone())
+        .clock(SystemClock)
+        .store(FileStore::open(&dir).unwrap())
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    let mut admitted = 0;
+    for i in 0..10 {
+        match engine.add_user(&format!("{prefix}-{i}"), "member") {
+            Ok(_) => admitted += 1,
+            Err(e) => assert_eq!(e.code(), "SEAT_LIMIT", "{e}"),
+        }
+    }
+    println!("ADMITTED {admitted}");
+}
+
+#[test]
+fn two_processes_never_exceed_ten_seats() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::builder("acme")
+            .trust(vendor.key.public_key().clone())
+            .store(FileStore::create(dir.path()).unwrap())
+            .background_refresh(false)
+            .build()
+            .unwrap();
+        engine
+            .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 10}})))
+            .unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = ["x", "y"]
+        .iter()
+        .map(|prefix| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "seat_worker",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(WORKER_ENV, dir.path())
+                .env("ENTITLE_TEST_WORKER_PREFIX", prefix)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut admitted = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: u32 = text
+            .lines()
+            .find_map(|l| l.split_once("ADMITTED ").map(|(_, n)| n))
+            .expect("worker printed its count")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        admitted += n;
+    }
+    let engine = Engine::builder("acme")
+        .trust(vendor.key.public_key().clone())
+        .store(FileStore::open(dir.path()).unwrap())
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    let status = engine.status();
+    // Twenty attempts at once for ten seats: exactly ten admitted, each
+    // a real user, none lost and none double counted.
+    assert_eq!(admitted, 10);
+    assert_eq!(status.active_user_count, 10);
+    assert_eq!(status.total_users, 10);
+}
