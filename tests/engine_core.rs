@@ -278,3 +278,82 @@ fn a_rolled_back_clock_holds_time_dependent_rights_only() {
     engine.add_license(&fresh).unwrap();
     assert!(engine.check_feature("timed").allowed());
 }
+
+#[test]
+fn listing_filters_orders_and_pages_stably() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.engine(&clock);
+    for (id, expires) in [
+        ("a", "2026-03-01T00:00:00Z"),
+        ("b", "2025-06-01T00:00:00Z"),
+        ("c", "2026-02-01T00:00:00Z"),
+        ("d", "2027-01-01T00:00:00Z"),
+    ] {
+        engine
+            .add_license(&vendor.license(json!({"id": id, "expires_at": expires})))
+            .unwrap();
+    }
+    let q =
+        |filter: Option<&str>, order: Option<&str>, limit: Option<usize>, cursor: Option<&str>| {
+            engine
+                .licenses(&entitle::engine::license_query(filter, order, limit, cursor).unwrap())
+                .unwrap()
+        };
+    let active = q(
+        Some(r#"status eq "active""#),
+        Some("-expires_at"),
+        None,
+        None,
+    );
+    let ids: Vec<_> = active.items.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["d", "a", "c"]);
+    let expired = q(
+        Some(r#"status eq "expired" or expires_at gt "2026-12-31T00:00:00Z""#),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(
+        expired
+            .items
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "d"]
+    );
+    let first = q(None, Some("expires_at"), Some(2), None);
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    // A license added between pages does not shift the next page.
+    engine
+        .add_license(&vendor.license(json!({"id": "e", "expires_at": "2025-01-01T00:00:00Z"})))
+        .unwrap();
+    let second = q(
+        None,
+        Some("expires_at"),
+        Some(2),
+        first.next_cursor.as_deref(),
+    );
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "d"]
+    );
+    assert_eq!(second.next_cursor, None);
+    assert_eq!(
+        entitle::engine::license_query(Some("status eq"), None, None, None)
+            .unwrap_err()
+            .code(),
+        "MALFORMED"
+    );
+}

@@ -14,7 +14,7 @@ pub(crate) mod state;
 mod users;
 
 pub use builder::EngineBuilder;
-pub use licenses::{Applied, LicenseInfo};
+pub use licenses::{license_query, Applied, LicenseInfo, LICENSE_FIELDS};
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;
