@@ -312,3 +312,81 @@ impl Engine {
         })
     }
 }
+
+impl Engine {
+    /// The vendor side of an offline activation, for a vendor without a
+    /// server: records that a certificate is being issued for the request's
+    /// device in this (vendor) state, refusing over the license's `max`
+    /// activations. The license must be installed in the vendor's state.
+    /// This engine is the authority here, whatever `counted_by` says.
+    pub fn record_issued_certificate(
+        &self,
+        request: &ActivationRequest,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()> {
+        self.mutate(|plan| {
+            let installed = plan.state.licenses.get(&request.license_id).ok_or_else(|| {
+                Error::LicenseNotFound {
+                    id: request.license_id.clone(),
+                }
+            })?;
+            let rules = installed.verified.activations.ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "license `{}` is not node-locked (it has no `activations`); it needs no certificate",
+                    request.license_id
+                ))
+            })?;
+            let already = plan
+                .state
+                .devices_for(&request.license_id, plan.now)
+                .any(|(f, _)| f == request.fingerprint);
+            if !already {
+                let devices = plan.state.devices_for(&request.license_id, plan.now).count() as u64;
+                if rules.max.is_some_and(|max| devices >= u64::from(max)) {
+                    return Err(denied_activation(Reason::ActivationLimit, &request.license_id, plan));
+                }
+            }
+            Ok((
+                vec![Change::PutActivation {
+                    license_id: request.license_id.clone(),
+                    fingerprint: request.fingerprint.clone(),
+                    record: ActivationRecord {
+                        activated_at: plan.now,
+                        expires_at: expires_at.map(Timestamp::unix),
+                        certificate: true,
+                        hostname: request.hostname.clone(),
+                        vm: false,
+                    },
+                }],
+                (),
+            ))
+        })
+    }
+}
+
+impl ActivationRequest {
+    /// Reads a request as a person carried it (JSON), checking its shape.
+    pub fn from_json_text(text: &str) -> Result<Self> {
+        if text.len() > 16 * 1024 {
+            return Err(Error::TooLarge {
+                what: "activation request",
+                size: text.len(),
+                limit: 16 * 1024,
+            });
+        }
+        let value = crate::token::parse_strict_json(text.as_bytes(), "activation request")?;
+        let request: ActivationRequest = serde_path_to_error::deserialize(&value).map_err(|e| {
+            Error::malformed(
+                "activation request",
+                format!("field `{}`: {}", e.path(), e.inner()),
+            )
+        })?;
+        if request.v != 1 || request.license_id.is_empty() || request.fingerprint.is_empty() {
+            return Err(Error::malformed(
+                "activation request",
+                "it needs `v: 1`, a `license_id` and a `fingerprint`",
+            ));
+        }
+        Ok(request)
+    }
+}

@@ -29,6 +29,15 @@ pub enum Applied {
         /// The revoked ids.
         ids: Vec<String>,
     },
+    /// A machine certificate activated this device.
+    Machine {
+        /// The license.
+        license_id: String,
+        /// The device.
+        fingerprint: String,
+        /// When the activation ends, if it does.
+        expires_at: Option<Timestamp>,
+    },
 }
 
 /// A license as listed: the document's main fields and its state now.
@@ -212,8 +221,8 @@ impl Engine {
         Ok(list.ids)
     }
 
-    /// Applies whatever signed file it is given: a license or a
-    /// revocation list, and says which.
+    /// Applies whatever signed file it is given: a license, a revocation
+    /// list or a machine certificate, and says which.
     pub fn apply(&self, text: &str) -> Result<Applied> {
         let verified = token::verify_any(text, &self.inner.config.keyring, None)?;
         match verified.typ() {
@@ -230,10 +239,17 @@ impl Engine {
                 self.mutate(|plan| Ok((plan_revocations(plan, &list), ())))?;
                 Ok(Applied::Revocations { ids: list.ids })
             }
-            TokenType::Machine => Err(Error::WrongType {
-                expected: "license or revocations",
-                found: "machine".into(),
-            }),
+            TokenType::Machine => {
+                let cert = crate::license::MachineCertificate::from_json(
+                    &serde_json::Value::Object(verified.payload().clone()),
+                )?;
+                self.record_certificate(&cert)?;
+                Ok(Applied::Machine {
+                    license_id: cert.license_id,
+                    fingerprint: cert.fingerprint,
+                    expires_at: cert.expires_at,
+                })
+            }
         }
     }
 

@@ -14,6 +14,9 @@ pub(crate) mod state;
 mod users;
 
 pub use builder::EngineBuilder;
+pub use consumption::Consumed;
+pub use devices::{ActivationInfo, ActivationRequest};
+pub use floating::Lease;
 pub use licenses::{license_query, Applied, LicenseInfo, LICENSE_FIELDS};
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
