@@ -296,6 +296,10 @@ impl Engine {
         }
         writer.generation = generation;
         self.publish(&mut writer, now, rebuild);
+        drop(writer);
+        // Durable before Ok: wait, outside the lock, for the fsync that
+        // covers this commit (shared with concurrent writers).
+        inner.store.sync(generation)?;
         Ok(out)
     }
 

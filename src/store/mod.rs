@@ -88,6 +88,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Starts a write transaction, waiting (bounded) for other writers.
     fn begin(&self) -> Result<Box<dyn Transaction + '_>>;
 
+    /// Makes every transaction committed up to `generation` durable. A
+    /// store whose commits are durable by themselves does nothing. Called
+    /// after the writer lock is released, so that concurrent writers can
+    /// share one fsync (group commit).
+    fn sync(&self, generation: u64) -> Result<()> {
+        let _ = generation;
+        Ok(())
+    }
+
     /// Where the state lives, for messages.
     fn location(&self) -> String {
         "memory".to_owned()
