@@ -154,9 +154,24 @@ impl SigningKey {
         Ok(SigningKey { key, public })
     }
 
-    /// PEM PKCS#8, zeroed when dropped.
+    /// PEM PKCS#8, zeroed when dropped: the RFC 8410 form that
+    /// `openssl genpkey -algorithm ed25519` writes (version 1, the seed
+    /// only).
+    ///
+    /// ```
+    /// let pem = entitle::token::SigningKey::from_seed(&[7; 32]).to_pem();
+    /// // The DER prefix of a v1 Ed25519 PrivateKeyInfo, as OpenSSL writes it.
+    /// assert!(pem.contains("\nMC4CAQAwBQYDK2VwBCIEI"));
+    /// ```
     pub fn to_pem(&self) -> Zeroizing<String> {
-        self.key
+        // Not ed25519-dalek's own `to_pkcs8_pem`: it writes the v2 form with
+        // the public key attached, which OpenSSL 3.0 and Python's
+        // `cryptography` refuse to read (curve25519-dalek issue #627).
+        let seed_only = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        };
+        seed_only
             .to_pkcs8_pem(LineEnding::LF)
             .map(|pem| Zeroizing::new(pem.as_str().to_owned()))
             .unwrap_or_default()

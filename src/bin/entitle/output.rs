@@ -1,0 +1,175 @@
+//! How a command's outcome reaches the user: one JSON object on stdout with
+//! `--json`, readable text otherwise, and the exit status.
+//!
+//! Commands never print. They return an [`Outcome`] or an
+//! [`entitle::Error`], so the `--json` promise (exactly one object on
+//! stdout, failures included) is kept in one place.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::process::ExitCode;
+
+use entitle::Error;
+use serde_json::{json, Value};
+
+/// Success (or "allowed").
+const EXIT_SUCCESS: u8 = 0;
+/// Failure (or "denied").
+const EXIT_FAILURE: u8 = 1;
+/// The command line itself was wrong.
+const EXIT_USAGE: u8 = 2;
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line is wrong in a way clap could not see (exit 2).
+    Usage(clap::Error),
+    /// The command failed (exit 1).
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Error(error)
+    }
+}
+
+/// What a command did, in both forms it can be shown in.
+#[derive(Debug)]
+pub struct Outcome {
+    json: Value,
+    human: String,
+    note: Option<String>,
+    warning: Option<String>,
+    denied: bool,
+}
+
+impl Outcome {
+    /// An outcome shown as `json` (an object) with `--json`, as `human`
+    /// on stdout otherwise.
+    pub fn new(json: Value, human: impl Into<String>) -> Self {
+        Outcome {
+            json,
+            human: human.into(),
+            note: None,
+            warning: None,
+            denied: false,
+        }
+    }
+
+    /// The JSON form, to add fields to.
+    pub fn json_mut(&mut self) -> &mut Value {
+        &mut self.json
+    }
+
+    /// Adds a note for a person, printed on stderr in human mode only: for
+    /// hints beside an output that is itself data (a token on stdout must
+    /// stay pipeable into a file).
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// Adds a warning: the command did what it was asked, but the result
+    /// may not be what was meant. Printed on stderr in both modes.
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.warning = Some(warning.into());
+        self
+    }
+
+    /// Marks the outcome a denial: printed like a success, but the exit
+    /// status is 1, so scripts can branch on `entitle check`.
+    #[allow(dead_code)] // for the install-side `check`
+    pub fn denied(mut self) -> Self {
+        self.denied = true;
+        self
+    }
+}
+
+/// Prints the outcome or the error and returns the exit status.
+pub fn finish(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
+    match result {
+        Ok(outcome) => {
+            if let Some(warning) = &outcome.warning {
+                eprintln!("warning: {}", warning.trim_end());
+            }
+            let printed = if json {
+                print_json(&outcome.json)
+            } else {
+                if let Some(note) = &outcome.note {
+                    eprintln!("{}", note.trim_end());
+                }
+                print_text(&outcome.human)
+            };
+            match (printed, outcome.denied) {
+                (true, false) => ExitCode::from(EXIT_SUCCESS),
+                _ => ExitCode::from(EXIT_FAILURE),
+            }
+        }
+        Err(Failure::Usage(usage)) => usage_error(&usage, json),
+        Err(Failure::Error(error)) => {
+            if json {
+                print_json(&error_json(error.code(), &error.to_string()));
+            } else {
+                eprintln!("error [{}]: {error}", error.code());
+            }
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Reports a command line clap refused (exit 2), or prints the help or
+/// version it was asked for (exit 0).
+pub fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let asked_for_text = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    );
+    if json && !asked_for_text {
+        let text = error.render().to_string();
+        let message = text.trim().trim_start_matches("error: ");
+        print_json(&error_json("USAGE", message));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    // Printing help or a usage message can only fail on a closed stream,
+    // and then there is no one left to tell.
+    let _ = error.print();
+    if asked_for_text {
+        ExitCode::from(EXIT_SUCCESS)
+    } else {
+        ExitCode::from(EXIT_USAGE)
+    }
+}
+
+/// Whether `--json` is on the command line, for when clap could not parse
+/// it: a program that asked for JSON gets JSON even for a usage error.
+pub fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|arg| arg != OsStr::new("--"))
+        .any(|arg| arg == OsStr::new("--json"))
+}
+
+fn error_json(code: &str, message: &str) -> Value {
+    json!({"error": {"code": code, "message": message}})
+}
+
+/// Prints one JSON object on one line; false if stdout is gone.
+fn print_json(value: &Value) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}
+
+fn print_text(text: &str) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let text = text.trim_end_matches('\n');
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}

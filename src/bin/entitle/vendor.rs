@@ -1,0 +1,515 @@
+//! The vendor's commands: make keys, issue and revoke licenses, verify and
+//! inspect tokens. None of them touches an install's state directory.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::builder::NonEmptyStringValueParser;
+use clap::error::ErrorKind;
+use clap::{Args, Subcommand};
+use entitle::license::{License, MachineCertificate, RevocationList};
+use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
+use entitle::Error;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
+
+use crate::files;
+use crate::output::{Failure, Outcome};
+use crate::Globals;
+
+/// The vendor side of `entitle`.
+#[derive(Debug, Subcommand)]
+pub enum VendorCommand {
+    /// Make a new signing key pair: PREFIX.key (private) and PREFIX.pub.
+    Keygen(KeygenArgs),
+    /// Sign a license document (a JSON spec) into an armored license file.
+    Issue(IssueArgs),
+    /// Check a token's signature and document; print what it says.
+    Verify(VerifyArgs),
+    /// Show a token's header and payload WITHOUT checking its signature.
+    Inspect(InspectArgs),
+    /// Sign a revocation list: these license ids may never be used again.
+    Revoke(RevokeArgs),
+}
+
+/// `entitle keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write PREFIX.key (PKCS#8 PEM, private) and PREFIX.pub (SPKI PEM).
+    #[arg(long, value_name = "PREFIX")]
+    out: PathBuf,
+    /// Replace existing key files (licenses signed with the old key then
+    /// verify only against the old public key).
+    #[arg(long)]
+    force: bool,
+}
+
+/// `entitle issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The private key (PEM PKCS#8), from `entitle keygen` or openssl.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The `kid` to put in the header; defaults to the key's RFC 7638
+    /// thumbprint, which is how installs find the key.
+    #[arg(long, value_name = "KID", value_parser = NonEmptyStringValueParser::new())]
+    kid: Option<String>,
+    /// The license document as JSON; `v`, `issued_at` and a random `id`
+    /// are filled in when missing.
+    #[arg(long, value_name = "FILE.json")]
+    spec: PathBuf,
+    /// Write the armored license here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// `entitle verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The vendor public keys to trust (PEM); repeat or list several.
+    #[arg(long = "pub", value_name = "FILE", required = true, num_args = 1..)]
+    public_keys: Vec<PathBuf>,
+    /// The token to check (armored or bare).
+    #[arg(value_name = "TOKEN_FILE")]
+    token: Option<PathBuf>,
+}
+
+/// `entitle inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The token to decode (armored or bare).
+    #[arg(value_name = "TOKEN_FILE")]
+    token: PathBuf,
+}
+
+/// `entitle revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The private key (PEM PKCS#8) that signs the list.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// A license id to revoke; repeat or list several.
+    #[arg(long = "id", value_name = "ID", required = true, num_args = 1.., value_parser = NonEmptyStringValueParser::new())]
+    ids: Vec<String>,
+    /// Write the armored revocation list here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Runs one vendor command.
+pub fn run(command: VendorCommand, globals: &Globals) -> Result<Outcome, Failure> {
+    match command {
+        VendorCommand::Keygen(args) => Ok(keygen(&args)?),
+        VendorCommand::Issue(args) => Ok(issue(&args, globals)?),
+        VendorCommand::Verify(args) => {
+            let (public_keys, token) = args.files()?;
+            Ok(verify(public_keys, token)?)
+        }
+        VendorCommand::Inspect(args) => Ok(inspect(&args.token)?),
+        VendorCommand::Revoke(args) => Ok(revoke(&args, globals)?),
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> Result<Outcome, Error> {
+    let private_path = with_suffix(&args.out, ".key");
+    let public_path = with_suffix(&args.out, ".pub");
+    if !args.force {
+        for (path, what) in [(&private_path, "private key"), (&public_path, "public key")] {
+            if files::exists(path) {
+                return Err(Error::Io {
+                    context: format!("refusing to overwrite the {what} `{}`", path.display()),
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "it already exists; choose another --out PREFIX, or pass --force to \
+                         replace it (licenses signed with the old key then verify only against \
+                         the old public key)",
+                    ),
+                });
+            }
+        }
+    }
+    let key = SigningKey::generate()?;
+    if args.force {
+        files::remove_if_present(&private_path, "private key")?;
+        files::remove_if_present(&public_path, "public key")?;
+    }
+    files::create_new(&private_path, "private key", &key.to_pem(), true)?;
+    let public_pem = key.public_key().to_pem();
+    if let Err(e) = files::create_new(&public_path, "public key", &public_pem, false) {
+        // A private key whose public half was never written is of no use
+        // and is a secret lying about: take it back.
+        let _ = std::fs::remove_file(&private_path);
+        return Err(e);
+    }
+    let kid = key.kid();
+    let human = format!(
+        "kid: {kid}\n\
+         Wrote {private} (private: keep it secret and backed up)\n\
+         and {public} (public: ship it with your application).\n\
+         Next: write a license spec (JSON) and sign it:\n  \
+         entitle issue --key {private} --spec license.json --out license.lic",
+        private = private_path.display(),
+        public = public_path.display(),
+    );
+    Ok(Outcome::new(
+        json!({
+            "kid": kid,
+            "private_key": private_path.display().to_string(),
+            "public_key": public_path.display().to_string(),
+        }),
+        human,
+    ))
+}
+
+fn issue(args: &IssueArgs, globals: &Globals) -> Result<Outcome, Error> {
+    let key = read_signing_key(&args.key)?;
+    let spec = read_spec(&args.spec)?;
+    // The defaults come first so that a filled-in document reads v, id,
+    // issued_at, then the vendor's own fields in the vendor's order.
+    let mut document = Map::new();
+    if !spec.contains_key("v") {
+        document.insert("v".into(), json!(1));
+    }
+    if !spec.contains_key("id") {
+        document.insert("id".into(), json!(random_license_id()?));
+    }
+    if !spec.contains_key("issued_at") {
+        document.insert("issued_at".into(), json!(globals.now().to_rfc3339()));
+    }
+    document.extend(spec);
+    let document = Value::Object(document);
+    let license = License::from_json(&document)?;
+
+    let kid = args.kid.as_deref().unwrap_or(key.kid());
+    let compact = token::sign_with_kid(&document, &key, kid, TokenType::License)?;
+    let armored = armor_checked(&compact, TokenType::License, "signed license")?;
+
+    let mut result = json!({"id": license.id, "kid": kid});
+    let summary = format!(
+        "Issued license `{}` for product `{}`, signed by kid {kid}.",
+        license.id, license.product
+    );
+    let mut outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "license", &armored)?;
+            result["out"] = json!(out.display().to_string());
+            let human = format!(
+                "{summary}\nWrote {out}.\n\
+                 Next: check it with `entitle verify --pub {public} {out}`, then send {out} \
+                 to the customer, who installs it with `entitle license add {out}`.",
+                out = out.display(),
+                public = public_key_hint(&args.key),
+            );
+            Outcome::new(result, human)
+        }
+        None => Outcome::new(result, armored.clone()).with_note(format!(
+            "{summary}\nThe license is on stdout; save it with --out FILE (or redirect) and \
+             send it to the customer, who installs it with `entitle license add FILE`."
+        )),
+    };
+    if kid != key.kid() {
+        outcome = outcome.with_warning(format!(
+            "the header names kid `{kid}`, but installs know this key as `{}` (its RFC 7638 \
+             thumbprint): `entitle` installs will refuse this license with UNKNOWN_KEY; only \
+             other JOSE verifiers that use your kid will accept it.",
+            key.kid()
+        ));
+    }
+    Ok(with_token(outcome, &armored, &compact))
+}
+
+fn verify(public_keys: &[PathBuf], token_path: &Path) -> Result<Outcome, Error> {
+    let mut keyring = Keyring::new();
+    for path in public_keys {
+        let pem = files::read_text(path, "public key file")?;
+        keyring.add(PublicKey::from_pem(&pem).map_err(|e| in_file(e, path))?);
+    }
+    let text = files::read_text(token_path, "token file")?;
+    let token = token::verify_any(&text, &keyring, None)?;
+    let payload = Value::Object(token.payload().clone());
+    // A good signature over a bad document is still a bad token: check the
+    // document as the engine would before saying "valid".
+    let (summary, next) = match token.typ() {
+        TokenType::License => {
+            let license = License::from_json(&payload)?;
+            (
+                format!(
+                    "license `{}` for product `{}`, serial {}, issued {}",
+                    license.id, license.product, license.serial, license.issued_at
+                ),
+                "Next: send it to the customer, who installs it with `entitle license add FILE`.",
+            )
+        }
+        TokenType::Machine => {
+            let certificate = MachineCertificate::from_json(&payload)?;
+            (
+                format!(
+                    "activation of license `{}` on device `{}`, issued {}",
+                    certificate.license_id, certificate.fingerprint, certificate.issued_at
+                ),
+                "Next: the customer applies it on that device with `entitle apply FILE`.",
+            )
+        }
+        TokenType::Revocations => {
+            let list = RevocationList::from_json(&payload)?;
+            (
+                format!(
+                    "revocation of {} license id(s), issued {}",
+                    list.ids.len(),
+                    list.issued_at
+                ),
+                "Next: apply it on each install with `entitle apply FILE`.",
+            )
+        }
+    };
+    let human = format!(
+        "VALID {typ} token, signed by kid {kid}: {summary}.\n{payload}\n{next}",
+        typ = token.typ(),
+        kid = token.kid(),
+        payload = pretty(&payload),
+    );
+    Ok(Outcome::new(
+        json!({
+            "valid": true,
+            "kid": token.kid(),
+            "typ": token.typ().as_str(),
+            "payload": payload,
+        }),
+        human,
+    ))
+}
+
+fn inspect(token_path: &Path) -> Result<Outcome, Error> {
+    let text = files::read_text(token_path, "token file")?;
+    let token = token::decode_unverified(&text)?;
+    let header = Value::Object(token.header);
+    let payload = Value::Object(token.payload);
+    let human = format!(
+        "UNVERIFIED: the signature was NOT checked, so none of this can be trusted.\n\
+         To check it: entitle verify --pub VENDOR.pub {path}\n\
+         header: {header}\npayload:\n{payload}",
+        path = token_path.display(),
+        payload = pretty(&payload),
+    );
+    Ok(Outcome::new(
+        json!({"verified": false, "header": header, "payload": payload}),
+        human,
+    ))
+}
+
+fn revoke(args: &RevokeArgs, globals: &Globals) -> Result<Outcome, Error> {
+    let key = read_signing_key(&args.key)?;
+    let mut seen = HashSet::new();
+    let ids: Vec<&str> = args
+        .ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect();
+    let issued_at = globals.now();
+    let document = json!({"v": 1, "issued_at": issued_at.to_rfc3339(), "ids": ids});
+    RevocationList::from_json(&document)?;
+    let compact = token::sign(&document, &key, TokenType::Revocations)?;
+    let armored = armor_checked(&compact, TokenType::Revocations, "signed revocation list")?;
+
+    let mut result = json!({"kid": key.kid(), "ids": ids, "issued_at": issued_at});
+    let summary = format!(
+        "Revoked {} license id(s), signed by kid {}.",
+        ids.len(),
+        key.kid()
+    );
+    let outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "revocation list", &armored)?;
+            result["out"] = json!(out.display().to_string());
+            let human = format!(
+                "{summary}\nWrote {out}.\n\
+                 Next: apply it on each install with `entitle apply {out}`; \
+                 those licenses stop working there for good.",
+                out = out.display()
+            );
+            Outcome::new(result, human)
+        }
+        None => Outcome::new(result, armored.clone()).with_note(format!(
+            "{summary}\nThe revocation list is on stdout; save it with --out FILE and apply it \
+             on each install with `entitle apply FILE`."
+        )),
+    };
+    Ok(with_token(outcome, &armored, &compact))
+}
+
+impl VerifyArgs {
+    /// The key files and the token file. `--pub` takes several values, so
+    /// `--pub a.pub b.pub token.lic` hands clap's greedy parser the token
+    /// as a third key: then the last value is the token, as the user meant.
+    fn files(&self) -> Result<(&[PathBuf], &Path), Failure> {
+        match (&self.token, self.public_keys.split_last()) {
+            (Some(token), _) => Ok((&self.public_keys, token)),
+            (None, Some((token, keys))) if !keys.is_empty() => Ok((keys, token)),
+            _ => Err(Failure::Usage(clap::Error::raw(
+                ErrorKind::MissingRequiredArgument,
+                "the token file is missing\n\n\
+                 Usage: entitle verify --pub KEY.pub [--pub KEY2.pub ...] TOKEN_FILE\n",
+            ))),
+        }
+    }
+}
+
+/// The armored token, refused when it would be too large for any reader
+/// to accept: better to fail at the vendor than at every customer.
+fn armor_checked(compact: &str, typ: TokenType, what: &'static str) -> Result<String, Error> {
+    let armored = token::armor(compact, typ);
+    if armored.len() > MAX_TOKEN_BYTES {
+        return Err(Error::TooLarge {
+            what,
+            size: armored.len(),
+            limit: MAX_TOKEN_BYTES,
+        });
+    }
+    Ok(armored)
+}
+
+/// Adds the token, armored and compact, to the JSON form of an outcome.
+fn with_token(mut outcome: Outcome, armored: &str, compact: &str) -> Outcome {
+    outcome.json_mut()["token"] = json!(armored);
+    outcome.json_mut()["compact"] = json!(compact);
+    outcome
+}
+
+fn read_signing_key(path: &Path) -> Result<SigningKey, Error> {
+    let pem = files::read_text(path, "private key file")?;
+    SigningKey::from_pem(&pem).map_err(|e| in_file(e, path))
+}
+
+/// Reads a license spec: one JSON object, without duplicate keys (a
+/// repeated `expires_at` would otherwise silently lose one of its values).
+fn read_spec(path: &Path) -> Result<Map<String, Value>, Error> {
+    let text = files::read_text(path, "license spec")?;
+    let bad = |detail: String| Error::Malformed {
+        what: "license spec",
+        detail: format!("in `{}`: {detail}", path.display()),
+    };
+    serde_json::from_str::<UniqueKeys>(&text).map_err(|e| {
+        if e.is_data() {
+            bad(e.to_string())
+        } else {
+            bad(format!("it is not valid JSON: {e}"))
+        }
+    })?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(spec)) => Ok(spec),
+        Ok(other) => Err(bad(format!(
+            "it must be a JSON object (the license document), not {}",
+            json_kind(&other)
+        ))),
+        Err(e) => Err(bad(format!("it is not valid JSON: {e}"))),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Any JSON value in which no object repeats a key.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut keys = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<UniqueKeys>()?;
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            keys.insert(key);
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+fn random_license_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Io {
+        context: "reading the system random generator".into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    Ok(bytes.iter().fold(String::from("lic_"), |mut id, byte| {
+        id.push_str(&format!("{byte:02x}"));
+        id
+    }))
+}
+
+/// Says which file a key or document error came from: with several
+/// `--pub` files, "malformed public key" alone does not say which.
+fn in_file(error: Error, path: &Path) -> Error {
+    match error {
+        Error::Malformed { what, detail } => Error::Malformed {
+            what,
+            detail: format!("in `{}`: {detail}", path.display()),
+        },
+        other => other,
+    }
+}
+
+/// The public key beside a private key `PREFIX.key`, as `keygen` names them.
+fn public_key_hint(private_key: &Path) -> String {
+    if private_key.extension().is_some_and(|ext| ext == "key") {
+        private_key.with_extension("pub").display().to_string()
+    } else {
+        "VENDOR.pub".to_owned()
+    }
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut path = prefix.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
