@@ -1,0 +1,137 @@
+//! Crash injection: a worker process makes durable mutations and says which
+//! ones were acknowledged; it is killed with SIGKILL at random moments.
+//! After every kill the state must open, every acknowledged mutation must
+//! be there, and none may be applied twice.
+//!
+//! The short run is part of `cargo test`. The long one:
+//! `ENTITLE_CRASH_KILLS=1000 cargo test --release --test crash -- --nocapture`
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use entitle::store::FileStore;
+use entitle::{Engine, SystemClock};
+use serde_json::json;
+
+const DIR_ENV: &str = "ENTITLE_CRASH_DIR";
+
+fn open(dir: &str) -> Engine {
+    let vendor = Vendor::new();
+    Engine::builder("acme")
+        .trust(vendor.key.public_key().clone())
+        .clock(SystemClock)
+        .store(FileStore::create(dir).unwrap())
+        .background_refresh(false)
+        .build()
+        .unwrap()
+}
+
+/// The worker: runs only when spawned by `kills_never_lose_or_double_a_mutation`.
+#[test]
+fn crash_worker() {
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        return;
+    };
+    let start: u64 = std::env::var("ENTITLE_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let engine = open(&dir);
+    for n in start.. {
+        // Two kinds of mutation: a new user (must appear once) and one unit
+        // of a metered feature (must be counted once).
+        engine.add_user(&format!("u{n:06}"), "member").unwrap();
+        engine.consume("api", 1).unwrap();
+        println!("ACK {n}");
+    }
+}
+
+#[test]
+fn kills_never_lose_or_double_a_mutation() {
+    let kills: u32 = std::env::var("ENTITLE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap().to_owned();
+    {
+        let vendor = Vendor::new();
+        let engine = open(&dir);
+        engine
+            .add_license(&vendor.license(json!({"id": "lic",
+                "features": [{"code": "api", "consumption": {}}]})))
+            .unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: u64 = 0; // mutations 0..acked were acknowledged
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let started = Instant::now();
+    for kill in 0..kills {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_worker",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(DIR_ENV, &dir)
+            .env("ENTITLE_CRASH_START", acked.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A random moment: xorshift, 20..120 ms (start-up included).
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(20 + seed % 100);
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut last = None;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, n)) = line.split_once("ACK ") {
+                    last = n.trim().parse::<u64>().ok();
+                }
+            }
+            last
+        });
+        std::thread::sleep(wait);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let last = reader.join().unwrap();
+        if let Some(last) = last {
+            acked = last + 1;
+        }
+        // The state must open, and hold every acknowledged mutation once.
+        let engine = open(&dir);
+        let users = engine.usage(0, 0).total;
+        let used = engine.consumption("api")[0].used;
+        assert!(
+            users >= acked && users <= acked + 1,
+            "kill {kill}: {users} users after {acked} acknowledged"
+        );
+        assert!(
+            used >= acked && used <= acked + 1,
+            "kill {kill}: {used} units after {acked} acknowledged"
+        );
+        // An interrupted mutation left no half: the worker resumes after
+        // what is there (a user written without its unit is completed).
+        if used < users {
+            engine.consume("api", 1).unwrap();
+        }
+        acked = users;
+        if users > used + 1 {
+            panic!("kill {kill}: users and units drifted apart ({users} vs {used})");
+        }
+    }
+    println!(
+        "crash injection: {kills} kills survived, {acked} mutation pairs checked, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acked > 0, "the worker never acknowledged anything");
+}
