@@ -116,7 +116,7 @@ fn an_old_token_cannot_clear_a_clock_rollback() {
     let engine = vendor.engine(&clock);
     engine
         .add_license(
-            &vendor.license(json!({"id": "sub", "issued_at": "2026-01-10T00:00:00Z",
+            &vendor.license(json!({"id": "sub", "issued_at": "2026-01-01T00:00:00Z",
             "expires_at": "2026-02-01T00:00:00Z", "features": [{"code": "f"}]})),
         )
         .unwrap();
