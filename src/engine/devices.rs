@@ -109,12 +109,10 @@ impl Engine {
                     vendor_only = true;
                     continue;
                 }
-                let already = plan
-                    .state
-                    .devices_for(id, plan.now)
-                    .any(|(f, _)| f == device.fingerprint);
-                if !already {
-                    let devices = plan.state.devices_for(id, plan.now).count() as u64;
+                if let Some(devices) =
+                    plan.state
+                        .devices_besides(id, &device.fingerprint, plan.now)
+                {
                     activation::activate(&view, ctx, plan.now, plan.tampered, request, devices)
                         .map_err(|r| denied_activation(r, id, plan))?;
                     changes.push(Change::PutActivation {
@@ -277,12 +275,10 @@ impl Engine {
             }
             let mut changes = Vec::new();
             crate::engine::licenses::note_issued_at(plan, cert.issued_at, &mut changes);
-            let already = plan
-                .state
-                .devices_for(&cert.license_id, plan.now)
-                .any(|(f, _)| f == cert.fingerprint);
-            if !already {
-                let devices = plan.state.devices_for(&cert.license_id, plan.now).count() as u64;
+            if let Some(devices) =
+                plan.state
+                    .devices_besides(&cert.license_id, &cert.fingerprint, plan.now)
+            {
                 let request = Request {
                     vm: plan.config.device.vm,
                     certificate: true,
@@ -336,12 +332,10 @@ impl Engine {
                     request.license_id
                 ))
             })?;
-            let already = plan
-                .state
-                .devices_for(&request.license_id, plan.now)
-                .any(|(f, _)| f == request.fingerprint);
-            if !already {
-                let devices = plan.state.devices_for(&request.license_id, plan.now).count() as u64;
+            if let Some(devices) =
+                plan.state
+                    .devices_besides(&request.license_id, &request.fingerprint, plan.now)
+            {
                 if rules.max.is_some_and(|max| devices >= u64::from(max)) {
                     return Err(denied_activation(Reason::ActivationLimit, &request.license_id, plan));
                 }

@@ -361,6 +361,20 @@ impl State {
             .collect()
     }
 
+    /// `None` when `fingerprint` is activated for `license_id` at `now`;
+    /// otherwise how many other devices are (the count a new activation
+    /// is checked against).
+    pub fn devices_besides(&self, license_id: &str, fingerprint: &str, now: i64) -> Option<u64> {
+        let mut count = 0;
+        for (f, _) in self.devices_for(license_id, now) {
+            if f == fingerprint {
+                return None;
+            }
+            count += 1;
+        }
+        Some(count)
+    }
+
     /// Devices activated for `license_id` at `now`.
     pub fn devices_for<'a>(
         &'a self,
