@@ -1,5 +1,5 @@
-//! `entitle`: the command-line tool for vendors (keys, issuing, revoking)
-//! and, later, for administrators of installs.
+//! `entitle`: the command-line tool for vendors (keys, issuing, revoking,
+//! offline activation) and for administrators of installs.
 //!
 //! `entitle [--state DIR] [--now RFC3339] [--json] <command>`: the global
 //! flags go before or after the command. Each group of commands lives in
@@ -7,8 +7,13 @@
 //! how it is printed and which exit status it gives.
 #![forbid(unsafe_code)]
 
+mod devices;
 mod files;
+mod install;
+mod leases;
+mod licenses;
 mod output;
+mod users;
 mod vendor;
 
 use std::path::PathBuf;
@@ -31,21 +36,14 @@ struct Cli {
 /// The flags every command accepts, before or after its name.
 #[derive(Debug, clap::Args)]
 pub struct Globals {
-    /// The install's state directory.
-    #[arg(
-        long,
-        global = true,
-        env = "ENTITLE_STATE",
-        default_value = "./entitle-state",
-        value_name = "DIR"
-    )]
-    // Read by the install-side commands, which act on the state directory;
-    // the vendor commands need none.
-    #[allow(dead_code)]
-    pub state: PathBuf,
+    /// The install's state directory [default: ./entitle-state].
+    // No clap default: `respond` counts in a vendor state only when one
+    // was named, so "given" and "defaulted" must stay apart.
+    #[arg(long, global = true, env = "ENTITLE_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
 
     /// Use this time instead of the system clock (simulations, tests).
-    #[arg(long, global = true, env = "ENTITLE_NOW", value_name = "RFC3339", value_parser = parse_now)]
+    #[arg(long, global = true, env = "ENTITLE_NOW", value_name = "RFC3339", value_parser = parse_time)]
     pub now: Option<Timestamp>,
 
     /// Print exactly one JSON object on stdout, errors included.
@@ -58,17 +56,29 @@ impl Globals {
     pub fn now(&self) -> Timestamp {
         self.now.unwrap_or_else(|| SystemClock.now())
     }
+
+    /// The state directory: `--state`, `$ENTITLE_STATE`, or the default.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    }
 }
 
-fn parse_now(text: &str) -> Result<Timestamp, String> {
+/// Where the state lives when neither `--state` nor `$ENTITLE_STATE` says.
+const DEFAULT_STATE_DIR: &str = "./entitle-state";
+
+/// Parses an RFC 3339 time on the command line (`--now`, `--expires`...).
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // Install-side commands join here as another flattened group.
     #[command(flatten)]
     Vendor(vendor::VendorCommand),
+    #[command(flatten)]
+    Install(install::InstallCommand),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +88,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Vendor(command) => vendor::run(command, &cli.globals),
+        Command::Install(command) => install::run(command, &cli.globals),
     };
     output::finish(outcome, cli.globals.json)
 }

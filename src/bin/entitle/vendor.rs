@@ -1,5 +1,6 @@
 //! The vendor's commands: make keys, issue and revoke licenses, verify and
-//! inspect tokens. None of them touches an install's state directory.
+//! inspect tokens, answer offline activation requests. Only `respond`
+//! touches a state directory, and only a vendor's own, when named.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,13 +10,15 @@ use std::path::{Path, PathBuf};
 use clap::builder::NonEmptyStringValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, Subcommand};
+use entitle::engine::ActivationRequest;
 use entitle::license::{License, MachineCertificate, RevocationList};
 use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
-use entitle::Error;
+use entitle::{Error, Timestamp};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use crate::files;
+use crate::install::open_engine;
 use crate::output::{Failure, Outcome};
 use crate::Globals;
 
@@ -32,6 +35,8 @@ pub enum VendorCommand {
     Inspect(InspectArgs),
     /// Sign a revocation list: these license ids may never be used again.
     Revoke(RevokeArgs),
+    /// Answer an offline activation request with a machine certificate.
+    Respond(RespondArgs),
 }
 
 /// `entitle keygen`.
@@ -98,6 +103,23 @@ pub struct RevokeArgs {
     out: Option<PathBuf>,
 }
 
+/// `entitle respond`.
+#[derive(Debug, Args)]
+pub struct RespondArgs {
+    /// The private key (PEM PKCS#8) that signs the certificate.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The request the customer sent (from `entitle request`).
+    #[arg(long, value_name = "FILE")]
+    request: PathBuf,
+    /// The activation ends at this instant [default: never].
+    #[arg(long, value_name = "RFC3339", value_parser = crate::parse_time)]
+    expires: Option<Timestamp>,
+    /// Write the armored certificate here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 /// Runs one vendor command.
 pub fn run(command: VendorCommand, globals: &Globals) -> Result<Outcome, Failure> {
     match command {
@@ -109,6 +131,7 @@ pub fn run(command: VendorCommand, globals: &Globals) -> Result<Outcome, Failure
         }
         VendorCommand::Inspect(args) => Ok(inspect(&args.token)?),
         VendorCommand::Revoke(args) => Ok(revoke(&args, globals)?),
+        VendorCommand::Respond(args) => respond(&args, globals),
     }
 }
 
@@ -337,6 +360,101 @@ fn revoke(args: &RevokeArgs, globals: &Globals) -> Result<Outcome, Error> {
              on each install with `entitle apply FILE`."
         )),
     };
+    Ok(with_token(outcome, &armored, &compact))
+}
+
+fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let key = read_signing_key(&args.key)?;
+    let text = files::read_text(&args.request, "activation request")?;
+    let request =
+        ActivationRequest::from_json_text(&text).map_err(|e| in_file(e, &args.request))?;
+    let issued_at = globals.now();
+    if let Some(end) = args.expires {
+        if end <= issued_at {
+            return Err(Error::InvalidArgument(format!(
+                "--expires {end} is not after now ({issued_at}): the certificate would never \
+                 activate anything; give a later time"
+            ))
+            .into());
+        }
+    }
+    let mut document = json!({
+        "v": 1,
+        "license_id": request.license_id,
+        "fingerprint": request.fingerprint,
+        "issued_at": issued_at.to_rfc3339(),
+    });
+    if let Some(end) = args.expires {
+        document["expires_at"] = json!(end.to_rfc3339());
+    }
+    MachineCertificate::from_json(&document)?;
+
+    // A vendor without a licensing server counts activations in a state of
+    // its own (`entitle --state vendor-state init` and `license add`): the
+    // device is recorded there first, so one over `max` is refused before
+    // anything is signed. Only a state the vendor named counts: a default
+    // `./entitle-state` lying about is more likely an install's.
+    let counted_in = match &globals.state {
+        Some(dir) => match open_engine(globals) {
+            Ok(vendor_state) => {
+                vendor_state.record_issued_certificate(&request, args.expires)?;
+                Some(dir.display().to_string())
+            }
+            Err(Failure::Error(Error::StateMissing { .. })) => None,
+            Err(other) => return Err(other),
+        },
+        None => None,
+    };
+
+    let compact = token::sign(&document, &key, TokenType::Machine)?;
+    let armored = armor_checked(&compact, TokenType::Machine, "machine certificate")?;
+    let mut result = json!({
+        "license_id": request.license_id,
+        "fingerprint": request.fingerprint,
+        "hostname": request.hostname,
+        "issued_at": issued_at,
+        "expires_at": args.expires,
+        "kid": key.kid(),
+        "counted_in": counted_in,
+    });
+    let mut summary = format!(
+        "Signed a machine certificate for license `{}` on device `{}` (host {}), {}.",
+        request.license_id,
+        request.fingerprint,
+        request.hostname,
+        args.expires
+            .map_or("with no end".to_owned(), |end| format!("valid until {end}")),
+    );
+    match &counted_in {
+        Some(dir) => summary.push_str(&format!("\nCounted in the vendor state at {dir}.")),
+        None => summary.push_str(
+            "\nNot counted anywhere: name a vendor state with --state DIR to enforce the \
+             license's maximum activations.",
+        ),
+    }
+    let mut outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "machine certificate", &armored)?;
+            result["out"] = json!(out.display().to_string());
+            let human = format!(
+                "{summary}\nWrote {out}.\n\
+                 Next: send {out} back to the customer, who runs `entitle apply {out}` on that \
+                 device.",
+                out = out.display()
+            );
+            Outcome::new(result, human)
+        }
+        None => Outcome::new(result, armored.clone()).with_note(format!(
+            "{summary}\nThe certificate is on stdout; save it with --out FILE.machine and send \
+             it back to the customer, who runs `entitle apply FILE.machine` on that device."
+        )),
+    };
+    if counted_in.is_none() && globals.state.is_some() {
+        outcome = outcome.with_warning(format!(
+            "no vendor state at {}: this activation was not counted",
+            globals.state_dir().display()
+        ));
+    }
     Ok(with_token(outcome, &armored, &compact))
 }
 

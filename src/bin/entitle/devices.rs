@@ -1,0 +1,180 @@
+//! Node-locked devices: `activate`, `deactivate`, `activation list`, and
+//! `request`, the install's half of an offline activation.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::builder::NonEmptyStringValueParser;
+use clap::{Args, Subcommand};
+use entitle::device::{detect_virtual_machine, hostname, Device};
+use entitle::Error;
+use serde_json::json;
+
+use crate::install::{open_engine, open_install, to_json};
+use crate::output::{Failure, Outcome};
+use crate::{files, Globals};
+
+/// `entitle activate`.
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The device to activate [default: this install's fingerprint].
+    #[arg(long, value_name = "F", value_parser = NonEmptyStringValueParser::new())]
+    fingerprint: Option<String>,
+    /// Declare the device a virtual machine (otherwise detected).
+    #[arg(long)]
+    vm: bool,
+}
+
+/// `entitle deactivate`.
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    /// The device to deactivate [default: this install's fingerprint].
+    #[arg(long, value_name = "F", value_parser = NonEmptyStringValueParser::new())]
+    fingerprint: Option<String>,
+}
+
+/// `entitle activation ...`.
+#[derive(Debug, Subcommand)]
+pub enum ActivationCommand {
+    /// Every device activated here, live or lapsed.
+    List,
+}
+
+/// `entitle request`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Write the request here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The license to activate, when several node-locked ones are installed.
+    #[arg(long, value_name = "ID", value_parser = NonEmptyStringValueParser::new())]
+    license: Option<String>,
+}
+
+/// `entitle activate`.
+pub fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let install = open_install(globals)?;
+    let fingerprint = args
+        .fingerprint
+        .clone()
+        .unwrap_or_else(|| install.settings.fingerprint.clone());
+    // The detector can only look at this machine; naming another device
+    // with --fingerprint (a site server activating a client) relies on
+    // --vm to declare it.
+    let device = Device {
+        fingerprint: fingerprint.clone(),
+        hostname: hostname(),
+        vm: args.vm || detect_virtual_machine(),
+    };
+    let ids = install.engine.activate(&device)?;
+    let human = format!(
+        "Activated device `{fingerprint}`{vm} for license(s): {}.\n\
+         Next: `entitle check FEATURE` confirms the rights; `entitle activation list` shows \
+         the devices.",
+        ids.join(", "),
+        vm = if device.vm {
+            " (a virtual machine)"
+        } else {
+            ""
+        },
+    );
+    Ok(Outcome::new(
+        json!({"fingerprint": fingerprint, "vm": device.vm, "license_ids": ids}),
+        human,
+    ))
+}
+
+/// `entitle deactivate`.
+pub fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let install = open_install(globals)?;
+    let fingerprint = args
+        .fingerprint
+        .clone()
+        .unwrap_or_else(|| install.settings.fingerprint.clone());
+    let ids = install.engine.deactivate(&fingerprint)?;
+    let human = format!(
+        "Deactivated device `{fingerprint}` for license(s): {}; each counted one transfer.\n\
+         Its slot is free: activate the new device with `entitle activate --fingerprint F`.",
+        ids.join(", ")
+    );
+    Ok(Outcome::new(
+        json!({"fingerprint": fingerprint, "license_ids": ids}),
+        human,
+    ))
+}
+
+/// Runs one `activation` command.
+pub fn run(command: ActivationCommand, globals: &Globals) -> Result<Outcome, Failure> {
+    match command {
+        ActivationCommand::List => {
+            let engine = open_engine(globals)?;
+            let now = engine.now();
+            let items = engine.activations();
+            let mut human = String::new();
+            if items.is_empty() {
+                human.push_str(
+                    "No device is activated here. `entitle activate` activates this one.\n",
+                );
+            }
+            for item in &items {
+                let _ = write!(
+                    human,
+                    "{}  license {}  host {}  activated {}",
+                    item.fingerprint, item.license_id, item.hostname, item.activated_at
+                );
+                match item.expires_at {
+                    Some(end) if end <= now => {
+                        let _ = write!(human, "  LAPSED at {end}");
+                    }
+                    Some(end) => {
+                        let _ = write!(human, "  until {end}");
+                    }
+                    None => {}
+                }
+                if item.certificate {
+                    human.push_str("  (vendor certificate)");
+                }
+                if item.vm {
+                    human.push_str("  (virtual machine)");
+                }
+                human.push('\n');
+            }
+            Ok(Outcome::new(json!({"items": to_json(&items)}), human))
+        }
+    }
+}
+
+/// `entitle request`.
+pub fn request(args: &RequestArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let engine = open_engine(globals)?;
+    let request = engine.activation_request(args.license.as_deref())?;
+    let text = serde_json::to_string_pretty(&request)
+        .map_err(|e| Error::InvalidArgument(format!("cannot write the activation request: {e}")))?;
+    let mut result = json!({
+        "license_id": request.license_id,
+        "fingerprint": request.fingerprint,
+        "request": to_json(&request),
+    });
+    let summary = format!(
+        "Activation request for license `{}` on this device (`{}`, host {}).",
+        request.license_id, request.fingerprint, request.hostname
+    );
+    let outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "activation request", &format!("{text}\n"))?;
+            result["out"] = json!(out.display().to_string());
+            let human = format!(
+                "{summary}\nWrote {out}.\n\
+                 Next: send {out} to your vendor. They reply with a machine certificate; \
+                 install it here with `entitle apply FILE`.",
+                out = out.display()
+            );
+            Outcome::new(result, human)
+        }
+        None => Outcome::new(result, text).with_note(format!(
+            "{summary}\nThe request is on stdout; save it with --out FILE, send it to your \
+             vendor, then `entitle apply` the machine certificate they return."
+        )),
+    };
+    Ok(outcome)
+}
