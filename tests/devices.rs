@@ -256,3 +256,17 @@ fn consumption_is_charged_to_the_license_that_expires_first() {
         "CONSUMPTION_LIMIT"
     );
 }
+
+#[test]
+fn a_feature_without_its_own_pool_shares_the_license_pool() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.engine(&clock);
+    engine
+        .add_license(&vendor.license(json!({"id": "lic",
+            "floating": {"seats": 1, "lease_secs": 60}, "features": [{"code": "export"}]})))
+        .unwrap();
+    engine.checkout("ws1", None).unwrap();
+    let err = engine.checkout("ws2", Some("export")).unwrap_err();
+    assert_eq!(err.code(), "FLOATING_EXHAUSTED");
+}

@@ -33,12 +33,20 @@ pub struct Consumed {
     pub license_id: String,
 }
 
-/// The licenses that may be charged for `code`, first to expire first,
-/// with their quota and their use in the current period.
-fn candidates(plan: &Plan<'_>, code: &str) -> Vec<(String, Consumption, u64)> {
+/// A license that may be charged: its quota, and its use in the period a
+/// charge now belongs to.
+struct Candidate {
+    id: String,
+    quota: Consumption,
+    used: u64,
+    period_start: i64,
+}
+
+/// The licenses that may be charged for `code`, first to expire first.
+fn candidates(plan: &Plan<'_>, code: &str) -> Vec<Candidate> {
     let ctx = &plan.config.device.ctx;
     let activations = plan.state.device_activations(&plan.config.device);
-    let mut found: Vec<(Option<i64>, String, Consumption, u64)> = Vec::new();
+    let mut found: Vec<(Option<i64>, Candidate)> = Vec::new();
     for installed in plan.state.licenses.values() {
         let view = installed.view(plan.config.device.activation(installed, &activations));
         let Some(feature) = view.license.feature(code) else {
@@ -55,24 +63,26 @@ fn candidates(plan: &Plan<'_>, code: &str) -> Vec<(String, Consumption, u64)> {
             reset: None,
         });
         let id = installed.verified.id.clone();
-        let used = plan
-            .state
-            .counters
-            .get(&(id.clone(), code.to_owned()))
-            .map_or(0, |c| c.used_at(quota.reset, plan.now));
+        let counter = plan.state.counters.get(&(id.clone(), code.to_owned()));
+        let candidate = Candidate {
+            used: counter.map_or(0, |c| c.used_at(quota.reset, plan.now)),
+            period_start: counter.map_or(consumption::period(quota.reset, plan.now).0, |c| {
+                c.period_start_at(quota.reset, plan.now)
+            }),
+            id,
+            quota,
+        };
         let expires = installed.verified.expires_at.map(Timestamp::unix);
-        found.push((expires, id, quota, used));
+        found.push((expires, candidate));
     }
     // First to expire first; a license that never expires last.
-    found.sort_by(|a, b| (a.0.is_none(), a.0, &a.1).cmp(&(b.0.is_none(), b.0, &b.1)));
-    found
-        .into_iter()
-        .map(|(_, id, q, used)| (id, q, used))
-        .collect()
+    found.sort_by(|a, b| (a.0.is_none(), a.0, &a.1.id).cmp(&(b.0.is_none(), b.0, &b.1.id)));
+    found.into_iter().map(|(_, c)| c).collect()
 }
 
-fn report(code: &str, license_id: String, quota: &Consumption, used: u64, now: i64) -> Consumed {
-    let (_, end) = consumption::period(quota.reset, now);
+fn report(code: &str, c: &Candidate, used: u64) -> Consumed {
+    let (license_id, quota) = (c.id.clone(), &c.quota);
+    let (_, end) = consumption::period(quota.reset, c.period_start);
     let overage = quota.max.is_some_and(|max| used > max);
     Consumed {
         feature: code.to_owned(),
@@ -109,10 +119,10 @@ impl Engine {
                     format!("no license in force lets `{code}` be consumed ({})", reason.code()),
                 ));
             }
-            let quotas: Vec<(Consumption, u64)> = found.iter().map(|(_, q, u)| (*q, *u)).collect();
+            let quotas: Vec<(Consumption, u64)> = found.iter().map(|c| (c.quota, c.used)).collect();
             let Some((i, _)) = consumption::choose(&quotas, amount) else {
-                let (id, quota, used) = &found[0];
-                let (_, end) = consumption::period(quota.reset, plan.now);
+                let Candidate { id, quota, used, period_start } = &found[0];
+                let (_, end) = consumption::period(quota.reset, *period_start);
                 let retry_at = (end != i64::MAX).then(|| Timestamp::from_unix(end));
                 return Err(Error::Denied {
                     reason: Reason::ConsumptionLimit,
@@ -125,16 +135,16 @@ impl Engine {
                     retry_at,
                 });
             };
-            let (id, quota, used) = &found[i];
-            let used = used.saturating_add(amount);
+            let chosen = &found[i];
+            let used = chosen.used.saturating_add(amount);
             let counter = Counter {
-                period_start: consumption::period(quota.reset, plan.now).0,
+                period_start: chosen.period_start,
                 used,
             };
-            let out = report(code, id.clone(), quota, used, plan.now);
+            let out = report(code, chosen, used);
             Ok((
                 vec![Change::PutCounter {
-                    license_id: id.clone(),
+                    license_id: chosen.id.clone(),
                     code: code.to_owned(),
                     counter,
                 }],
@@ -167,7 +177,7 @@ impl Engine {
         };
         candidates(&plan, code)
             .into_iter()
-            .map(|(id, quota, used)| report(code, id, &quota, used, now))
+            .map(|c| report(code, &c, c.used))
             .collect()
     }
 }

@@ -18,7 +18,8 @@ pub struct Lease {
     pub id: String,
     /// The client holding it.
     pub client: String,
-    /// The feature pool it draws from (`None`: the license-level pool).
+    /// The feature pool it draws from (`None`: the license-level pool,
+    /// which also serves features that have no pool of their own).
     pub feature: Option<String>,
     /// When it lapses unless renewed (or the borrow ends).
     pub expires_at: Timestamp,
@@ -74,6 +75,15 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
     })
 }
 
+/// Whether some installed license gives `code` a floating pool of its own.
+fn has_own_pool(plan: &Plan<'_>, code: &str) -> bool {
+    plan.state.licenses.values().any(|l| {
+        l.verified
+            .feature(code)
+            .is_some_and(|f| f.floating.is_some())
+    })
+}
+
 /// Leases past their end: reclaimed lazily by any floating operation.
 /// Reclaiming on demand keeps the engine free of background threads, so it
 /// embeds anywhere (plugin hosts, CLIs).
@@ -119,6 +129,9 @@ impl Engine {
         let new_id = random_id("lease_");
         self.mutate(|plan| {
             let pool = pool_for(plan, client, feature)?;
+            // A feature without pools of its own draws on the license-level
+            // pool: its leases count there, with everyone else's.
+            let feature = feature.filter(|code| has_own_pool(plan, code));
             let mut changes = reclaim(plan);
             let same_pool =
                 |l: &LeaseRecord| l.feature.as_deref() == feature && l.live_at(plan.now);

@@ -73,10 +73,18 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// Units used in the period containing `now` (a count from an earlier
-    /// period has reset).
+    /// The start of the period a charge at `now` belongs to. A counter
+    /// never moves back to an earlier period: a clock set back across a
+    /// boundary keeps charging the latest period, so it cannot reopen a
+    /// quota that was already used.
+    pub fn period_start_at(&self, reset: Option<Reset>, now: i64) -> i64 {
+        period(reset, now).0.max(self.period_start)
+    }
+
+    /// Units used in the period a charge at `now` belongs to (a count from
+    /// an earlier period has reset).
     pub fn used_at(&self, reset: Option<Reset>, now: i64) -> u64 {
-        if self.period_start == period(reset, now).0 {
+        if self.period_start >= period(reset, now).0 {
             self.used
         } else {
             0
