@@ -7,6 +7,7 @@
 //! how it is printed and which exit status it gives.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod devices;
 mod files;
 mod install;
@@ -79,6 +80,8 @@ enum Command {
     Vendor(vendor::VendorCommand),
     #[command(flatten)]
     Install(install::InstallCommand),
+    /// A guided walk through everything, in a temporary directory.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Vendor(command) => vendor::run(command, &cli.globals),
         Command::Install(command) => install::run(command, &cli.globals),
+        Command::Demo => demo::run(cli.globals.now),
     };
     output::finish(outcome, cli.globals.json)
 }
