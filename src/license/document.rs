@@ -1,10 +1,12 @@
 //! The license document: the payload of a `typ: "license"` token.
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::token::{strict_object, strict_value};
 
 /// The most features one license may carry: a bound on the work one
 /// signed file can make the engine do.
@@ -19,6 +21,11 @@ pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
 
 /// A license, as its vendor signed it. Field names are the wire contract
 /// (DESIGN section 3); unknown fields are kept in `extra` and ignored.
+///
+/// Its `Deserialize` refuses a repeated key anywhere in the document
+/// (`serde` refuses repeated known fields; the free-form and unknown
+/// fields are read strictly), so a license can be read straight from the
+/// signed bytes with no separate duplicate check.
 ///
 /// ```
 /// use entitle::license::License;
@@ -46,7 +53,11 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The customer (a name or any JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict_value"
+    )]
     pub customer: Option<Value>,
     /// A notice to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,10 +66,18 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_on_expire: Option<String>,
     /// Free-form data, carried and shown, never enforced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict_value"
+    )]
     pub metadata: Option<Value>,
     /// Free-form data, carried and shown, never enforced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict_value"
+    )]
     pub custom_fields: Option<Value>,
     /// The informational class.
     #[serde(default)]
@@ -105,7 +124,7 @@ pub struct License {
     #[serde(default)]
     pub features: Vec<Feature>,
     /// Fields this version does not know, kept for forward compatibility.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "strict_object")]
     pub extra: Map<String, Value>,
 }
 
@@ -231,7 +250,7 @@ pub struct Feature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floating: Option<Floating>,
     /// Fields this version does not know.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "strict_object")]
     pub extra: Map<String, Value>,
 }
 
@@ -275,6 +294,26 @@ impl License {
                 Error::malformed("license", format!("field `{path}`: {inner}"))
             }
         })?;
+        license.validate()?;
+        Ok(license)
+    }
+
+    /// Reads and validates a license document from JSON bytes, refusing
+    /// what [`from_json`](License::from_json) cannot see once a `Value` is
+    /// built: duplicate keys, at any depth. One pass, no `Value`: the path
+    /// every verified license takes.
+    ///
+    /// ```
+    /// use entitle::license::License;
+    ///
+    /// let json = br#"{"v": 1, "id": "lic_1", "product": "acme", "issued_at": "2026-01-01T00:00:00Z"}"#;
+    /// assert_eq!(License::from_json_slice(json).unwrap().id, "lic_1");
+    ///
+    /// let twice = br#"{"v": 1, "id": "lic_1", "id": "lic_2", "product": "acme", "issued_at": "2026-01-01T00:00:00Z"}"#;
+    /// assert_eq!(License::from_json_slice(twice).unwrap_err().code(), "MALFORMED");
+    /// ```
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
+        let license: License = crate::token::read_slice(bytes, "license")?;
         license.validate()?;
         Ok(license)
     }
@@ -323,7 +362,7 @@ impl License {
             }
         }
         if let Some(floating) = &self.floating {
-            floating_ok("floating", floating)?;
+            floating_ok(|| "floating".to_owned(), floating)?;
         }
         if self.features.len() > MAX_FEATURES {
             return Err(Error::TooLarge {
@@ -332,9 +371,14 @@ impl License {
                 limit: MAX_FEATURES,
             });
         }
-        let mut codes = std::collections::HashSet::new();
+        let mut codes =
+            FxHashSet::with_capacity_and_hasher(self.features.len(), Default::default());
         for (i, feature) in self.features.iter().enumerate() {
-            name_ok(&format!("features[{i}].code"), &feature.code)?;
+            // The field name is formatted only for an error: this loop runs
+            // on every verification.
+            if !is_name(&feature.code) {
+                return name_ok(&format!("features[{i}].code"), &feature.code);
+            }
             if !codes.insert(feature.code.as_str()) {
                 return bad(
                     &format!("features[{i}].code"),
@@ -354,15 +398,19 @@ impl License {
                         "is not supported on a feature pool; set it on the license's `floating`",
                     );
                 }
-                floating_ok(&format!("features[{i}].floating"), floating)?;
+                floating_ok(|| format!("features[{i}].floating"), floating)?;
             }
         }
         Ok(())
     }
 }
 
+fn is_name(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_NAME_LEN && !value.chars().any(char::is_control)
+}
+
 fn name_ok(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+    if !is_name(value) {
         return Err(Error::malformed(
             "license",
             format!("field `{field}` must be 1 to {MAX_NAME_LEN} printable characters"),
@@ -371,17 +419,18 @@ fn name_ok(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn floating_ok(field: &str, floating: &Floating) -> Result<()> {
+/// `field` names the pool in an error, and is only called to make one.
+fn floating_ok(field: impl Fn() -> String, floating: &Floating) -> Result<()> {
     if floating.lease_secs <= 0 {
         return Err(Error::malformed(
             "license",
-            format!("field `{field}.lease_secs` must be positive"),
+            format!("field `{}.lease_secs` must be positive", field()),
         ));
     }
     if floating.borrow_max_secs.is_some_and(|b| b < 0) {
         return Err(Error::malformed(
             "license",
-            format!("field `{field}.borrow_max_secs` must not be negative"),
+            format!("field `{}.borrow_max_secs` must not be negative", field()),
         ));
     }
     Ok(())

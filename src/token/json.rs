@@ -5,9 +5,11 @@
 //! disagree (first wins in one, last wins in the other), which turns a
 //! signature into a lie; so a signed document with one is refused outright.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use rustc_hash::FxHashSet;
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Error, Result};
@@ -20,6 +22,186 @@ pub(crate) fn parse_strict(bytes: &[u8], what: &'static str) -> Result<Value> {
     serde_json::from_str::<Strict>(text)
         .map(|s| s.0)
         .map_err(|e| Error::malformed(what, format!("it is not valid JSON: {e}")))
+}
+
+/// Checks that `bytes` are one strict JSON object (as [`parse_strict`]
+/// reads it) without building it: no allocation but for escaped or
+/// numerous keys. Verification runs this on every payload, so that typed
+/// readers can then deserialize straight from the bytes.
+pub(crate) fn check_object(bytes: &[u8], what: &'static str) -> Result<()> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| Error::malformed(what, "it is not valid UTF-8"))?;
+    match serde_json::from_str::<Checked>(text) {
+        Ok(Checked::Object) => Ok(()),
+        Ok(Checked::Other) => Err(Error::malformed(what, "it must be a JSON object")),
+        Err(e) => Err(Error::malformed(what, format!("it is not valid JSON: {e}"))),
+    }
+}
+
+/// Reads a `T` straight from JSON bytes, naming the offending field in the
+/// error. Repeated keys are refused only if the bytes passed
+/// [`check_object`] or `T`'s `Deserialize` refuses them itself.
+pub(crate) fn read_slice<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+    // Validating UTF-8 once up front lets serde_json skip it per string.
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| Error::malformed(what, "it is not valid UTF-8"))?;
+    // Tracking the path of every value costs as much as the parse itself,
+    // and only a refusal needs it: parse plainly, and again with the path
+    // only to explain a failure.
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                Error::malformed(what, inner.to_string())
+            } else {
+                Error::malformed(what, format!("field `{path}`: {inner}"))
+            }
+        })
+        .and_then(|value| {
+            de.end()
+                .map_err(|e| Error::malformed(what, format!("it is not valid JSON: {e}")))?;
+            Ok(value)
+        })
+}
+
+/// Deserializes one JSON value refusing duplicate keys at any depth: for
+/// the free-form fields of a typed document (`customer`, `metadata`...),
+/// so that the document's `Deserialize` is strict on its own and needs no
+/// [`check_object`] pass first. `null` is `None`, as for any `Option`.
+pub(crate) fn strict_value<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Value>, D::Error> {
+    match d.deserialize_any(StrictVisitor)? {
+        Value::Null => Ok(None),
+        value => Ok(Some(value)),
+    }
+}
+
+/// Like [`strict_value`], for the `#[serde(flatten)]` map that keeps a
+/// document's unknown fields: a repeated unknown field is refused, where
+/// `serde` alone would keep the last.
+pub(crate) fn strict_object<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Map<String, Value>, D::Error> {
+    match d.deserialize_map(StrictVisitor)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(de::Error::custom("expected a JSON object")),
+    }
+}
+
+/// What [`check_object`] learns of a value: only whether it is an object.
+enum Checked {
+    Object,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(CheckVisitor)
+    }
+}
+
+/// Objects this small are checked for repeated keys by a linear scan;
+/// larger ones with a hash set, so a 64 KiB object of short keys stays
+/// linear.
+const LINEAR_KEYS: usize = 32;
+
+struct CheckVisitor;
+
+impl<'de> Visitor<'de> for CheckVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Checked, E> {
+        if v.is_finite() {
+            Ok(Checked::Other)
+        } else {
+            Err(E::custom("a number that is not finite"))
+        }
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Checked, E> {
+        Ok(Checked::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Checked, A::Error> {
+        let mut few: Vec<Key<'de>> = Vec::new();
+        let mut many: FxHashSet<Key<'de>> = FxHashSet::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if many.is_empty() && few.len() == LINEAR_KEYS {
+                many.extend(few.drain(..));
+            }
+            let repeated = if many.is_empty() {
+                few.contains(&key)
+            } else {
+                many.contains(&key)
+            };
+            if repeated {
+                return Err(de::Error::custom(format!("duplicate key `{}`", key.0)));
+            }
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked::Object)
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes.
+#[derive(PartialEq, Eq, Hash)]
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
 }
 
 struct Strict(Value);
@@ -94,6 +276,48 @@ mod tests {
         assert!(parse_strict(br#"{"a":1,"a":2}"#, "t").is_err());
         assert!(parse_strict(br#"{"a":{"b":1,"b":1}}"#, "t").is_err());
         assert!(parse_strict(br#"[{"b":1},{"b":1}]"#, "t").is_ok());
+    }
+
+    #[test]
+    fn the_check_agrees_with_the_strict_parser() {
+        let many: String = (0..100).map(|i| format!("\"k{i}\":{i},")).collect();
+        let inputs: [&[u8]; 14] = [
+            br#"{"a":1,"a":2}"#,
+            br#"{"a":{"b":1,"b":1}}"#,
+            br#"[{"b":1},{"b":1}]"#,
+            br#"{"a":[{"b":1,"c":[{"d":1,"d":2}]}]}"#,
+            br#"{"\u0061":1,"a":2}"#,
+            br#"{"a":1,"b":{"a":1}}"#,
+            br#"{"a":1} x"#,
+            b"{\"a\":\"\xff\"}",
+            b"",
+            b"1e400",
+            br#"{"a":1e400}"#,
+            br#"{}"#,
+            br#"[]"#,
+            &[b'['; 10_000],
+        ];
+        let many_ok = format!("{{{many}\"end\":0}}");
+        let many_dup = format!("{{{many}\"k7\":0}}");
+        for input in inputs
+            .iter()
+            .copied()
+            .chain([many_ok.as_bytes(), many_dup.as_bytes()])
+        {
+            let parsed = parse_strict(input, "t");
+            let checked = check_object(input, "t");
+            assert_eq!(
+                checked.is_ok(),
+                matches!(parsed, Ok(Value::Object(_))),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert!(check_object(many_ok.as_bytes(), "t").is_ok());
+        let err = check_object(many_dup.as_bytes(), "t").unwrap_err();
+        assert!(err.to_string().contains("duplicate key `k7`"), "{err}");
+        let err = check_object(br#"{"\u0061":1,"a":2}"#, "t").unwrap_err();
+        assert!(err.to_string().contains("duplicate key `a`"), "{err}");
     }
 
     #[test]

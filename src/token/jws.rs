@@ -1,11 +1,14 @@
 //! JWS compact serialization (RFC 7515) with EdDSA over Ed25519 (RFC 8037).
 
+use std::sync::OnceLock;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::token::json::parse_strict;
+use crate::token::json::{check_object, parse_strict, read_slice};
 use crate::token::keys::{Keyring, SigningKey};
 use crate::token::{armor, TokenType};
 
@@ -19,7 +22,11 @@ pub struct VerifiedToken {
     typ: TokenType,
     kid: String,
     header: Map<String, Value>,
-    payload: Map<String, Value>,
+    /// The decoded payload, checked to be one strict JSON object.
+    payload_json: Vec<u8>,
+    /// The payload as a map, built on first use: typed readers such as the
+    /// license parser read `payload_json` directly and never need it.
+    payload: OnceLock<Map<String, Value>>,
     compact: String,
 }
 
@@ -38,25 +45,104 @@ impl VerifiedToken {
     }
     /// The payload, a JSON object.
     pub fn payload(&self) -> &Map<String, Value> {
-        &self.payload
+        self.payload.get_or_init(|| {
+            // `verify` checked these bytes to be a strict JSON object, so
+            // this parse cannot fail; an empty map is the harmless answer
+            // should it ever.
+            match parse_strict(&self.payload_json, "token payload") {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            }
+        })
+    }
+    /// Reads the payload as a `T`, straight from its JSON bytes (the
+    /// fast path: no intermediate [`Value`]). `what` names the document in
+    /// errors, which name the offending field.
+    ///
+    /// ```
+    /// use entitle::token::{sign, verify, Keyring, SigningKey, TokenType};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Revoked { ids: Vec<String> }
+    ///
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let mut keyring = Keyring::new();
+    /// keyring.add(key.public_key().clone());
+    /// let token = sign(&serde_json::json!({"ids": ["lic_1"]}), &key, TokenType::Revocations).unwrap();
+    /// let verified = verify(&token, &keyring, TokenType::Revocations).unwrap();
+    /// let revoked: Revoked = verified.payload_as("revocations").unwrap();
+    /// assert_eq!(revoked.ids, ["lic_1"]);
+    /// ```
+    pub fn payload_as<T: DeserializeOwned>(&self, what: &'static str) -> Result<T> {
+        read_slice(&self.payload_json, what)
     }
     /// The compact form (`header.payload.signature`), as verified.
     pub fn compact(&self) -> &str {
         &self.compact
     }
+    /// The compact form, without copying it.
+    pub(crate) fn into_compact(self) -> String {
+        self.compact
+    }
 }
 
 /// The pieces of a compact token, decoded but not verified.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UnverifiedToken {
     /// The header, a JSON object.
     pub header: Map<String, Value>,
     /// The payload, a JSON object.
     pub payload: Map<String, Value>,
-    signing_input_len: usize,
-    signature: Vec<u8>,
+}
+
+/// A compact token cut into its three parts and base64url-decoded; no JSON
+/// read yet.
+struct Parts {
     compact: String,
     armor_type: Option<TokenType>,
+    header_json: Vec<u8>,
+    payload_json: Vec<u8>,
+    signature: Vec<u8>,
+    signing_input_len: usize,
+}
+
+impl Parts {
+    fn split(text: &str) -> Result<Parts> {
+        if text.len() > MAX_TOKEN_BYTES {
+            return Err(Error::TooLarge {
+                what: "token",
+                size: text.len(),
+                limit: MAX_TOKEN_BYTES,
+            });
+        }
+        let (compact, armor_type) = armor::dearmor(text)?;
+        let mut parts = compact.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::malformed(
+                "token",
+                "a token has exactly three base64url parts separated by dots (header.payload.signature)",
+            ));
+        };
+        let header_json = decode_part(h, "token header")?;
+        let payload_json = decode_part(p, "token payload")?;
+        let signature = decode_part(s, "token signature")?;
+        let signing_input_len = h.len() + 1 + p.len();
+        Ok(Parts {
+            compact,
+            armor_type,
+            header_json,
+            payload_json,
+            signature,
+            signing_input_len,
+        })
+    }
+
+    fn signing_input(&self) -> &[u8] {
+        &self.compact.as_bytes()[..self.signing_input_len]
+    }
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>> {
@@ -79,40 +165,16 @@ fn object(value: Value, what: &'static str) -> Result<Map<String, Value>> {
 /// checking its signature. For `entitle inspect` and for diagnostics only:
 /// nothing decoded here may be trusted.
 pub fn decode_unverified(text: &str) -> Result<UnverifiedToken> {
-    if text.len() > MAX_TOKEN_BYTES {
-        return Err(Error::TooLarge {
-            what: "token",
-            size: text.len(),
-            limit: MAX_TOKEN_BYTES,
-        });
-    }
-    let (compact, armor_type) = armor::dearmor(text)?;
-    let mut parts = compact.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Error::malformed(
-            "token",
-            "a token has exactly three base64url parts separated by dots (header.payload.signature)",
-        ));
-    };
+    let parts = Parts::split(text)?;
     let header = object(
-        parse_strict(&decode_part(h, "token header")?, "token header")?,
+        parse_strict(&parts.header_json, "token header")?,
         "token header",
     )?;
     let payload = object(
-        parse_strict(&decode_part(p, "token payload")?, "token payload")?,
+        parse_strict(&parts.payload_json, "token payload")?,
         "token payload",
     )?;
-    let signature = decode_part(s, "token signature")?;
-    Ok(UnverifiedToken {
-        header,
-        payload,
-        signing_input_len: h.len() + 1 + p.len(),
-        signature,
-        compact,
-        armor_type,
-    })
+    Ok(UnverifiedToken { header, payload })
 }
 
 fn header_str<'a>(header: &'a Map<String, Value>, name: &str) -> Result<&'a str> {
@@ -131,9 +193,10 @@ fn header_str<'a>(header: &'a Map<String, Value>, name: &str) -> Result<&'a str>
 
 /// Verifies a token (armored or bare) of type `expected` against `keyring`.
 ///
-/// Checks, in order: size, armor, base64url and JSON shape; `alg` is
-/// `EdDSA` and there is no `crit`; `kid` and `typ` are present; the key is
-/// trusted; the Ed25519 signature verifies strictly; `typ` is `expected`.
+/// Checks, in order: size, armor and base64url; the header's JSON; `alg`
+/// is `EdDSA` and there is no `crit`; `kid` and `typ` are present; the key
+/// is trusted; the Ed25519 signature verifies strictly; `typ` is
+/// `expected`; the payload is one strict JSON object.
 ///
 /// ```
 /// use entitle::token::{sign, verify, Keyring, SigningKey, TokenType};
@@ -158,40 +221,74 @@ pub fn verify_any(
     keyring: &Keyring,
     expected: Option<TokenType>,
 ) -> Result<VerifiedToken> {
-    let token = decode_unverified(text)?;
-    let alg = header_str(&token.header, "alg")?;
+    let signed = verify_signature(text, keyring, expected)?;
+    // Read only once the signature holds: the payload is the larger part,
+    // and unauthenticated bytes get no more parsing than they must.
+    check_object(&signed.payload_json, "token payload")?;
+    Ok(VerifiedToken {
+        typ: signed.typ,
+        kid: signed.kid,
+        header: signed.header,
+        payload_json: signed.payload_json,
+        payload: OnceLock::new(),
+        compact: signed.compact,
+    })
+}
+
+/// A token whose header and signature [`verify_signature`] accepted, but
+/// whose payload has not been read at all: not even checked to be JSON.
+pub(crate) struct SignedPayload {
+    pub(crate) typ: TokenType,
+    pub(crate) kid: String,
+    pub(crate) header: Map<String, Value>,
+    /// The decoded payload bytes, authenticated but unread.
+    pub(crate) payload_json: Vec<u8>,
+    pub(crate) compact: String,
+}
+
+/// Everything [`verify_any`] checks but the payload's JSON, for a reader
+/// whose `Deserialize` is strict on its own (refuses repeated keys at any
+/// depth, as [`License`](crate::license::License)'s does) and so can read
+/// the bytes in one pass.
+pub(crate) fn verify_signature(
+    text: &str,
+    keyring: &Keyring,
+    expected: Option<TokenType>,
+) -> Result<SignedPayload> {
+    let parts = Parts::split(text)?;
+    let header = object(
+        parse_strict(&parts.header_json, "token header")?,
+        "token header",
+    )?;
+    let alg = header_str(&header, "alg")?;
     if alg != "EdDSA" {
         return Err(Error::malformed(
             "token header",
             format!("`alg` is `{alg}`, but only `EdDSA` (Ed25519) tokens are accepted"),
         ));
     }
-    if token.header.contains_key("crit") {
+    if header.contains_key("crit") {
         return Err(Error::malformed(
             "token header",
             "`crit` extensions are not supported, so the token is refused (RFC 7515 section 4.1.11)",
         ));
     }
-    let kid = header_str(&token.header, "kid")?;
-    let typ_text = header_str(&token.header, "typ")?;
+    let kid = header_str(&header, "kid")?;
+    let typ_text = header_str(&header, "typ")?;
     let key = keyring.get(kid).ok_or_else(|| Error::UnknownKey {
         kid: kid.chars().take(100).collect(),
     })?;
-    let signature: [u8; 64] = token
+    let signature: [u8; 64] = parts
         .signature
         .as_slice()
         .try_into()
         .map_err(|_| Error::SignatureInvalid)?;
-    let signature = ed25519_dalek::Signature::from_bytes(&signature);
-    let signing_input = &token.compact.as_bytes()[..token.signing_input_len];
-    key.verifying_key()
-        .verify_strict(signing_input, &signature)
-        .map_err(|_| Error::SignatureInvalid)?;
+    key.verify_bytes(parts.signing_input(), &signature)?;
     let typ = TokenType::parse(typ_text).ok_or_else(|| Error::WrongType {
         expected: expected.map_or("license, machine or revocations", TokenType::as_str),
         found: typ_text.chars().take(100).collect(),
     })?;
-    if token.armor_type.is_some_and(|label| label != typ) {
+    if parts.armor_type.is_some_and(|label| label != typ) {
         return Err(Error::malformed(
             "armor",
             format!("the armor label does not match the token's `typ` `{typ}`"),
@@ -205,12 +302,13 @@ pub fn verify_any(
             });
         }
     }
-    Ok(VerifiedToken {
+    let kid = kid.to_owned();
+    Ok(SignedPayload {
         typ,
-        kid: kid.to_owned(),
-        header: token.header,
-        payload: token.payload,
-        compact: token.compact,
+        kid,
+        header,
+        payload_json: parts.payload_json,
+        compact: parts.compact,
     })
 }
 
@@ -238,6 +336,6 @@ pub fn sign_with_kid(
     let header = URL_SAFE_NO_PAD.encode(header.to_string());
     let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
     let signing_input = format!("{header}.{payload}");
-    let signature = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()));
+    let signature = URL_SAFE_NO_PAD.encode(key.sign_bytes(signing_input.as_bytes()));
     Ok(format!("{signing_input}.{signature}"))
 }

@@ -74,8 +74,27 @@ impl PublicKey {
             .unwrap_or_default()
     }
 
-    pub(crate) fn verifying_key(&self) -> &ed25519_dalek::VerifyingKey {
-        &self.key
+    /// Checks a raw Ed25519 signature of `message` with strict verification
+    /// (RFC 8032 plus the refusal of non-canonical `S` and of small-order
+    /// keys and `R`), the check every token gets.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SignatureInvalid`], whatever the reason.
+    ///
+    /// ```
+    /// use entitle::token::SigningKey;
+    ///
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let signature = key.sign_bytes(b"hello");
+    /// let err = key.public_key().verify_bytes(b"hellO", &signature).unwrap_err();
+    /// assert_eq!(err.code(), "SIGNATURE_INVALID");
+    /// ```
+    pub fn verify_bytes(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        self.key
+            .verify_strict(message, &signature)
+            .map_err(|_| Error::SignatureInvalid)
     }
 }
 
@@ -187,7 +206,20 @@ impl SigningKey {
         self.public.kid()
     }
 
-    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+    /// The raw Ed25519 signature (RFC 8032) of `message`.
+    ///
+    /// Tokens are signed with [`sign`](crate::token::sign); this is the bare
+    /// primitive beneath it, public so that it can be checked against the
+    /// RFC 8032 test vectors.
+    ///
+    /// ```
+    /// use entitle::token::SigningKey;
+    ///
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let signature = key.sign_bytes(b"hello");
+    /// assert!(key.public_key().verify_bytes(b"hello", &signature).is_ok());
+    /// ```
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
         self.key.sign(message).to_bytes()
     }

@@ -21,7 +21,14 @@ pub use jws::{
 };
 pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
 
-pub(crate) use json::parse_strict;
+pub(crate) use json::{read_slice, strict_object, strict_value};
+pub(crate) use jws::verify_signature;
+
+/// Parses JSON strictly: duplicate keys, invalid UTF-8 and trailing data are
+/// refused. `what` names the input in errors.
+pub fn parse_strict_json(bytes: &[u8], what: &'static str) -> crate::Result<serde_json::Value> {
+    json::parse_strict(bytes, what)
+}
 
 /// The three kinds of token, named by the header's `typ`. A token is only
 /// accepted where its type is expected.

@@ -1,0 +1,92 @@
+//! Replays every fuzz corpus and every saved crash through the function its
+//! fuzz target calls, on stable Rust, so that a crash once found and fixed
+//! stays fixed.
+//!
+//! To add a target: write its function in `fuzz/src/lib.rs`, its five-line
+//! target in `fuzz/fuzz_targets/`, and a row in [`TARGETS`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_targets;
+
+type Target = fn(&[u8]) -> entitle::Result<()>;
+
+/// Each fuzz target's name (its corpus and artifacts directory) and the
+/// function it feeds its input to.
+const TARGETS: &[(&str, Target)] = &[
+    ("token", fuzz_targets::token),
+    ("armor", fuzz_targets::armor),
+    ("license", fuzz_targets::license),
+];
+
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(name: &str, target: Target) -> (usize, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut replayed = 0;
+    let mut panics = Vec::new();
+    for dir in [
+        root.join("corpus").join(name),
+        root.join("artifacts").join(name),
+    ] {
+        for path in inputs(&dir) {
+            let data = std::fs::read(&path).expect("readable corpus file");
+            replayed += 1;
+            if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
+                panics.push(path.display().to_string());
+            }
+        }
+    }
+    (replayed, panics)
+}
+
+#[test]
+fn every_corpus_and_artifact_replays_without_panic() {
+    let mut panics = Vec::new();
+    for &(name, target) in TARGETS {
+        let (replayed, mut failed) = replay(name, target);
+        assert!(
+            replayed > 0,
+            "fuzz/corpus/{name}/ is empty: commit a few seed inputs"
+        );
+        panics.append(&mut failed);
+    }
+    assert!(panics.is_empty(), "inputs that panic: {panics:#?}");
+}
+
+#[test]
+fn the_token_corpus_reaches_past_the_signature_check() {
+    // A corpus of inputs that all fail early would leave the fuzzer
+    // exploring only the base64 layer.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/token");
+    let verified = inputs(&root)
+        .iter()
+        .filter(|path| fuzz_targets::token(&std::fs::read(path).unwrap()).is_ok())
+        .count();
+    assert!(verified >= 2, "only {verified} token seeds verify");
+}
+
+#[test]
+fn the_license_corpus_holds_valid_and_invalid_documents() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/license");
+    let results: Vec<bool> = inputs(&root)
+        .iter()
+        .map(|path| fuzz_targets::license(&std::fs::read(path).unwrap()).is_ok())
+        .collect();
+    assert!(
+        results.contains(&true) && results.contains(&false),
+        "{results:?}"
+    );
+}
