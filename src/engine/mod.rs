@@ -329,14 +329,15 @@ impl Engine {
             )
         };
         writer.published |= rebuild_features;
-        let seats = SeatEntry::build(&mut writer.state, &inner.config.device, now);
+        let tamper_below = writer
+            .state
+            .latest_seen
+            .saturating_sub(inner.config.tolerance_secs);
+        let seats = SeatEntry::build(&mut writer.state, &inner.config.device, now, tamper_below);
         let snapshot = Snapshot {
             features,
             seats,
-            tamper_below: writer
-                .state
-                .latest_seen
-                .saturating_sub(inner.config.tolerance_secs),
+            tamper_below,
             licenses,
             device_activations,
         };

@@ -157,10 +157,18 @@ impl FeatureTable {
 }
 
 /// Whether one more user may take a seat, over time.
+///
+/// Both timelines count users exactly as a mutation would at the instant
+/// asked, not as they stood when the snapshot was built: the untampered one
+/// from `tamper_below` on (a clock set back within the tolerance sees users
+/// active again who had gone idle), with the active window of each stretch
+/// between license breakpoints (the window is the longest among the
+/// licenses in force, so it changes when one starts or ends); the tampered
+/// one below it, where only time-independent licenses count.
 #[derive(Debug, Clone)]
 pub(crate) struct SeatEntry {
     timeline: Timeline<Reason>,
-    tampered: Reason,
+    tampered: Timeline<Reason>,
     /// After this instant the timeline may be stale (see
     /// `SEAT_HORIZON_EVENTS`); the engine republishes before it.
     pub(crate) horizon: i64,
@@ -170,48 +178,104 @@ impl SeatEntry {
     #[inline]
     pub(crate) fn decide(&self, now: i64, tamper_below: i64) -> Decision {
         if now < tamper_below {
-            return Decision::new(self.tampered, None);
+            return Decision::new(self.tampered.at(now).0, None);
         }
         let (reason, until) = self.timeline.at(now);
         Decision::new(reason, until.map(Timestamp::from_unix))
     }
 
-    pub(crate) fn build(state: &mut State, device: &DeviceContext, now: i64) -> SeatEntry {
-        let (totals_now, tampered_totals, mut breakpoints) = {
+    pub(crate) fn build(
+        state: &mut State,
+        device: &DeviceContext,
+        now: i64,
+        tamper_below: i64,
+    ) -> SeatEntry {
+        // The untampered timeline is only read from `tamper_below` on.
+        let from = tamper_below;
+        let (stretches, tampered_totals) = {
             let views = state.views(device);
             let mut breakpoints = Vec::new();
             for view in &views {
                 validity::view_breakpoints(view, &mut breakpoints);
             }
+            breakpoints.retain(|t| *t > from);
+            breakpoints.push(from);
+            breakpoints.sort_unstable();
+            breakpoints.dedup();
+            let stretches: Vec<(i64, seats::SeatTotals)> = breakpoints
+                .into_iter()
+                .map(|start| (start, seats::totals(&views, &device.ctx, start, false)))
+                .collect();
+            // Only time-independent licenses count on a tampered clock, so
+            // these totals hold at every tampered instant.
+            (stretches, seats::totals(&views, &device.ctx, now, true))
+        };
+
+        // Forward from `from`, stretch by stretch, each with its window.
+        let mut points: Vec<(i64, Reason)> = Vec::new();
+        let mut budget = SEAT_HORIZON_EVENTS;
+        let mut horizon = i64::MAX;
+        for (i, (start, totals)) in stretches.iter().enumerate() {
+            let end = stretches.get(i + 1).map_or(i64::MAX, |(next, _)| *next);
+            let window = totals.window_secs;
+            let mut active = state.activity.active_at(*start, window);
+            points.push((*start, seats::can_add(totals, active)));
+            let idle = state.activity.next_idle(*start, window, budget);
+            let truncated = idle.len() == budget;
+            let mut last = *start;
+            for (at, n) in idle.into_iter().take_while(|(at, _)| *at < end) {
+                active = active.saturating_sub(n);
+                points.push((at, seats::can_add(totals, active)));
+                budget -= 1;
+                last = at;
+            }
+            if truncated && budget == 0 {
+                horizon = last;
+                break;
+            }
+        }
+        let timeline = Timeline::sample(points.iter().map(|(t, _)| *t).collect(), |t| {
+            let i = points.partition_point(|(at, _)| *at <= t);
+            points[i.saturating_sub(1)].1
+        });
+
+        // Backward from `tamper_below`: users idle there are active again
+        // earlier. Beyond the events kept, everyone counts as active, which
+        // can only err towards refusing. Counting is skipped when no count can matter (the usual case: a
+        // subscription's seats do not survive a tampered clock), as moving
+        // the index to another window costs a scan of the users between.
+        let counts = tampered_totals.counted && tampered_totals.reason.allows();
+        let window = tampered_totals.window_secs;
+        let (active_at_guard, idle) = if counts {
             (
-                seats::totals(&views, &device.ctx, now, false),
-                seats::totals(&views, &device.ctx, now, true),
-                breakpoints,
+                state.activity.active_at(tamper_below, window),
+                state
+                    .activity
+                    .prev_idle(tamper_below, window, SEAT_HORIZON_EVENTS),
             )
-        };
-        let window = totals_now.window_secs;
-        let active_now = state.activity.active_at(now, window);
-        let idle = state.activity.next_idle(now, window, SEAT_HORIZON_EVENTS);
-        let horizon = if idle.len() == SEAT_HORIZON_EVENTS {
-            idle.last().map_or(i64::MAX, |(t, _)| *t)
         } else {
-            i64::MAX
+            (0, Vec::new())
         };
-        breakpoints.retain(|t| *t <= horizon);
-        breakpoints.extend(idle.iter().map(|(t, _)| *t));
-        let views = state.views(device);
-        let timeline = Timeline::sample(breakpoints, |t| {
-            let gone_idle: u64 = idle
-                .iter()
-                .take_while(|(at, _)| *at <= t)
-                .map(|(_, n)| n)
-                .sum();
-            let totals = seats::totals(&views, &device.ctx, t, false);
-            seats::can_add(&totals, active_now.saturating_sub(gone_idle))
+        let mut back: Vec<(i64, Reason)> = Vec::with_capacity(idle.len() + 1);
+        let mut active = active_at_guard;
+        for (at, n) in idle {
+            back.push((at, seats::can_add(&tampered_totals, active)));
+            active = active.saturating_add(n);
+        }
+        let everyone = if counts {
+            state.users.len() as u64
+        } else {
+            active
+        };
+        back.push((i64::MIN, seats::can_add(&tampered_totals, everyone)));
+        back.reverse();
+        let tampered = Timeline::sample(back.iter().map(|(t, _)| *t).collect(), |t| {
+            let i = back.partition_point(|(at, _)| *at <= t);
+            back[i.saturating_sub(1)].1
         });
         SeatEntry {
             timeline,
-            tampered: seats::can_add(&tampered_totals, active_now),
+            tampered,
             horizon,
         }
     }
@@ -235,7 +299,7 @@ impl Snapshot {
             features: Arc::default(),
             seats: SeatEntry {
                 timeline: Timeline::constant(Reason::NotLicensed),
-                tampered: Reason::NotLicensed,
+                tampered: Timeline::constant(Reason::NotLicensed),
                 horizon: i64::MAX,
             },
             tamper_below: i64::MIN,

@@ -220,6 +220,19 @@ impl ActivityIndex {
             .map(|(t, n)| (t.saturating_add(window_secs), u64::from(*n)))
             .collect()
     }
+
+    /// The instants, at or before `at`, at which users idle at `at` went
+    /// idle, latest first, at most `limit` of them, with how many at each:
+    /// going back in time, each is where those users are active again.
+    pub fn prev_idle(&self, at: i64, window_secs: i64, limit: usize) -> Vec<(i64, u64)> {
+        let cutoff = at.saturating_sub(window_secs);
+        self.by_time
+            .range(..=cutoff)
+            .rev()
+            .take(limit)
+            .map(|(t, n)| (t.saturating_add(window_secs), u64::from(*n)))
+            .collect()
+    }
 }
 
 /// Everything the engine knows, in memory.

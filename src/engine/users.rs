@@ -135,7 +135,9 @@ impl Engine {
                 id: id.to_owned(),
                 user_type: user_type.to_owned(),
                 added_at: existing.map_or(plan.now, |u| u.added_at),
-                last_active_at: plan.now,
+                // As `record_activity`: a clock set back a little must not
+                // move a user's activity back in time.
+                last_active_at: existing.map_or(plan.now, |u| u.last_active_at.max(plan.now)),
             };
             Ok((vec![change], Decision::new(reason, None)))
         })
@@ -211,7 +213,13 @@ impl Engine {
         let writer = self.inner.writer.lock();
         let state = &writer.state;
         let device = &self.inner.config.device;
-        let window = seats::totals(&state.views(device), &device.ctx, now, false).window_secs;
+        // The same window as `status` and the seat checks, tampered clock
+        // included, so the report and the count agree.
+        let tampered = now
+            < state
+                .latest_seen
+                .saturating_sub(self.inner.config.tolerance_secs);
+        let window = seats::totals(&state.views(device), &device.ctx, now, tampered).window_secs;
         let mut by_type = vec![TypeSummary::default(); state.user_types.len()];
         for user in state.users.values() {
             let summary = &mut by_type[user.user_type as usize];
