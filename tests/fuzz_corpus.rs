@@ -19,6 +19,10 @@ const TARGETS: &[(&str, Target)] = &[
     ("token", fuzz_targets::token),
     ("armor", fuzz_targets::armor),
     ("license", fuzz_targets::license),
+    ("request", fuzz_targets::request),
+    ("machine", fuzz_targets::machine),
+    ("revocations", fuzz_targets::revocations),
+    ("state", fuzz_targets::state),
 ];
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
@@ -89,4 +93,54 @@ fn the_license_corpus_holds_valid_and_invalid_documents() {
         results.contains(&true) && results.contains(&false),
         "{results:?}"
     );
+}
+
+#[test]
+fn the_machine_and_revocations_corpora_hold_tokens_that_verify() {
+    for (name, target) in [
+        ("machine", fuzz_targets::machine as Target),
+        ("revocations", fuzz_targets::revocations),
+    ] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(name);
+        let accepted = inputs(&root)
+            .iter()
+            .filter(|path| target(&std::fs::read(path).unwrap()).is_ok())
+            .count();
+        assert!(accepted >= 2, "only {accepted} {name} seeds are accepted");
+    }
+}
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+#[test]
+fn a_state_file_that_is_not_sqlite_is_refused_as_corrupt() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state");
+    let mut garbage = 0;
+    for path in inputs(&root) {
+        let data = std::fs::read(&path).unwrap();
+        // An empty file is an empty SQLite database, not a corrupt one.
+        if data.is_empty() || data.starts_with(SQLITE_MAGIC) {
+            continue;
+        }
+        garbage += 1;
+        match fuzz_targets::state(&data) {
+            Ok(()) => panic!("{} opened as a state", path.display()),
+            Err(e) => assert_eq!(e.code(), "STATE_CORRUPT", "{}: {e}", path.display()),
+        }
+    }
+    assert!(garbage > 0, "fuzz/corpus/state/ holds no garbage file");
+}
+
+#[test]
+fn the_state_corpus_holds_states_that_open() {
+    // Seeds that all fail at the header would leave the fuzzer exploring
+    // only SQLite's refusal, never the engine's reading of the rows.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state");
+    let opened = inputs(&root)
+        .iter()
+        .filter(|path| fuzz_targets::state(&std::fs::read(path).unwrap()).is_ok())
+        .count();
+    assert!(opened >= 2, "only {opened} state seeds open");
 }

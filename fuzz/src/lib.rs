@@ -7,10 +7,15 @@
 //! and a disagreement panics: verification reads a license straight from
 //! its bytes, and that fast path must mean what the `Value` path means.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use entitle::license::{License, VerifiedLicense};
-use entitle::token::{self, Keyring, SigningKey};
+use entitle::engine::ActivationRequest;
+use entitle::license::{License, MachineCertificate, RevocationList, VerifiedLicense};
+use entitle::store::FileStore;
+use entitle::token::{self, Keyring, SigningKey, TokenType};
+use entitle::Engine;
 use serde_json::Value;
 
 /// The seed of the one key the `token` target trusts; the corpus holds
@@ -78,6 +83,102 @@ pub fn license(data: &[u8]) -> entitle::Result<()> {
         (Err(_), Err(_)) => {}
     }
     from_value.map(drop)
+}
+
+/// `request`: an offline activation request, as a person carried it.
+pub fn request(data: &[u8]) -> entitle::Result<()> {
+    ActivationRequest::from_json_text(&String::from_utf8_lossy(data)).map(drop)
+}
+
+/// `machine`: the bytes as a certificate payload, and as a machine token
+/// verified against the fixed keyring. Ok when either reading accepts.
+pub fn machine(data: &[u8]) -> entitle::Result<()> {
+    let payload = token::parse_strict_json(data, "machine certificate")
+        .and_then(|value| MachineCertificate::from_json(&value));
+    let signed = token::verify(
+        &String::from_utf8_lossy(data),
+        keyring(),
+        TokenType::Machine,
+    )
+    .and_then(|token| MachineCertificate::from_json(&Value::Object(token.payload().clone())));
+    for certificate in [&payload, &signed].into_iter().flatten() {
+        // What a vendor signs is the serialized struct: it must read back.
+        let written = serde_json::to_value(certificate).expect("a certificate serializes");
+        let reread = MachineCertificate::from_json(&written);
+        assert_eq!(
+            reread.as_ref().ok(),
+            Some(certificate),
+            "round trip: {reread:?}"
+        );
+    }
+    signed.or(payload).map(drop)
+}
+
+/// `revocations`: the bytes as a revocation list payload, and as a
+/// revocations token verified against the fixed keyring.
+pub fn revocations(data: &[u8]) -> entitle::Result<()> {
+    let payload = token::parse_strict_json(data, "revocations")
+        .and_then(|value| RevocationList::from_json(&value));
+    let signed = RevocationList::verify(&String::from_utf8_lossy(data), keyring());
+    for list in [&payload, &signed].into_iter().flatten() {
+        let written = serde_json::to_value(list).expect("a revocation list serializes");
+        let reread = RevocationList::from_json(&written);
+        assert_eq!(reread.as_ref().ok(), Some(list), "round trip: {reread:?}");
+    }
+    signed.or(payload).map(drop)
+}
+
+/// `state`: the bytes as the state file of a fresh state directory, opened
+/// and read by an engine that trusts the fixed key (so stored licenses
+/// signed by it reach the engine). A corrupt file must be an error.
+pub fn state(data: &[u8]) -> entitle::Result<()> {
+    let dir = ScratchDir::new()?;
+    std::fs::write(dir.0.join("state.sqlite"), data)
+        .map_err(|source| scratch_error("writing the state file", source))?;
+    let store = FileStore::open(&dir.0)?;
+    let engine = Engine::builder("fuzz")
+        .keyring(keyring().clone())
+        .store(store)
+        .background_refresh(false)
+        .build()?;
+    let _ = engine.usage(0, 10);
+    let _ = engine.license_infos();
+    let _ = engine.check_feature("x");
+    Ok(())
+}
+
+/// A state directory of its own for one input, removed after it. Unique
+/// per process and per call: the stable suite replays on several threads.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> entitle::Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "entitle-fuzz-state-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        // A directory left by a killed run with a reused pid.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path)
+            .map_err(|source| scratch_error("creating the scratch state directory", source))?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch_error(context: &str, source: std::io::Error) -> entitle::Error {
+    entitle::Error::Io {
+        context: context.into(),
+        source,
+    }
 }
 
 fn not_utf8() -> entitle::Error {
