@@ -167,8 +167,9 @@ impl Engine {
     /// allocates.
     #[inline]
     pub fn check_feature(&self, code: &str) -> Decision {
-        let now = self.inner.clock.now_coarse();
+        // Snapshot first, so the clock read overlaps the load.
         let snapshot = self.inner.snapshot.load();
+        let now = self.inner.clock.now_coarse();
         match snapshot.features.by_code(code) {
             Some(entry) => entry.decide(now, snapshot.tamper_below),
             None => Decision::new(crate::Reason::NotLicensed, None),
@@ -430,8 +431,8 @@ impl FeatureGate {
     #[inline]
     pub fn check(&self) -> Decision {
         let inner = &*self.engine.inner;
-        let now = inner.clock.now_coarse();
         let snapshot = inner.snapshot.load();
+        let now = inner.clock.now_coarse();
         snapshot
             .features
             .by_index(self.index)

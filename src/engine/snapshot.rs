@@ -65,17 +65,16 @@ impl FeatureEntry {
 /// [`FeatureGate`](crate::FeatureGate) skips the hash.
 #[derive(Debug, Default)]
 pub(crate) struct FeatureTable {
-    by_code: FxHashMap<Box<str>, u32>,
+    /// By code, holding its own copy of the entry: one probe and no
+    /// second indirection on `check_feature`.
+    by_code: FxHashMap<Box<str>, FeatureEntry>,
     entries: Box<[FeatureEntry]>,
 }
 
 impl FeatureTable {
     #[inline]
     pub(crate) fn by_code(&self, code: &str) -> Option<&FeatureEntry> {
-        match self.by_code.get(code) {
-            Some(&i) => self.entries.get(i as usize),
-            None => None,
-        }
+        self.by_code.get(code)
     }
 
     #[inline]
@@ -137,7 +136,7 @@ impl FeatureTable {
                 limit_tampered: limit_at(now, true),
             };
             let index = index_of(code);
-            by_code.insert(Box::from(code), index);
+            by_code.insert(Box::from(code), entry.clone());
             entries.push((index, entry));
         }
         let len = entries
