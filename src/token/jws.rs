@@ -318,8 +318,10 @@ pub fn sign(payload: &Value, key: &SigningKey, typ: TokenType) -> Result<String>
     sign_with_kid(payload, key, key.kid(), typ)
 }
 
-/// Like [`sign`], with an explicit `kid` (for keys known to installs under
-/// another name).
+/// Like [`sign`], with an explicit `kid` header. An install's `Keyring`
+/// finds keys only by their RFC 7638 thumbprint, so a token signed under
+/// any other `kid` is refused there (`UNKNOWN_KEY`); this exists for tests
+/// and for other verifiers that name keys their own way.
 pub fn sign_with_kid(
     payload: &Value,
     key: &SigningKey,

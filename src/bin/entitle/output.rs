@@ -79,7 +79,6 @@ impl Outcome {
 
     /// Marks the outcome a denial: printed like a success, but the exit
     /// status is 1, so scripts can branch on `entitle check`.
-    #[allow(dead_code)] // for the install-side `check`
     pub fn denied(mut self) -> Self {
         self.denied = true;
         self
