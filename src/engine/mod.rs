@@ -1,7 +1,7 @@
 //! The engine: a thin shell around the pure policies.
 //!
 //! Mutations are serialised by one writer, made durable in the
-//! [`Store`](crate::store::Store), then published as an immutable
+//! [`Store`], then published as an immutable
 //! snapshot. Readers load the snapshot without locking or allocating.
 
 mod builder;
