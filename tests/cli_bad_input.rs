@@ -2,6 +2,8 @@
 //! status 1 (2 for a command line clap refuses), and a state left exactly
 //! as it was.
 
+mod cli_common;
+use cli_common::{exit_code, json_out};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -97,27 +99,6 @@ impl World {
         );
         message
     }
-}
-
-fn exit_code(output: &Output) -> i32 {
-    output.status.code().expect("entitle exited, not killed")
-}
-
-fn json_out(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = match values.next() {
-        Some(Ok(value)) => value,
-        other => panic!(
-            "stdout is not JSON ({other:?}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    };
-    assert!(
-        values.next().is_none(),
-        "more than one JSON value:\n{stdout}"
-    );
-    value
 }
 
 /// The compact token inside an armored file.

@@ -2,6 +2,8 @@
 //! administrator drives it: the built binary, a temporary directory,
 //! `--json`, and `--now` to move time.
 
+mod cli_common;
+use cli_common::{exit_code, json_out};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -109,28 +111,6 @@ impl World {
             file,
         ]);
     }
-}
-
-fn exit_code(output: &Output) -> i32 {
-    output.status.code().expect("entitle exited, not killed")
-}
-
-fn json_out(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = match values.next() {
-        Some(Ok(value)) => value,
-        other => panic!(
-            "stdout is not JSON ({other:?}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    };
-    assert!(
-        values.next().is_none(),
-        "more than one JSON value:\n{stdout}"
-    );
-    assert!(value.is_object(), "not an object: {value}");
-    value
 }
 
 fn ids(list: &Value) -> Vec<String> {

@@ -1,6 +1,8 @@
 //! The vendor half of the `entitle` command line, driven as a user drives
 //! it: the built binary, in a temporary directory.
 
+mod cli_common;
+use cli_common::{exit_code as code, json_out};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -18,29 +20,6 @@ fn entitle(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the entitle binary runs")
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("entitle exited, not killed")
-}
-
-/// The one JSON object `--json` promises on stdout.
-fn json_out(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = match values.next() {
-        Some(Ok(value)) => value,
-        other => panic!(
-            "stdout is not JSON ({other:?}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    };
-    assert!(
-        values.next().is_none(),
-        "more than one JSON value:\n{stdout}"
-    );
-    assert!(value.is_object(), "not an object: {value}");
-    value
 }
 
 fn stdout(output: &Output) -> String {
