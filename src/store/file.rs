@@ -83,7 +83,7 @@ pub struct FileStore {
     /// The latest generation this process committed.
     committed: std::sync::atomic::AtomicU64,
     /// The latest generation known to be on disk; held while syncing.
-    synced: Mutex<u64>,
+    synced: Mutex<Synced>,
 }
 
 impl FileStore {
@@ -119,7 +119,7 @@ impl FileStore {
             conn: Mutex::new(conn),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             committed: Default::default(),
-            synced: Mutex::new(0),
+            synced: Mutex::new(Synced::default()),
         };
         store.prepare()?;
         Ok(store)
@@ -396,11 +396,20 @@ fn sql_error(path: &str, e: rusqlite::Error) -> Error {
     }
 }
 
+/// What the group commit knows: the latest generation on disk, and the
+/// log file it syncs, kept open so a sync is one system call.
+#[derive(Debug, Default)]
+struct Synced {
+    generation: u64,
+    file: Option<std::fs::File>,
+}
+
 fn read_generation(conn: &Connection) -> rusqlite::Result<u64> {
-    let text: String =
-        conn.query_row("SELECT value FROM meta WHERE key = 'generation'", [], |r| {
-            r.get(0)
-        })?;
+    // Cached statements: a mutation runs this and BEGIN/COMMIT every time,
+    // and parsing them again cost more than executing them.
+    let text: String = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'generation'")?
+        .query_row([], |r| r.get(0))?;
     text.parse().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -538,17 +547,37 @@ impl Store for FileStore {
 
     fn sync(&self, generation: u64) -> Result<()> {
         let mut synced = self.synced.lock();
-        if *synced >= generation {
+        if synced.generation >= generation {
             return Ok(()); // another caller's fsync covered this commit
         }
         // Everything committed so far is covered by the fsync below.
         let target = self.committed.load(std::sync::atomic::Ordering::Acquire);
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let file = std::fs::File::open(&wal).or_else(|_| std::fs::File::open(&self.path));
-        file.and_then(|f| f.sync_data())
-            .map_err(|e| Error::io(format!("syncing the state at {}", self.shown()), e))?;
-        *synced = target.max(generation);
+        // The log stays while this connection is open (SQLite removes it
+        // only when the last connection closes), so its handle is kept. A
+        // failed fsync is reported, never retried: after a failure the
+        // kernel may have dropped the pages, and a second fsync could
+        // succeed without them.
+        let failed = |e| Error::io(format!("syncing the state at {}", self.shown()), e);
+        if let Some(file) = &synced.file {
+            if let Err(e) = file.sync_data() {
+                synced.file = None;
+                return Err(failed(e));
+            }
+        } else {
+            let mut wal = self.path.clone().into_os_string();
+            wal.push("-wal");
+            match std::fs::File::open(&wal) {
+                Ok(file) => {
+                    file.sync_data().map_err(failed)?;
+                    synced.file = Some(file);
+                }
+                // No log (not in WAL mode): sync the database itself.
+                Err(_) => std::fs::File::open(&self.path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(failed)?,
+            }
+        }
+        synced.generation = target.max(generation);
         Ok(())
     }
 
@@ -560,8 +589,11 @@ impl Store for FileStore {
         // both read a state one of them is about to change.
         let started = Instant::now();
         loop {
-            match conn.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => break,
+            match conn
+                .prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut s| s.execute([]))
+            {
+                Ok(_) => break,
                 Err(e) if is_busy(&e) && started.elapsed() < self.lock_timeout => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -737,7 +769,8 @@ impl Transaction for FileTransaction<'_> {
         set_meta(&self.conn, "generation", &next.to_string())
             .map_err(|e| sql_error(&self.shown, e))?;
         self.conn
-            .execute_batch("COMMIT")
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
             .map_err(|e| sql_error(&self.shown, e))?;
         self.open = false;
         self.committed
