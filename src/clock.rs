@@ -2,16 +2,24 @@
 //! that come with the crate.
 //!
 //! No code outside this module reads the system time. The engine asks its
-//! clock twice as differently: [`Clock::now`] for mutations (exact) and
-//! [`Clock::now_coarse`] for the hot path, where a clock read must cost a few
-//! nanoseconds. On Linux the system clock's coarse read is
-//! `CLOCK_REALTIME_COARSE` (a vDSO read of the kernel's last tick, at most
-//! one tick, 1 to 10 ms, behind); decisions are made in whole seconds, so
-//! the staleness is well under the one second the engine promises.
+//! clock two ways: [`Clock::now`] for mutations (exact) and
+//! [`Clock::now_coarse`] for the hot path, where a clock read must cost
+//! next to nothing.
+//!
+//! The system clock's hot-path reading is one atomic load: a thread (one
+//! per process, started by the first engine on the system clock) reads the
+//! coarse clock every [`TICK`] (100 ms) and publishes it, and every exact
+//! read moves it forward too, so a check made after a mutation never sees
+//! a time before that mutation's. Staleness: at most one tick plus however
+//! long the scheduler keeps that thread waiting, far inside the one second
+//! the engine promises. Without the thread (it could not be started, or no
+//! engine asked for it) the reading is `CLOCK_REALTIME_COARSE` from the
+//! vDSO: at most one kernel tick (1 to 10 ms) behind, about 3.5 ns.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -155,13 +163,50 @@ impl Clock for SystemClock {
             Ok(d) => d.as_secs() as i64,
             Err(before) => -(before.duration().as_secs() as i64),
         };
+        // The ticked reading never lags an exact one already taken.
+        let _ = TICKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ticked| {
+            (ticked != NOT_TICKING && secs > ticked).then_some(secs)
+        });
         Timestamp::from_unix(secs)
     }
 
     #[inline]
     fn now_coarse(&self) -> Timestamp {
-        coarse_system_now()
+        match TICKED.load(Ordering::Relaxed) {
+            NOT_TICKING => coarse_system_now(),
+            ticked => Timestamp::from_unix(ticked),
+        }
     }
+}
+
+/// How often the clock thread reads the system clock for the hot path.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// [`TICKED`] while no clock thread runs.
+const NOT_TICKING: i64 = i64::MIN;
+
+/// The system clock's hot-path reading, kept by the clock thread.
+static TICKED: AtomicI64 = AtomicI64::new(NOT_TICKING);
+
+/// Starts, once per process, the thread that keeps the system clock's
+/// hot-path reading fresh (see the module documentation). Should the
+/// thread not start, the hot path reads the coarse clock itself.
+pub(crate) fn start_clock_thread() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        TICKED.store(coarse_system_now().unix(), Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("entitle-clock".into())
+            .spawn(|| loop {
+                std::thread::sleep(TICK);
+                // A store, not a maximum: a clock set back must show on
+                // the hot path (the rollback guard reads it there).
+                TICKED.store(coarse_system_now().unix(), Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            TICKED.store(NOT_TICKING, Ordering::Relaxed);
+        }
+    });
 }
 
 #[cfg(target_os = "linux")]
@@ -251,9 +296,29 @@ mod tests {
 
     #[test]
     fn coarse_clock_is_within_a_second_of_the_precise_one() {
+        // One test for everything that touches the process-wide reading,
+        // so that no other test sees it made stale on purpose.
         let precise = SystemClock.now().unix();
         let coarse = SystemClock.now_coarse().unix();
         assert!((precise - coarse).abs() <= 1, "{precise} vs {coarse}");
+
+        start_clock_thread();
+        assert_ne!(TICKED.load(Ordering::Relaxed), NOT_TICKING);
+        // A tick that lags (the thread kept waiting): an exact read moves
+        // the hot path's reading up to it, never back.
+        TICKED.store(coarse_system_now().unix() - 30, Ordering::Relaxed);
+        let precise = SystemClock.now().unix();
+        assert!(SystemClock.now_coarse().unix() >= precise);
+        // The thread itself catches up within a few ticks.
+        TICKED.store(coarse_system_now().unix() - 30, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + 50 * TICK;
+        while SystemClock.now_coarse().unix() < coarse_system_now().unix() - 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the clock thread stopped ticking"
+            );
+            std::thread::sleep(TICK / 4);
+        }
     }
 
     #[test]

@@ -174,6 +174,9 @@ impl EngineBuilder {
         if self.background {
             engine.spawn_refresher();
         }
+        if matches!(engine.inner.clock, ClockSource::System) {
+            crate::clock::start_clock_thread();
+        }
         Ok(engine)
     }
 }
