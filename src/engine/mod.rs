@@ -5,6 +5,7 @@
 //! snapshot. Readers load the snapshot without locking or allocating.
 
 mod builder;
+mod codes;
 mod consumption;
 mod devices;
 mod floating;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
+use crate::engine::codes::CodeTable;
 use crate::decision::{Decision, Reason};
 use crate::engine::state::{DeviceActivations, DeviceContext, InstalledLicense, State};
 use crate::license::Feature;
@@ -67,7 +68,7 @@ impl FeatureEntry {
 pub(crate) struct FeatureTable {
     /// By code, holding its own copy of the entry: one probe and no
     /// second indirection on `check_feature`.
-    by_code: FxHashMap<Box<str>, FeatureEntry>,
+    by_code: CodeTable<FeatureEntry>,
     entries: Box<[FeatureEntry]>,
 }
 
@@ -105,7 +106,7 @@ impl FeatureTable {
                     .push((i, feature));
             }
         }
-        let mut by_code = FxHashMap::default();
+        let mut by_code = CodeTable::default();
         let mut entries: Vec<(u32, FeatureEntry)> = Vec::with_capacity(grants.len());
         for (code, granted_by) in grants {
             let mut breakpoints = Vec::new();
@@ -136,7 +137,7 @@ impl FeatureTable {
                 limit_tampered: limit_at(now, true),
             };
             let index = index_of(code);
-            by_code.insert(Box::from(code), entry.clone());
+            by_code.insert(code, entry.clone());
             entries.push((index, entry));
         }
         let len = entries
