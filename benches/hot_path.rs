@@ -226,6 +226,32 @@ mod contention {
                 start.elapsed()
             })
         });
+        // The time-blind baseline on two threads: what the machine itself
+        // does to two readers of one published map.
+        let baseline = hot_path::baseline_map();
+        group.bench_function("baseline_1_thread", |b| {
+            b.iter(|| {
+                let map = baseline.load();
+                map.get(black_box("export")).copied().unwrap_or(false)
+            })
+        });
+        group.bench_function("baseline_2_threads", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..2 {
+                        let baseline = &baseline;
+                        s.spawn(move || {
+                            for _ in 0..iters {
+                                let map = baseline.load();
+                                black_box(map.get(black_box("export")).copied().unwrap_or(false));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let writer = engine.clone();
