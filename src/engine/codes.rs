@@ -34,9 +34,8 @@ impl Words {
         } else if len >= 4 {
             (half(&code[..4]), half(&code[len - 4..len]))
         } else if len > 0 {
-            let bytes = u64::from(code[0])
-                | u64::from(code[len / 2]) << 8
-                | u64::from(code[len - 1]) << 16;
+            let bytes =
+                u64::from(code[0]) | u64::from(code[len / 2]) << 8 | u64::from(code[len - 1]) << 16;
             (bytes, 0)
         } else {
             (0, 0)
@@ -180,7 +179,13 @@ mod tests {
         for (i, code) in codes.iter().enumerate() {
             assert_eq!(table.get(code), Some(&i), "{code:?}");
         }
-        for absent in ["b", "ba", "abc", "abcdefghijklmno", "feature.alpha.middle.six.end-12345678"] {
+        for absent in [
+            "b",
+            "ba",
+            "abc",
+            "abcdefghijklmno",
+            "feature.alpha.middle.six.end-12345678",
+        ] {
             assert_eq!(table.get(absent), None, "{absent:?}");
         }
         table.insert("a", 99);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
-use crate::engine::codes::CodeTable;
 use crate::decision::{Decision, Reason};
+use crate::engine::codes::CodeTable;
 use crate::engine::state::{DeviceActivations, DeviceContext, InstalledLicense, State};
 use crate::license::Feature;
 use crate::policy::seats;
