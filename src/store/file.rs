@@ -87,7 +87,8 @@ pub struct FileStore {
     lock_timeout: Duration,
     /// The latest generation this process committed.
     committed: std::sync::atomic::AtomicU64,
-    /// The latest generation known to be on disk; held while syncing.
+    /// What the group commit knows (the generation on disk, whether an
+    /// fsync is under way); never held during an fsync.
     synced: Mutex<Synced>,
     /// Signalled when an fsync ends.
     sync_done: Condvar,
