@@ -199,9 +199,15 @@ pub(crate) fn start_clock_thread() {
             .name("entitle-clock".into())
             .spawn(|| loop {
                 std::thread::sleep(TICK);
-                // A store, not a maximum: a clock set back must show on
-                // the hot path (the rollback guard reads it there).
-                TICKED.store(coarse_system_now().unix(), Ordering::Relaxed);
+                // Not a plain maximum: a clock set back must show on the
+                // hot path (the rollback guard reads it there). But the
+                // coarse clock lags an exact read by up to a kernel tick,
+                // so one second back is that lag, not a clock set back,
+                // and must not take the reading behind a mutation made.
+                let coarse = coarse_system_now().unix();
+                let _ = TICKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ticked| {
+                    (coarse != ticked && coarse != ticked - 1).then_some(coarse)
+                });
             });
         if spawned.is_err() {
             TICKED.store(NOT_TICKING, Ordering::Relaxed);
@@ -316,6 +322,23 @@ mod tests {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the clock thread stopped ticking"
+            );
+            std::thread::sleep(TICK / 4);
+        }
+        // An exact read a second ahead of the coarse clock (its lag at a
+        // second's turn) is not a clock set back: the thread keeps it.
+        let ahead = coarse_system_now().unix() + 1;
+        TICKED.store(ahead, Ordering::Relaxed);
+        std::thread::sleep(3 * TICK);
+        assert!(SystemClock.now_coarse().unix() >= ahead);
+        // A clock set back (here: a reading far ahead of it) shows within
+        // a few ticks, for the rollback guard.
+        TICKED.store(coarse_system_now().unix() + 600, Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + 50 * TICK;
+        while SystemClock.now_coarse().unix() > coarse_system_now().unix() + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a clock set back never showed"
             );
             std::thread::sleep(TICK / 4);
         }
