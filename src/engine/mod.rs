@@ -302,9 +302,14 @@ impl Engine {
         writer.generation = generation;
         self.publish(&mut writer, now, rebuild);
         drop(writer);
-        // Durable before Ok: wait, outside the lock, for the fsync that
-        // covers this commit (shared with concurrent writers).
-        inner.store.sync(generation)?;
+        // Durable before Ok: wait, outside the lock, for the commit and
+        // fsync that cover this change (shared with concurrent writers).
+        if let Err(e) = inner.store.sync(generation) {
+            // The group this change was committed with may have been rolled
+            // back: what the store holds, not memory, is the state now.
+            let _ = self.reload(now);
+            return Err(e);
+        }
         Ok(out)
     }
 
@@ -375,13 +380,22 @@ impl Engine {
         }
         let mut writer = inner.writer.lock();
         if stored != writer.generation {
-            let (generation, persisted) = inner.store.load()?;
-            writer.state = builder::state_from(persisted, &inner.config, &inner.store.location())?;
-            writer.generation = generation;
-            self.publish(&mut writer, now, true);
+            drop(writer);
+            return self.reload(now);
         } else if now >= horizon {
             self.publish(&mut writer, now, false);
         }
+        Ok(())
+    }
+
+    /// Reads the whole state from the store again and publishes it.
+    fn reload(&self, now: i64) -> Result<()> {
+        let inner = &*self.inner;
+        let mut writer = inner.writer.lock();
+        let (generation, persisted) = inner.store.load()?;
+        writer.state = builder::state_from(persisted, &inner.config, &inner.store.location())?;
+        writer.generation = generation;
+        self.publish(&mut writer, now, true);
         Ok(())
     }
 

@@ -14,17 +14,18 @@
 //! (`tests/state_damage.rs`: 20,000 random damages, none read as a smaller
 //! state); a flipped bit inside a value reads as another value.
 //!
-//! Group commit: transactions commit to the write-ahead log without an
-//! fsync while the engine's writer lock is held; each mutation then waits,
-//! outside the lock, until the log is synced past its commit
-//! ([`Store::sync`]). One fsync covers every commit made before it started,
-//! so concurrent writers share fsyncs instead of queueing one each, and a
-//! mutation still returns only once it is on disk. The fsync runs without
-//! any lock held: callers that commit meanwhile wait on a condition
-//! variable and are all woken when it ends, so the next fsync starts at
-//! once instead of after a chain of one-by-one wake-ups (which, measured,
-//! cost more than the fsync itself: 2.3 commits per fsync before, 3.4
-//! after, with eight threads).
+//! Group commit: mutations made while the engine's writer lock is held
+//! join one open SQLite transaction (a batch), each inside its own
+//! savepoint, so that one that fails undoes only itself. Each mutation then
+//! waits, outside the lock, until its batch is committed and the log synced
+//! ([`Store::sync`]): the first to wait commits the batch and fsyncs the
+//! log once for all of it, so concurrent writers share one `BEGIN`, one
+//! `COMMIT` and one fsync instead of queueing for one each, and a mutation
+//! still returns only once it is on disk. A batch whose commit fails is
+//! rolled back and every mutation in it fails. The commit and fsync run
+//! without the lock that callers wait on: callers whose batch is under way
+//! wait for its end, the others for the next round, whose leader is woken
+//! first (BENCHMARKS.md, "Durable writes", has the figures).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,9 +71,11 @@ CREATE TABLE IF NOT EXISTS counters (
 
 /// A crash-safe store in a directory, shareable by several processes.
 ///
-/// Every committed transaction is on disk when `commit` returns; a
+/// Every transaction is on disk once [`Store::sync`] has returned for its
+/// generation (the engine waits for it before a mutation returns); a
 /// transaction interrupted by a crash is rolled back when the state is next
-/// opened.
+/// opened. Between `commit` and `sync` a transaction's changes wait, with
+/// those of concurrent writers, in one open SQLite transaction.
 ///
 /// ```
 /// use entitle::store::{FileStore, Store};
@@ -83,15 +86,17 @@ CREATE TABLE IF NOT EXISTS counters (
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    session: Mutex<Session>,
     lock_timeout: Duration,
-    /// The latest generation this process committed.
+    /// The latest generation this process committed to SQLite.
     committed: std::sync::atomic::AtomicU64,
     /// What the group commit knows (the generation on disk, whether an
     /// fsync is under way); never held during an fsync.
     synced: Mutex<Synced>,
     /// Signalled when an fsync ends.
     sync_done: Condvar,
+    /// Callers whose commit the fsync under way does not cover.
+    next_round: Condvar,
 }
 
 impl FileStore {
@@ -124,11 +129,16 @@ impl FileStore {
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&shown, e))?;
         let store = FileStore {
             path,
-            conn: Mutex::new(conn),
+            session: Mutex::new(Session {
+                conn,
+                batch: None,
+                floor: 0,
+            }),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             committed: Default::default(),
             synced: Mutex::new(Synced::default()),
             sync_done: Condvar::new(),
+            next_round: Condvar::new(),
         };
         store.prepare()?;
         Ok(store)
@@ -142,8 +152,9 @@ impl FileStore {
             ..self
         };
         store
-            .conn
+            .session
             .lock()
+            .conn
             .busy_timeout(timeout)
             .map_err(|e| sql_error(&store.shown(), e))?;
         Ok(store)
@@ -160,7 +171,7 @@ impl FileStore {
 
     fn prepare(&self) -> Result<()> {
         let shown = self.shown();
-        let conn = self.conn.lock();
+        let conn = &self.session.lock().conn;
         conn.busy_timeout(self.lock_timeout)
             .map_err(|e| sql_error(&shown, e))?;
         // WAL: readers never block the writer. NORMAL: commits reach the
@@ -170,7 +181,7 @@ impl FileStore {
             .map_err(|e| sql_error(&shown, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| sql_error(&shown, e))?;
-        check_structure(&conn, &shown)?;
+        check_structure(conn, &shown)?;
         let started = Instant::now();
         loop {
             match conn.execute_batch("BEGIN IMMEDIATE") {
@@ -182,9 +193,9 @@ impl FileStore {
             }
         }
         let result = (|| {
-            let fresh = check_tables(&conn)?;
+            let fresh = check_tables(conn)?;
             conn.execute_batch(SCHEMA)?;
-            count_rows(&conn)?;
+            count_rows(conn)?;
             let version: Option<String> = conn
                 .query_row(
                     "SELECT value FROM meta WHERE key = 'format_version'",
@@ -399,13 +410,15 @@ fn sql_error(path: &str, e: rusqlite::Error) -> Error {
 }
 
 /// What the group commit knows: the latest generation on disk, the latest
-/// one an fsync failed to cover, whether an fsync is under way, and the
-/// log file it syncs, kept open so a sync is one system call.
+/// one a commit or fsync failed to cover, whether a round (commit and
+/// fsync) is under way and the generation it covers once committed, and
+/// the log file it syncs, kept open so a sync is one system call.
 #[derive(Debug, Default)]
 struct Synced {
     generation: u64,
     failed_through: u64,
     in_progress: bool,
+    in_flight_target: u64,
     file: Option<std::fs::File>,
 }
 
@@ -565,17 +578,26 @@ impl Store for FileStore {
     }
 
     fn generation(&self) -> Result<u64> {
-        read_generation(&self.conn.lock()).map_err(|e| sql_error(&self.shown(), e))
+        // Inside an open batch this reads the batch's own generation: the
+        // state this process's engine already holds.
+        read_generation(&self.session.lock().conn).map_err(|e| sql_error(&self.shown(), e))
     }
 
     fn load(&self) -> Result<(u64, Persisted)> {
         let shown = self.shown();
-        let conn = self.conn.lock();
-        // One read transaction, so the generation and the rows agree.
-        conn.execute_batch("BEGIN")
-            .map_err(|e| sql_error(&shown, e))?;
-        let result = read_generation(&conn).and_then(|g| Ok((g, read_all(&conn)?)));
-        let _ = conn.execute_batch("COMMIT");
+        let session = self.session.lock();
+        let conn = &session.conn;
+        // One read transaction, so the generation and the rows agree (an
+        // open batch already is one).
+        let own = session.batch.is_none();
+        if own {
+            conn.execute_batch("BEGIN")
+                .map_err(|e| sql_error(&shown, e))?;
+        }
+        let result = read_generation(conn).and_then(|g| Ok((g, read_all(conn)?)));
+        if own {
+            let _ = conn.execute_batch("COMMIT");
+        }
         result.map_err(|e| sql_error(&shown, e))
     }
 
@@ -589,26 +611,37 @@ impl Store for FileStore {
                 return Err(Error::io(
                     format!("syncing the state at {}", self.shown()),
                     std::io::Error::other(
-                        "the fsync covering this change failed; it may not be on disk",
+                        "the commit or fsync covering this change failed; it may not be on disk",
                     ),
                 ));
             }
             if !synced.in_progress {
-                break; // lead the next fsync
+                break; // lead the next commit and fsync
             }
-            // Another caller's fsync is under way: wait for it (it may
-            // cover this commit; if not, lead the next one).
-            self.sync_done.wait(&mut synced);
+            if generation <= synced.in_flight_target {
+                // The fsync under way covers this commit.
+                self.sync_done.wait(&mut synced);
+                continue;
+            }
+            // Its batch is not committed yet: wait for the next round.
+            self.next_round.wait(&mut synced);
         }
+        synced.in_progress = true;
+        synced.in_flight_target = synced.generation;
+        // The commit and the fsync run without this lock, so that callers
+        // arriving meanwhile queue for the next round instead of for the
+        // lock, and are all woken at once when this one ends.
+        drop(synced);
+        let committed = self.commit_batch();
         // Everything committed so far is covered by the fsync below.
         let target = self.committed.load(std::sync::atomic::Ordering::Acquire);
-        synced.in_progress = true;
+        let mut synced = self.synced.lock();
+        synced.in_flight_target = target;
         let file = synced.file.take();
-        // The fsync runs without the lock, so that callers committing
-        // meanwhile queue for the next one instead of for the lock, and are
-        // all woken at once when this one ends.
         drop(synced);
-        let result = self.fsync_log(file);
+        // Callers that were waiting for this round now wait for its end.
+        self.next_round.notify_all();
+        let result = committed.and_then(|()| self.fsync_log(file));
         let mut synced = self.synced.lock();
         synced.in_progress = false;
         let outcome = match result {
@@ -619,20 +652,64 @@ impl Store for FileStore {
             }
             // Reported, never retried: after a failure the kernel may have
             // dropped the pages, and a second fsync could succeed without
-            // them. Every commit this one covered fails with it.
+            // them. Every commit this one covered fails with it (and a
+            // failed commit has already marked its own).
             Err(e) => {
                 synced.failed_through = synced.failed_through.max(target);
                 Err(e)
             }
         };
         drop(synced);
+        // One caller waiting for the next round leads it at once; then the
+        // ones this round covered return.
+        self.next_round.notify_one();
         self.sync_done.notify_all();
         outcome
     }
 
     fn begin(&self) -> Result<Box<dyn Transaction + '_>> {
         let shown = self.shown();
-        let conn = self.conn.lock();
+        let mut session = self.session.lock();
+        if session.batch.as_ref().is_some_and(|b| b.broken) {
+            // A mutation's undo failed and took the transaction with it:
+            // start afresh rather than build on what is left.
+            let _ = self.fail_batch(&mut session);
+        }
+        let generation = match &session.batch {
+            Some(batch) => batch.generation,
+            None => {
+                let generation = self.begin_batch(&session.conn, &shown)?;
+                session.batch = Some(Batch {
+                    generation,
+                    mutations: 0,
+                    broken: false,
+                });
+                generation
+            }
+        };
+        // A savepoint per mutation: one that fails or is dropped undoes
+        // only its own changes, not the batch it joined.
+        if let Err(e) = session
+            .conn
+            .prepare_cached("SAVEPOINT mutation")
+            .and_then(|mut s| s.execute([]))
+        {
+            session.end_empty_batch();
+            return Err(sql_error(&shown, e));
+        }
+        Ok(Box::new(FileTransaction {
+            session,
+            shown,
+            generation,
+            open: true,
+        }))
+    }
+}
+
+impl FileStore {
+    /// Starts the SQLite transaction a batch of mutations shares, and
+    /// reads the generation it starts from.
+    fn begin_batch(&self, conn: &Connection, shown: &str) -> Result<u64> {
         // busy_timeout makes SQLite wait for another process's writer;
         // BEGIN IMMEDIATE takes the write lock now, so two writers never
         // both read a state one of them is about to change.
@@ -648,41 +725,109 @@ impl Store for FileStore {
                 }
                 Err(e) if is_busy(&e) => {
                     return Err(Error::StateLocked {
-                        path: shown,
+                        path: shown.to_owned(),
                         waited_ms: started.elapsed().as_millis() as u64,
                     })
                 }
-                Err(e) => return Err(sql_error(&shown, e)),
+                Err(e) => return Err(sql_error(shown, e)),
             }
         }
-        let generation = match read_generation(&conn) {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(sql_error(&shown, e));
-            }
+        read_generation(conn).map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            sql_error(shown, e)
+        })
+    }
+
+    /// Commits the open batch, if there is one. On failure the batch is
+    /// rolled back and every mutation in it fails at its sync.
+    fn commit_batch(&self) -> Result<()> {
+        let mut session = self.session.lock();
+        let Some(batch) = &session.batch else {
+            return Ok(());
         };
-        Ok(Box::new(FileTransaction {
-            conn,
-            shown,
-            generation,
-            open: true,
-            committed: &self.committed,
-        }))
+        let generation = batch.generation;
+        if batch.broken {
+            return Err(self.fail_batch(&mut session));
+        }
+        match session
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+        {
+            Ok(_) => {
+                session.batch = None;
+                self.committed
+                    .fetch_max(generation, std::sync::atomic::Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                let cause = sql_error(&self.shown(), e);
+                let _ = self.fail_batch(&mut session);
+                Err(cause)
+            }
+        }
+    }
+
+    /// Rolls the open batch back and marks every generation it handed out
+    /// as failed, returning the error its mutations' syncs report.
+    fn fail_batch(&self, session: &mut Session) -> Error {
+        let _ = session.conn.execute_batch("ROLLBACK");
+        if let Some(batch) = session.batch.take() {
+            // Generations the batch handed out are never handed out again,
+            // so a later commit is not taken for a failed one.
+            session.floor = session.floor.max(batch.generation);
+            let mut synced = self.synced.lock();
+            synced.failed_through = synced.failed_through.max(batch.generation);
+        }
+        Error::io(
+            format!("committing the state at {}", self.shown()),
+            std::io::Error::other("the transaction was rolled back; its changes are not on disk"),
+        )
+    }
+}
+
+/// The connection, and the transaction it holds open between mutations
+/// that are committed together.
+#[derive(Debug)]
+struct Session {
+    conn: Connection,
+    /// The open batch: mutations made and released but not yet committed
+    /// to SQLite (the next [`Store::sync`] commits them).
+    batch: Option<Batch>,
+    /// The highest generation a rolled-back batch handed out.
+    floor: u64,
+}
+
+#[derive(Debug)]
+struct Batch {
+    /// The generation the batch has reached, in its own transaction.
+    generation: u64,
+    /// Mutations committed into it.
+    mutations: usize,
+    /// A mutation's undo failed: the batch cannot commit.
+    broken: bool,
+}
+
+impl Session {
+    /// Ends a batch that holds no mutation, releasing SQLite's write lock.
+    fn end_empty_batch(&mut self) {
+        if self.batch.as_ref().is_some_and(|b| b.mutations == 0) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.batch = None;
+        }
     }
 }
 
 struct FileTransaction<'a> {
-    conn: MutexGuard<'a, Connection>,
+    session: MutexGuard<'a, Session>,
     shown: String,
     generation: u64,
     open: bool,
-    committed: &'a std::sync::atomic::AtomicU64,
 }
 
 impl FileTransaction<'_> {
     fn write_one(&self, change: &Change) -> rusqlite::Result<()> {
-        let conn = &self.conn;
+        let conn = &self.session.conn;
         match change {
             Change::LatestSeen(t) => set_meta(conn, "latest_seen", &t.to_string()),
             Change::MaxIssuedAt(t) => set_meta(conn, "max_issued_at", &t.to_string()),
@@ -802,7 +947,7 @@ impl Transaction for FileTransaction<'_> {
     }
 
     fn load(&mut self) -> Result<Persisted> {
-        read_all(&self.conn).map_err(|e| sql_error(&self.shown, e))
+        read_all(&self.session.conn).map_err(|e| sql_error(&self.shown, e))
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
@@ -814,16 +959,19 @@ impl Transaction for FileTransaction<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
-        let next = self.generation + 1;
-        set_meta(&self.conn, "generation", &next.to_string())
-            .map_err(|e| sql_error(&self.shown, e))?;
-        self.conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
+        let next = self.generation.max(self.session.floor) + 1;
+        let conn = &self.session.conn;
+        set_meta(conn, "generation", &next.to_string())
+            .and_then(|()| {
+                conn.prepare_cached("RELEASE mutation")
+                    .and_then(|mut s| s.execute([]))
+            })
             .map_err(|e| sql_error(&self.shown, e))?;
         self.open = false;
-        self.committed
-            .fetch_max(next, std::sync::atomic::Ordering::AcqRel);
+        if let Some(batch) = &mut self.session.batch {
+            batch.generation = next;
+            batch.mutations += 1;
+        }
         Ok(next)
     }
 }
@@ -831,8 +979,18 @@ impl Transaction for FileTransaction<'_> {
 impl Drop for FileTransaction<'_> {
     fn drop(&mut self) {
         if self.open {
-            // An abandoned mutation leaves no trace.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            // An abandoned mutation leaves no trace, and takes nothing of
+            // the batch it joined with it.
+            let undone = self
+                .session
+                .conn
+                .execute_batch("ROLLBACK TO mutation; RELEASE mutation");
+            match &mut self.session.batch {
+                // The changes may be half undone: the batch must not
+                // commit. Every mutation in it fails at its sync.
+                Some(batch) if undone.is_err() => batch.broken = true,
+                _ => self.session.end_empty_batch(),
+            }
         }
     }
 }

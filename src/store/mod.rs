@@ -88,10 +88,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Starts a write transaction, waiting (bounded) for other writers.
     fn begin(&self) -> Result<Box<dyn Transaction + '_>>;
 
-    /// Makes every transaction committed up to `generation` durable. A
-    /// store whose commits are durable by themselves does nothing. Called
-    /// after the writer lock is released, so that concurrent writers can
-    /// share one fsync (group commit).
+    /// Makes every transaction committed up to `generation` durable, or
+    /// fails if its write did not reach the disk. A store whose commits are
+    /// durable by themselves does nothing. Called after the writer lock is
+    /// released, so that concurrent writers can share one write and one
+    /// fsync (group commit).
     fn sync(&self, generation: u64) -> Result<()> {
         let _ = generation;
         Ok(())
@@ -114,7 +115,10 @@ pub trait Transaction {
     /// Records changes (not durable until commit).
     fn write(&mut self, changes: &[Change]) -> Result<()>;
 
-    /// Makes every change durable at once, returning the new generation.
+    /// Ends the transaction, all of its changes at once, returning the new
+    /// generation. They are durable once [`Store::sync`] returns for that
+    /// generation; a store may write them with other transactions' only
+    /// then, and fail them all there if that write fails.
     fn commit(self: Box<Self>) -> Result<u64>;
 }
 
