@@ -1220,3 +1220,26 @@ fn a_signed_invalid_document_is_refused_after_verification() {
     assert_eq!(err.code(), "MALFORMED");
     assert!(err.to_string().contains("seats.hard_max"), "{err}");
 }
+
+/// A repeated feature code is refused whether the license has few
+/// features (checked by a scan) or many (checked with a hash set), and
+/// wherever the repeat is.
+#[test]
+fn a_repeated_feature_code_is_refused_at_any_count() {
+    for count in [2, 5, 32, 33, 100] {
+        for repeat_of in [0, (count - 1) / 2, count - 2] {
+            let mut features: Vec<Value> = (0..count)
+                .map(|i| json!({"code": format!("f{i}")}))
+                .collect();
+            features[count - 1] = json!({"code": format!("f{repeat_of}")});
+            let mut document = license_claims();
+            document["features"] = Value::Array(features.clone());
+            let err = License::from_json(&document).expect_err("a repeat is refused");
+            assert_eq!(err.code(), "MALFORMED");
+            assert!(err.to_string().contains("repeats"), "{err}");
+            features[count - 1] = json!({"code": "distinct"});
+            document["features"] = Value::Array(features);
+            License::from_json(&document).expect("distinct codes are accepted");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+pub use crate::license::feature::Feature;
 use crate::token::{strict_object, strict_value};
 
 /// The most features one license may carry: a bound on the work one
@@ -232,28 +233,6 @@ pub struct Floating {
     pub borrow_max_secs: Option<i64>,
 }
 
-/// A feature the license grants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Feature {
-    /// The name the application checks.
-    pub code: String,
-    /// The feature ends earlier than the license.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
-    /// A quota, summed over valid licenses by `Engine::limit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<i64>,
-    /// A metered feature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumption: Option<Consumption>,
-    /// The feature's own pool of concurrent seats.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub floating: Option<Floating>,
-    /// Fields this version does not know.
-    #[serde(flatten, deserialize_with = "strict_object")]
-    pub extra: Map<String, Value>,
-}
-
 /// A metered feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consumption {
@@ -371,15 +350,25 @@ impl License {
                 limit: MAX_FEATURES,
             });
         }
-        let mut codes =
-            FxHashSet::with_capacity_and_hasher(self.features.len(), Default::default());
+        // Few features (the usual case) are checked for a repeated code by
+        // a scan of those before; many with a hash set, so that 1024 stay
+        // linear.
+        let mut codes = FxHashSet::default();
+        if self.features.len() > LINEAR_CODES {
+            codes.reserve(self.features.len());
+        }
         for (i, feature) in self.features.iter().enumerate() {
             // The field name is formatted only for an error: this loop runs
             // on every verification.
             if !is_name(&feature.code) {
                 return name_ok(&format!("features[{i}].code"), &feature.code);
             }
-            if !codes.insert(feature.code.as_str()) {
+            let repeated = if self.features.len() > LINEAR_CODES {
+                !codes.insert(feature.code.as_str())
+            } else {
+                self.features[..i].iter().any(|f| f.code == feature.code)
+            };
+            if repeated {
                 return bad(
                     &format!("features[{i}].code"),
                     &format!(
@@ -404,6 +393,10 @@ impl License {
         Ok(())
     }
 }
+
+/// Licenses with at most this many features have their codes checked for
+/// repeats by a linear scan.
+const LINEAR_CODES: usize = 32;
 
 fn is_name(value: &str) -> bool {
     !value.is_empty() && value.len() <= MAX_NAME_LEN && !value.chars().any(char::is_control)

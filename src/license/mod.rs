@@ -2,6 +2,7 @@
 //! certificates, and the proof types that only verification can make.
 
 mod document;
+mod feature;
 mod revocations;
 
 pub use document::{

@@ -69,25 +69,20 @@ pub fn dearmor(text: &str) -> Result<(String, Option<TokenType>)> {
             format!("unknown armor label `{label}`; expected LICENSE, MACHINE or REVOCATIONS"),
         )
     })?;
-    let end_line = format!("{END}{label}{DASHES}");
-    let body = body.strip_suffix(end_line.as_str()).ok_or_else(|| {
-        Error::malformed(
-            "armor",
-            format!("the file does not end with `{end_line}`; was it cut short?"),
-        )
-    })?;
-    let mut token = String::with_capacity(body.len());
-    if is_token_text(body) {
-        // The file as `armor` writes it: token characters and line breaks
-        // only, so the token is the body without its line breaks.
-        for line in body.split('\n') {
-            token.push_str(line);
-        }
-        if token.is_empty() {
-            return Err(Error::malformed("armor", "the armor holds no token"));
-        }
+    let body = body
+        .strip_suffix(DASHES)
+        .and_then(|b| b.strip_suffix(label))
+        .and_then(|b| b.strip_suffix(END))
+        .ok_or_else(|| {
+            Error::malformed(
+                "armor",
+                format!("the file does not end with `{END}{label}{DASHES}`; was it cut short?"),
+            )
+        })?;
+    if let Some(token) = as_armor_writes(body) {
         return Ok((token, Some(typ)));
     }
+    let mut token = String::with_capacity(body.len());
     for line in body.lines() {
         let line = line.trim();
         if has_whitespace(line) {
@@ -104,12 +99,40 @@ pub fn dearmor(text: &str) -> Result<(String, Option<TokenType>)> {
     Ok((token, Some(typ)))
 }
 
-/// Whether `text` holds only the characters of a compact token
-/// (base64url and dots) and `\n`. One branch-free pass, which vectorises.
-fn is_token_text(text: &str) -> bool {
-    text.bytes().fold(true, |all, b| {
-        all & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.') | (b == b'\n'))
-    })
+/// The token in an armor body laid out exactly as [`armor`] writes it: a
+/// line break, then lines of 64 token characters (the last one 1 to 64),
+/// each ended by a line break. `None` for any other body, which the
+/// general path reads (and explains, if it is wrong). This is the path of
+/// every license file, so it copies whole lines and checks the characters
+/// in one branch-free pass, which vectorises.
+fn as_armor_writes(body: &str) -> Option<String> {
+    let lines = body.strip_prefix('\n')?.strip_suffix('\n')?.as_bytes();
+    if lines.is_empty() {
+        return None;
+    }
+    let mut token = Vec::with_capacity(lines.len());
+    let mut chunks = lines.chunks(COLUMNS + 1).peekable();
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let line = match chunk.split_last() {
+            Some((b'\n', line)) if !last && line.len() == COLUMNS => line,
+            Some(_) if last && chunk.len() <= COLUMNS => chunk,
+            _ => return None,
+        };
+        token.extend_from_slice(line);
+    }
+    if !token.iter().fold(true, |all, &b| all & is_token_byte(b)) {
+        return None;
+    }
+    String::from_utf8(token).ok()
+}
+
+/// Whether `b` is a character of a compact token: base64url or a dot.
+/// Branch-free (no short-circuit), so that a pass over many vectorises.
+fn is_token_byte(b: u8) -> bool {
+    let digit = b.wrapping_sub(b'0') < 10;
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    digit | letter | (b == b'-') | (b == b'_') | (b == b'.')
 }
 
 /// Whether `text` holds a whitespace character. Tokens are ASCII, so
@@ -138,6 +161,39 @@ mod tests {
         assert_eq!(lines[1].len(), 64);
         assert_eq!(lines[3].len(), 150 - 128);
         assert_eq!(dearmor(&format!("\n\n  {text}  \n")).unwrap().0, token);
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_armor_writes_and_nothing_else() {
+        for len in [1, 63, 64, 65, 127, 128, 129, 1000] {
+            let token: String = "ab-_.9".chars().cycle().take(len).collect();
+            let text = armor(&token, TokenType::License);
+            let body = text
+                .strip_prefix("-----BEGIN ENTITLE LICENSE-----")
+                .and_then(|t| t.strip_suffix("-----END ENTITLE LICENSE-----\n"))
+                .unwrap();
+            assert_eq!(
+                as_armor_writes(body).as_deref(),
+                Some(token.as_str()),
+                "{len}"
+            );
+        }
+        // Short lines, an empty line, a stray character: the general path.
+        for body in ["\nab\ncd\n", "\n\n", "\n", "", "\nab cd\n", "\nab\n\n"] {
+            assert_eq!(as_armor_writes(body), None, "{body:?}");
+        }
+        let long = format!("\n{}\n{}\n", "a".repeat(64), "b".repeat(65));
+        assert_eq!(as_armor_writes(&long), None);
+        let wide = format!("\n{}\n", "é".repeat(40));
+        assert_eq!(as_armor_writes(&wide), None);
+    }
+
+    #[test]
+    fn token_bytes_are_base64url_and_dots() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+            assert_eq!(is_token_byte(b), expected, "{b}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 pub(crate) fn parse_strict(bytes: &[u8], what: &'static str) -> Result<Value> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| Error::malformed(what, "it is not valid UTF-8"))?;
-    serde_json::from_str::<Strict>(text)
+    serde_json::from_str::<StrictValue>(text)
         .map(|s| s.0)
         .map_err(|e| Error::malformed(what, format!("it is not valid JSON: {e}")))
 }
@@ -95,7 +95,7 @@ pub(crate) fn strict_object<'de, D: Deserializer<'de>>(
 }
 
 /// What [`check_object`] learns of a value: only whether it is an object.
-enum Checked {
+pub(super) enum Checked {
     Object,
     Other,
 }
@@ -107,11 +107,12 @@ impl<'de> Deserialize<'de> for Checked {
 }
 
 /// Objects this small are checked for repeated keys by a linear scan;
-/// larger ones with a hash set, so a 64 KiB object of short keys stays
-/// linear.
+/// larger ones with a hash set ([`KeySet`]).
 const LINEAR_KEYS: usize = 32;
 
-struct CheckVisitor;
+/// Reads any JSON value strictly (no repeated key at any depth, finite
+/// numbers) without building it.
+pub(super) struct CheckVisitor;
 
 impl<'de> Visitor<'de> for CheckVisitor {
     type Value = Checked;
@@ -150,24 +151,10 @@ impl<'de> Visitor<'de> for CheckVisitor {
         Ok(Checked::Other)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Checked, A::Error> {
-        let mut few: Vec<Key<'de>> = Vec::new();
-        let mut many: FxHashSet<Key<'de>> = FxHashSet::default();
+        let mut keys = KeySet::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            if many.is_empty() && few.len() == LINEAR_KEYS {
-                many.extend(few.drain(..));
-            }
-            let repeated = if many.is_empty() {
-                few.contains(&key)
-            } else {
-                many.contains(&key)
-            };
-            if repeated {
-                return Err(de::Error::custom(format!("duplicate key `{}`", key.0)));
-            }
-            if many.is_empty() {
-                few.push(key);
-            } else {
-                many.insert(key);
+            if !keys.insert(key) {
+                return Err(keys.repeated());
             }
             map.next_value::<Checked>()?;
         }
@@ -175,9 +162,55 @@ impl<'de> Visitor<'de> for CheckVisitor {
     }
 }
 
+/// The keys of one object read so far: a list while they are few, a hash
+/// set once they are many, so that a 64 KiB object of short keys stays
+/// linear.
+#[derive(Default)]
+pub(super) struct KeySet<'de> {
+    few: Vec<Key<'de>>,
+    many: FxHashSet<Key<'de>>,
+    /// The key `insert` last refused.
+    repeated: Option<Key<'de>>,
+}
+
+impl<'de> KeySet<'de> {
+    /// Adds `key`; `false` if the object already had it.
+    pub(super) fn insert(&mut self, key: Key<'de>) -> bool {
+        if self.many.is_empty() && self.few.len() == LINEAR_KEYS {
+            self.many.extend(self.few.drain(..));
+        }
+        let repeated = if self.many.is_empty() {
+            self.few.contains(&key)
+        } else {
+            self.many.contains(&key)
+        };
+        if repeated {
+            self.repeated = Some(key);
+        } else if self.many.is_empty() {
+            self.few.push(key);
+        } else {
+            self.many.insert(key);
+        }
+        !repeated
+    }
+
+    /// The error for the key `insert` refused.
+    pub(super) fn repeated<E: de::Error>(&self) -> E {
+        let key = self.repeated.as_ref().map_or("", Key::as_str);
+        E::custom(format!("duplicate key `{key}`"))
+    }
+}
+
 /// An object key, borrowed from the input unless it had escapes.
 #[derive(PartialEq, Eq, Hash)]
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(Cow<'de, str>);
+
+impl Key<'_> {
+    /// The key's text.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -204,11 +237,12 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-struct Strict(Value);
+/// One JSON value, read strictly (no repeated key at any depth).
+pub(crate) struct StrictValue(pub(crate) Value);
 
-impl<'de> Deserialize<'de> for Strict {
+impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+        d.deserialize_any(StrictVisitor).map(StrictValue)
     }
 }
 
@@ -249,7 +283,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(StrictValue(v)) = seq.next_element()? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -260,7 +294,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format!("duplicate key `{key}`")));
             }
-            let Strict(v) = map.next_value()?;
+            let StrictValue(v) = map.next_value()?;
             object.insert(key, v);
         }
         Ok(Value::Object(object))

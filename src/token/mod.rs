@@ -10,6 +10,7 @@
 //! ```
 
 mod armor;
+mod header;
 mod json;
 mod jws;
 mod keys;
@@ -21,7 +22,7 @@ pub use jws::{
 };
 pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
 
-pub(crate) use json::{read_slice, strict_object, strict_value};
+pub(crate) use json::{read_slice, strict_object, strict_value, Key, StrictValue};
 pub(crate) use jws::verify_signature;
 
 /// Parses JSON strictly: duplicate keys, invalid UTF-8 and trailing data are

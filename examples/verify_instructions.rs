@@ -1,0 +1,73 @@
+//! Verification counted in instructions rather than seconds: ten thousand
+//! verifications of the typical license of `benches/verify.rs`, to run
+//! under `valgrind --tool=callgrind`, whose count does not move with the
+//! load on the machine. `bare` is ed25519-dalek's `verify_strict` alone on
+//! the same bytes, `add` the whole path a license file takes, `document`
+//! the license document read alone; `none` is the set-up.
+//!
+//! ```sh
+//! cargo build --release --example verify_instructions
+//! for kind in none bare add document; do
+//!     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!         target/release/examples/verify_instructions $kind 2>&1 | grep refs
+//! done
+//! ```
+//!
+//! Subtract `none` and divide by ten thousand for instructions per
+//! verification. Instructions are not time (the signature check runs
+//! vector instructions that do more per instruction than the parser's), so
+//! the target stays the ratio of times in `benches/verify.rs`; this shows
+//! where the parser's share goes, exactly.
+
+use std::hint::black_box;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use entitle::license::{License, VerifiedLicense};
+use entitle::token::{armor, sign, Keyring, SigningKey, TokenType};
+
+#[path = "../benches/typical_license.rs"]
+mod typical_license;
+
+const RUNS: usize = 10_000;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let kind = std::env::args().nth(1).unwrap_or_else(|| "none".into());
+    let key = SigningKey::from_seed(&[0x42; 32]);
+    let mut keyring = Keyring::new();
+    keyring.add(key.public_key().clone());
+    let token = sign(
+        &typical_license::typical_license(),
+        &key,
+        TokenType::License,
+    )?;
+    let armored = armor(&token, TokenType::License);
+    let (signing_input, signature) = token.rsplit_once('.').ok_or("a compact token")?;
+    let signature: [u8; 64] = URL_SAFE_NO_PAD
+        .decode(signature)?
+        .try_into()
+        .map_err(|_| "64 bytes")?;
+    let signature = ed25519_dalek::Signature::from_bytes(&signature);
+    let verifying_key = ed25519_dalek::VerifyingKey::from_bytes(key.public_key().as_bytes())?;
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1).ok_or("a payload")?)?;
+    let ok = match kind.as_str() {
+        "none" => RUNS,
+        "bare" => (0..RUNS)
+            .filter(|_| {
+                verifying_key
+                    .verify_strict(black_box(signing_input.as_bytes()), &signature)
+                    .is_ok()
+            })
+            .count(),
+        "add" => (0..RUNS)
+            .filter(|_| VerifiedLicense::verify(black_box(&armored), &keyring).is_ok())
+            .count(),
+        "document" => (0..RUNS)
+            .filter(|_| License::from_json_slice(black_box(&payload)).is_ok())
+            .count(),
+        other => return Err(format!("unknown kind `{other}`: none, bare, add or document").into()),
+    };
+    assert_eq!(ok, RUNS, "every verification succeeds");
+    println!("{kind}: {ok} runs");
+    Ok(())
+}
