@@ -17,9 +17,12 @@
 //! verification. Instructions are not time (the signature check runs
 //! vector instructions that do more per instruction than the parser's), so
 //! the target stays the ratio of times in `benches/verify.rs`; this shows
-//! where the parser's share goes, exactly.
+//! where the parser's share goes, exactly. `ratio` (run without valgrind)
+//! times blocks of `add` and `bare` in turn and prints the spread of their
+//! ratio within one process.
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -30,6 +33,9 @@ use entitle::token::{armor, sign, Keyring, SigningKey, TokenType};
 mod typical_license;
 
 const RUNS: usize = 10_000;
+/// `ratio`: blocks of each kind, and verifications per block.
+const RATIO_BLOCKS: usize = 200;
+const BLOCK: usize = 100;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kind = std::env::args().nth(1).unwrap_or_else(|| "none".into());
@@ -65,7 +71,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "document" => (0..RUNS)
             .filter(|_| License::from_json_slice(black_box(&payload)).is_ok())
             .count(),
-        other => return Err(format!("unknown kind `{other}`: none, bare, add or document").into()),
+        "ratio" => {
+            // Time, not instructions: blocks of each, interleaved, so that
+            // both see the same machine; the spread of the block ratios
+            // shows how far one process's figure can be trusted.
+            let mut ratios: Vec<f64> = (0..RATIO_BLOCKS)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..BLOCK {
+                        let _ = black_box(VerifiedLicense::verify(black_box(&armored), &keyring));
+                    }
+                    let added = started.elapsed();
+                    let started = Instant::now();
+                    for _ in 0..BLOCK {
+                        let _ = black_box(
+                            verifying_key
+                                .verify_strict(black_box(signing_input.as_bytes()), &signature),
+                        );
+                    }
+                    added.as_secs_f64() / started.elapsed().as_secs_f64()
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let at = |q: usize| ratios[(ratios.len() - 1) * q / 100];
+            println!(
+                "add / bare in time: p25 {:.3}, median {:.3}, p75 {:.3}",
+                at(25),
+                at(50),
+                at(75)
+            );
+            RUNS
+        }
+        other => {
+            return Err(
+                format!("unknown kind `{other}`: none, bare, add, document or ratio").into(),
+            )
+        }
     };
     assert_eq!(ok, RUNS, "every verification succeeds");
     println!("{kind}: {ok} runs");
