@@ -324,3 +324,21 @@ fn concurrent_consumes_all_survive_a_reopen() {
     let next = engine.consume("api", 1).unwrap();
     assert_eq!(next.used, (threads * each + 1) as u64);
 }
+
+/// A commit whose caller never reached `sync` (a panic in between) is not
+/// left to be rolled back when the store closes: it is what a commit
+/// without batches would have written.
+#[test]
+fn a_commit_left_unsynced_is_written_when_the_store_closes() {
+    use entitle::store::{Change, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::create(dir.path()).unwrap();
+    let mut txn = store.begin().unwrap();
+    txn.write(&[Change::Meta("left".into(), "unsynced".into())])
+        .unwrap();
+    let generation = txn.commit().unwrap();
+    drop(store);
+    let (reopened, rows) = FileStore::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(reopened, generation);
+    assert_eq!(rows.meta.get("left").map(String::as_str), Some("unsynced"));
+}

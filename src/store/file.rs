@@ -146,18 +146,14 @@ impl FileStore {
 
     /// Sets how long a writer waits for another process before
     /// `STATE_LOCKED`.
-    pub fn with_lock_timeout(self, timeout: Duration) -> Result<Self> {
-        let store = FileStore {
-            lock_timeout: timeout,
-            ..self
-        };
-        store
-            .session
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Result<Self> {
+        self.lock_timeout = timeout;
+        self.session
             .lock()
             .conn
             .busy_timeout(timeout)
-            .map_err(|e| sql_error(&store.shown(), e))?;
-        Ok(store)
+            .map_err(|e| sql_error(&self.shown(), e))?;
+        Ok(self)
     }
 
     /// The database file.
@@ -783,6 +779,16 @@ impl FileStore {
             format!("committing the state at {}", self.shown()),
             std::io::Error::other("the transaction was rolled back; its changes are not on disk"),
         )
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // Every mutation syncs before it returns, so a batch is open here
+        // only if one's caller never got that far (a panic between commit
+        // and sync): commit what it made, as a commit without a batch would
+        // have; its caller was never told it failed.
+        let _ = self.commit_batch();
     }
 }
 

@@ -43,7 +43,20 @@ impl VerifiedToken {
     pub fn kid(&self) -> &str {
         &self.kid
     }
-    /// The protected header.
+    /// The protected header, as a map (built on first call: verification
+    /// reads only the members it checks).
+    ///
+    /// ```
+    /// use entitle::token::{sign, verify, Keyring, SigningKey, TokenType};
+    ///
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let mut keyring = Keyring::new();
+    /// keyring.add(key.public_key().clone());
+    /// let token = sign(&serde_json::json!({"ids": []}), &key, TokenType::Revocations).unwrap();
+    /// let verified = verify(&token, &keyring, TokenType::Revocations).unwrap();
+    /// assert_eq!(verified.header()["alg"], "EdDSA");
+    /// assert_eq!(verified.header()["kid"], key.kid());
+    /// ```
     pub fn header(&self) -> &Map<String, Value> {
         self.header
             .get_or_init(|| strict_map(&self.header_json, "token header"))
