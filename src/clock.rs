@@ -118,16 +118,89 @@ impl Serialize for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Reads an RFC 3339 time exactly as chrono's `parse_from_rfc3339`
+    /// does, `None` where it refuses. Licenses write times one way,
+    /// `2026-03-01T00:00:00Z`, and every verification reads several, so
+    /// that form is read directly and any other goes to chrono.
+    pub(crate) fn from_rfc3339(text: &str) -> Option<Timestamp> {
+        if let Some(t) = Timestamp::from_canonical(text.as_bytes()) {
+            return Some(t);
+        }
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| Timestamp::from_unix(t.timestamp()))
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` with a valid date and time (no leap
+    /// second); `None` for anything else, valid or not.
+    fn from_canonical(text: &[u8]) -> Option<Timestamp> {
+        let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1, b'T', h0, h1, b':', n0, n1, b':', s0, s1, b'Z'] =
+            *text
+        else {
+            return None;
+        };
+        let digits = |ds: &[u8]| {
+            ds.iter().try_fold(0i64, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+            })
+        };
+        let year = digits(&[y0, y1, y2, y3])?;
+        let month = digits(&[m0, m1])?;
+        let day = digits(&[d0, d1])?;
+        let (hour, minute, second) = (digits(&[h0, h1])?, digits(&[n0, n1])?, digits(&[s0, s1])?);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        if year == 0 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        Some(Timestamp::from_unix(
+            days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second,
+        ))
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| Timestamp::from_unix(t.timestamp()))
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not an RFC 3339 time such as 2026-03-01T00:00:00Z"
-                ))
-            })
+        d.deserialize_str(TimestampVisitor)
+    }
+}
+
+/// Reads a time from a string, borrowed where the input allows, so that
+/// reading one allocates nothing.
+struct TimestampVisitor;
+
+impl serde::de::Visitor<'_> for TimestampVisitor {
+    type Value = Timestamp;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an RFC 3339 time such as 2026-03-01T00:00:00Z")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Timestamp, E> {
+        Timestamp::from_rfc3339(text).ok_or_else(|| {
+            E::custom(format!(
+                "`{text}` is not an RFC 3339 time such as 2026-03-01T00:00:00Z"
+            ))
+        })
     }
 }
 
@@ -299,6 +372,31 @@ pub const DEFAULT_ROLLBACK_TOLERANCE_SECS: i64 = 600;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The direct reading of `YYYY-MM-DDTHH:MM:SSZ` agrees with chrono
+        /// on valid and invalid dates alike, and takes the valid ones.
+        #[test]
+        fn canonical_times_read_as_chrono_reads_them(
+            year in 0u32..10_000, month in 0u32..14, day in 0u32..33,
+            hour in 0u32..26, minute in 0u32..62, second in 0u32..62,
+        ) {
+            let text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z");
+            let chrono = DateTime::parse_from_rfc3339(&text).ok().map(|t| Timestamp::from_unix(t.timestamp()));
+            prop_assert_eq!(Timestamp::from_rfc3339(&text), chrono);
+            let direct = Timestamp::from_canonical(text.as_bytes());
+            prop_assert!(direct.is_none() || direct == chrono);
+            prop_assert_eq!(direct.is_some(), chrono.is_some() && year > 0 && second < 60);
+        }
+
+        /// Any other text reads as chrono reads it.
+        #[test]
+        fn other_times_read_as_chrono_reads_them(text in "[0-9T:Z.+ -]{0,26}") {
+            let chrono = DateTime::parse_from_rfc3339(&text).ok().map(|t| Timestamp::from_unix(t.timestamp()));
+            prop_assert_eq!(Timestamp::from_rfc3339(&text), chrono);
+        }
+    }
 
     #[test]
     fn coarse_clock_is_within_a_second_of_the_precise_one() {

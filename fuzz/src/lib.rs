@@ -71,7 +71,15 @@ pub fn license(data: &[u8]) -> entitle::Result<()> {
     let value: serde_json::Value = serde_json::from_slice(data).map_err(|_| not_json())?;
     let from_value = License::from_json(&value);
     match (&from_bytes, &from_value) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "license readers disagree"),
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "license readers disagree");
+            // The bytes reader (its direct path above all) takes no
+            // repeated key, which the `Value` reader cannot see.
+            assert!(
+                token::parse_strict_json(data, "license").is_ok(),
+                "the bytes reader accepts a repeated key"
+            );
+        }
         (Ok(_), Err(e)) => panic!("only the bytes reader accepts it: {e}"),
         // The bytes reader may stop at an earlier fault than the repeat
         // (`{"on_expiry": "x", "on_expiry": "keep"}`), so ask the strict

@@ -292,7 +292,15 @@ impl License {
     /// assert_eq!(License::from_json_slice(twice).unwrap_err().code(), "MALFORMED");
     /// ```
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
-        let license: License = crate::token::read_slice(bytes, "license")?;
+        // Documents as vendors write them are read directly; any other is
+        // read (or refused, with the reason) by `serde`.
+        let direct = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(crate::license::reader::read);
+        let license = match direct {
+            Some(license) => license,
+            None => crate::token::read_slice(bytes, "license")?,
+        };
         license.validate()?;
         Ok(license)
     }
@@ -399,7 +407,11 @@ impl License {
 const LINEAR_CODES: usize = 32;
 
 fn is_name(value: &str) -> bool {
-    !value.is_empty() && value.len() <= MAX_NAME_LEN && !value.chars().any(char::is_control)
+    // Printable ASCII, the usual name, is checked without decoding.
+    let printable = |text: &str| text.bytes().all(|b| (b' '..=b'~').contains(&b));
+    !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && (printable(value) || !value.chars().any(char::is_control))
 }
 
 fn name_ok(field: &str, value: &str) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod document;
 mod feature;
+mod reader;
 mod revocations;
 
 pub use document::{

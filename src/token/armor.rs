@@ -60,8 +60,11 @@ pub fn dearmor(text: &str) -> Result<(String, Option<TokenType>)> {
         }
         return Ok((text.to_owned(), None));
     };
+    // The label holds no dash: the first one starts the closing dashes.
     let (label, body) = rest
-        .split_once(DASHES)
+        .find('-')
+        .map(|at| rest.split_at(at))
+        .and_then(|(label, tail)| Some((label, tail.strip_prefix(DASHES)?)))
         .ok_or_else(|| Error::malformed("armor", "the BEGIN line is not closed by `-----`"))?;
     let typ = TokenType::from_armor_label(label).ok_or_else(|| {
         Error::malformed(
@@ -121,31 +124,40 @@ fn as_armor_writes(body: &str) -> Option<String> {
         };
         token.extend_from_slice(line);
     }
-    if !token.iter().fold(true, |all, &b| all & is_token_byte(b)) {
+    // Characters that are not a token's are refused when its parts are
+    // decoded; whitespace inside a line takes the general path, which
+    // says so.
+    if !visible_ascii(&token) {
         return None;
     }
     String::from_utf8(token).ok()
-}
-
-/// Whether `b` is a character of a compact token: base64url or a dot.
-/// Branch-free (no short-circuit), so that a pass over many vectorises.
-fn is_token_byte(b: u8) -> bool {
-    let digit = b.wrapping_sub(b'0') < 10;
-    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
-    digit | letter | (b == b'-') | (b == b'_') | (b == b'.')
 }
 
 /// Whether `text` holds a whitespace character. Tokens are ASCII, so
 /// their bytes are checked directly, which is several times faster than
 /// decoding characters and matters on the path of every verification.
 fn has_whitespace(text: &str) -> bool {
-    // One branch-free pass (it vectorises): only visible ASCII, the whole
-    // alphabet of a token, means no whitespace. Anything else takes the
-    // exact, slower test.
-    let visible_ascii = text
-        .bytes()
-        .fold(true, |all, b| all & (b'!'..=b'~').contains(&b));
-    !visible_ascii && text.contains(char::is_whitespace)
+    // Only visible ASCII, the whole alphabet of a token, means no
+    // whitespace. Anything else takes the exact, slower test.
+    !visible_ascii(text.as_bytes()) && text.contains(char::is_whitespace)
+}
+
+/// Whether every byte is visible ASCII (`!` to `~`, plus DEL, which no
+/// token holds either and which the decoder refuses): eight bytes at a
+/// time, since every license file passes through here.
+fn visible_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    // A byte below `!` borrows into its high bit; one from 0x80 up has it
+    // set already. A borrow only passes upwards from such a byte.
+    let invisible = words
+        .by_ref()
+        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+        .fold(0, |seen, w| {
+            seen | ((w.wrapping_sub(ONES * 0x21) | w) & HIGH)
+        });
+    invisible == 0 && words.remainder().iter().all(|&b| b > b' ' && b < 0x80)
 }
 
 #[cfg(test)]
@@ -189,11 +201,20 @@ mod tests {
     }
 
     #[test]
-    fn token_bytes_are_base64url_and_dots() {
+    fn visible_ascii_is_found_byte_by_byte_at_every_offset() {
         for b in 0..=255u8 {
-            let expected = b.is_ascii_alphanumeric() || b"-_.".contains(&b);
-            assert_eq!(is_token_byte(b), expected, "{b}");
+            let expected = (b'!'..0x80).contains(&b);
+            for at in 0..20 {
+                let mut bytes = vec![b'A'; 20];
+                bytes[at] = b;
+                assert_eq!(visible_ascii(&bytes), expected, "{b} at {at}");
+                // A refused byte before another must not hide it, nor
+                // one after it make it look refused.
+                bytes[19 - at] = b' ';
+                assert!(!visible_ascii(&bytes), "{b} at {at}");
+            }
         }
+        assert!(visible_ascii(b""));
     }
 
     #[test]

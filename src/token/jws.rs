@@ -124,7 +124,8 @@ struct Parts {
     armor_type: Option<TokenType>,
     header_json: Vec<u8>,
     payload_json: Vec<u8>,
-    signature: Vec<u8>,
+    /// `None` for canonical base64url of another length than 64 bytes.
+    signature: Option<[u8; 64]>,
     signing_input_len: usize,
 }
 
@@ -138,18 +139,26 @@ impl Parts {
             });
         }
         let (compact, armor_type) = armor::dearmor(text)?;
-        let mut parts = compact.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::malformed(
+        let three_parts = || {
+            Error::malformed(
                 "token",
                 "a token has exactly three base64url parts separated by dots (header.payload.signature)",
-            ));
+            )
         };
+        // The first and last dots are searched from their ends, so the
+        // long payload between them is read once, by its decoder, which
+        // refuses a dot; only then is it asked whether one was the fault.
+        let (h, rest) = compact.split_once('.').ok_or_else(three_parts)?;
+        let (p, s) = rest.rsplit_once('.').ok_or_else(three_parts)?;
         let header_json = decode_part(h, "token header")?;
-        let payload_json = decode_part(p, "token payload")?;
-        let signature = decode_part(s, "token signature")?;
+        let payload_json = decode_part(p, "token payload").map_err(|e| {
+            if p.contains('.') {
+                three_parts()
+            } else {
+                e
+            }
+        })?;
+        let signature = decode_signature(s)?;
         let signing_input_len = h.len() + 1 + p.len();
         Ok(Parts {
             compact,
@@ -170,6 +179,23 @@ fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>> {
     base64_simd::URL_SAFE_NO_PAD
         .decode_to_vec(part)
         .map_err(|_| Error::malformed(what, "it is not canonical unpadded base64url"))
+}
+
+/// The signature part, decoded on the stack.
+fn decode_signature(part: &str) -> Result<Option<[u8; 64]>> {
+    let mut signature = [0u8; 64];
+    if part.len() == 86 {
+        base64_simd::URL_SAFE_NO_PAD
+            .decode(
+                part.as_bytes(),
+                base64_simd::Out::from_slice(&mut signature),
+            )
+            .map_err(|_| {
+                Error::malformed("token signature", "it is not canonical unpadded base64url")
+            })?;
+        return Ok(Some(signature));
+    }
+    decode_part(part, "token signature").map(|_| None)
 }
 
 fn object(value: Value, what: &'static str) -> Result<Map<String, Value>> {
@@ -281,11 +307,7 @@ pub(crate) fn verify_signature(
     let key = keyring.get(kid).ok_or_else(|| Error::UnknownKey {
         kid: kid.chars().take(100).collect(),
     })?;
-    let signature: [u8; 64] = parts
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::SignatureInvalid)?;
+    let signature = parts.signature.ok_or(Error::SignatureInvalid)?;
     key.verify_bytes(parts.signing_input(), &signature)?;
     let typ = TokenType::parse(typ_text).ok_or_else(|| Error::WrongType {
         expected: expected.map_or("license, machine or revocations", TokenType::as_str),
