@@ -842,6 +842,16 @@ fn duplicate_json_keys_are_malformed() {
         assert_eq!(err.code(), "MALFORMED", "{payload}");
         assert!(err.to_string().contains("duplicate key"), "{err}");
     }
+    // Verified as a license, read straight from the bytes, as well; with
+    // a key repeated inside an unknown field of a nested object, which
+    // serde skips unread.
+    let nested = r#"{"v":1,"id":"lic_1","product":"acme","issued_at":"2026-01-01T00:00:00Z","seats":{"max":1,"note":1,"note":2}}"#;
+    for payload in payloads.iter().chain([&nested]) {
+        let err =
+            VerifiedLicense::verify(&forge_json(&header, payload, &key), &keyring).unwrap_err();
+        assert_eq!(err.code(), "MALFORMED", "{payload}");
+        assert!(err.to_string().contains("duplicate"), "{err}");
+    }
     // Without the duplicate, the same shape verifies.
     let single = r#"{"v":1,"id":"lic_1","product":"acme","issued_at":"2026-01-01T00:00:00Z","seats":{"max":1}}"#;
     assert!(VerifiedLicense::verify(&forge_json(&header, single, &key), &keyring).is_ok());

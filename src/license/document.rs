@@ -23,10 +23,11 @@ pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
 /// A license, as its vendor signed it. Field names are the wire contract
 /// (DESIGN section 3); unknown fields are kept in `extra` and ignored.
 ///
-/// Its `Deserialize` refuses a repeated key anywhere in the document
-/// (`serde` refuses repeated known fields; the free-form and unknown
-/// fields are read strictly), so a license can be read straight from the
-/// signed bytes with no separate duplicate check.
+/// Its `Deserialize` refuses a repeated key in the document and in its
+/// features (`serde` refuses repeated known fields; the free-form and
+/// unknown fields are read strictly), but not inside an unknown field of
+/// `seats`, `activations`, `floating` or `consumption`, which `serde`
+/// skips unread: [`License::from_json_slice`] refuses those too.
 ///
 /// ```
 /// use entitle::license::License;
@@ -299,7 +300,13 @@ impl License {
             .and_then(crate::license::reader::read);
         let license = match direct {
             Some(license) => license,
-            None => crate::token::read_slice(bytes, "license")?,
+            None => {
+                let license = crate::token::read_slice(bytes, "license")?;
+                // `serde` skips the unknown fields of the nested objects
+                // unread; the strict pass finds a key repeated there too.
+                crate::token::check_object(bytes, "license")?;
+                license
+            }
         };
         license.validate()?;
         Ok(license)

@@ -22,7 +22,7 @@ pub use jws::{
 };
 pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
 
-pub(crate) use json::{read_slice, strict_object, strict_value, Key, StrictValue};
+pub(crate) use json::{check_object, read_slice, strict_object, strict_value, Key, StrictValue};
 pub(crate) use jws::verify_signature;
 
 /// Parses JSON strictly: duplicate keys, invalid UTF-8 and trailing data are
