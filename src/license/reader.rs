@@ -13,626 +13,354 @@
 //! same one (a property test and the `license` fuzz target hold it to
 //! that), and where it gives up, `serde` decides.
 
-use serde_json::{Map, Number, Value};
+use serde_json::Map;
 
 use crate::clock::Timestamp;
 use crate::license::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
 };
-
-/// How deep free-form values (`customer`, `metadata`, `custom_fields`)
-/// may nest here; deeper ones go to `serde` (whose own limit is 128).
-const MAX_DEPTH: u32 = 16;
+use crate::token::direct::{Reader, Seen};
 
 /// The license in `text`, or `None` to have `serde` read it.
 pub(super) fn read(text: &str) -> Option<License> {
-    let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
+    let mut reader = Reader::new(text);
+    let license = license(&mut reader)?;
+    reader.finished().then_some(license)
+}
+
+fn license(r: &mut Reader) -> Option<License> {
+    let mut license = License {
+        v: 0,
+        id: String::new(),
+        serial: 0,
+        product: String::new(),
+        name: None,
+        customer: None,
+        notice: None,
+        notice_on_expire: None,
+        metadata: None,
+        custom_fields: None,
+        kind: Kind::default(),
+        trial: false,
+        enabled: true,
+        issued_at: Timestamp::from_unix(0),
+        starts_at: None,
+        expires_at: None,
+        grace_secs: 0,
+        on_expiry: OnExpiry::default(),
+        maintenance_until: None,
+        assigned_users: None,
+        seats: None,
+        activations: None,
+        prevent_vm: false,
+        floating: None,
+        features: Vec::new(),
+        extra: Map::new(),
     };
-    let license = reader.license()?;
-    reader.skip_whitespace();
-    (reader.pos == reader.bytes.len()).then_some(license)
-}
-
-/// A position in the document.
-struct Reader<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-/// The fields of one object read so far, to refuse a repeated one.
-#[derive(Default)]
-struct Seen(u32);
-
-impl Seen {
-    /// Marks field `bit`; `None` if the object already had it.
-    fn once(&mut self, bit: u32) -> Option<()> {
-        let mask = 1 << bit;
-        if self.0 & mask != 0 {
-            return None;
-        }
-        self.0 |= mask;
-        Some(())
-    }
-
-    fn has(&self, bit: u32) -> bool {
-        self.0 & (1 << bit) != 0
-    }
-}
-
-/// A word whose lowest set bit is the high bit of the first of `word`'s
-/// eight bytes (little-endian) that is a quote, a backslash or a control
-/// character, zero if there is none. Bits above the lowest may be set by
-/// carries and mean nothing (the classic has-zero-byte test).
-fn special_bytes(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-    zero_byte(word ^ (ONES * u64::from(b'"')))
-        | zero_byte(word ^ (ONES * u64::from(b'\\')))
-        | below_space
-}
-
-/// An integer as JSON writes it: sign and magnitude.
-struct Integer {
-    negative: bool,
-    magnitude: u64,
-}
-
-impl<'a> Reader<'a> {
-    fn skip_whitespace(&mut self) {
-        // Most documents are written without any.
-        if self.bytes.get(self.pos).is_some_and(|&b| b > b' ') {
-            return;
-        }
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    /// The next byte that is not whitespace, not consumed.
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.pos).copied()
-    }
-
-    /// Consumes `byte`, the next one that is not whitespace.
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.pos += 1)
-    }
-
-    /// Consumes `word` (`null`, `true`, `false`) if it comes next.
-    fn eat_word(&mut self, word: &[u8]) -> bool {
-        self.skip_whitespace();
-        let found = self.bytes[self.pos..].starts_with(word);
-        if found {
-            self.pos += word.len();
-        }
-        found
-    }
-
-    /// A string without escapes or control characters, borrowed.
-    fn str(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        // Eight bytes at a time up to the first that may end the string,
-        // then byte by byte from there.
-        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-            let special = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
-            if special != 0 {
-                self.pos += special.trailing_zeros() as usize / 8;
-                break;
+    let mut seen = Seen::default();
+    let l = &mut license;
+    r.object(|r, key| {
+        match key {
+            "v" => {
+                seen.once(0)?;
+                l.v = r.u32()?;
             }
-            self.pos += 8;
-        }
-        loop {
-            match *self.bytes.get(self.pos)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.pos += 1,
+            "id" => {
+                seen.once(1)?;
+                l.id = r.string()?;
             }
-        }
-        // Both ends are ASCII quotes, so this is a whole UTF-8 string.
-        let text = self.text.get(start..self.pos)?;
-        self.pos += 1;
-        Some(text)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        self.str().map(str::to_owned)
-    }
-
-    /// An integer of at most 18 digits (so that it fits `i64` and `u64`
-    /// either way), without fraction or exponent; `-0` is left to `serde`,
-    /// which reads it as a float.
-    fn integer(&mut self) -> Option<Integer> {
-        self.skip_whitespace();
-        let negative = self.bytes.get(self.pos) == Some(&b'-');
-        self.pos += usize::from(negative);
-        let start = self.pos;
-        let mut magnitude = 0u64;
-        while let Some(&digit @ b'0'..=b'9') = self.bytes.get(self.pos) {
-            magnitude = magnitude * 10 + u64::from(digit - b'0');
-            self.pos += 1;
-            if self.pos - start > 18 {
-                return None;
+            "serial" => {
+                seen.once(4)?;
+                l.serial = r.u64()?;
             }
-        }
-        let digits = self.pos - start;
-        let leading_zero = digits > 1 && self.bytes[start] == b'0';
-        let fraction = matches!(self.bytes.get(self.pos), Some(b'.' | b'e' | b'E'));
-        if digits == 0 || leading_zero || fraction || (negative && magnitude == 0) {
-            return None;
-        }
-        Some(Integer {
-            negative,
-            magnitude,
-        })
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.u64().and_then(|n| u32::try_from(n).ok())
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        let n = self.integer()?;
-        (!n.negative).then_some(n.magnitude)
-    }
-
-    fn i64(&mut self) -> Option<i64> {
-        let n = self.integer()?;
-        // At most 18 digits: the magnitude fits.
-        let magnitude = i64::try_from(n.magnitude).ok()?;
-        Some(if n.negative { -magnitude } else { magnitude })
-    }
-
-    fn bool(&mut self) -> Option<bool> {
-        if self.eat_word(b"true") {
-            Some(true)
-        } else if self.eat_word(b"false") {
-            Some(false)
-        } else {
-            None
-        }
-    }
-
-    fn timestamp(&mut self) -> Option<Timestamp> {
-        Timestamp::from_rfc3339(self.str()?)
-    }
-
-    /// `null` as `None`, anything else read by `read`.
-    fn nullable<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        if self.eat_word(b"null") {
-            Some(None)
-        } else {
-            read(self).map(Some)
-        }
-    }
-
-    /// An object: `member` reads the value of each key in turn.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            let key = self.str()?;
-            self.eat(b':')?;
-            member(self, key)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            "product" => {
+                seen.once(2)?;
+                l.product = r.string()?;
             }
-        }
-    }
-
-    /// An array: `item` reads each element in turn.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            item(self)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            "issued_at" => {
+                seen.once(3)?;
+                l.issued_at = r.timestamp()?;
             }
-        }
-    }
-
-    /// A free-form value, as `strict_value` reads it: `null` is `None`.
-    fn free_form(&mut self) -> Option<Option<Value>> {
-        self.nullable(|r| r.value(MAX_DEPTH))
-    }
-
-    fn value(&mut self, depth: u32) -> Option<Value> {
-        Some(match self.peek()? {
-            b'{' => {
-                let depth = depth.checked_sub(1)?;
-                let mut map = Map::new();
-                self.object(|r, key| {
-                    if map.contains_key(key) {
-                        return None;
-                    }
-                    let value = r.value(depth)?;
-                    map.insert(key.to_owned(), value);
-                    Some(())
-                })?;
-                Value::Object(map)
+            "name" => {
+                seen.once(5)?;
+                l.name = r.nullable(Reader::string)?;
             }
-            b'[' => {
-                let depth = depth.checked_sub(1)?;
-                let mut items = Vec::new();
-                self.array(|r| {
-                    items.push(r.value(depth)?);
-                    Some(())
-                })?;
-                Value::Array(items)
+            "customer" => {
+                seen.once(6)?;
+                l.customer = r.free_form()?;
             }
-            b'"' => Value::String(self.string()?),
-            b't' | b'f' => Value::Bool(self.bool()?),
-            b'n' => self.eat_word(b"null").then_some(Value::Null)?,
-            _ => {
-                let n = self.integer()?;
-                Value::Number(if n.negative {
-                    // Nonzero and at most 18 digits: a negative i64.
-                    Number::from(-i64::try_from(n.magnitude).ok()?)
-                } else {
-                    Number::from(n.magnitude)
-                })
+            "notice" => {
+                seen.once(7)?;
+                l.notice = r.nullable(Reader::string)?;
             }
-        })
-    }
-
-    fn license(&mut self) -> Option<License> {
-        let mut license = License {
-            v: 0,
-            id: String::new(),
-            serial: 0,
-            product: String::new(),
-            name: None,
-            customer: None,
-            notice: None,
-            notice_on_expire: None,
-            metadata: None,
-            custom_fields: None,
-            kind: Kind::default(),
-            trial: false,
-            enabled: true,
-            issued_at: Timestamp::from_unix(0),
-            starts_at: None,
-            expires_at: None,
-            grace_secs: 0,
-            on_expiry: OnExpiry::default(),
-            maintenance_until: None,
-            assigned_users: None,
-            seats: None,
-            activations: None,
-            prevent_vm: false,
-            floating: None,
-            features: Vec::new(),
-            extra: Map::new(),
-        };
-        let mut seen = Seen::default();
-        let l = &mut license;
-        self.object(|r, key| {
-            match key {
-                "v" => {
-                    seen.once(0)?;
-                    l.v = r.u32()?;
-                }
-                "id" => {
-                    seen.once(1)?;
-                    l.id = r.string()?;
-                }
-                "serial" => {
-                    seen.once(4)?;
-                    l.serial = r.u64()?;
-                }
-                "product" => {
-                    seen.once(2)?;
-                    l.product = r.string()?;
-                }
-                "issued_at" => {
-                    seen.once(3)?;
-                    l.issued_at = r.timestamp()?;
-                }
-                "name" => {
-                    seen.once(5)?;
-                    l.name = r.nullable(Reader::string)?;
-                }
-                "customer" => {
-                    seen.once(6)?;
-                    l.customer = r.free_form()?;
-                }
-                "notice" => {
-                    seen.once(7)?;
-                    l.notice = r.nullable(Reader::string)?;
-                }
-                "notice_on_expire" => {
-                    seen.once(8)?;
-                    l.notice_on_expire = r.nullable(Reader::string)?;
-                }
-                "metadata" => {
-                    seen.once(9)?;
-                    l.metadata = r.free_form()?;
-                }
-                "custom_fields" => {
-                    seen.once(10)?;
-                    l.custom_fields = r.free_form()?;
-                }
-                "kind" => {
-                    seen.once(11)?;
-                    l.kind = match r.str()? {
-                        "perpetual" => Kind::Perpetual,
-                        "time_limited" => Kind::TimeLimited,
-                        "subscription" => Kind::Subscription,
-                        "consumption" => Kind::Consumption,
-                        _ => return None,
-                    };
-                }
-                "trial" => {
-                    seen.once(12)?;
-                    l.trial = r.bool()?;
-                }
-                "enabled" => {
-                    seen.once(13)?;
-                    l.enabled = r.bool()?;
-                }
-                "starts_at" => {
-                    seen.once(14)?;
-                    l.starts_at = r.nullable(Reader::timestamp)?;
-                }
-                "expires_at" => {
-                    seen.once(15)?;
-                    l.expires_at = r.nullable(Reader::timestamp)?;
-                }
-                "grace_secs" => {
-                    seen.once(16)?;
-                    l.grace_secs = r.i64()?;
-                }
-                "on_expiry" => {
-                    seen.once(17)?;
-                    l.on_expiry = match r.str()? {
-                        "deny" => OnExpiry::Deny,
-                        "keep" => OnExpiry::Keep,
-                        _ => return None,
-                    };
-                }
-                "maintenance_until" => {
-                    seen.once(18)?;
-                    l.maintenance_until = r.nullable(Reader::timestamp)?;
-                }
-                "assigned_users" => {
-                    seen.once(19)?;
-                    l.assigned_users = r.nullable(|r| {
-                        let mut users = Vec::new();
-                        r.array(|r| {
-                            users.push(r.string()?);
-                            Some(())
-                        })?;
-                        Some(users)
-                    })?;
-                }
-                "seats" => {
-                    seen.once(20)?;
-                    l.seats = r.nullable(Reader::seats)?;
-                }
-                "activations" => {
-                    seen.once(21)?;
-                    l.activations = r.nullable(Reader::activations)?;
-                }
-                "prevent_vm" => {
-                    seen.once(22)?;
-                    l.prevent_vm = r.bool()?;
-                }
-                "floating" => {
-                    seen.once(23)?;
-                    l.floating = r.nullable(Reader::floating)?;
-                }
-                "features" => {
-                    seen.once(24)?;
+            "notice_on_expire" => {
+                seen.once(8)?;
+                l.notice_on_expire = r.nullable(Reader::string)?;
+            }
+            "metadata" => {
+                seen.once(9)?;
+                l.metadata = r.free_form()?;
+            }
+            "custom_fields" => {
+                seen.once(10)?;
+                l.custom_fields = r.free_form()?;
+            }
+            "kind" => {
+                seen.once(11)?;
+                l.kind = match r.str()? {
+                    "perpetual" => Kind::Perpetual,
+                    "time_limited" => Kind::TimeLimited,
+                    "subscription" => Kind::Subscription,
+                    "consumption" => Kind::Consumption,
+                    _ => return None,
+                };
+            }
+            "trial" => {
+                seen.once(12)?;
+                l.trial = r.bool()?;
+            }
+            "enabled" => {
+                seen.once(13)?;
+                l.enabled = r.bool()?;
+            }
+            "starts_at" => {
+                seen.once(14)?;
+                l.starts_at = r.nullable(Reader::timestamp)?;
+            }
+            "expires_at" => {
+                seen.once(15)?;
+                l.expires_at = r.nullable(Reader::timestamp)?;
+            }
+            "grace_secs" => {
+                seen.once(16)?;
+                l.grace_secs = r.i64()?;
+            }
+            "on_expiry" => {
+                seen.once(17)?;
+                l.on_expiry = match r.str()? {
+                    "deny" => OnExpiry::Deny,
+                    "keep" => OnExpiry::Keep,
+                    _ => return None,
+                };
+            }
+            "maintenance_until" => {
+                seen.once(18)?;
+                l.maintenance_until = r.nullable(Reader::timestamp)?;
+            }
+            "assigned_users" => {
+                seen.once(19)?;
+                l.assigned_users = r.nullable(|r| {
+                    let mut users = Vec::new();
                     r.array(|r| {
-                        l.features.push(r.feature()?);
+                        users.push(r.string()?);
                         Some(())
                     })?;
-                }
-                // Unknown fields (kept in `extra`) are for `serde`.
-                _ => return None,
+                    Some(users)
+                })?;
             }
-            Some(())
-        })?;
-        // The required fields are the first four: v, id, product, issued_at.
-        (0..4).all(|required| seen.has(required)).then_some(license)
-    }
-
-    fn feature(&mut self) -> Option<Feature> {
-        let mut feature = Feature {
-            code: String::new(),
-            expires_at: None,
-            limit: None,
-            consumption: None,
-            floating: None,
-            extra: Map::new(),
-        };
-        let mut seen = Seen::default();
-        let f = &mut feature;
-        self.object(|r, key| {
-            match key {
-                "code" => {
-                    seen.once(0)?;
-                    f.code = r.string()?;
-                }
-                "expires_at" => {
-                    seen.once(1)?;
-                    f.expires_at = r.nullable(Reader::timestamp)?;
-                }
-                "limit" => {
-                    seen.once(2)?;
-                    f.limit = r.nullable(Reader::i64)?;
-                }
-                "consumption" => {
-                    seen.once(3)?;
-                    f.consumption = r.nullable(Reader::consumption)?;
-                }
-                "floating" => {
-                    seen.once(4)?;
-                    f.floating = r.nullable(Reader::floating)?;
-                }
-                _ => return None,
+            "seats" => {
+                seen.once(20)?;
+                l.seats = r.nullable(seats)?;
             }
-            Some(())
-        })?;
-        seen.has(0).then_some(feature)
-    }
-
-    fn seats(&mut self) -> Option<Seats> {
-        let (mut max, mut hard_max, mut active_window_secs) = (None, None, None);
-        let mut seen = Seen::default();
-        self.object(|r, key| {
-            match key {
-                "max" => {
-                    seen.once(0)?;
-                    max = Some(r.u32()?);
-                }
-                "hard_max" => {
-                    seen.once(1)?;
-                    hard_max = r.nullable(Reader::u32)?;
-                }
-                "active_window_secs" => {
-                    seen.once(2)?;
-                    active_window_secs = r.nullable(Reader::i64)?;
-                }
-                _ => return None,
+            "activations" => {
+                seen.once(21)?;
+                l.activations = r.nullable(activations)?;
             }
-            Some(())
-        })?;
-        Some(Seats {
-            max: max?,
-            hard_max,
-            active_window_secs,
-        })
-    }
+            "prevent_vm" => {
+                seen.once(22)?;
+                l.prevent_vm = r.bool()?;
+            }
+            "floating" => {
+                seen.once(23)?;
+                l.floating = r.nullable(floating)?;
+            }
+            "features" => {
+                seen.once(24)?;
+                r.array(|r| {
+                    l.features.push(feature(r)?);
+                    Some(())
+                })?;
+            }
+            // Unknown fields (kept in `extra`) are for `serde`.
+            _ => return None,
+        }
+        Some(())
+    })?;
+    // The required fields are the first four: v, id, product, issued_at.
+    (0..4).all(|required| seen.has(required)).then_some(license)
+}
 
-    fn activations(&mut self) -> Option<Activations> {
-        let mut activations = Activations {
-            max: None,
-            max_transfers: None,
-            counted_by: CountedBy::default(),
-        };
-        let mut seen = Seen::default();
-        let a = &mut activations;
-        self.object(|r, key| {
-            match key {
-                "max" => {
-                    seen.once(0)?;
-                    a.max = r.nullable(Reader::u32)?;
-                }
-                "max_transfers" => {
-                    seen.once(1)?;
-                    a.max_transfers = r.nullable(Reader::u32)?;
-                }
-                "counted_by" => {
-                    seen.once(2)?;
-                    a.counted_by = match r.str()? {
-                        "install" => CountedBy::Install,
-                        "vendor" => CountedBy::Vendor,
+fn feature(r: &mut Reader) -> Option<Feature> {
+    let mut feature = Feature {
+        code: String::new(),
+        expires_at: None,
+        limit: None,
+        consumption: None,
+        floating: None,
+        extra: Map::new(),
+    };
+    let mut seen = Seen::default();
+    let f = &mut feature;
+    r.object(|r, key| {
+        match key {
+            "code" => {
+                seen.once(0)?;
+                f.code = r.string()?;
+            }
+            "expires_at" => {
+                seen.once(1)?;
+                f.expires_at = r.nullable(Reader::timestamp)?;
+            }
+            "limit" => {
+                seen.once(2)?;
+                f.limit = r.nullable(Reader::i64)?;
+            }
+            "consumption" => {
+                seen.once(3)?;
+                f.consumption = r.nullable(consumption)?;
+            }
+            "floating" => {
+                seen.once(4)?;
+                f.floating = r.nullable(floating)?;
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    seen.has(0).then_some(feature)
+}
+
+fn seats(r: &mut Reader) -> Option<Seats> {
+    let (mut max, mut hard_max, mut active_window_secs) = (None, None, None);
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "max" => {
+                seen.once(0)?;
+                max = Some(r.u32()?);
+            }
+            "hard_max" => {
+                seen.once(1)?;
+                hard_max = r.nullable(Reader::u32)?;
+            }
+            "active_window_secs" => {
+                seen.once(2)?;
+                active_window_secs = r.nullable(Reader::i64)?;
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(Seats {
+        max: max?,
+        hard_max,
+        active_window_secs,
+    })
+}
+
+fn activations(r: &mut Reader) -> Option<Activations> {
+    let mut activations = Activations {
+        max: None,
+        max_transfers: None,
+        counted_by: CountedBy::default(),
+    };
+    let mut seen = Seen::default();
+    let a = &mut activations;
+    r.object(|r, key| {
+        match key {
+            "max" => {
+                seen.once(0)?;
+                a.max = r.nullable(Reader::u32)?;
+            }
+            "max_transfers" => {
+                seen.once(1)?;
+                a.max_transfers = r.nullable(Reader::u32)?;
+            }
+            "counted_by" => {
+                seen.once(2)?;
+                a.counted_by = match r.str()? {
+                    "install" => CountedBy::Install,
+                    "vendor" => CountedBy::Vendor,
+                    _ => return None,
+                };
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(activations)
+}
+
+fn floating(r: &mut Reader) -> Option<Floating> {
+    let (mut seats, mut lease_secs, mut borrow_max_secs) = (None, None, None);
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "seats" => {
+                seen.once(0)?;
+                seats = Some(r.u32()?);
+            }
+            "lease_secs" => {
+                seen.once(1)?;
+                lease_secs = Some(r.i64()?);
+            }
+            "borrow_max_secs" => {
+                seen.once(2)?;
+                borrow_max_secs = r.nullable(Reader::i64)?;
+            }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(Floating {
+        seats: seats?,
+        lease_secs: lease_secs?,
+        borrow_max_secs,
+    })
+}
+
+fn consumption(r: &mut Reader) -> Option<Consumption> {
+    let mut consumption = Consumption {
+        max: None,
+        overage: None,
+        reset: None,
+    };
+    let mut seen = Seen::default();
+    let c = &mut consumption;
+    r.object(|r, key| {
+        match key {
+            "max" => {
+                seen.once(0)?;
+                c.max = r.nullable(Reader::u64)?;
+            }
+            "overage" => {
+                seen.once(1)?;
+                c.overage = r.nullable(Reader::u64)?;
+            }
+            "reset" => {
+                seen.once(2)?;
+                c.reset = r.nullable(|r| {
+                    Some(match r.str()? {
+                        "daily" => Reset::Daily,
+                        "weekly" => Reset::Weekly,
+                        "monthly" => Reset::Monthly,
+                        "annually" => Reset::Annually,
                         _ => return None,
-                    };
-                }
-                _ => return None,
+                    })
+                })?;
             }
-            Some(())
-        })?;
-        Some(activations)
-    }
-
-    fn floating(&mut self) -> Option<Floating> {
-        let (mut seats, mut lease_secs, mut borrow_max_secs) = (None, None, None);
-        let mut seen = Seen::default();
-        self.object(|r, key| {
-            match key {
-                "seats" => {
-                    seen.once(0)?;
-                    seats = Some(r.u32()?);
-                }
-                "lease_secs" => {
-                    seen.once(1)?;
-                    lease_secs = Some(r.i64()?);
-                }
-                "borrow_max_secs" => {
-                    seen.once(2)?;
-                    borrow_max_secs = r.nullable(Reader::i64)?;
-                }
-                _ => return None,
-            }
-            Some(())
-        })?;
-        Some(Floating {
-            seats: seats?,
-            lease_secs: lease_secs?,
-            borrow_max_secs,
-        })
-    }
-
-    fn consumption(&mut self) -> Option<Consumption> {
-        let mut consumption = Consumption {
-            max: None,
-            overage: None,
-            reset: None,
-        };
-        let mut seen = Seen::default();
-        let c = &mut consumption;
-        self.object(|r, key| {
-            match key {
-                "max" => {
-                    seen.once(0)?;
-                    c.max = r.nullable(Reader::u64)?;
-                }
-                "overage" => {
-                    seen.once(1)?;
-                    c.overage = r.nullable(Reader::u64)?;
-                }
-                "reset" => {
-                    seen.once(2)?;
-                    c.reset = r.nullable(|r| {
-                        Some(match r.str()? {
-                            "daily" => Reset::Daily,
-                            "weekly" => Reset::Weekly,
-                            "monthly" => Reset::Monthly,
-                            "annually" => Reset::Annually,
-                            _ => return None,
-                        })
-                    })?;
-                }
-                _ => return None,
-            }
-            Some(())
-        })?;
-        Some(consumption)
-    }
+            _ => return None,
+        }
+        Some(())
+    })?;
+    Some(consumption)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// What `serde` makes of `text`: the reader this one stands in for.
     fn by_serde(text: &str) -> Option<License> {

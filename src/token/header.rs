@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{Error, Result};
+use crate::token::direct::{Reader, Seen};
 use crate::token::json::{CheckVisitor, Checked, Key, KeySet};
 
 const WHAT: &str = "token header";
@@ -38,6 +39,9 @@ impl<'a> Header<'a> {
     pub(crate) fn read(bytes: &'a [u8]) -> Result<Header<'a>> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Error::malformed(WHAT, "it is not valid UTF-8"))?;
+        if let Some(header) = Header::read_direct(text) {
+            return Ok(header);
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let read = Read::deserialize(&mut de).and_then(|read| de.end().map(|()| read));
         match read {
@@ -45,6 +49,27 @@ impl<'a> Header<'a> {
             Ok(Read::Other) => Err(Error::malformed(WHAT, "it must be a JSON object")),
             Err(e) => Err(Error::malformed(WHAT, format!("it is not valid JSON: {e}"))),
         }
+    }
+
+    /// The header as JWT libraries write it: `alg`, `kid` and `typ`, each
+    /// at most once, plain strings. `None` for any other, which `serde`
+    /// reads (see [`direct`](crate::token::direct)).
+    fn read_direct(text: &'a str) -> Option<Header<'a>> {
+        let mut reader = Reader::new(text);
+        let mut header = Header::default();
+        let mut seen = Seen::default();
+        reader.object(|r, key| {
+            let (bit, member) = match key {
+                "alg" => (0, &mut header.alg),
+                "kid" => (1, &mut header.kid),
+                "typ" => (2, &mut header.typ),
+                _ => return None,
+            };
+            seen.once(bit)?;
+            *member = Member::Text(Cow::Borrowed(r.str()?));
+            Some(())
+        })?;
+        reader.finished().then_some(header)
     }
 
     /// `alg`, which must be a string.
@@ -221,30 +246,66 @@ mod tests {
             &[b'{'; 1000],
         ];
         for input in inputs {
-            let strict = parse_strict(input, WHAT);
-            let read = Header::read(input);
-            assert_eq!(
-                read.is_ok(),
-                matches!(strict, Ok(serde_json::Value::Object(_))),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
-            let (Ok(header), Ok(serde_json::Value::Object(map))) = (read, strict) else {
-                continue;
-            };
-            for (name, member) in [
-                ("alg", &header.alg),
-                ("kid", &header.kid),
-                ("typ", &header.typ),
-            ] {
-                match (map.get(name), member) {
-                    (Some(serde_json::Value::String(s)), Member::Text(t)) => assert_eq!(s, t),
-                    (Some(serde_json::Value::String(_)), other) => panic!("{name}: {other:?}"),
-                    (Some(_), Member::NotText) | (None, Member::Missing) => {}
-                    (value, member) => panic!("{name}: {value:?} read as {member:?}"),
-                }
+            agrees(input);
+        }
+    }
+
+    /// Reads `input` both ways and panics where they differ.
+    fn agrees(input: &[u8]) {
+        let strict = parse_strict(input, WHAT);
+        let read = Header::read(input);
+        assert_eq!(
+            read.is_ok(),
+            matches!(strict, Ok(serde_json::Value::Object(_))),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+        let (Ok(header), Ok(serde_json::Value::Object(map))) = (read, strict) else {
+            return;
+        };
+        for (name, member) in [
+            ("alg", &header.alg),
+            ("kid", &header.kid),
+            ("typ", &header.typ),
+        ] {
+            match (map.get(name), member) {
+                (Some(serde_json::Value::String(s)), Member::Text(t)) => assert_eq!(s, t),
+                (Some(serde_json::Value::String(_)), other) => panic!("{name}: {other:?}"),
+                (Some(_), Member::NotText) | (None, Member::Missing) => {}
+                (value, member) => panic!("{name}: {value:?} read as {member:?}"),
             }
-            assert_eq!(header.crit, map.contains_key("crit"));
+        }
+        assert_eq!(header.crit, map.contains_key("crit"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Headers of the members verification reads, and others, with
+        /// plain, escaped, repeated and non-string values, in any order
+        /// and spacing: the direct path and `serde` read them alike.
+        #[test]
+        fn headers_read_alike_either_way(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(&["alg", "kid", "typ", "crit", "x", "\\u0061lg"][..]),
+                    proptest::sample::select(&[
+                        "\"EdDSA\"", "\"license\"", "\"k1\"", "\"Ed\\u0044SA\"", "\"\"",
+                        "1", "-0", "1.5", "null", "true", "[\"k\"]", "{\"a\":1}", "{\"a\":1,\"a\":2}",
+                        "\"é\"", "\"tab\tin\"",
+                    ][..]),
+                ),
+                0..5,
+            ),
+            space in proptest::sample::select(&["", " ", "\n\t", "\r\n  "][..]),
+            tail in proptest::sample::select(&["", " ", "x", ",", "}"][..]),
+        ) {
+            let body: Vec<String> = members
+                .iter()
+                .map(|(key, value)| format!("{space}\"{key}\"{space}:{space}{value}{space}"))
+                .collect();
+            let text = format!("{space}{{{}}}{tail}", body.join(","));
+            agrees(text.as_bytes());
         }
     }
 }

@@ -10,6 +10,7 @@
 //! ```
 
 mod armor;
+pub(crate) mod direct;
 mod header;
 mod json;
 mod jws;
