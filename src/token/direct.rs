@@ -7,17 +7,18 @@
 //! strings without escapes or control characters, integers of at most 18
 //! digits without fraction or exponent, `true`, `false`, `null`, objects
 //! and arrays. On anything else each method returns `None`, and so does
-//! the caller's reader built from them, which then leaves the document to
-//! `serde`: a direct reader never refuses what `serde` would accept, nor
-//! accepts anything, on its own. Each reader built on this one is held to
-//! `serde`'s answer by property tests.
+//! the document reader built from them, whose caller then reads the
+//! document through `serde`: a direct reader decides nothing on its own,
+//! it either reads what `serde` would read, the same way, or gives up.
+//! Each reader built on this one is held to `serde`'s answer by property
+//! tests.
 
 use serde_json::{Map, Number, Value};
 
 use crate::clock::Timestamp;
 
-/// How deep free-form values (`customer`, `metadata`, `custom_fields`)
-/// may nest here; deeper ones go to `serde` (whose own limit is 128).
+/// How deep free-form values (a license's `customer`, `metadata`...) may
+/// nest here; deeper ones go to `serde` (whose own limit is 128).
 const MAX_DEPTH: u32 = 16;
 
 /// A position in the document.
@@ -94,18 +95,18 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte that is not whitespace, not consumed.
-    pub(crate) fn peek(&mut self) -> Option<u8> {
+    fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.bytes.get(self.pos).copied()
     }
 
     /// Consumes `byte`, the next one that is not whitespace.
-    pub(crate) fn eat(&mut self, byte: u8) -> Option<()> {
+    fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
 
     /// Consumes `word` (`null`, `true`, `false`) if it comes next.
-    pub(crate) fn eat_word(&mut self, word: &[u8]) -> bool {
+    fn eat_word(&mut self, word: &[u8]) -> bool {
         self.skip_whitespace();
         let found = self.bytes[self.pos..].starts_with(word);
         if found {
