@@ -1,5 +1,6 @@
 //! Building an engine: its settings, and its state read from the store.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -161,6 +162,7 @@ impl EngineBuilder {
                     published: false,
                 }),
                 registry: RwLock::default(),
+                under_way: AtomicUsize::new(0),
             }),
         };
         // Opening persists the latest time seen (and publishes).

@@ -22,6 +22,7 @@ pub use licenses::{license_query, Applied, LicenseInfo, LICENSE_FIELDS};
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -104,6 +105,36 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Feature codes to stable indices, for gates. Only grows.
     registry: RwLock<FxHashMap<Box<str>, u32>>,
+    /// Mutations started and not yet committed to the store: the store
+    /// lets them join the group of commits it is about to sync.
+    under_way: AtomicUsize,
+}
+
+/// Counts one mutation in [`Inner::under_way`] until dropped; one that
+/// ends without committing tells the store, whose callers may be waiting
+/// for it to join their group.
+struct UnderWay<'a> {
+    inner: &'a Inner,
+    committed: bool,
+}
+
+impl<'a> UnderWay<'a> {
+    fn enter(inner: &'a Inner) -> Self {
+        inner.under_way.fetch_add(1, Ordering::AcqRel);
+        UnderWay {
+            inner,
+            committed: false,
+        }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.inner.under_way.fetch_sub(1, Ordering::AcqRel);
+        if !self.committed {
+            self.inner.store.abandoned();
+        }
+    }
 }
 
 /// The license enforcement engine. Cheap to clone (clones share
@@ -237,6 +268,9 @@ impl Engine {
         plan: impl FnOnce(&Plan<'_>) -> Result<(Vec<Change>, T)>,
     ) -> Result<T> {
         let inner = &*self.inner;
+        // Counted from before the lock is taken, so that a store grouping
+        // commits knows this mutation is coming.
+        let mut under_way = UnderWay::enter(inner);
         let mut writer = inner.writer.lock();
         let now = inner.clock.now().unix();
         let mut txn = inner.store.begin()?;
@@ -285,6 +319,7 @@ impl Engine {
         }
         txn.write(&changes)?;
         let generation = txn.commit()?;
+        under_way.committed = true;
         let rebuild = reloaded
             || !writer.published
             || changes.iter().any(|c| {
@@ -302,9 +337,10 @@ impl Engine {
         writer.generation = generation;
         self.publish(&mut writer, now, rebuild);
         drop(writer);
+        drop(under_way);
         // Durable before Ok: wait, outside the lock, for the commit and
         // fsync that cover this change (shared with concurrent writers).
-        if let Err(e) = inner.store.sync(generation) {
+        if let Err(e) = inner.store.sync_with(generation, &inner.under_way) {
             // The group this change was committed with may have been rolled
             // back: what the store holds, not memory, is the state now.
             let _ = self.reload(now);

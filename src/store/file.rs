@@ -18,23 +18,24 @@
 //! join one open SQLite transaction (a batch), each inside its own
 //! savepoint, so that one that fails undoes only itself. Each mutation then
 //! waits, outside the lock, until its batch is committed and the log synced
-//! ([`Store::sync`]): the first to wait commits the batch and fsyncs the
-//! log once for all of it, so concurrent writers share one `BEGIN`, one
-//! `COMMIT` and one fsync instead of queueing for one each, and a mutation
-//! still returns only once it is on disk. A batch whose commit fails is
-//! rolled back and every mutation in it fails. The commit and fsync run
-//! without the lock that callers wait on: callers whose batch is under way
-//! wait for its end, the others for the next round, whose leader is woken
-//! first (BENCHMARKS.md, "Durable writes", has the figures).
+//! ([`Store::sync`]): one caller commits the batch and fsyncs the log once
+//! for all of it, so concurrent writers share one `BEGIN`, one `COMMIT`
+//! and one fsync instead of queueing for one each, and a mutation still
+//! returns only once it is on disk. A batch whose commit fails is rolled
+//! back and every mutation in it fails. When a round starts and who leads
+//! it is decided in `group.rs` (it waits, boundedly, for mutations under
+//! way to join); BENCHMARKS.md, "Durable writes", has the figures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::store::group::{GroupCommit, Unsynced};
 use crate::store::{
     ActivationRecord, Change, Counter, LeaseRecord, LicenseRow, Persisted, Store, Transaction,
     UserRow, FORMAT_VERSION,
@@ -89,14 +90,12 @@ pub struct FileStore {
     session: Mutex<Session>,
     lock_timeout: Duration,
     /// The latest generation this process committed to SQLite.
-    committed: std::sync::atomic::AtomicU64,
-    /// What the group commit knows (the generation on disk, whether an
-    /// fsync is under way); never held during an fsync.
-    synced: Mutex<Synced>,
-    /// Signalled when an fsync ends.
-    sync_done: Condvar,
-    /// Callers whose commit the fsync under way does not cover.
-    next_round: Condvar,
+    committed: AtomicU64,
+    /// When a batch is committed and synced, and by whom.
+    group: GroupCommit,
+    /// The write-ahead log, kept open so a sync is one system call; used
+    /// by one round at a time.
+    log: Mutex<Option<std::fs::File>>,
 }
 
 impl FileStore {
@@ -136,9 +135,8 @@ impl FileStore {
             }),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             committed: Default::default(),
-            synced: Mutex::new(Synced::default()),
-            sync_done: Condvar::new(),
-            next_round: Condvar::new(),
+            group: GroupCommit::default(),
+            log: Mutex::new(None),
         };
         store.prepare()?;
         Ok(store)
@@ -405,44 +403,31 @@ fn sql_error(path: &str, e: rusqlite::Error) -> Error {
     }
 }
 
-/// What the group commit knows: the latest generation on disk, the latest
-/// one a commit or fsync failed to cover, whether a round (commit and
-/// fsync) is under way and the generation it covers once committed, and
-/// the log file it syncs, kept open so a sync is one system call.
-#[derive(Debug, Default)]
-struct Synced {
-    generation: u64,
-    failed_through: u64,
-    in_progress: bool,
-    in_flight_target: u64,
-    file: Option<std::fs::File>,
-}
-
 impl FileStore {
-    /// fsyncs the write-ahead log (through `file`, kept from the last
-    /// time, when there is one) and hands back the handle to keep. The log
-    /// stays while this connection is open (SQLite removes it only when
-    /// the last connection closes), so the handle stays valid.
-    fn fsync_log(&self, file: Option<std::fs::File>) -> Result<Option<std::fs::File>> {
+    /// fsyncs the write-ahead log, through the handle kept from the last
+    /// time when there is one. The log stays while this connection is open
+    /// (SQLite removes it only when the last connection closes), so the
+    /// handle stays valid; after a failure it is opened afresh.
+    fn fsync_log(&self) -> Result<()> {
         let failed = |e| Error::io(format!("syncing the state at {}", self.shown()), e);
-        if let Some(file) = file {
+        let mut log = self.log.lock();
+        if let Some(file) = log.take() {
             file.sync_data().map_err(failed)?;
-            return Ok(Some(file));
+            *log = Some(file);
+            return Ok(());
         }
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         match std::fs::File::open(&wal) {
             Ok(file) => {
                 file.sync_data().map_err(failed)?;
-                Ok(Some(file))
+                *log = Some(file);
+                Ok(())
             }
             // No log (not in WAL mode): sync the database itself.
-            Err(_) => {
-                std::fs::File::open(&self.path)
-                    .and_then(|f| f.sync_data())
-                    .map_err(failed)?;
-                Ok(None)
-            }
+            Err(_) => std::fs::File::open(&self.path)
+                .and_then(|f| f.sync_data())
+                .map_err(failed),
         }
     }
 }
@@ -574,9 +559,12 @@ impl Store for FileStore {
     }
 
     fn generation(&self) -> Result<u64> {
-        // Inside an open batch this reads the batch's own generation: the
-        // state this process's engine already holds.
-        read_generation(&self.session.lock().conn).map_err(|e| sql_error(&self.shown(), e))
+        // Inside an open batch, the batch's own generation: the state this
+        // process's engine already holds (written when the batch commits).
+        self.session
+            .lock()
+            .generation()
+            .map_err(|e| sql_error(&self.shown(), e))
     }
 
     fn load(&self) -> Result<(u64, Persisted)> {
@@ -590,7 +578,7 @@ impl Store for FileStore {
             conn.execute_batch("BEGIN")
                 .map_err(|e| sql_error(&shown, e))?;
         }
-        let result = read_generation(conn).and_then(|g| Ok((g, read_all(conn)?)));
+        let result = session.generation().and_then(|g| Ok((g, read_all(conn)?)));
         if own {
             let _ = conn.execute_batch("COMMIT");
         }
@@ -598,69 +586,31 @@ impl Store for FileStore {
     }
 
     fn sync(&self, generation: u64) -> Result<()> {
-        let mut synced = self.synced.lock();
-        loop {
-            if synced.generation >= generation {
-                return Ok(()); // an fsync covered this commit
-            }
-            if generation <= synced.failed_through {
-                return Err(Error::io(
+        self.sync_with(generation, &AtomicUsize::new(0))
+    }
+
+    fn sync_with(&self, generation: u64, under_way: &AtomicUsize) -> Result<()> {
+        let round = || {
+            let committed = self.commit_batch();
+            // Everything committed so far is covered by the fsync below.
+            let covered = self.committed.load(Ordering::Acquire);
+            (covered, committed.and_then(|()| self.fsync_log()))
+        };
+        self.group
+            .sync(generation, under_way, round)
+            .map_err(|unsynced| match unsynced {
+                Unsynced::Failed(e) => e,
+                Unsynced::Covered => Error::io(
                     format!("syncing the state at {}", self.shown()),
                     std::io::Error::other(
                         "the commit or fsync covering this change failed; it may not be on disk",
                     ),
-                ));
-            }
-            if !synced.in_progress {
-                break; // lead the next commit and fsync
-            }
-            if generation <= synced.in_flight_target {
-                // The fsync under way covers this commit.
-                self.sync_done.wait(&mut synced);
-                continue;
-            }
-            // Its batch is not committed yet: wait for the next round.
-            self.next_round.wait(&mut synced);
-        }
-        synced.in_progress = true;
-        synced.in_flight_target = synced.generation;
-        // The commit and the fsync run without this lock, so that callers
-        // arriving meanwhile queue for the next round instead of for the
-        // lock, and are all woken at once when this one ends.
-        drop(synced);
-        let committed = self.commit_batch();
-        // Everything committed so far is covered by the fsync below.
-        let target = self.committed.load(std::sync::atomic::Ordering::Acquire);
-        let mut synced = self.synced.lock();
-        synced.in_flight_target = target;
-        let file = synced.file.take();
-        drop(synced);
-        // Callers that were waiting for this round now wait for its end.
-        self.next_round.notify_all();
-        let result = committed.and_then(|()| self.fsync_log(file));
-        let mut synced = self.synced.lock();
-        synced.in_progress = false;
-        let outcome = match result {
-            Ok(file) => {
-                synced.file = file;
-                synced.generation = synced.generation.max(target);
-                Ok(())
-            }
-            // Reported, never retried: after a failure the kernel may have
-            // dropped the pages, and a second fsync could succeed without
-            // them. Every commit this one covered fails with it (and a
-            // failed commit has already marked its own).
-            Err(e) => {
-                synced.failed_through = synced.failed_through.max(target);
-                Err(e)
-            }
-        };
-        drop(synced);
-        // One caller waiting for the next round leads it at once; then the
-        // ones this round covered return.
-        self.next_round.notify_one();
-        self.sync_done.notify_all();
-        outcome
+                ),
+            })
+    }
+
+    fn abandoned(&self) {
+        self.group.abandoned();
     }
 
     fn begin(&self) -> Result<Box<dyn Transaction + '_>> {
@@ -695,6 +645,7 @@ impl Store for FileStore {
         }
         Ok(Box::new(FileTransaction {
             session,
+            group: &self.group,
             shown,
             generation,
             open: true,
@@ -745,15 +696,18 @@ impl FileStore {
         if batch.broken {
             return Err(self.fail_batch(&mut session));
         }
-        match session
-            .conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-        {
+        // The generation is written once per batch, not per mutation:
+        // nothing reads it from the file before the batch commits (this
+        // process asks the batch, others see it only once committed).
+        let conn = &session.conn;
+        match set_meta(conn, "generation", &generation.to_string()).and_then(|()| {
+            conn.prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+        }) {
             Ok(_) => {
+                self.group.batch_committed(batch.mutations);
                 session.batch = None;
-                self.committed
-                    .fetch_max(generation, std::sync::atomic::Ordering::AcqRel);
+                self.committed.fetch_max(generation, Ordering::AcqRel);
                 Ok(())
             }
             Err(e) => {
@@ -772,8 +726,7 @@ impl FileStore {
             // Generations the batch handed out are never handed out again,
             // so a later commit is not taken for a failed one.
             session.floor = session.floor.max(batch.generation);
-            let mut synced = self.synced.lock();
-            synced.failed_through = synced.failed_through.max(batch.generation);
+            self.group.fail_through(batch.generation);
         }
         Error::io(
             format!("committing the state at {}", self.shown()),
@@ -815,6 +768,15 @@ struct Batch {
 }
 
 impl Session {
+    /// The generation of the state this connection sees: the open batch's
+    /// own, or the one stored.
+    fn generation(&self) -> rusqlite::Result<u64> {
+        match &self.batch {
+            Some(batch) => Ok(batch.generation),
+            None => read_generation(&self.conn),
+        }
+    }
+
     /// Ends a batch that holds no mutation, releasing SQLite's write lock.
     fn end_empty_batch(&mut self) {
         if self.batch.as_ref().is_some_and(|b| b.mutations == 0) {
@@ -826,6 +788,7 @@ impl Session {
 
 struct FileTransaction<'a> {
     session: MutexGuard<'a, Session>,
+    group: &'a GroupCommit,
     shown: String,
     generation: u64,
     open: bool,
@@ -926,17 +889,29 @@ impl FileTransaction<'_> {
                 license_id,
                 code,
                 counter,
-            } => conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO counters (license_id, code, period_start, used) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
+            } => {
+                // Every consume rewrites its counter: an UPDATE in place
+                // is cheaper than a REPLACE, which deletes and inserts the
+                // row and runs the counting trigger's lookup.
+                let row = params![
                     license_id,
                     code,
                     counter.period_start,
                     i64::try_from(counter.used).unwrap_or(i64::MAX)
-                ])
-                .map(drop),
+                ];
+                let updated = conn
+                    .prepare_cached(
+                        "UPDATE counters SET period_start = ?3, used = ?4 WHERE license_id = ?1 AND code = ?2",
+                    )?
+                    .execute(row)?;
+                if updated == 0 {
+                    conn.prepare_cached(
+                        "INSERT INTO counters (license_id, code, period_start, used) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(row)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -966,17 +941,16 @@ impl Transaction for FileTransaction<'_> {
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
         let next = self.generation.max(self.session.floor) + 1;
-        let conn = &self.session.conn;
-        set_meta(conn, "generation", &next.to_string())
-            .and_then(|()| {
-                conn.prepare_cached("RELEASE mutation")
-                    .and_then(|mut s| s.execute([]))
-            })
+        self.session
+            .conn
+            .prepare_cached("RELEASE mutation")
+            .and_then(|mut s| s.execute([]))
             .map_err(|e| sql_error(&self.shown, e))?;
         self.open = false;
         if let Some(batch) = &mut self.session.batch {
             batch.generation = next;
             batch.mutations += 1;
+            self.group.joined(batch.mutations);
         }
         Ok(next)
     }

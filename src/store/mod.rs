@@ -5,6 +5,7 @@
 //! policy: the engine decides, the store remembers.
 
 mod file;
+mod group;
 mod memory;
 
 pub use crate::engine::state::{ActivationRecord, Change, LeaseRecord};
@@ -14,6 +15,7 @@ pub use memory::MemoryStore;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::AtomicUsize;
 
 use crate::error::Result;
 
@@ -97,6 +99,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         let _ = generation;
         Ok(())
     }
+
+    /// [`sync`](Store::sync), told how many other mutations of this
+    /// store's writer are `under_way` (started, not yet committed): a store
+    /// that groups commits may wait a moment for them, so that one write
+    /// and one fsync cover them too. The engine calls this one.
+    fn sync_with(&self, generation: u64, under_way: &AtomicUsize) -> Result<()> {
+        let _ = under_way;
+        self.sync(generation)
+    }
+
+    /// A mutation counted as under way (see [`sync_with`](Store::sync_with))
+    /// ended without committing: callers waiting for it to join their group
+    /// need not wait any longer.
+    fn abandoned(&self) {}
 
     /// Where the state lives, for messages.
     fn location(&self) -> String {
