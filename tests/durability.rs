@@ -277,6 +277,48 @@ fn an_abandoned_mutation_takes_nothing_of_its_batch() {
     assert_eq!(rows.meta.get("second"), None);
 }
 
+/// A mutation whose write fails undoes all of its own changes and none of
+/// the batch it joined: several changes are undone together (a
+/// savepoint), a single one by SQLite itself, and the batch still commits.
+#[test]
+fn a_failed_write_undoes_only_its_own_mutation() {
+    use entitle::store::{Change, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = FileStore::create(dir.path()).unwrap().path().to_owned();
+    // A trigger of our own refuses one key, so that a write fails midway.
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON meta WHEN NEW.key = 'refused'
+         BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = FileStore::open(dir.path()).unwrap();
+    let meta = |k: &str, v: &str| Change::Meta(k.into(), v.into());
+    let mut first = store.begin().unwrap();
+    first.write(&[meta("first", "kept")]).unwrap();
+    first.commit().unwrap();
+    let mut several = store.begin().unwrap();
+    several
+        .write(&[meta("half", "undone"), meta("refused", "x")])
+        .unwrap();
+    assert!(several.commit().is_err());
+    let mut single = store.begin().unwrap();
+    single.write(&[meta("refused", "y")]).unwrap();
+    assert!(single.commit().is_err());
+    let mut last = store.begin().unwrap();
+    last.write(&[meta("last", "kept")]).unwrap();
+    let generation = last.commit().unwrap();
+    store.sync(generation).unwrap();
+    drop(store);
+
+    let (_, rows) = FileStore::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(rows.meta.get("first").map(String::as_str), Some("kept"));
+    assert_eq!(rows.meta.get("last").map(String::as_str), Some("kept"));
+    assert_eq!(rows.meta.get("half"), None, "undone with its mutation");
+    assert_eq!(rows.meta.get("refused"), None);
+}
+
 /// Eight threads consuming at once share batches and fsyncs; every
 /// acknowledged unit is on disk when the state is opened again, and no
 /// generation is handed out twice.

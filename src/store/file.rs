@@ -15,8 +15,9 @@
 //! state); a flipped bit inside a value reads as another value.
 //!
 //! Group commit: mutations made while the engine's writer lock is held
-//! join one open SQLite transaction (a batch), each inside its own
-//! savepoint, so that one that fails undoes only itself. Each mutation then
+//! join one open SQLite transaction (a batch). A mutation's changes are
+//! written when it commits, as one statement or inside a savepoint, so
+//! that one that fails or is dropped undoes only itself. Each mutation then
 //! waits, outside the lock, until its batch is committed and the log synced
 //! ([`Store::sync`]): one caller commits the batch and fsyncs the log once
 //! for all of it, so concurrent writers share one `BEGIN`, one `COMMIT`
@@ -633,21 +634,12 @@ impl Store for FileStore {
                 generation
             }
         };
-        // A savepoint per mutation: one that fails or is dropped undoes
-        // only its own changes, not the batch it joined.
-        if let Err(e) = session
-            .conn
-            .prepare_cached("SAVEPOINT mutation")
-            .and_then(|mut s| s.execute([]))
-        {
-            session.end_empty_batch();
-            return Err(sql_error(&shown, e));
-        }
         Ok(Box::new(FileTransaction {
             session,
             group: &self.group,
             shown,
             generation,
+            pending: Vec::new(),
             open: true,
         }))
     }
@@ -791,10 +783,57 @@ struct FileTransaction<'a> {
     group: &'a GroupCommit,
     shown: String,
     generation: u64,
+    /// Changes recorded by `write`, written to SQLite at `commit`: a
+    /// transaction dropped before then has touched nothing of the batch.
+    pending: Vec<Change>,
     open: bool,
 }
 
 impl FileTransaction<'_> {
+    /// Writes the recorded changes into the batch, all or none: one that
+    /// fails undoes only its own mutation's changes, not the batch's.
+    fn write_pending(&mut self) -> rusqlite::Result<()> {
+        let written = match self.pending.as_slice() {
+            [] => Ok(()),
+            // One statement is undone by SQLite itself when it fails.
+            [change] => self.write_one(change),
+            // Several need a savepoint to be undone together.
+            changes => {
+                let conn = &self.session.conn;
+                conn.prepare_cached("SAVEPOINT mutation")?.execute([])?;
+                let written = changes.iter().try_for_each(|c| self.write_one(c));
+                match written {
+                    Ok(()) => conn
+                        .prepare_cached("RELEASE mutation")
+                        .and_then(|mut s| s.execute([]))
+                        .map(drop),
+                    Err(e) => {
+                        if conn
+                            .execute_batch("ROLLBACK TO mutation; RELEASE mutation")
+                            .is_err()
+                        {
+                            self.break_batch();
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        };
+        // Some failures (a full disk, an I/O error) make SQLite roll back
+        // the whole transaction: the batch's earlier mutations are gone.
+        if written.is_err() && self.session.conn.is_autocommit() {
+            self.break_batch();
+        }
+        written
+    }
+
+    /// The batch cannot commit: every mutation in it fails at its sync.
+    fn break_batch(&mut self) {
+        if let Some(batch) = &mut self.session.batch {
+            batch.broken = true;
+        }
+    }
+
     fn write_one(&self, change: &Change) -> rusqlite::Result<()> {
         let conn = &self.session.conn;
         match change {
@@ -932,19 +971,13 @@ impl Transaction for FileTransaction<'_> {
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
-        for change in changes {
-            self.write_one(change)
-                .map_err(|e| sql_error(&self.shown, e))?;
-        }
+        self.pending.extend_from_slice(changes);
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
         let next = self.generation.max(self.session.floor) + 1;
-        self.session
-            .conn
-            .prepare_cached("RELEASE mutation")
-            .and_then(|mut s| s.execute([]))
+        self.write_pending()
             .map_err(|e| sql_error(&self.shown, e))?;
         self.open = false;
         if let Some(batch) = &mut self.session.batch {
@@ -959,18 +992,9 @@ impl Transaction for FileTransaction<'_> {
 impl Drop for FileTransaction<'_> {
     fn drop(&mut self) {
         if self.open {
-            // An abandoned mutation leaves no trace, and takes nothing of
-            // the batch it joined with it.
-            let undone = self
-                .session
-                .conn
-                .execute_batch("ROLLBACK TO mutation; RELEASE mutation");
-            match &mut self.session.batch {
-                // The changes may be half undone: the batch must not
-                // commit. Every mutation in it fails at its sync.
-                Some(batch) if undone.is_err() => batch.broken = true,
-                _ => self.session.end_empty_batch(),
-            }
+            // An abandoned mutation wrote nothing (see `pending`); a batch
+            // it opened for itself alone is ended.
+            self.session.end_empty_batch();
         }
     }
 }
