@@ -331,11 +331,17 @@ impl Engine {
                         | Change::DeleteActivation { .. }
                 )
             });
+        // A metering step (a consume) changes no seat, user or license:
+        // the seat timeline built before still holds.
+        let seats_hold = !rebuild
+            && changes
+                .iter()
+                .all(|c| matches!(c, Change::PutCounter { .. }));
         for change in changes {
             writer.state.apply(change);
         }
         writer.generation = generation;
-        self.publish(&mut writer, now, rebuild);
+        self.publish_with(&mut writer, now, rebuild, seats_hold);
         drop(writer);
         drop(under_way);
         // Durable before Ok: wait, outside the lock, for the commit and
@@ -351,6 +357,19 @@ impl Engine {
 
     /// Builds and publishes a new snapshot from the writer's state.
     fn publish(&self, writer: &mut Writer, now: i64, rebuild_features: bool) {
+        self.publish_with(writer, now, rebuild_features, false);
+    }
+
+    /// [`publish`](Self::publish), keeping the seat timeline of the last
+    /// snapshot if `seats_hold` (nothing it depends on changed) and it is
+    /// still good at `now`.
+    fn publish_with(
+        &self,
+        writer: &mut Writer,
+        now: i64,
+        rebuild_features: bool,
+        seats_hold: bool,
+    ) {
         let inner = &*self.inner;
         let old = inner.snapshot.load();
         let features = if rebuild_features {
@@ -379,7 +398,11 @@ impl Engine {
             .state
             .latest_seen
             .saturating_sub(inner.config.tolerance_secs);
-        let seats = SeatEntry::build(&mut writer.state, &inner.config.device, now, tamper_below);
+        let seats = if seats_hold && old.tamper_below == tamper_below && now < old.seats.horizon {
+            old.seats.clone()
+        } else {
+            SeatEntry::build(&mut writer.state, &inner.config.device, now, tamper_below)
+        };
         let snapshot = Snapshot {
             features,
             seats,
