@@ -135,3 +135,113 @@ fn kills_never_lose_or_double_a_mutation() {
     );
     assert!(acked > 0, "the worker never acknowledged anything");
 }
+
+const CONCURRENT_DIR_ENV: &str = "ENTITLE_CRASH_CONCURRENT_DIR";
+
+/// Callers of one engine at once, as a service's requests are.
+const WORKER_THREADS: u64 = 4;
+
+/// The concurrent worker: runs only when spawned by
+/// `kills_never_lose_a_consume_acknowledged_by_a_group_commit`.
+#[test]
+fn crash_worker_concurrent() {
+    let Ok(dir) = std::env::var(CONCURRENT_DIR_ENV) else {
+        return;
+    };
+    let engine = open(&dir);
+    std::thread::scope(|s| {
+        for _ in 0..WORKER_THREADS {
+            s.spawn(|| loop {
+                let used = engine.consume("api", 1).unwrap().used;
+                println!("ACK {used}");
+            });
+        }
+    });
+}
+
+/// Several threads consuming at once share batches, commits and fsyncs
+/// (group commit): after a kill, every consume that returned `Ok` is in
+/// the state, and at most one more per thread (committed, not yet
+/// acknowledged). Fails if a caller is released before the round that
+/// covers it has committed.
+#[test]
+fn kills_never_lose_a_consume_acknowledged_by_a_group_commit() {
+    let kills: u32 = std::env::var("ENTITLE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap().to_owned();
+    {
+        let vendor = Vendor::new();
+        open(&dir)
+            .add_license(&vendor.license(json!({"id": "lic",
+                "features": [{"code": "api", "consumption": {}}]})))
+            .unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut durable: u64 = 0; // units in the state when the worker started
+    let mut acked_in_all: u64 = 0;
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let started = Instant::now();
+    for kill in 0..kills {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_worker_concurrent",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CONCURRENT_DIR_ENV, &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(20 + seed % 100);
+        let stdout = child.stdout.take().unwrap();
+        // The count each acknowledged consume returned. (Parsed after
+        // "ACK ": the harness's own "test ... " line may precede the first.)
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| line.split_once("ACK ")?.1.trim().parse::<u64>().ok())
+                .collect::<Vec<u64>>()
+        });
+        std::thread::sleep(wait);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut counts = reader.join().unwrap();
+        let acked = counts.len() as u64;
+        acked_in_all += acked;
+        let used = open(&dir).consumption("api")[0].used;
+        // Each acknowledged consume is there, at the count it was told.
+        counts.sort_unstable();
+        counts.dedup();
+        assert_eq!(
+            counts.len() as u64,
+            acked,
+            "kill {kill}: a count told twice"
+        );
+        if let Some(&highest) = counts.last() {
+            assert!(
+                highest <= used,
+                "kill {kill}: {used} units, {highest} acknowledged"
+            );
+        }
+        assert!(
+            used >= durable + acked && used <= durable + acked + WORKER_THREADS,
+            "kill {kill}: {used} units after {durable} + {acked} acknowledged"
+        );
+        durable = used;
+    }
+    println!(
+        "concurrent crash injection: {kills} kills survived, {acked_in_all} acknowledged consumes checked, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acked_in_all > 0, "the worker never acknowledged anything");
+}
