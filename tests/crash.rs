@@ -30,6 +30,53 @@ fn open(dir: &str) -> Engine {
         .unwrap()
 }
 
+/// How many kills, and a state directory holding a license with a
+/// metered feature `api`.
+fn setup() -> (u32, tempfile::TempDir) {
+    let kills = std::env::var("ENTITLE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let tmp = tempfile::tempdir().unwrap();
+    let vendor = Vendor::new();
+    open(tmp.path().to_str().unwrap())
+        .add_license(&vendor.license(json!({"id": "lic",
+            "features": [{"code": "api", "consumption": {}}]})))
+        .unwrap();
+    (kills, tmp)
+}
+
+/// Runs the worker test `worker` of this binary with `envs`, kills it with
+/// SIGKILL at a random moment (xorshift on `seed`: 20..120 ms, start-up
+/// included) and returns the numbers it printed after `ACK `. (Parsed
+/// after "ACK ": the harness's own "test ... " line may precede the
+/// first.)
+fn run_and_kill(worker: &str, envs: &[(&str, &str)], seed: &mut u64) -> Vec<u64> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", worker, "--nocapture", "--test-threads", "1"])
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    let wait = Duration::from_millis(20 + *seed % 100);
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| line.split_once("ACK ")?.1.trim().parse::<u64>().ok())
+            .collect::<Vec<u64>>()
+    });
+    std::thread::sleep(wait);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
 /// The worker: runs only when spawned by `kills_never_lose_or_double_a_mutation`.
 #[test]
 fn crash_worker() {
@@ -52,59 +99,16 @@ fn crash_worker() {
 
 #[test]
 fn kills_never_lose_or_double_a_mutation() {
-    let kills: u32 = std::env::var("ENTITLE_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25);
-    let tmp = tempfile::tempdir().unwrap();
+    let (kills, tmp) = setup();
     let dir = tmp.path().to_str().unwrap().to_owned();
-    {
-        let vendor = Vendor::new();
-        let engine = open(&dir);
-        engine
-            .add_license(&vendor.license(json!({"id": "lic",
-                "features": [{"code": "api", "consumption": {}}]})))
-            .unwrap();
-    }
-    let exe = std::env::current_exe().unwrap();
     let mut acked: u64 = 0; // mutations 0..acked were acknowledged
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let started = Instant::now();
     for kill in 0..kills {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_worker",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(DIR_ENV, &dir)
-            .env("ENTITLE_CRASH_START", acked.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // A random moment: xorshift, 20..120 ms (start-up included).
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let wait = Duration::from_millis(20 + seed % 100);
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut last = None;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, n)) = line.split_once("ACK ") {
-                    last = n.trim().parse::<u64>().ok();
-                }
-            }
-            last
-        });
-        std::thread::sleep(wait);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let last = reader.join().unwrap();
-        if let Some(last) = last {
+        let start = acked.to_string();
+        let envs = [(DIR_ENV, dir.as_str()), ("ENTITLE_CRASH_START", &start)];
+        let printed = run_and_kill("crash_worker", &envs, &mut seed);
+        if let Some(last) = printed.last() {
             acked = last + 1;
         }
         // The state must open, and hold every acknowledged mutation once.
@@ -166,56 +170,16 @@ fn crash_worker_concurrent() {
 /// covers it has committed.
 #[test]
 fn kills_never_lose_a_consume_acknowledged_by_a_group_commit() {
-    let kills: u32 = std::env::var("ENTITLE_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25);
-    let tmp = tempfile::tempdir().unwrap();
+    let (kills, tmp) = setup();
     let dir = tmp.path().to_str().unwrap().to_owned();
-    {
-        let vendor = Vendor::new();
-        open(&dir)
-            .add_license(&vendor.license(json!({"id": "lic",
-                "features": [{"code": "api", "consumption": {}}]})))
-            .unwrap();
-    }
-    let exe = std::env::current_exe().unwrap();
     let mut durable: u64 = 0; // units in the state when the worker started
     let mut acked_in_all: u64 = 0;
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let started = Instant::now();
     for kill in 0..kills {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_worker_concurrent",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(CONCURRENT_DIR_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let wait = Duration::from_millis(20 + seed % 100);
-        let stdout = child.stdout.take().unwrap();
-        // The count each acknowledged consume returned. (Parsed after
-        // "ACK ": the harness's own "test ... " line may precede the first.)
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| line.split_once("ACK ")?.1.trim().parse::<u64>().ok())
-                .collect::<Vec<u64>>()
-        });
-        std::thread::sleep(wait);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let mut counts = reader.join().unwrap();
+        // The count each acknowledged consume returned.
+        let envs = [(CONCURRENT_DIR_ENV, dir.as_str())];
+        let mut counts = run_and_kill("crash_worker_concurrent", &envs, &mut seed);
         let acked = counts.len() as u64;
         acked_in_all += acked;
         let used = open(&dir).consumption("api")[0].used;
