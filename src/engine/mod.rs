@@ -110,9 +110,10 @@ struct Inner {
     under_way: AtomicUsize,
 }
 
-/// Counts one mutation in [`Inner::under_way`] until dropped; one that
-/// ends without committing tells the store, whose callers may be waiting
-/// for it to join their group.
+/// Counts one mutation in [`Inner::under_way`] until dropped. The last
+/// one under way that ends without committing (refused, failed) tells the
+/// store: its callers may be waiting for it to join their group. One that
+/// committed goes on to sync, and leads the group itself if it is last.
 struct UnderWay<'a> {
     inner: &'a Inner,
     committed: bool,
@@ -130,8 +131,8 @@ impl<'a> UnderWay<'a> {
 
 impl Drop for UnderWay<'_> {
     fn drop(&mut self) {
-        self.inner.under_way.fetch_sub(1, Ordering::AcqRel);
-        if !self.committed {
+        let before = self.inner.under_way.fetch_sub(1, Ordering::AcqRel);
+        if before == 1 && !self.committed {
             self.inner.store.abandoned();
         }
     }

@@ -793,38 +793,40 @@ impl FileTransaction<'_> {
     /// Writes the recorded changes into the batch, all or none: one that
     /// fails undoes only its own mutation's changes, not the batch's.
     fn write_pending(&mut self) -> rusqlite::Result<()> {
-        let written = match self.pending.as_slice() {
-            [] => Ok(()),
+        let (written, undone) = match self.pending.as_slice() {
+            [] => (Ok(()), true),
             // One statement is undone by SQLite itself when it fails.
-            [change] => self.write_one(change),
+            [change] => (self.write_one(change), true),
             // Several need a savepoint to be undone together.
-            changes => {
-                let conn = &self.session.conn;
-                conn.prepare_cached("SAVEPOINT mutation")?.execute([])?;
-                let written = changes.iter().try_for_each(|c| self.write_one(c));
-                match written {
-                    Ok(()) => conn
-                        .prepare_cached("RELEASE mutation")
-                        .and_then(|mut s| s.execute([]))
-                        .map(drop),
-                    Err(e) => {
-                        if conn
-                            .execute_batch("ROLLBACK TO mutation; RELEASE mutation")
-                            .is_err()
-                        {
-                            self.break_batch();
-                        }
-                        Err(e)
-                    }
-                }
-            }
+            changes => self.write_in_savepoint(changes),
         };
         // Some failures (a full disk, an I/O error) make SQLite roll back
         // the whole transaction: the batch's earlier mutations are gone.
-        if written.is_err() && self.session.conn.is_autocommit() {
+        let lost = written.is_err() && self.session.conn.is_autocommit();
+        if !undone || lost {
             self.break_batch();
         }
         written
+    }
+
+    /// Writes `changes` inside a savepoint, rolled back to if one fails;
+    /// and whether the batch is as it was before (false if the undo failed).
+    fn write_in_savepoint(&self, changes: &[Change]) -> (rusqlite::Result<()>, bool) {
+        let conn = &self.session.conn;
+        let statement = |sql| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
+        if let Err(e) = statement("SAVEPOINT mutation") {
+            return (Err(e), true);
+        }
+        let written = changes.iter().try_for_each(|c| self.write_one(c));
+        match written.and_then(|()| statement("RELEASE mutation").map(drop)) {
+            Ok(()) => (Ok(()), true),
+            Err(e) => {
+                let undone = conn
+                    .execute_batch("ROLLBACK TO mutation; RELEASE mutation")
+                    .is_ok();
+                (Err(e), undone)
+            }
+        }
     }
 
     /// The batch cannot commit: every mutation in it fails at its sync.
