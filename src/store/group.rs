@@ -94,6 +94,8 @@ pub(crate) struct GroupCommit {
 struct Rounds {
     durable: u64,
     failed_through: u64,
+    /// The highest generation a caller has waited for.
+    highest: u64,
     in_progress: bool,
     ended_at: Option<Instant>,
 }
@@ -149,6 +151,7 @@ impl GroupCommit {
     ) -> std::result::Result<(), Unsynced> {
         let arrived = Instant::now();
         let mut rounds = self.lock();
+        rounds.highest = rounds.highest.max(generation);
         let mut passed_over = false;
         loop {
             if rounds.durable >= generation {
@@ -185,20 +188,39 @@ impl GroupCommit {
         // meanwhile wait for the round to end, all woken at once when it
         // does.
         drop(rounds);
-        let (covered, result) = round();
+        // Should the round panic, it ends as a failed one, so that the
+        // callers waiting for it are not left waiting for ever.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(round));
+        let (covered, result) = match outcome {
+            Ok(ended) => ended,
+            Err(panic) => {
+                // What it covered is unknown: every caller waiting so far.
+                self.end_round(None, false);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        self.end_round(Some(covered), result.is_ok());
+        result.map_err(Unsynced::Failed)
+    }
+
+    /// Ends the round under way: every generation up to `covered` (or
+    /// that any caller waited for) is durable, or failed; then wakes every
+    /// waiter.
+    fn end_round(&self, covered: Option<u64>, durable: bool) {
         let mut rounds = self.lock();
+        let covered = covered.unwrap_or(rounds.highest);
         rounds.in_progress = false;
         rounds.ended_at = Some(Instant::now());
-        match &result {
-            Ok(()) => rounds.durable = rounds.durable.max(covered),
-            Err(_) => rounds.failed_through = rounds.failed_through.max(covered),
+        if durable {
+            rounds.durable = rounds.durable.max(covered);
+        } else {
+            rounds.failed_through = rounds.failed_through.max(covered);
         }
         drop(rounds);
         // The callers this round covered return (and may come back with
         // their next mutation, for the next round); those it did not cover
         // decide who leads the next.
         self.round_ended.notify_all();
-        result.map_err(Unsynced::Failed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Rounds> {
@@ -355,6 +377,23 @@ mod tests {
         assert!(matches!(again, Err(Unsynced::Covered)));
         // A later generation gets its own round.
         assert!(group.sync(4, &under_way, || (4, Ok(()))).is_ok());
+    }
+
+    #[test]
+    fn a_round_that_panics_fails_its_waiters_instead_of_hanging_them() {
+        let group = GroupCommit::default();
+        let under_way = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| group.sync(1, &under_way, || panic!("in the round")));
+            assert!(leader.join().is_err(), "the panic reaches its caller");
+        });
+        // What was waited for failed with it; nothing waits for ever, and
+        // later commits get rounds of their own.
+        assert!(matches!(
+            group.sync(1, &under_way, || panic!("no second round")),
+            Err(Unsynced::Covered)
+        ));
+        assert!(group.sync(2, &under_way, || (2, Ok(()))).is_ok());
     }
 
     #[test]
