@@ -66,13 +66,12 @@ pub enum Error {
         found: String,
     },
 
-    /// The license is for another product.
-    #[error(
-        "license `{id}` is for product `{found}`, but this install enforces product `{expected}`"
-    )]
+    /// A signed document (license, revocation list, key rotation) is
+    /// for another product.
+    #[error("{what} is for product `{found}`, but this install enforces product `{expected}`")]
     ProductMismatch {
-        /// The license id.
-        id: String,
+        /// What was offered: "license `lic_1`", "this key rotation"...
+        what: String,
         /// The engine's product.
         expected: String,
         /// The license's product.
@@ -150,6 +149,16 @@ pub enum Error {
         waited_ms: u64,
     },
 
+    /// `init` was asked to change the settings of a state that exists:
+    /// its trust root is fixed at creation.
+    #[error("the state at {path} already exists and {detail}")]
+    StateExists {
+        /// Where the state lives.
+        path: String,
+        /// What differs, and what to do instead.
+        detail: String,
+    },
+
     /// The state directory was never initialised.
     #[error("no state at {path}: run `entitle init --pub KEY.pub --product CODE` first")]
     StateMissing {
@@ -195,6 +204,7 @@ impl Error {
             Error::Denied { reason, .. } => reason.code(),
             Error::StateCorrupt { .. } => "STATE_CORRUPT",
             Error::StateLocked { .. } => "STATE_LOCKED",
+            Error::StateExists { .. } => "STATE_EXISTS",
             Error::StateMissing { .. } => "STATE_MISSING",
             Error::Io { .. } => "IO_ERROR",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",

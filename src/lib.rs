@@ -52,6 +52,7 @@ mod decision;
 pub mod device;
 pub mod engine;
 mod error;
+mod ident;
 pub mod license;
 pub mod policy;
 pub mod query;

@@ -634,7 +634,7 @@ fn init_refusals_leave_no_state_or_the_old_one() {
 
     world.refused(
         &["init", "--pub", "vendor.pub", "--product", "zeta"],
-        "INVALID_ARGUMENT",
+        "STATE_EXISTS",
         1,
     );
     world.refused(

@@ -614,19 +614,36 @@ fn install_counted_activations_and_transfers() {
 }
 
 #[test]
-fn init_refuses_another_product_and_adds_rotated_keys() {
+fn init_changes_nothing_once_the_state_exists_and_keys_rotate_by_a_signed_token() {
     let world = team_install();
+    // The same settings again: nothing to change, so nothing refused.
+    let same = world.ok(&["init", "--pub", "vendor.pub", "--product", "acme"]);
+    assert_eq!(same["created"], false);
     let message = world.fails(
         &["init", "--pub", "vendor.pub", "--product", "other"],
-        "INVALID_ARGUMENT",
+        "STATE_EXISTS",
     );
     assert!(message.contains("acme"), "{message}");
 
-    // Key rotation: init again with the new key adds it; the old one stays.
+    // A new key offered to init is refused: keys change only by rotation.
     world.ok(&["keygen", "--out", "vendor2"]);
-    let again = world.ok(&["init", "--pub", "vendor2.pub", "--product", "acme"]);
-    assert_eq!(again["created"], false);
-    assert_eq!(again["kids"].as_array().unwrap().len(), 2);
+    let message = world.fails(
+        &["init", "--pub", "vendor2.pub", "--product", "acme"],
+        "STATE_EXISTS",
+    );
+    assert!(message.contains("entitle rotate"), "{message}");
+    world.fails(
+        &[
+            "init",
+            "--pub",
+            "vendor.pub",
+            "--product",
+            "acme",
+            "--release-date",
+            "2020-01-01T00:00:00Z",
+        ],
+        "STATE_EXISTS",
+    );
     world.write(
         "new.json",
         &json!({"id": "lic_new", "product": "acme", "features": [{"code": "plot"}]}).to_string(),
@@ -640,9 +657,42 @@ fn init_refuses_another_product_and_adds_rotated_keys() {
         "--out",
         "new.lic",
     ]);
+    world.fails(&["license", "add", "new.lic"], "UNKNOWN_KEY");
+
+    // The vendor signs a rotation with the key the install trusts.
+    let rotation = world.ok(&[
+        "rotate",
+        "--key",
+        "vendor.key",
+        "--pub",
+        "vendor2.pub",
+        "--product",
+        "acme",
+        "--out",
+        "to-vendor2.keys",
+    ]);
+    assert!(world
+        .read("to-vendor2.keys")
+        .starts_with("-----BEGIN ENTITLE KEYS-----"));
+    let applied = world.ok(&["apply", "to-vendor2.keys"]);
+    assert_eq!(applied["applied"], "keys");
+    assert_eq!(applied["trusted"], rotation["trusted"]);
     world.ok(&["license", "add", "new.lic"]);
     assert_eq!(world.ok(&["check", "plot"])["reason"], "OK");
     assert_eq!(world.ok(&["check", "export"])["reason"], "OK");
+
+    // A rotation signed by a key the install never trusted is refused.
+    world.ok(&["keygen", "--out", "stranger"]);
+    world.ok(&[
+        "rotate",
+        "--key",
+        "stranger.key",
+        "--pub",
+        "stranger.pub",
+        "--out",
+        "stranger.keys",
+    ]);
+    world.fails(&["apply", "stranger.keys"], "UNKNOWN_KEY");
 }
 
 #[test]

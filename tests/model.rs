@@ -141,6 +141,8 @@ impl LicenseSpec {
 struct RevocationSpec {
     ids: Vec<usize>,
     issued_at: i64,
+    /// Names the engine's product: only then may it lower the clock guard.
+    for_product: bool,
 }
 
 /// `issued_at` mostly equal (so the way out of a tamper alarm is rare),
@@ -235,8 +237,13 @@ fn revocation_spec() -> impl Strategy<Value = RevocationSpec> {
     (
         proptest::sample::subsequence((0..IDS.len()).collect::<Vec<_>>(), 1..=2),
         issued_at(),
+        any::<bool>(),
     )
-        .prop_map(|(ids, issued_at)| RevocationSpec { ids, issued_at })
+        .prop_map(|(ids, issued_at, for_product)| RevocationSpec {
+            ids,
+            issued_at,
+            for_product,
+        })
 }
 
 // ---- the operations -----------------------------------------------------
@@ -578,7 +585,9 @@ impl Model {
     }
 
     fn revoke(&mut self, list: &RevocationSpec) -> Outcome {
-        if !self.note_issued_at(list.issued_at) {
+        // A list without a product is not a token for this install: it
+        // revokes, and never lowers the guard (DESIGN section 11).
+        if !list.for_product || !self.note_issued_at(list.issued_at) {
             self.commit();
         }
         for id in &list.ids {
@@ -674,7 +683,11 @@ impl Pools {
                 .iter()
                 .map(|r| {
                     let ids: Vec<&str> = r.ids.iter().map(|&i| IDS[i]).collect();
-                    (r.clone(), vendor.revocations(&ids, &at(r.issued_at)))
+                    let product = r.for_product.then_some("acme");
+                    (
+                        r.clone(),
+                        vendor.revocations_for(product, &ids, &at(r.issued_at)),
+                    )
                 })
                 .collect(),
         }

@@ -8,12 +8,14 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, Timestamp, DEFAULT_ROLLBACK_TOLERANCE_SECS};
 use crate::engine::snapshot::Snapshot;
-use crate::engine::state::{Change, DeviceContext, InstalledLicense, State};
+use crate::engine::state::{
+    ActivationKind, ActivationRecord, Change, DeviceContext, InstalledLicense, State,
+};
 use crate::engine::{ClockSource, Config, Engine, Inner, Writer};
 use crate::error::{Error, Result};
-use crate::license::VerifiedLicense;
+use crate::license::{KeyRotation, MachineCertificate, RevocationList, VerifiedLicense};
 use crate::policy::Context;
-use crate::store::{MemoryStore, Persisted, Store};
+use crate::store::{MemoryStore, Persisted, SignedRow, Store};
 use crate::token::{Keyring, PublicKey};
 
 /// Builds an [`Engine`].
@@ -128,7 +130,7 @@ impl EngineBuilder {
         let store = self.store.unwrap_or_else(|| Box::new(MemoryStore::new()));
         let config = Config {
             product: self.product,
-            keyring: self.keyring,
+            trust_root: self.keyring,
             tolerance_secs: self.tolerance_secs,
             device: DeviceContext {
                 fingerprint: self.fingerprint,
@@ -199,14 +201,38 @@ fn meta_i64(persisted: &Persisted, key: &str, location: &str) -> Result<i64> {
     }
 }
 
-/// Rebuilds the in-memory state from stored rows. Every license token is
-/// verified again: a hand-edited state is never trusted to grant more.
+/// Rebuilds the in-memory state from stored rows. Nothing unsigned is
+/// taken at its word where it would grant: every license token is
+/// verified again (a hand-edited state is never trusted to grant more),
+/// key rotations, revocation lists and machine certificates too, and what
+/// they say overrides the rows beside them (DESIGN section 11).
 pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) -> Result<State> {
     let mut state = State::default();
     state.latest_seen = meta_i64(&persisted, "latest_seen", location)?;
     state.max_issued_at = meta_i64(&persisted, "max_issued_at", location)?;
+    let (keyring, rotated_at) = rotated_keyring(&config.trust_root, &persisted.signed);
+    state.keyring = Arc::new(keyring);
+    state.rotated_at = rotated_at;
+    for (id, serial) in persisted.serials {
+        state.apply(Change::Serial(id, serial));
+    }
+    for (id, at) in persisted.tombstones {
+        state.apply(Change::Tombstone(id, at));
+    }
+    // A revocation list revokes again every time: deleting its
+    // tombstones, or a license's `revoked` flag, takes nothing back.
+    for row in persisted.signed.iter().filter(|r| r.typ == "revocations") {
+        let Ok(list) = RevocationList::verify(&row.token, &state.keyring) else {
+            continue;
+        };
+        if list.product.as_ref().is_none_or(|p| *p == config.product) {
+            for id in list.ids {
+                state.tombstones.entry(id).or_insert(row.added_at);
+            }
+        }
+    }
     for row in persisted.licenses {
-        let verified = match VerifiedLicense::verify(&row.token, &config.keyring) {
+        let verified = match VerifiedLicense::verify(&row.token, &state.keyring) {
             Ok(v) => v,
             // A key this build no longer trusts: the license gives nothing
             // here, but stays stored for a build that does.
@@ -230,17 +256,20 @@ pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) 
         if verified.product != config.product {
             continue;
         }
+        // An older issue written back over a newer one grants nothing.
+        if state
+            .serials
+            .get(&verified.id)
+            .is_some_and(|&known| verified.serial < known)
+        {
+            continue;
+        }
+        let revoked = row.revoked || state.tombstones.contains_key(&verified.id);
         state.apply(Change::PutLicense(Arc::new(InstalledLicense {
             verified,
             added_at: Timestamp::from_unix(row.added_at),
-            revoked: row.revoked,
+            revoked,
         })));
-    }
-    for (id, serial) in persisted.serials {
-        state.apply(Change::Serial(id, serial));
-    }
-    for (id, at) in persisted.tombstones {
-        state.apply(Change::Tombstone(id, at));
     }
     for user in persisted.users {
         state.apply(Change::PutUser {
@@ -251,6 +280,7 @@ pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) 
         });
     }
     for (license_id, fingerprint, record) in persisted.activations {
+        let record = certified(&license_id, &fingerprint, record, &state.keyring);
         state.apply(Change::PutActivation {
             license_id,
             fingerprint,
@@ -274,4 +304,59 @@ pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) 
         state.apply(Change::Meta(key, value));
     }
     Ok(state)
+}
+
+/// The keys trusted after the stored key rotations: the engine's own,
+/// with each rotation that verifies against the keys trusted before it
+/// applied in the order the vendor signed them, and the `issued_at` of
+/// the last. A rotation that does not verify (forged, or signed by a key
+/// an earlier one retired) changes nothing.
+fn rotated_keyring(root: &Keyring, signed: &[SignedRow]) -> (Keyring, Option<i64>) {
+    let mut rotations: Vec<(i64, &str)> = signed
+        .iter()
+        .filter(|r| r.typ == "keys")
+        .filter_map(|r| {
+            // Read unverified only to order them; each is verified below
+            // against the keys trusted at its turn.
+            let payload = crate::token::decode_unverified(&r.token).ok()?.payload;
+            let issued_at = Timestamp::parse(payload.get("issued_at")?.as_str()?).ok()?;
+            Some((issued_at.unix(), r.token.as_str()))
+        })
+        .collect();
+    rotations.sort_unstable();
+    let mut keyring = root.clone();
+    let mut rotated_at = None;
+    for (_, token) in rotations {
+        let Ok(rotation) = KeyRotation::verify(token, &keyring) else {
+            continue;
+        };
+        if let Ok(next) = rotation.applied_to(&keyring) {
+            keyring = next;
+            rotated_at = Some(rotation.issued_at.unix());
+        }
+    }
+    (keyring, rotated_at)
+}
+
+/// An activation as the state may believe it. One that claims a machine
+/// certificate holds it only if the certificate verifies and names this
+/// license and device; then it ends when the certificate says, whatever
+/// the row says. Otherwise it is only recorded: it counts, and grants
+/// nothing.
+fn certified(
+    license_id: &str,
+    fingerprint: &str,
+    mut record: ActivationRecord,
+    keyring: &Keyring,
+) -> ActivationRecord {
+    let ActivationKind::Certificate(token) = &record.kind else {
+        return record;
+    };
+    match MachineCertificate::verify(token, keyring) {
+        Ok(cert) if cert.license_id == license_id && cert.fingerprint == fingerprint => {
+            record.expires_at = cert.expires_at.map(Timestamp::unix);
+        }
+        _ => record.kind = ActivationKind::Recorded,
+    }
+    record
 }

@@ -5,7 +5,8 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::device::Device;
-use crate::engine::state::{ActivationRecord, Change, InstalledLicense};
+use crate::engine::licenses::{note_issued_at, still_trusted};
+use crate::engine::state::{ActivationKind, ActivationRecord, Change, InstalledLicense};
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::license::{CountedBy, MachineCertificate};
@@ -79,11 +80,7 @@ impl Engine {
     /// `CERTIFICATE_REQUIRED` (only the vendor activates), or why no
     /// license can (`NOT_LICENSED`, `EXPIRED`, ...). All or nothing.
     pub fn activate(&self, device: &Device) -> Result<Vec<String>> {
-        if device.fingerprint.is_empty() || device.fingerprint.len() > 256 {
-            return Err(Error::InvalidArgument(
-                "a device fingerprint is 1 to 256 characters".into(),
-            ));
-        }
+        crate::ident::check("a device fingerprint", &device.fingerprint)?;
         self.mutate(|plan| {
             let ctx = &plan.config.device.ctx;
             let request = Request {
@@ -121,7 +118,7 @@ impl Engine {
                         record: ActivationRecord {
                             activated_at: plan.now,
                             expires_at: None,
-                            certificate: false,
+                            kind: ActivationKind::Counted,
                             hostname: device.hostname.clone(),
                             vm: device.vm,
                         },
@@ -198,7 +195,7 @@ impl Engine {
                 hostname: r.hostname.clone(),
                 activated_at: Timestamp::from_unix(r.activated_at),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
-                certificate: r.certificate,
+                certificate: r.kind != ActivationKind::Counted,
                 vm: r.vm,
             })
             .collect()
@@ -240,20 +237,33 @@ impl Engine {
     }
 
     /// Applies a vendor-signed machine certificate: this device counts as
-    /// activated for its license, offline, until its `expires_at`.
+    /// activated for its license, offline, until its `expires_at`. The
+    /// certificate itself is kept and verified again on every open.
     pub fn apply_certificate(&self, text: &str) -> Result<MachineCertificate> {
-        let verified = token::verify(text, &self.inner.config.keyring, TokenType::Machine)?;
+        let verified = token::verify(
+            text,
+            &self.inner.snapshot.load().keyring,
+            TokenType::Machine,
+        )?;
+        let kid = verified.kid().to_owned();
         let cert =
             MachineCertificate::from_json(&serde_json::Value::Object(verified.payload().clone()))?;
-        self.record_certificate(&cert)?;
+        self.record_certificate(&cert, &kid, verified.into_compact())?;
         Ok(cert)
     }
 
-    pub(crate) fn record_certificate(&self, cert: &MachineCertificate) -> Result<()> {
-        if let Some(own) = &self.inner.config.device.fingerprint {
-            if *own != cert.fingerprint {
+    /// Records a verified certificate (`token`, signed by `kid`).
+    pub(crate) fn record_certificate(
+        &self,
+        cert: &MachineCertificate,
+        kid: &str,
+        token: String,
+    ) -> Result<()> {
+        let own = self.inner.config.device.fingerprint.as_deref();
+        if let Some(own) = own {
+            if own != cert.fingerprint {
                 return Err(Error::FingerprintMismatch {
-                    expected: own.clone(),
+                    expected: own.to_owned(),
                     found: cert.fingerprint.clone(),
                 });
             }
@@ -273,8 +283,13 @@ impl Engine {
                     ),
                 ));
             }
+            still_trusted(plan, kid)?;
             let mut changes = Vec::new();
-            crate::engine::licenses::note_issued_at(plan, cert.issued_at, &mut changes);
+            // Only a certificate for this very device is a token for this
+            // install, and may lower the clock guard.
+            if own.is_some() {
+                note_issued_at(plan, cert.issued_at, &mut changes);
+            }
             if let Some(devices) =
                 plan.state
                     .devices_besides(&cert.license_id, &cert.fingerprint, plan.now)
@@ -299,7 +314,7 @@ impl Engine {
                 record: ActivationRecord {
                     activated_at: plan.now,
                     expires_at: cert.expires_at.map(Timestamp::unix),
-                    certificate: true,
+                    kind: ActivationKind::Certificate(token.clone()),
                     hostname: crate::device::hostname(),
                     vm: plan.config.device.vm,
                 },
@@ -314,7 +329,8 @@ impl Engine {
     /// server: records that a certificate is being issued for the request's
     /// device in this (vendor) state, refusing over the license's `max`
     /// activations. The license must be installed in the vendor's state.
-    /// This engine is the authority here, whatever `counted_by` says.
+    /// This engine is the authority here, whatever `counted_by` says. The
+    /// record counts toward `max` and grants nothing here.
     pub fn record_issued_certificate(
         &self,
         request: &ActivationRequest,
@@ -347,7 +363,7 @@ impl Engine {
                     record: ActivationRecord {
                         activated_at: plan.now,
                         expires_at: expires_at.map(Timestamp::unix),
-                        certificate: true,
+                        kind: ActivationKind::Recorded,
                         hostname: request.hostname.clone(),
                         vm: false,
                     },
@@ -380,6 +396,19 @@ impl ActivationRequest {
                 "activation request",
                 "it needs `v: 1`, a `license_id` and a `fingerprint`",
             ));
+        }
+        for (field, value) in [
+            ("license_id", &request.license_id),
+            ("fingerprint", &request.fingerprint),
+            ("hostname", &request.hostname),
+            ("nonce", &request.nonce),
+        ] {
+            if !crate::ident::is_name(value) {
+                return Err(Error::malformed(
+                    "activation request",
+                    format!("field `{field}` must be 1 to 256 printable characters"),
+                ));
+            }
         }
         Ok(request)
     }

@@ -121,11 +121,7 @@ impl Engine {
     /// lease. `FLOATING_EXHAUSTED` when no seat is free, with the instant
     /// the next lease ends as `retry_at`.
     pub fn checkout(&self, client: &str, feature: Option<&str>) -> Result<Lease> {
-        if client.is_empty() || client.len() > 256 {
-            return Err(Error::InvalidArgument(
-                "a client id is 1 to 256 characters".into(),
-            ));
-        }
+        crate::ident::check("a client id", client)?;
         let new_id = random_id("lease_");
         self.mutate(|plan| {
             let pool = pool_for(plan, client, feature)?;

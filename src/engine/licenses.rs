@@ -9,10 +9,10 @@ use crate::decision::Decision;
 use crate::engine::state::{Change, InstalledLicense, State};
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
-use crate::license::{Kind, License, RevocationList, VerifiedLicense};
+use crate::license::{KeyRotation, Kind, License, RevocationList, VerifiedLicense};
 use crate::policy::validity::{self, feature_decision, LicenseStatus};
 use crate::query::{self, FieldKind, Fields, Filter, Order, Page, Query, Value};
-use crate::token::{self, TokenType};
+use crate::token::{self, Keyring, TokenType, VerifiedToken};
 
 /// What [`Engine::apply`] did with a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +28,13 @@ pub enum Applied {
     Revocations {
         /// The revoked ids.
         ids: Vec<String>,
+    },
+    /// A key rotation changed the keys this install trusts.
+    Keys {
+        /// The `kid`s of the keys trusted from now on.
+        trusted: Vec<String>,
+        /// The `kid`s trusted no longer.
+        retired: Vec<String>,
     },
     /// A machine certificate activated this device.
     Machine {
@@ -100,9 +107,13 @@ impl LicenseInfo {
     }
 }
 
-/// The clock's way out of a false alarm: a vendor token newer than every
-/// token seen lowers the guard to its `issued_at` (or now, if later). No old
-/// token can ever do it again, so the way out is not a way around.
+/// The clock's way out of a false alarm: a vendor token for this install
+/// (DESIGN section 11: a license of this product, a certificate for this
+/// device, a revocation list or key rotation naming this product) newer
+/// than every such token seen lowers the guard to its `issued_at` (or now,
+/// if later). No old token can ever do it again, and no token made for
+/// another install can do it at all, so the way out is not a way around.
+/// Callers call it only for tokens that are for this install.
 pub(crate) fn note_issued_at(plan: &Plan<'_>, issued_at: Timestamp, changes: &mut Vec<Change>) {
     let issued_at = issued_at.unix();
     if issued_at > plan.state.max_issued_at {
@@ -113,17 +124,41 @@ pub(crate) fn note_issued_at(plan: &Plan<'_>, issued_at: Timestamp, changes: &mu
     }
 }
 
+/// Refuses a token verified (outside the writer lock) with a key a
+/// rotation has since retired.
+pub(crate) fn still_trusted(plan: &Plan<'_>, kid: &str) -> Result<()> {
+    if plan.state.keyring.get(kid).is_none() {
+        return Err(Error::UnknownKey {
+            kid: kid.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a revocation list or key rotation that names another product.
+fn for_this_product(plan: &Plan<'_>, product: Option<&str>, what: &str) -> Result<()> {
+    match product {
+        Some(found) if found != plan.config.product => Err(Error::ProductMismatch {
+            what: what.to_owned(),
+            expected: plan.config.product.clone(),
+            found: found.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Plans the installation of a verified license.
 pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec<Change>> {
     let state: &State = plan.state;
     let id = verified.id.clone();
     if verified.product != plan.config.product {
         return Err(Error::ProductMismatch {
-            id,
+            what: format!("license `{id}`"),
             expected: plan.config.product.clone(),
             found: verified.product.clone(),
         });
     }
+    still_trusted(plan, verified.kid())?;
     if state.tombstones.contains_key(&id) {
         return Err(Error::LicenseRevoked { id });
     }
@@ -163,9 +198,15 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
     Ok(changes)
 }
 
-fn plan_revocations(plan: &Plan<'_>, list: &RevocationList) -> Vec<Change> {
+/// Plans a verified revocation list: kept as signed, and each id
+/// tombstoned and its license marked revoked.
+fn plan_revocations(plan: &Plan<'_>, list: &RevocationList, token: &str) -> Result<Vec<Change>> {
+    for_this_product(plan, list.product.as_deref(), "this revocation list")?;
     let mut changes = Vec::new();
-    note_issued_at(plan, list.issued_at, &mut changes);
+    if list.product.is_some() {
+        note_issued_at(plan, list.issued_at, &mut changes);
+    }
+    changes.push(Change::PutRevocations(token.to_owned()));
     for id in &list.ids {
         changes.push(Change::Tombstone(id.clone(), plan.now));
         if let Some(installed) = plan.state.licenses.get(id) {
@@ -177,10 +218,45 @@ fn plan_revocations(plan: &Plan<'_>, list: &RevocationList) -> Vec<Change> {
             }
         }
     }
-    changes
+    Ok(changes)
+}
+
+/// Plans a verified key rotation: kept as signed, and the keyring it
+/// leads to trusted from now on. Rotations apply in the order they were
+/// signed, so an older one than the last applied is refused.
+fn plan_rotation(plan: &Plan<'_>, rotation: &KeyRotation, token: &str) -> Result<Vec<Change>> {
+    for_this_product(plan, rotation.product.as_deref(), "this key rotation")?;
+    let issued_at = rotation.issued_at.unix();
+    if let Some(last) = plan.state.rotated_at {
+        if issued_at <= last {
+            return Err(Error::InvalidArgument(format!(
+                "this key rotation was signed at {}, not after the last one applied here ({}); \
+                 apply the vendor's newest rotation",
+                rotation.issued_at,
+                Timestamp::from_unix(last)
+            )));
+        }
+    }
+    let keyring = rotation.applied_to(&plan.state.keyring)?;
+    let mut changes = Vec::new();
+    if rotation.product.is_some() {
+        note_issued_at(plan, rotation.issued_at, &mut changes);
+    }
+    changes.push(Change::PutKeys {
+        token: token.to_owned(),
+        keyring: Arc::new(keyring),
+        issued_at,
+    });
+    Ok(changes)
 }
 
 impl Engine {
+    /// The keys trusted now: the builder's, with the signed key rotations
+    /// applied to this state over them.
+    fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.inner.snapshot.load().keyring)
+    }
+
     /// Verifies and installs a license (armored or a bare token).
     /// Re-adding the same token does nothing and succeeds.
     ///
@@ -188,7 +264,7 @@ impl Engine {
     /// revoked or hard-removed), `LICENSE_REPLAYED` (an older serial), or
     /// the verification errors.
     pub fn add_license(&self, token: &str) -> Result<String> {
-        let verified = VerifiedLicense::verify(token, &self.inner.config.keyring)?;
+        let verified = VerifiedLicense::verify(token, &self.keyring())?;
         let id = verified.id.clone();
         self.mutate(|plan| Ok((plan_add(plan, verified)?, ())))?;
         Ok(id)
@@ -215,16 +291,24 @@ impl Engine {
     }
 
     /// Applies a signed revocation list: each id is revoked for good.
+    /// Refused with `PRODUCT_MISMATCH` if the list names another product.
     pub fn apply_revocations(&self, token: &str) -> Result<Vec<String>> {
-        let list = RevocationList::verify(token, &self.inner.config.keyring)?;
-        self.mutate(|plan| Ok((plan_revocations(plan, &list), ())))?;
-        Ok(list.ids)
+        let verified = token::verify(token, &self.keyring(), TokenType::Revocations)?;
+        match self.apply_verified(verified)? {
+            Applied::Revocations { ids } => Ok(ids),
+            // Cannot happen: `verify` checked the type.
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Applies whatever signed file it is given: a license, a revocation
-    /// list or a machine certificate, and says which.
+    /// list, a machine certificate or a key rotation, and says which.
     pub fn apply(&self, text: &str) -> Result<Applied> {
-        let verified = token::verify_any(text, &self.inner.config.keyring, None)?;
+        self.apply_verified(token::verify_any(text, &self.keyring(), None)?)
+    }
+
+    fn apply_verified(&self, verified: VerifiedToken) -> Result<Applied> {
+        let kid = verified.kid().to_owned();
         match verified.typ() {
             TokenType::License => {
                 let license = VerifiedLicense::from_token(verified)?;
@@ -236,18 +320,35 @@ impl Engine {
                 let list = RevocationList::from_json(&serde_json::Value::Object(
                     verified.payload().clone(),
                 ))?;
-                self.mutate(|plan| Ok((plan_revocations(plan, &list), ())))?;
+                let compact = verified.into_compact();
+                self.mutate(|plan| {
+                    still_trusted(plan, &kid)?;
+                    Ok((plan_revocations(plan, &list, &compact)?, ()))
+                })?;
                 Ok(Applied::Revocations { ids: list.ids })
             }
             TokenType::Machine => {
                 let cert = crate::license::MachineCertificate::from_json(
                     &serde_json::Value::Object(verified.payload().clone()),
                 )?;
-                self.record_certificate(&cert)?;
+                self.record_certificate(&cert, &kid, verified.into_compact())?;
                 Ok(Applied::Machine {
                     license_id: cert.license_id,
                     fingerprint: cert.fingerprint,
                     expires_at: cert.expires_at,
+                })
+            }
+            TokenType::Keys => {
+                let rotation =
+                    KeyRotation::from_json(&serde_json::Value::Object(verified.payload().clone()))?;
+                let compact = verified.into_compact();
+                self.mutate(|plan| {
+                    still_trusted(plan, &kid)?;
+                    Ok((plan_rotation(plan, &rotation, &compact)?, ()))
+                })?;
+                Ok(Applied::Keys {
+                    trusted: rotation.keys.iter().map(|k| k.kid().to_owned()).collect(),
+                    retired: rotation.retire,
                 })
             }
         }

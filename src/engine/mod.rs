@@ -92,7 +92,9 @@ struct Writer {
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) product: String,
-    pub(crate) keyring: Keyring,
+    /// The keys the program trusts: the builder's. Signed key rotations
+    /// stored in the state are applied over them ([`State::keyring`]).
+    pub(crate) trust_root: Keyring,
     pub(crate) tolerance_secs: i64,
     pub(crate) device: DeviceContext,
 }
@@ -410,6 +412,7 @@ impl Engine {
             tamper_below,
             licenses,
             device_activations,
+            keyring: Arc::clone(&writer.state.keyring),
         };
         inner.snapshot.store(Arc::new(snapshot));
     }

@@ -14,6 +14,7 @@ use crate::license::Feature;
 use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
 use crate::policy::Timeline;
+use crate::token::Keyring;
 
 /// How many upcoming "a user goes idle" instants the seat timeline covers.
 /// Beyond them the last value holds, which can only err towards refusing
@@ -291,6 +292,8 @@ pub(crate) struct Snapshot {
     pub(crate) licenses: Arc<[Arc<InstalledLicense>]>,
     /// The licenses this engine's device is activated for.
     pub(crate) device_activations: Arc<DeviceActivations>,
+    /// The keys trusted now, for verifying outside the writer lock.
+    pub(crate) keyring: Arc<Keyring>,
 }
 
 impl Snapshot {
@@ -305,6 +308,7 @@ impl Snapshot {
             tamper_below: i64::MIN,
             licenses: Arc::new([]),
             device_activations: Arc::default(),
+            keyring: Arc::default(),
         }
     }
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
-use crate::license::VerifiedLicense;
+use crate::license::{CountedBy, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
+use crate::token::Keyring;
 
 /// A license on this install.
 #[derive(Debug, Clone)]
@@ -50,17 +51,46 @@ pub struct UserRecord {
 pub struct ActivationRecord {
     /// When it was activated.
     pub activated_at: i64,
-    /// A machine certificate's end, if it has one.
+    /// When it stops counting: a machine certificate's `expires_at`, read
+    /// from the certificate itself every time the state is opened.
     pub expires_at: Option<i64>,
-    /// Activated by a vendor-signed machine certificate.
-    pub certificate: bool,
+    /// What made it, and so whether it grants.
+    pub kind: ActivationKind,
     /// The device's host name, as it reported it.
     pub hostname: String,
     /// The device declared or was detected as a virtual machine.
     pub vm: bool,
 }
 
+/// What an activation rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivationKind {
+    /// Counted by this install (`activate`, for `counted_by: install`): a
+    /// counter the install keeps, named in the README's threat model.
+    Counted,
+    /// A vendor-signed machine certificate (its compact token), verified
+    /// on every open: the only source of the activation's license, device
+    /// and end.
+    Certificate(String),
+    /// Recorded as certified with no certificate that verifies here: the
+    /// vendor's books recording one they issued, or a row that claims a
+    /// certificate it does not hold. It counts toward `max` and grants
+    /// nothing.
+    Recorded,
+}
+
 impl ActivationRecord {
+    /// Whether it lets this device use the license it is for: a verified
+    /// certificate always; a counted activation only where the install is
+    /// the authority; a recorded one never.
+    pub fn grants(&self, counted_by: CountedBy) -> bool {
+        match self.kind {
+            ActivationKind::Certificate(_) => true,
+            ActivationKind::Counted => counted_by == CountedBy::Install,
+            ActivationKind::Recorded => false,
+        }
+    }
+
     /// Whether it counts at `now` (a certificate's end stops it).
     pub fn live_at(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|end| now < end)
@@ -105,6 +135,19 @@ pub enum Change {
     Serial(String, u64),
     /// A license id that can never be added again.
     Tombstone(String, i64),
+    /// A signed revocation list (its compact token), kept to be applied
+    /// again on every open.
+    PutRevocations(String),
+    /// A signed key rotation: its compact token, kept to be verified and
+    /// applied again on every open, and the keyring it leads to.
+    PutKeys {
+        /// The compact token.
+        token: String,
+        /// The keys trusted once it is applied.
+        keyring: Arc<Keyring>,
+        /// Its `issued_at` (Unix seconds): rotations apply in this order.
+        issued_at: i64,
+    },
     /// Adds or updates a user.
     PutUser {
         /// User id.
@@ -250,6 +293,11 @@ pub struct State {
     pub serials: FxHashMap<String, u64>,
     /// Ids that can never be added again.
     pub tombstones: BTreeMap<String, i64>,
+    /// The keys trusted now: the engine's own, with the signed rotations
+    /// applied.
+    pub keyring: Arc<Keyring>,
+    /// The `issued_at` of the latest key rotation applied.
+    pub rotated_at: Option<i64>,
     /// Users by id.
     pub users: BTreeMap<Box<str>, UserRecord>,
     /// Interned user types.
@@ -284,6 +332,14 @@ impl State {
             }
             Change::Tombstone(id, at) => {
                 self.tombstones.insert(id, at);
+            }
+            // Its ids come as tombstones and revoked licenses of their own.
+            Change::PutRevocations(_) => {}
+            Change::PutKeys {
+                keyring, issued_at, ..
+            } => {
+                self.keyring = keyring;
+                self.rotated_at = Some(issued_at);
             }
             Change::PutUser {
                 id,
@@ -369,9 +425,21 @@ impl State {
         };
         self.activations
             .iter()
-            .filter(|((_, f), _)| f == fingerprint)
+            .filter(|((license, f), record)| {
+                f == fingerprint && record.grants(self.counted_by(license))
+            })
             .map(|((license, _), record)| (license.clone(), record.expires_at.unwrap_or(i64::MAX)))
             .collect()
+    }
+
+    /// Who activates devices for `license_id`. When only the vendor does
+    /// (`counted_by: vendor`), only a verified machine certificate grants
+    /// its rights, never a row this install could have written itself.
+    fn counted_by(&self, license_id: &str) -> CountedBy {
+        self.licenses
+            .get(license_id)
+            .and_then(|l| l.verified.activations)
+            .map_or(CountedBy::Install, |rules| rules.counted_by)
     }
 
     /// `None` when `fingerprint` is activated for `license_id` at `now`;

@@ -9,7 +9,6 @@ use crate::decision::{Decision, Reason};
 use crate::engine::state::Change;
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
-use crate::license::MAX_NAME_LEN;
 use crate::policy::seats;
 
 /// The most users one page of [`Engine::usage`] returns.
@@ -81,12 +80,7 @@ pub struct Usage {
 }
 
 fn check_user_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > MAX_NAME_LEN || id.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "a user id is 1 to {MAX_NAME_LEN} printable characters"
-        )));
-    }
-    Ok(())
+    crate::ident::check("a user id", id)
 }
 
 /// Plans taking a seat for a user who is not active now.

@@ -6,14 +6,14 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::ident::is_name;
 pub use crate::license::feature::Feature;
 use crate::token::{strict_object, strict_value};
 
 /// The most features one license may carry: a bound on the work one
 /// signed file can make the engine do.
 pub const MAX_FEATURES: usize = 1024;
-/// The longest id, product or feature code accepted.
-pub const MAX_NAME_LEN: usize = 256;
+pub use crate::ident::MAX_NAME_LEN;
 /// The most `assigned_users` one license may name.
 pub const MAX_ASSIGNED_USERS: usize = 100_000;
 
@@ -412,14 +412,6 @@ impl License {
 /// Licenses with at most this many features have their codes checked for
 /// repeats by a linear scan.
 const LINEAR_CODES: usize = 32;
-
-fn is_name(value: &str) -> bool {
-    // Printable ASCII, the usual name, is checked without decoding.
-    let printable = |text: &str| text.bytes().all(|b| (b' '..=b'~').contains(&b));
-    !value.is_empty()
-        && value.len() <= MAX_NAME_LEN
-        && (printable(value) || !value.chars().any(char::is_control))
-}
 
 fn name_ok(field: &str, value: &str) -> Result<()> {
     if !is_name(value) {

@@ -1,16 +1,18 @@
-//! The signed documents: licenses, revocation lists and offline machine
-//! certificates, and the proof types that only verification can make.
+//! The signed documents: licenses, revocation lists, offline machine
+//! certificates and key rotations, and the proof types that only verification can make.
 
 mod document;
 mod feature;
 mod reader;
 mod revocations;
+mod rotation;
 
 pub use document::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
     DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_FEATURES, MAX_NAME_LEN,
 };
 pub use revocations::{MachineCertificate, RevocationList, MAX_REVOKED_IDS};
+pub use rotation::{KeyRotation, MAX_ROTATED_KEYS};
 
 use crate::error::Result;
 use crate::token::{self, Keyring, TokenType, VerifiedToken};

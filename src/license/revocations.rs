@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::ident::is_name;
 use crate::token::{self, Keyring, TokenType};
 
 /// The most ids one revocation list may carry.
@@ -23,6 +24,11 @@ pub const MAX_REVOKED_IDS: usize = 10_000;
 pub struct RevocationList {
     /// Schema version: 1.
     pub v: u32,
+    /// The product whose installs it is for. A list without one revokes
+    /// wherever it is applied, but never lowers the clock guard
+    /// (DESIGN section 11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
     /// When the vendor signed it.
     pub issued_at: Timestamp,
     /// The revoked license ids.
@@ -42,6 +48,18 @@ impl RevocationList {
                 size: list.ids.len(),
                 limit: MAX_REVOKED_IDS,
             });
+        }
+        if let Some(i) = list.ids.iter().position(|id| !is_name(id)) {
+            return Err(Error::malformed(
+                "revocations",
+                format!("field `ids[{i}]` must be 1 to 256 printable characters"),
+            ));
+        }
+        if list.product.as_deref().is_some_and(|p| !is_name(p)) {
+            return Err(Error::malformed(
+                "revocations",
+                "field `product` must be 1 to 256 printable characters",
+            ));
         }
         Ok(list)
     }
@@ -83,13 +101,19 @@ impl MachineCertificate {
                 "field `v` must be 1",
             ));
         }
-        if cert.license_id.is_empty() || cert.fingerprint.is_empty() {
+        if !is_name(&cert.license_id) || !is_name(&cert.fingerprint) {
             return Err(Error::malformed(
                 "machine certificate",
-                "fields `license_id` and `fingerprint` must not be empty",
+                "fields `license_id` and `fingerprint` must be 1 to 256 printable characters",
             ));
         }
         Ok(cert)
+    }
+
+    /// Verifies a machine token against `keyring` and reads its payload.
+    pub fn verify(text: &str, keyring: &Keyring) -> Result<Self> {
+        let token = token::verify(text, keyring, TokenType::Machine)?;
+        Self::from_json(&Value::Object(token.payload().clone()))
     }
 }
 

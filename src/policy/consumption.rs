@@ -92,6 +92,9 @@ impl Counter {
     }
 }
 
+/// The largest count a counter holds.
+pub const MAX_COUNT: u64 = i64::MAX as u64;
+
 /// How one license would take a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
@@ -114,10 +117,15 @@ pub enum Charge {
 /// assert_eq!(charge(&c, 10, 3), Charge::Refused);
 /// ```
 pub fn charge(consumption: &Consumption, used: u64, amount: u64) -> Charge {
+    // A count is stored as a signed 64-bit integer: one that would not
+    // fit is refused, never clamped (a clamp would record less than was
+    // used, and make room that was never given back).
+    let Some(after) = used.checked_add(amount).filter(|&a| a <= MAX_COUNT) else {
+        return Charge::Refused;
+    };
     let Some(max) = consumption.max else {
         return Charge::Within;
     };
-    let after = used.saturating_add(amount);
     if after <= max {
         Charge::Within
     } else if after <= max.saturating_add(consumption.overage.unwrap_or(0)) {

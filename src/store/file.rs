@@ -34,12 +34,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::store::group::{GroupCommit, Unsynced};
 use crate::store::{
-    ActivationRecord, Change, Counter, LeaseRecord, LicenseRow, Persisted, Store, Transaction,
-    UserRow, FORMAT_VERSION,
+    ActivationKind, ActivationRecord, Change, Counter, LeaseRecord, LicenseRow, Persisted,
+    SignedRow, Store, Transaction, UserRow, FORMAT_VERSION,
 };
 
 /// The file holding the state, inside the state directory.
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS activations (
     license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, activated_at INTEGER NOT NULL,
     expires_at INTEGER, certificate INTEGER NOT NULL, hostname TEXT NOT NULL,
-    vm INTEGER NOT NULL, PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
+    vm INTEGER NOT NULL, token TEXT, PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers (license_id TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY, client TEXT NOT NULL, feature TEXT, created_at INTEGER NOT NULL,
@@ -69,7 +70,25 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS counters (
     license_id TEXT NOT NULL, code TEXT NOT NULL, period_start INTEGER NOT NULL,
     used INTEGER NOT NULL, PRIMARY KEY (license_id, code)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signed (
+    digest TEXT PRIMARY KEY, typ TEXT NOT NULL, token TEXT NOT NULL,
+    added_at INTEGER NOT NULL) WITHOUT ROWID;
 ";
+
+/// Brings a state written by format 1 up to this one, in the transaction
+/// that opens it: the `signed` table is made by [`SCHEMA`]; activations
+/// gain the certificate token (an old certificate row has none, and so
+/// grants nothing until its certificate is applied again).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('activations')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !columns.iter().any(|c| c == "token") {
+        conn.execute_batch("ALTER TABLE activations ADD COLUMN token TEXT")?;
+    }
+    Ok(())
+}
 
 /// A crash-safe store in a directory, shareable by several processes.
 ///
@@ -190,6 +209,7 @@ impl FileStore {
         let result = (|| {
             let fresh = check_tables(conn)?;
             conn.execute_batch(SCHEMA)?;
+            migrate(conn)?;
             count_rows(conn)?;
             let version: Option<String> = conn
                 .query_row(
@@ -225,7 +245,17 @@ impl FileStore {
                     return Err(sql_error(&shown, e));
                 }
             }
-            Some(Ok(v)) if v <= FORMAT_VERSION => {}
+            Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(v)) if v < FORMAT_VERSION => {
+                let upgraded = conn.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'format_version'",
+                    params![FORMAT_VERSION.to_string()],
+                );
+                if let Err(e) = upgraded {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(sql_error(&shown, e));
+                }
+            }
             Some(Ok(v)) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(Error::InvalidArgument(format!(
@@ -250,7 +280,7 @@ impl FileStore {
 /// same transaction as the rows; every load compares. A leaf page replaced
 /// by another table's valid page passes SQLite's structural check but not
 /// this one.
-const COUNTED: [(&str, &str); 8] = [
+const COUNTED: [(&str, &str); 9] = [
     ("licenses", "id = NEW.id"),
     ("serials", "id = NEW.id"),
     ("tombstones", "id = NEW.id"),
@@ -265,6 +295,21 @@ const COUNTED: [(&str, &str); 8] = [
         "counters",
         "license_id = NEW.license_id AND code = NEW.code",
     ),
+    ("signed", "digest = NEW.digest"),
+];
+
+/// The tables of format 1: all present, or none (a new state). Tables
+/// added since are made when missing ([`migrate`]).
+const FIRST_TABLES: [&str; 9] = [
+    "meta",
+    "licenses",
+    "serials",
+    "tombstones",
+    "users",
+    "activations",
+    "transfers",
+    "leases",
+    "counters",
 ];
 
 /// Creates the counting triggers and, for a state written before they
@@ -342,10 +387,11 @@ fn check_tables(conn: &Connection) -> rusqlite::Result<bool> {
     let present: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    // The tables of SCHEMA: `meta` and the counted ones.
-    let tables = std::iter::once("meta").chain(COUNTED.iter().map(|(table, _)| *table));
-    let missing: Vec<&str> = tables.filter(|t| !present.iter().any(|p| p == t)).collect();
-    if missing.is_empty() || missing.len() == COUNTED.len() + 1 {
+    let missing: Vec<&str> = FIRST_TABLES
+        .into_iter()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect();
+    if missing.is_empty() || missing.len() == FIRST_TABLES.len() {
         return Ok(!missing.is_empty());
     }
     Err(corrupt_rows(format!(
@@ -496,16 +542,21 @@ fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
     }
     check_count(&kept, "users", state.users.len())?;
     let mut stmt = conn.prepare(
-        "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm FROM activations",
+        "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token FROM activations",
     )?;
     for row in stmt.query_map([], |r| {
+        let kind = match (r.get::<_, i64>(4)? != 0, r.get::<_, Option<String>>(7)?) {
+            (false, _) => ActivationKind::Counted,
+            (true, Some(token)) => ActivationKind::Certificate(token),
+            (true, None) => ActivationKind::Recorded,
+        };
         Ok((
             r.get(0)?,
             r.get(1)?,
             ActivationRecord {
                 activated_at: r.get(2)?,
                 expires_at: r.get(3)?,
-                certificate: r.get::<_, i64>(4)? != 0,
+                kind,
                 hostname: r.get(5)?,
                 vm: r.get::<_, i64>(6)? != 0,
             },
@@ -551,6 +602,17 @@ fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
         state.counters.push(row?);
     }
     check_count(&kept, "counters", state.counters.len())?;
+    let mut stmt = conn.prepare("SELECT typ, token, added_at FROM signed")?;
+    for row in stmt.query_map([], |r| {
+        Ok(SignedRow {
+            typ: r.get(0)?,
+            token: r.get(1)?,
+            added_at: r.get(2)?,
+        })
+    })? {
+        state.signed.push(row?);
+    }
+    check_count(&kept, "signed", state.signed.len())?;
     Ok(state)
 }
 
@@ -865,6 +927,8 @@ impl FileTransaction<'_> {
                 .prepare_cached("INSERT OR REPLACE INTO tombstones (id, at) VALUES (?1, ?2)")?
                 .execute(params![id, at])
                 .map(drop),
+            Change::PutRevocations(token) => put_signed(conn, "revocations", token),
+            Change::PutKeys { token, .. } => put_signed(conn, "keys", token),
             Change::PutUser {
                 id,
                 user_type,
@@ -886,16 +950,20 @@ impl FileTransaction<'_> {
                 record,
             } => conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     license_id,
                     fingerprint,
                     record.activated_at,
                     record.expires_at,
-                    record.certificate as i64,
+                    !matches!(record.kind, ActivationKind::Counted) as i64,
                     record.hostname,
-                    record.vm as i64
+                    record.vm as i64,
+                    match &record.kind {
+                        ActivationKind::Certificate(token) => Some(token.as_str()),
+                        _ => None,
+                    },
                 ])
                 .map(drop),
             Change::DeleteActivation {
@@ -955,6 +1023,19 @@ impl FileTransaction<'_> {
             }
         }
     }
+}
+
+/// Keeps a signed token, once (keyed by its digest).
+fn put_signed(conn: &Connection, typ: &str, token: &str) -> rusqlite::Result<()> {
+    let digest: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO signed (digest, typ, token, added_at) VALUES (?1, ?2, ?3, strftime('%s', 'now'))",
+    )?
+    .execute(params![digest, typ, token])
+    .map(drop)
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {

@@ -8,7 +8,7 @@ mod file;
 mod group;
 mod memory;
 
-pub use crate::engine::state::{ActivationRecord, Change, LeaseRecord};
+pub use crate::engine::state::{ActivationKind, ActivationRecord, Change, LeaseRecord};
 pub use crate::policy::consumption::Counter;
 pub use file::FileStore;
 pub use memory::MemoryStore;
@@ -21,7 +21,7 @@ use crate::error::Result;
 
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens; one written by a newer version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A stored license, as rows hold it: the token is verified again on load,
 /// so a hand-edited state is never trusted to grant more.
@@ -50,6 +50,18 @@ pub struct UserRow {
     pub last_active_at: i64,
 }
 
+/// A signed fact kept as its token: a revocation list or a key rotation.
+/// Verified and applied again every time the state is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRow {
+    /// The token's `typ`: `revocations` or `keys`.
+    pub typ: String,
+    /// The compact token.
+    pub token: String,
+    /// When it was first stored (Unix seconds).
+    pub added_at: i64,
+}
+
 /// Everything a store holds, as rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Persisted {
@@ -71,6 +83,8 @@ pub struct Persisted {
     pub leases: Vec<(String, LeaseRecord)>,
     /// Consumption counters: (license id, feature code, counter).
     pub counters: Vec<(String, String, Counter)>,
+    /// Revocation lists and key rotations, as signed.
+    pub signed: Vec<SignedRow>,
 }
 
 /// Where the engine's state lives.

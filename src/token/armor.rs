@@ -69,7 +69,9 @@ pub fn dearmor(text: &str) -> Result<(String, Option<TokenType>)> {
     let typ = TokenType::from_armor_label(label).ok_or_else(|| {
         Error::malformed(
             "armor",
-            format!("unknown armor label `{label}`; expected LICENSE, MACHINE or REVOCATIONS"),
+            format!(
+                "unknown armor label `{label}`; expected LICENSE, MACHINE, REVOCATIONS or KEYS"
+            ),
         )
     })?;
     let body = body

@@ -272,6 +272,11 @@ impl Keyring {
         self.keys.insert(key.kid.clone(), key);
     }
 
+    /// Trusts the key with this `kid` no longer.
+    pub fn remove(&mut self, kid: &str) -> Option<PublicKey> {
+        self.keys.remove(kid)
+    }
+
     /// The key with this `kid`.
     pub fn get(&self, kid: &str) -> Option<&PublicKey> {
         self.keys.get(kid)

@@ -32,9 +32,10 @@ pub fn parse_strict_json(bytes: &[u8], what: &'static str) -> crate::Result<serd
     json::parse_strict(bytes, what)
 }
 
-/// The three kinds of token, named by the header's `typ`. A token is only
+/// The kinds of token, named by the header's `typ`. A token is only
 /// accepted where its type is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TokenType {
     /// A license document.
     License,
@@ -42,6 +43,8 @@ pub enum TokenType {
     Machine,
     /// A list of revoked license ids.
     Revocations,
+    /// A key rotation: the keys an install trusts from now on.
+    Keys,
 }
 
 impl TokenType {
@@ -51,6 +54,7 @@ impl TokenType {
             TokenType::License => "license",
             TokenType::Machine => "machine",
             TokenType::Revocations => "revocations",
+            TokenType::Keys => "keys",
         }
     }
 
@@ -60,16 +64,19 @@ impl TokenType {
             "license" => Some(TokenType::License),
             "machine" => Some(TokenType::Machine),
             "revocations" => Some(TokenType::Revocations),
+            "keys" => Some(TokenType::Keys),
             _ => None,
         }
     }
 
-    /// The label in the armor lines (`LICENSE`, `MACHINE`, `REVOCATIONS`).
+    /// The label in the armor lines (`LICENSE`, `MACHINE`, `REVOCATIONS`,
+    /// `KEYS`).
     pub const fn armor_label(self) -> &'static str {
         match self {
             TokenType::License => "LICENSE",
             TokenType::Machine => "MACHINE",
             TokenType::Revocations => "REVOCATIONS",
+            TokenType::Keys => "KEYS",
         }
     }
 
@@ -78,6 +85,7 @@ impl TokenType {
             "LICENSE" => Some(TokenType::License),
             "MACHINE" => Some(TokenType::Machine),
             "REVOCATIONS" => Some(TokenType::Revocations),
+            "KEYS" => Some(TokenType::Keys),
             _ => None,
         }
     }

@@ -34,12 +34,16 @@ impl Vendor {
     }
 
     pub fn revocations(&self, ids: &[&str], issued_at: &str) -> String {
-        sign(
-            &json!({"v": 1, "issued_at": issued_at, "ids": ids}),
-            &self.key,
-            TokenType::Revocations,
-        )
-        .unwrap()
+        self.revocations_for(None, ids, issued_at)
+    }
+
+    /// A revocation list, naming `product` when given.
+    pub fn revocations_for(&self, product: Option<&str>, ids: &[&str], issued_at: &str) -> String {
+        let mut list = json!({"v": 1, "issued_at": issued_at, "ids": ids});
+        if let Some(product) = product {
+            list["product"] = json!(product);
+        }
+        sign(&list, &self.key, TokenType::Revocations).unwrap()
     }
 
     pub fn builder(&self, clock: &ManualClock) -> EngineBuilder {

@@ -57,7 +57,7 @@ pub fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failu
     let fingerprint = args
         .fingerprint
         .clone()
-        .unwrap_or_else(|| install.settings.fingerprint.clone());
+        .unwrap_or_else(|| install.device.clone());
     // The detector can only look at this machine; naming another device
     // with --fingerprint (a site server activating a client) relies on
     // --vm to declare it.
@@ -90,7 +90,7 @@ pub fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, F
     let fingerprint = args
         .fingerprint
         .clone()
-        .unwrap_or_else(|| install.settings.fingerprint.clone());
+        .unwrap_or_else(|| install.device.clone());
     let ids = install.engine.deactivate(&fingerprint)?;
     let human = format!(
         "Deactivated device `{fingerprint}` for license(s): {}; each counted one transfer.\n\

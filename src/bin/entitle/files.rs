@@ -17,9 +17,26 @@ pub fn read_text(path: &Path, what: &'static str) -> Result<String, Error> {
         context: format!("cannot read {what} `{}`", path.display()),
         source,
     };
+    // Only a regular file: opening a FIFO would block until someone
+    // writes to it, and a device may never end. Asked before opening
+    // (which is what blocks), and of the file opened, in case the path
+    // changed in between.
+    let not_a_file = || {
+        Error::InvalidArgument(format!(
+            "{what} `{}` is not a regular file; give the path of a file",
+            path.display()
+        ))
+    };
+    if !std::fs::metadata(path).map_err(cannot_read)?.is_file() {
+        return Err(not_a_file());
+    }
+    let file = File::open(path).map_err(cannot_read)?;
+    if !file.metadata().map_err(cannot_read)?.is_file() {
+        return Err(not_a_file());
+    }
     let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|file| file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(cannot_read)?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(Error::TooLarge {

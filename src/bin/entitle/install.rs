@@ -28,7 +28,24 @@ mod meta {
     /// A JSON array of the trusted public keys, as PEM.
     pub const KEYS: &str = "keys";
     pub const RELEASE_DATE: &str = "release_date";
+    /// The device named with `init --fingerprint`, when one was.
     pub const FINGERPRINT: &str = "fingerprint";
+    /// This machine's fingerprint when `init` ran: where the state lives.
+    pub const MACHINE: &str = "machine";
+}
+
+/// What a vendor compiled into this build (`build.rs`): the trust root
+/// and the release date, which then override what a state records.
+mod built_in {
+    /// PEM public keys from `ENTITLE_TRUSTED_KEYS` at build time, or "".
+    pub const KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/trusted_keys.pem"));
+    /// `ENTITLE_RELEASE_DATE` at build time, or "".
+    pub const RELEASE_DATE: &str = include_str!(concat!(env!("OUT_DIR"), "/release_date.txt"));
+
+    /// Whether this build trusts only its own keys.
+    pub const fn has_keys() -> bool {
+        !KEYS.is_empty()
+    }
 }
 
 /// The install side of `entitle`.
@@ -71,16 +88,20 @@ pub enum InstallCommand {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The vendor public keys to trust (PEM); repeat or list several.
-    #[arg(long = "pub", value_name = "FILE", required = true, num_args = 1..)]
+    /// Fixed once the state exists: later keys come with a signed
+    /// rotation (`entitle rotate`, then `entitle apply`).
+    #[arg(long = "pub", value_name = "FILE", required = !built_in::has_keys(), num_args = 1..)]
     public_keys: Vec<PathBuf>,
     /// The product code this install enforces.
     #[arg(long, value_name = "CODE", value_parser = NonEmptyStringValueParser::new())]
     product: String,
     /// The release date of the application build, checked against
-    /// `maintenance_until`.
+    /// `maintenance_until`. Fixed once the state exists.
     #[arg(long, value_name = "RFC3339", value_parser = crate::parse_time)]
     release_date: Option<Timestamp>,
-    /// This device's fingerprint [default: derived from the machine id].
+    /// Name this device for activations [default: derived from the machine
+    /// id]. The state still knows the machine it was made on: copied to
+    /// another, it grants no node-locked right there.
     #[arg(long, value_name = "STR", value_parser = NonEmptyStringValueParser::new())]
     fingerprint: Option<String>,
 }
@@ -137,7 +158,7 @@ pub fn run(command: InstallCommand, globals: &Globals) -> Result<Outcome, Failur
     match command {
         InstallCommand::Init(args) => Ok(init(&args, globals)?),
         InstallCommand::License(command) => licenses::run(command, globals),
-        InstallCommand::Check(args) => Ok(check(&open_engine(globals)?, &args)),
+        InstallCommand::Check(args) => Ok(check(&open_install(globals)?, &args)),
         InstallCommand::Limit(args) => Ok(limit(&open_engine(globals)?, &args.code)),
         InstallCommand::User(command) => users::run(command, globals),
         InstallCommand::Activate(args) => devices::activate(&args, globals),
@@ -162,8 +183,11 @@ pub struct Settings {
     pub keys: Vec<String>,
     /// The application build's release date.
     pub release_date: Option<Timestamp>,
-    /// This device's fingerprint.
-    pub fingerprint: String,
+    /// The device named at `init` (a state written before machines were
+    /// recorded always names one).
+    pub fingerprint: Option<String>,
+    /// This machine's fingerprint when `init` ran.
+    pub machine: Option<String>,
 }
 
 impl Settings {
@@ -171,46 +195,102 @@ impl Settings {
     /// never finished is missing, not corrupt: running `init` mends it.
     fn from_meta(meta: &BTreeMap<String, String>, dir: &Path) -> Result<Self, Error> {
         let location = dir.display().to_string();
-        let (Some(product), Some(keys)) = (meta.get(meta::PRODUCT), meta.get(meta::KEYS)) else {
+        let Some(product) = meta.get(meta::PRODUCT) else {
             return Err(Error::StateMissing { path: location });
         };
+        if !meta.contains_key(meta::KEYS) && !built_in::has_keys() {
+            return Err(Error::StateMissing { path: location });
+        }
         let corrupt = |detail: String| Error::StateCorrupt {
             path: location.clone(),
             detail,
         };
-        let keys: Vec<String> = serde_json::from_str(keys)
-            .map_err(|e| corrupt(format!("its trusted keys are not a JSON list of PEM ({e})")))?;
+        let keys: Vec<String> = match meta.get(meta::KEYS) {
+            Some(keys) => serde_json::from_str(keys).map_err(|e| {
+                corrupt(format!("its trusted keys are not a JSON list of PEM ({e})"))
+            })?,
+            None => Vec::new(),
+        };
         let release_date = meta
             .get(meta::RELEASE_DATE)
             .map(|text| Timestamp::parse(text))
             .transpose()
             .map_err(|e| corrupt(format!("its release date is unreadable ({e})")))?;
-        let fingerprint = meta
-            .get(meta::FINGERPRINT)
-            .cloned()
-            .unwrap_or_else(default_fingerprint);
         Ok(Settings {
             product: product.clone(),
             keys,
             release_date,
-            fingerprint,
+            fingerprint: meta.get(meta::FINGERPRINT).cloned(),
+            machine: meta.get(meta::MACHINE).cloned(),
         })
     }
 
+    /// The keys this CLI trusts: those compiled into it, if any (then the
+    /// state's are ignored), else those `init` recorded.
     fn keyring(&self, dir: &Path) -> Result<Keyring, Error> {
+        if built_in::has_keys() {
+            return Keyring::from_pems(pem_blocks(built_in::KEYS)).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "this build's compiled-in keys do not read ({e}); rebuild with \
+                     ENTITLE_TRUSTED_KEYS naming PEM public keys"
+                ))
+            });
+        }
         Keyring::from_pems(self.keys.iter().map(String::as_str)).map_err(|e| Error::StateCorrupt {
             path: dir.display().to_string(),
             detail: format!("a trusted key does not read ({e})"),
         })
     }
+
+    /// The release date in force: the build's own, if compiled in, else
+    /// the one `init` recorded.
+    fn effective_release_date(&self) -> Result<Option<Timestamp>, Error> {
+        if built_in::RELEASE_DATE.is_empty() {
+            return Ok(self.release_date);
+        }
+        Timestamp::parse(built_in::RELEASE_DATE)
+            .map(Some)
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "this build's ENTITLE_RELEASE_DATE is not an RFC 3339 time ({e}); rebuild it"
+                ))
+            })
+    }
+
+    /// The device this install is on `here` (this machine's fingerprint,
+    /// computed afresh), and whether the state was made on another
+    /// machine. A state names its device only on the machine it was made
+    /// on; anywhere else the device is that machine itself, which no
+    /// activation made for the old one covers (DESIGN section 11).
+    fn device_on(&self, here: &str) -> (String, bool) {
+        match (&self.fingerprint, &self.machine) {
+            (Some(named), Some(home)) if home == here => (named.clone(), false),
+            (None, Some(home)) => (here.to_owned(), home != here),
+            // Written before machines were recorded: the device it names
+            // holds only if it is this machine.
+            (Some(named), None) if named == here => (named.clone(), false),
+            (None, None) => (here.to_owned(), false),
+            _ => (here.to_owned(), true),
+        }
+    }
+}
+
+/// The PEM blocks of a text holding several.
+fn pem_blocks(text: &str) -> impl Iterator<Item = &str> {
+    const END: &str = "-----END PUBLIC KEY-----";
+    text.split_inclusive(END)
+        .filter(|block| block.contains(END))
 }
 
 /// An opened install: its engine and the settings it was built from.
 pub struct Install {
     /// The engine on the state directory.
     pub engine: Engine,
-    /// The settings `init` recorded.
-    pub settings: Settings,
+    /// The device this install is, for activations and requests.
+    pub device: String,
+    /// The state was made on another machine: node-locked rights it held
+    /// there do not hold here.
+    pub moved: bool,
 }
 
 /// Opens the state directory as an engine: `STATE_MISSING` if `init` never
@@ -225,14 +305,15 @@ pub fn open_install(globals: &Globals) -> Result<Install, Error> {
     let store = FileStore::open(&dir)?;
     let (_, persisted) = store.load()?;
     let settings = Settings::from_meta(&persisted.meta, &dir)?;
+    let (device, moved) = settings.device_on(&default_fingerprint());
     let mut builder = Engine::builder(settings.product.as_str())
         .keyring(settings.keyring(&dir)?)
         .store(store)
-        .fingerprint(settings.fingerprint.as_str())
+        .fingerprint(device.as_str())
         .virtual_machine(detect_virtual_machine())
         // One command, one mutation: nothing to keep fresh afterwards.
         .background_refresh(false);
-    if let Some(date) = settings.release_date {
+    if let Some(date) = settings.effective_release_date()? {
         builder = builder.release_date(date);
     }
     builder = match globals.now {
@@ -241,69 +322,65 @@ pub fn open_install(globals: &Globals) -> Result<Install, Error> {
     };
     Ok(Install {
         engine: builder.build()?,
-        settings,
+        device,
+        moved,
     })
 }
 
 fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     check_name(&args.product, "a product code")?;
     if let Some(fingerprint) = &args.fingerprint {
-        if fingerprint.len() > 256 || fingerprint.chars().any(char::is_control) {
-            return Err(Error::InvalidArgument(
-                "a device fingerprint is 1 to 256 printable characters".into(),
-            ));
-        }
+        check_name(fingerprint, "a device fingerprint")?;
     }
     // Every key is read before the state is touched: a typo in a path must
     // not leave a half-made state behind.
-    let mut offered = Vec::new();
+    let mut offered = Keyring::new();
     for path in &args.public_keys {
         let pem = files::read_text(path, "public key file")?;
-        offered.push(PublicKey::from_pem(&pem).map_err(|e| in_file(e, path))?);
+        offered.add(PublicKey::from_pem(&pem).map_err(|e| in_file(e, path))?);
     }
 
     let dir = globals.state_dir();
     let store = FileStore::create(&dir)?;
     let (_, persisted) = store.load()?;
-    let existing = &persisted.meta;
-    if let Some(product) = existing.get(meta::PRODUCT) {
+    let here = default_fingerprint();
+    let state = dir.display().to_string();
+    match Settings::from_meta(&persisted.meta, &dir) {
+        Ok(existing) => return init_again(args, &existing, &offered, &dir),
+        Err(Error::StateMissing { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    // A state a program made (the product is all it records) keeps it.
+    if let Some(product) = persisted.meta.get(meta::PRODUCT) {
         if *product != args.product {
-            return Err(Error::InvalidArgument(format!(
-                "the state at {} already belongs to product `{product}`, not `{}`; \
-                 use another --state directory for another product",
-                dir.display(),
-                args.product
-            )));
+            return Err(Error::StateExists {
+                path: state,
+                detail: format!(
+                    "belongs to product `{product}`, not `{}`; use another --state directory",
+                    args.product
+                ),
+            });
         }
     }
-    let created = !existing.contains_key(meta::KEYS);
 
-    // Re-running init adds keys (a vendor's key rotation) and never drops
-    // one: licenses signed with an older key must keep verifying.
-    let mut keyring = match existing.get(meta::KEYS) {
-        Some(_) => Settings::from_meta(existing, &dir)?.keyring(&dir)?,
-        None => Keyring::new(),
+    // The trust root, fixed from now on. A build with keys compiled in
+    // trusts only those and records none.
+    let pems: Vec<String> = if built_in::has_keys() {
+        Vec::new()
+    } else {
+        offered.keys().map(PublicKey::to_pem).collect()
     };
-    let known = keyring.len();
-    for key in offered {
-        keyring.add(key);
-    }
-    let pems: Vec<String> = keyring.keys().map(PublicKey::to_pem).collect();
-    let kids: Vec<String> = keyring.keys().map(|k| k.kid().to_owned()).collect();
-    let fingerprint = args
-        .fingerprint
-        .clone()
-        .or_else(|| existing.get(meta::FINGERPRINT).cloned())
-        .unwrap_or_else(default_fingerprint);
-
     let mut changes = vec![
         Change::Meta(meta::PRODUCT.into(), args.product.clone()),
         Change::Meta(
             meta::KEYS.into(),
             serde_json::to_string(&pems).unwrap_or_else(|_| "[]".into()),
         ),
-        Change::Meta(meta::FINGERPRINT.into(), fingerprint.clone()),
+        Change::Meta(meta::MACHINE.into(), here.clone()),
     ];
+    if let Some(fingerprint) = &args.fingerprint {
+        changes.push(Change::Meta(meta::FINGERPRINT.into(), fingerprint.clone()));
+    }
     if let Some(date) = args.release_date {
         changes.push(Change::Meta(meta::RELEASE_DATE.into(), date.to_rfc3339()));
     }
@@ -311,20 +388,32 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     txn.write(&changes)?;
     let generation = txn.commit()?;
     store.sync(generation)?;
+    drop(store);
 
-    let release_date = args.release_date.or_else(|| {
-        existing
-            .get(meta::RELEASE_DATE)
-            .and_then(|t| Timestamp::parse(t).ok())
-    });
-    let state = dir.display().to_string();
-    let verb = if created { "Initialised" } else { "Updated" };
-    let added = keyring.len() - known;
+    let settings = Settings::from_meta(
+        &changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Meta(k, v) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect(),
+        &dir,
+    )?;
+    let keyring = settings.keyring(&dir)?;
+    let kids: Vec<String> = keyring.keys().map(|k| k.kid().to_owned()).collect();
+    let fingerprint = settings.device_on(&here).0;
+    let release_date = settings.effective_release_date()?;
     let mut human = format!(
-        "{verb} the install at {state} for product `{product}`.\n\
-         Trusted vendor keys: {count} ({added} new): {kid_list}\n\
+        "Initialised the install at {state} for product `{product}`.\n\
+         Trusted vendor keys{compiled}: {count}: {kid_list}\n\
          This device's fingerprint: {fingerprint}\n",
         product = args.product,
+        compiled = if built_in::has_keys() {
+            " (compiled into this build)"
+        } else {
+            ""
+        },
         count = kids.len(),
         kid_list = kids.join(", "),
     );
@@ -332,13 +421,14 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
         human.push_str(&format!("Application release date: {date}\n"));
     }
     human.push_str(
-        "Next: add the license the vendor sent with `entitle license add FILE`, \
+        "These settings are fixed from now on; the vendor changes keys with a signed rotation.\n\
+         Next: add the license the vendor sent with `entitle license add FILE`, \
          then see it with `entitle license list`.",
     );
     Ok(Outcome::new(
         json!({
             "state": state,
-            "created": created,
+            "created": true,
             "product": args.product,
             "kids": kids,
             "fingerprint": fingerprint,
@@ -348,9 +438,86 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     ))
 }
 
+/// `init` on a state that exists: its settings are fixed, so this succeeds
+/// only when it would change nothing (`STATE_EXISTS` otherwise), and says
+/// how to make the change that was meant.
+fn init_again(
+    args: &InitArgs,
+    existing: &Settings,
+    offered: &Keyring,
+    dir: &Path,
+) -> Result<Outcome, Error> {
+    let trusted = existing.keyring(dir)?;
+    let mut differences = Vec::new();
+    if existing.product != args.product {
+        differences.push(format!(
+            "belongs to product `{}`, not `{}` (use another --state directory for another product)",
+            existing.product, args.product
+        ));
+    }
+    let new_kids: Vec<&str> = offered
+        .keys()
+        .map(PublicKey::kid)
+        .filter(|kid| trusted.get(kid).is_none())
+        .collect();
+    if !new_kids.is_empty() && !built_in::has_keys() {
+        differences.push(format!(
+            "does not trust {} (keys change only through a key rotation the vendor signs: \
+             `entitle rotate`, then `entitle apply FILE` here)",
+            new_kids.join(", ")
+        ));
+    }
+    if let Some(date) = args.release_date {
+        if existing.release_date != Some(date) {
+            differences.push(format!(
+                "records release date {} (fixed at creation)",
+                existing
+                    .release_date
+                    .map_or("none".to_owned(), |d| d.to_string())
+            ));
+        }
+    }
+    if let Some(fingerprint) = &args.fingerprint {
+        if existing.fingerprint.as_ref() != Some(fingerprint) {
+            differences.push(format!(
+                "names device {} (fixed at creation)",
+                existing.fingerprint.as_deref().unwrap_or("this machine")
+            ));
+        }
+    }
+    let state = dir.display().to_string();
+    if !differences.is_empty() {
+        return Err(Error::StateExists {
+            path: state,
+            detail: format!(
+                "its settings are fixed at creation; `init` changed nothing. It {}.",
+                differences.join("; it ")
+            ),
+        });
+    }
+    let kids: Vec<String> = trusted.keys().map(|k| k.kid().to_owned()).collect();
+    let (fingerprint, _) = existing.device_on(&default_fingerprint());
+    let release_date = existing.effective_release_date()?;
+    Ok(Outcome::new(
+        json!({
+            "state": state,
+            "created": false,
+            "product": existing.product,
+            "kids": kids,
+            "fingerprint": fingerprint,
+            "release_date": release_date,
+        }),
+        format!(
+            "The install at {state} exists with these settings already; nothing changed.\n\
+             Next: `entitle license list` shows its licenses."
+        ),
+    ))
+}
+
 // ---- rights -----------------------------------------------------------------
 
-fn check(engine: &Engine, args: &CheckArgs) -> Outcome {
+fn check(install: &Install, args: &CheckArgs) -> Outcome {
+    let engine = &install.engine;
     let decision = match &args.user {
         Some(user) => engine.check_feature_for(user, &args.feature),
         None => engine.check_feature(&args.feature),
@@ -381,7 +548,16 @@ fn check(engine: &Engine, args: &CheckArgs) -> Outcome {
         human.push('\n');
         human.push_str(hint);
     }
-    let outcome = Outcome::new(result, human);
+    let mut outcome = Outcome::new(result, human);
+    if install.moved && decision.reason() == Reason::NotActivated {
+        outcome.json_mut()["state_moved"] = json!(true);
+        outcome = outcome.with_warning(format!(
+            "this state was made on another machine and moved or copied here: no device \
+             activated there counts on this one (device `{}`); activate this machine to use \
+             node-locked licenses here",
+            install.device
+        ));
+    }
     if decision.allowed() {
         outcome
     } else {

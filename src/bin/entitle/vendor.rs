@@ -7,11 +7,13 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use clap::builder::NonEmptyStringValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, Subcommand};
 use entitle::engine::ActivationRequest;
-use entitle::license::{License, MachineCertificate, RevocationList};
+use entitle::license::{KeyRotation, License, MachineCertificate, RevocationList};
 use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
 use entitle::{Error, Timestamp};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -37,6 +39,9 @@ pub enum VendorCommand {
     Revoke(RevokeArgs),
     /// Answer an offline activation request with a machine certificate.
     Respond(RespondArgs),
+    /// Sign a key rotation: installs trusting KEY trust the new keys (and
+    /// no longer the retired ones) once they apply it.
+    Rotate(RotateArgs),
 }
 
 /// `entitle keygen`.
@@ -98,7 +103,33 @@ pub struct RevokeArgs {
     /// A license id to revoke; repeat or list several.
     #[arg(long = "id", value_name = "ID", required = true, num_args = 1.., value_parser = NonEmptyStringValueParser::new())]
     ids: Vec<String>,
+    /// The product whose installs the list is for. Only a list naming the
+    /// install's product can clear a clock alarm there (DESIGN section 11).
+    #[arg(long, value_name = "CODE", value_parser = NonEmptyStringValueParser::new())]
+    product: Option<String>,
     /// Write the armored revocation list here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// `entitle rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// A private key (PEM PKCS#8) the installs trust now: it signs the
+    /// rotation.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// New public keys to trust (PEM); repeat or list several.
+    #[arg(long = "pub", value_name = "FILE", num_args = 1..)]
+    public_keys: Vec<PathBuf>,
+    /// The kid of a key to trust no longer; repeat or list several.
+    #[arg(long, value_name = "KID", num_args = 1.., value_parser = NonEmptyStringValueParser::new())]
+    retire: Vec<String>,
+    /// The product whose installs the rotation is for. Only a rotation
+    /// naming the install's product can clear a clock alarm there.
+    #[arg(long, value_name = "CODE", value_parser = NonEmptyStringValueParser::new())]
+    product: Option<String>,
+    /// Write the armored rotation here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
@@ -132,6 +163,7 @@ pub fn run(command: VendorCommand, globals: &Globals) -> Result<Outcome, Failure
         VendorCommand::Inspect(args) => Ok(inspect(&args.token)?),
         VendorCommand::Revoke(args) => Ok(revoke(&args, globals)?),
         VendorCommand::Respond(args) => respond(&args, globals),
+        VendorCommand::Rotate(args) => rotate(&args, globals),
     }
 }
 
@@ -279,12 +311,32 @@ fn verify(public_keys: &[PathBuf], token_path: &Path) -> Result<Outcome, Error> 
             let list = RevocationList::from_json(&payload)?;
             (
                 format!(
-                    "revocation of {} license id(s), issued {}",
+                    "revocation of {} license id(s){}, issued {}",
                     list.ids.len(),
+                    for_product(list.product.as_deref()),
                     list.issued_at
                 ),
                 "Next: apply it on each install with `entitle apply FILE`.",
             )
+        }
+        TokenType::Keys => {
+            let rotation = KeyRotation::from_json(&payload)?;
+            (
+                format!(
+                    "key rotation{} trusting {} key(s) and retiring {}, issued {}",
+                    for_product(rotation.product.as_deref()),
+                    rotation.keys.len(),
+                    rotation.retire.len(),
+                    rotation.issued_at
+                ),
+                "Next: apply it on each install with `entitle apply FILE`.",
+            )
+        }
+        other => {
+            return Err(Error::WrongType {
+                expected: "license, machine, revocations or keys",
+                found: other.as_str().to_owned(),
+            })
         }
     };
     let human = format!(
@@ -332,12 +384,16 @@ fn revoke(args: &RevokeArgs, globals: &Globals) -> Result<Outcome, Error> {
         .filter(|id| seen.insert(*id))
         .collect();
     let issued_at = globals.now();
-    let document = json!({"v": 1, "issued_at": issued_at.to_rfc3339(), "ids": ids});
+    let mut document = json!({"v": 1, "issued_at": issued_at.to_rfc3339(), "ids": ids});
+    if let Some(product) = &args.product {
+        document["product"] = json!(product);
+    }
     RevocationList::from_json(&document)?;
     let compact = token::sign(&document, &key, TokenType::Revocations)?;
     let armored = armor_checked(&compact, TokenType::Revocations, "signed revocation list")?;
 
-    let mut result = json!({"kid": key.kid(), "ids": ids, "issued_at": issued_at});
+    let mut result = json!({"kid": key.kid(), "ids": ids, "issued_at": issued_at,
+        "product": args.product});
     let summary = format!(
         "Revoked {} license id(s), signed by kid {}.",
         ids.len(),
@@ -392,17 +448,15 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     // A vendor without a licensing server counts activations in a state of
     // its own (`entitle --state vendor-state init` and `license add`): the
     // device is recorded there first, so one over `max` is refused before
-    // anything is signed. Only a state the vendor named counts: a default
-    // `./entitle-state` lying about is more likely an install's.
+    // anything is signed. Only a state the vendor named counts (a default
+    // `./entitle-state` lying about is more likely an install's), and a
+    // named one that is missing is an error: a typo must not sign an
+    // uncounted certificate.
     let counted_in = match &globals.state {
-        Some(dir) => match open_engine(globals) {
-            Ok(vendor_state) => {
-                vendor_state.record_issued_certificate(&request, args.expires)?;
-                Some(dir.display().to_string())
-            }
-            Err(Failure::Error(Error::StateMissing { .. })) => None,
-            Err(other) => return Err(other),
-        },
+        Some(dir) => {
+            open_engine(globals)?.record_issued_certificate(&request, args.expires)?;
+            Some(dir.display().to_string())
+        }
         None => None,
     };
 
@@ -432,7 +486,7 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
              license's maximum activations.",
         ),
     }
-    let mut outcome = match &args.out {
+    let outcome = match &args.out {
         Some(out) => {
             files::write_text(out, "machine certificate", &armored)?;
             result["out"] = json!(out.display().to_string());
@@ -449,13 +503,82 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
              it back to the customer, who runs `entitle apply FILE.machine` on that device."
         )),
     };
-    if counted_in.is_none() && globals.state.is_some() {
-        outcome = outcome.with_warning(format!(
-            "no vendor state at {}: this activation was not counted",
-            globals.state_dir().display()
-        ));
-    }
     Ok(with_token(outcome, &armored, &compact))
+}
+
+fn rotate(args: &RotateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    if args.public_keys.is_empty() && args.retire.is_empty() {
+        return Err(Failure::Usage(clap::Error::raw(
+            ErrorKind::MissingRequiredArgument,
+            "a rotation trusts new keys (--pub FILE) or retires old ones (--retire KID)\n\n\
+             Usage: entitle rotate --key CURRENT.key --pub NEW.pub... [--retire KID...] [--out FILE]\n",
+        )));
+    }
+    let key = read_signing_key(&args.key)?;
+    let mut new_keys = Vec::new();
+    for path in &args.public_keys {
+        let pem = files::read_text(path, "public key file")?;
+        new_keys.push(PublicKey::from_pem(&pem).map_err(|e| in_file(e, path))?);
+    }
+    let issued_at = globals.now();
+    let mut document = json!({
+        "v": 1,
+        "issued_at": issued_at.to_rfc3339(),
+        "keys": new_keys.iter().map(|k| URL_SAFE_NO_PAD.encode(k.as_bytes())).collect::<Vec<_>>(),
+    });
+    if !args.retire.is_empty() {
+        document["retire"] = json!(args.retire);
+    }
+    if let Some(product) = &args.product {
+        document["product"] = json!(product);
+    }
+    KeyRotation::from_json(&document)?;
+    let compact = token::sign(&document, &key, TokenType::Keys)?;
+    let armored = armor_checked(&compact, TokenType::Keys, "signed key rotation")?;
+    let trusted: Vec<&str> = new_keys.iter().map(PublicKey::kid).collect();
+    let mut result = json!({
+        "kid": key.kid(),
+        "trusted": trusted,
+        "retired": args.retire,
+        "product": args.product,
+        "issued_at": issued_at,
+    });
+    let summary = format!(
+        "Signed a key rotation{} with kid {}: trust {} new key(s) ({}), retire {}.",
+        for_product(args.product.as_deref()),
+        key.kid(),
+        trusted.len(),
+        trusted.join(", "),
+        if args.retire.is_empty() {
+            "none".to_owned()
+        } else {
+            args.retire.join(", ")
+        },
+    );
+    let outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "key rotation", &armored)?;
+            result["out"] = json!(out.display().to_string());
+            Outcome::new(
+                result,
+                format!(
+                    "{summary}\nWrote {out}.\nNext: apply it on each install with \
+                     `entitle apply {out}`; licenses signed with the new key then verify there.",
+                    out = out.display()
+                ),
+            )
+        }
+        None => Outcome::new(result, armored.clone()).with_note(format!(
+            "{summary}\nThe rotation is on stdout; save it with --out FILE and apply it on each \
+             install with `entitle apply FILE`."
+        )),
+    };
+    Ok(with_token(outcome, &armored, &compact))
+}
+
+/// " for product `P`", or nothing, for a summary line.
+fn for_product(product: Option<&str>) -> String {
+    product.map_or(String::new(), |p| format!(" for product `{p}`"))
 }
 
 impl VerifyArgs {
