@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("request", fuzz_targets::request),
     ("machine", fuzz_targets::machine),
     ("revocations", fuzz_targets::revocations),
+    ("keys", fuzz_targets::keys),
     ("state", fuzz_targets::state),
 ];
 
@@ -100,6 +101,7 @@ fn the_machine_and_revocations_corpora_hold_tokens_that_verify() {
     for (name, target) in [
         ("machine", fuzz_targets::machine as Target),
         ("revocations", fuzz_targets::revocations),
+        ("keys", fuzz_targets::keys),
     ] {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")

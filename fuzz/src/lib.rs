@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use entitle::engine::ActivationRequest;
-use entitle::license::{License, MachineCertificate, RevocationList, VerifiedLicense};
+use entitle::license::{KeyRotation, License, MachineCertificate, RevocationList, VerifiedLicense};
 use entitle::store::FileStore;
 use entitle::token::{self, Keyring, SigningKey, TokenType};
 use entitle::Engine;
@@ -132,6 +132,25 @@ pub fn revocations(data: &[u8]) -> entitle::Result<()> {
         let written = serde_json::to_value(list).expect("a revocation list serializes");
         let reread = RevocationList::from_json(&written);
         assert_eq!(reread.as_ref().ok(), Some(list), "round trip: {reread:?}");
+    }
+    signed.or(payload).map(drop)
+}
+
+/// `keys`: the bytes as a key rotation payload, and as a keys token
+/// verified against the fixed keyring. A rotation that reads is applied to
+/// the fixed keyring: refused or not, that never panics, and an applied one
+/// trusts some key and none it retires.
+pub fn keys(data: &[u8]) -> entitle::Result<()> {
+    let payload = token::parse_strict_json(data, "key rotation")
+        .and_then(|value| KeyRotation::from_json(&value));
+    let signed = KeyRotation::verify(&String::from_utf8_lossy(data), keyring());
+    for rotation in [&payload, &signed].into_iter().flatten() {
+        if let Ok(next) = rotation.applied_to(keyring()) {
+            assert!(!next.is_empty(), "a rotation left no key: {rotation:?}");
+            for kid in &rotation.retire {
+                assert!(next.get(kid).is_none(), "retired {kid} is still trusted");
+            }
+        }
     }
     signed.or(payload).map(drop)
 }
