@@ -30,7 +30,7 @@ pub enum Error {
     SignatureInvalid,
 
     /// The token names a key the keyring does not hold.
-    #[error("no trusted public key has kid `{kid}`: add the vendor's public key (PEM) to the keyring, or ask the vendor which key signed it")]
+    #[error("no trusted public key has kid `{kid}`: the vendor signed this with a key this install does not trust; apply the vendor's signed key rotation (`entitle apply FILE`), or ask the vendor which key signed it")]
     UnknownKey {
         /// The `kid` the token named.
         kid: String,

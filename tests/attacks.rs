@@ -1029,3 +1029,192 @@ mod edits {
         }
     }
 }
+
+// ---- what the threat model says editing can still gain ----------------------
+
+/// The README's threat model names every table the state holds that no
+/// signature covers. Without a secret on the install, nothing can stop an
+/// attacker with write access from editing those; this test shows exactly
+/// what each edit gains, so that the list stays true: if one of these
+/// stops gaining, the README says more than is so, and if a table not
+/// named here gains, it says less.
+#[test]
+fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
+    let world = World::installed(&[
+        "--fingerprint",
+        "desk-1",
+        "--release-date",
+        "2026-06-01T00:00:00Z",
+    ]);
+    world.issue(
+        "team.lic",
+        json!({"id": "lic_team", "product": "acme", "serial": 1,
+               "seats": {"max": 1},
+               "floating": {"seats": 1, "lease_secs": 3600},
+               "expires_at": "2027-01-01T00:00:00Z",
+               "features": [{"code": "export"},
+                            {"code": "api", "consumption": {"max": 5}}]}),
+    );
+    world.issue(
+        "site.lic",
+        json!({"id": "lic_site", "product": "acme",
+               "activations": {"max": 1, "max_transfers": 1},
+               "features": [{"code": "cad"}]}),
+    );
+    world.ok(&["license", "add", "team.lic"]);
+    world.ok(&["license", "add", "site.lic"]);
+    world.ok(&["activate"]);
+    let db = world.sqlite("state");
+
+    // users: deleting one frees its seat.
+    world.ok(&["user", "add", "ann"]);
+    world.fails(&["user", "add", "bob"], "SEAT_LIMIT");
+    db.execute("DELETE FROM users", []).unwrap();
+    world.ok(&["user", "add", "bob"]);
+
+    // counters: deleting one gives the period's units back.
+    world.ok(&["consume", "api", "--amount", "5"]);
+    world.fails(&["consume", "api"], "CONSUMPTION_LIMIT");
+    db.execute("DELETE FROM counters", []).unwrap();
+    world.ok(&["consume", "api"]);
+
+    // leases: deleting one frees its floating seat.
+    world.ok(&["lease", "checkout", "--client", "ws-1"]);
+    world.fails(
+        &["lease", "checkout", "--client", "ws-2"],
+        "FLOATING_EXHAUSTED",
+    );
+    db.execute("DELETE FROM leases", []).unwrap();
+    world.ok(&["lease", "checkout", "--client", "ws-2"]);
+
+    // activations the install counts itself: deleting one frees its slot
+    // without a transfer; inserting one activates a device.
+    world.fails(&["activate", "--fingerprint", "desk-2"], "ACTIVATION_LIMIT");
+    db.execute("DELETE FROM activations", []).unwrap();
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    world.ok(&["activate", "--fingerprint", "desk-2"]);
+    db.execute(
+        "INSERT INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm)
+         VALUES ('lic_site', 'desk-1', 0, NULL, 0, 'h', 0)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "OK");
+
+    // transfers: resetting the count allows another deactivation.
+    world.ok(&["deactivate", "--fingerprint", "desk-2"]);
+    world.fails(&["deactivate", "--fingerprint", "desk-1"], "TRANSFER_LIMIT");
+    db.execute("DELETE FROM transfers", []).unwrap();
+    world.ok(&["deactivate", "--fingerprint", "desk-1"]);
+    world.ok(&["activate"]);
+
+    // latest_seen: lowering it lifts a clock alarm.
+    let world = world.at("2026-12-01T00:00:00Z");
+    world.ok(&["license", "status"]);
+    let world = world.at("2026-02-01T00:00:00Z");
+    assert_eq!(world.reason("export"), "CLOCK_TAMPERED");
+    db.execute("UPDATE meta SET value = '0' WHERE key = 'latest_seen'", [])
+        .unwrap();
+    assert_eq!(world.reason("export"), "OK");
+
+    // serials: deleting the record lets an older issue written back grant.
+    world.issue(
+        "team2.lic",
+        json!({"id": "lic_team", "product": "acme", "serial": 2, "enabled": false,
+               "features": [{"code": "export"}]}),
+    );
+    let serial_1: String = db
+        .query_row(
+            "SELECT token FROM licenses WHERE id = 'lic_team'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    world.ok(&["license", "add", "team2.lic"]);
+    assert_eq!(world.reason("export"), "SUSPENDED");
+    db.execute(
+        "UPDATE licenses SET token = ?1 WHERE id = 'lic_team'",
+        params![serial_1],
+    )
+    .unwrap();
+    assert_eq!(world.reason("export"), "NOT_LICENSED");
+    db.execute("DELETE FROM serials", []).unwrap();
+    assert_eq!(world.reason("export"), "OK");
+
+    // tombstones, with the revoked flag and the kept revocation list all
+    // deleted: the license is as if never revoked.
+    world.ok(&[
+        "revoke",
+        "--key",
+        "vendor.key",
+        "--id",
+        "lic_team",
+        "--out",
+        "team.rev",
+    ]);
+    world.ok(&["apply", "team.rev"]);
+    assert_eq!(world.reason("export"), "REVOKED");
+    db.execute_batch(
+        "UPDATE licenses SET revoked = 0; DELETE FROM tombstones; DELETE FROM signed;",
+    )
+    .unwrap();
+    assert_eq!(world.reason("export"), "OK");
+
+    // The CLI's settings. release_date: an earlier one lifts maintenance.
+    world.issue(
+        "maint.lic",
+        json!({"id": "lic_m", "product": "acme", "maintenance_until": "2026-03-01T00:00:00Z",
+               "features": [{"code": "render"}]}),
+    );
+    world.ok(&["license", "add", "maint.lic"]);
+    assert_eq!(world.reason("render"), "MAINTENANCE_EXPIRED");
+    db.execute(
+        "UPDATE meta SET value = '2026-01-01T00:00:00Z' WHERE key = 'release_date'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("render"), "OK");
+    // keys: a key written in is trusted by the stock CLI (a CLI with the
+    // vendor's keys compiled in ignores them: see
+    // a_cli_with_compiled_in_keys_ignores_keys_written_into_the_state).
+    world.ok(&["keygen", "--out", "mine"]);
+    let mine = std::fs::read_to_string(world.path("mine.pub")).unwrap();
+    let vendor = std::fs::read_to_string(world.path("vendor.pub")).unwrap();
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'keys'",
+        params![serde_json::to_string(&[vendor, mine]).unwrap()],
+    )
+    .unwrap();
+    world.issue_with(
+        "mine.key",
+        "mine.lic",
+        json!({"id": "lic_mine", "product": "acme", "features": [{"code": "simulate"}]}),
+    );
+    world.ok(&["license", "add", "mine.lic"]);
+    assert_eq!(world.reason("simulate"), "OK");
+    // machine: a copy of a state made with an explicit --fingerprint,
+    // edited to name the machine it was copied to, answers for that
+    // device (a state made with the default fingerprint names no device
+    // at all: its device is the machine, computed on every open).
+    world.copy_state("state", "copied");
+    let copied = world.sqlite("copied");
+    copied
+        .execute(
+            "UPDATE meta SET value = 'machine-b' WHERE key = 'machine'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(world.reason_in("copied", "cad"), "NOT_ACTIVATED");
+    let here: String = db
+        .query_row("SELECT value FROM meta WHERE key = 'machine'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    copied
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'machine'",
+            params![here],
+        )
+        .unwrap();
+    assert_eq!(world.reason_in("copied", "cad"), "OK");
+}

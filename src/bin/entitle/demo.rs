@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
+
 use entitle::device::Device;
 use entitle::engine::{license_query, Applied};
 use entitle::store::FileStore;
@@ -296,7 +298,29 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         engine.check_feature("offline-export").reason()
     ));
 
-    story.chapter("8. Time passes: expiry, grace, and beyond");
+    story.chapter("8. The vendor rotates its signing key");
+    let next_key = SigningKey::generate()?;
+    let renewal = json!({
+        "v": 1, "id": "lic_addon", "product": "acme-cad", "issued_at": start.to_string(),
+        "features": [{"code": "simulate"}]
+    });
+    let addon = sign(&renewal, &next_key, TokenType::License)?;
+    story.say(format!(
+        "a license signed with the new key, before the install trusts it: {}",
+        refused(engine.add_license(&addon))?
+    ));
+    let rotation = json!({
+        "v": 1, "product": "acme-cad", "issued_at": start.plus_secs(60).to_string(),
+        "keys": [base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next_key.public_key().as_bytes())]
+    });
+    engine.apply(&sign(&rotation, &vendor, TokenType::Keys)?)?;
+    engine.add_license(&addon)?;
+    story.say(format!(
+        "the old key signs a rotation; once applied, the add-on installs: simulate {}",
+        engine.check_feature("simulate").reason()
+    ));
+
+    story.chapter("9. Time passes: expiry, grace, and beyond");
     clock.set(start.plus_secs(30 * DAY + 3600));
     let d = engine.check_feature("cad");
     story.say(format!(
@@ -318,7 +342,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         refused(engine.consume("api", 1))?
     ));
 
-    story.chapter("9. Someone sets the clock back");
+    story.chapter("10. Someone sets the clock back");
     engine.refresh()?;
     clock.set(start.plus_secs(20 * DAY));
     story.say(format!(

@@ -704,6 +704,17 @@ fn apply(engine: &Engine, path: &Path) -> Result<Outcome, Error> {
              license `{license_id}` {until}.\nNext: `entitle check FEATURE` confirms the rights.",
             until = expires_at.map_or("with no end".to_owned(), |t| format!("until {t}")),
         ),
+        Applied::Keys { trusted, retired } => format!(
+            "Applied the key rotation: trusting {} new key(s) ({}){}.\nNext: licenses signed \
+             with the new keys now verify here (`entitle license add FILE`).",
+            trusted.len(),
+            trusted.join(", "),
+            if retired.is_empty() {
+                String::new()
+            } else {
+                format!(", no longer trusting {}", retired.join(", "))
+            }
+        ),
         _ => "Applied.".to_owned(),
     };
     Ok(Outcome::new(to_json(&applied), human))
