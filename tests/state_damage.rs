@@ -24,7 +24,7 @@ use serde_json::json;
 const USERS: usize = 400;
 
 /// The rows of each table, as the store reads them.
-fn rows(dir: &Path) -> [usize; 8] {
+fn rows(dir: &Path) -> [usize; 9] {
     let (_, p) = FileStore::open(dir).unwrap().load().unwrap();
     [
         p.licenses.len(),
@@ -35,23 +35,50 @@ fn rows(dir: &Path) -> [usize; 8] {
         p.transfers.len(),
         p.leases.len(),
         p.counters.len(),
+        p.signed.len(),
     ]
 }
 
 fn open(vendor: &Vendor, dir: &Path) -> entitle::Result<Engine> {
     vendor
         .builder(&clock_at(T0))
+        .fingerprint("dev")
         .store(FileStore::open(dir)?)
         .build()
 }
 
 /// A state with several pages of every kind of row.
-fn original(vendor: &Vendor, dir: &Path) -> (Vec<u8>, [usize; 8]) {
+fn original(vendor: &Vendor, dir: &Path) -> (Vec<u8>, [usize; 9]) {
     {
         let engine = vendor
             .builder(&clock_at(T0))
+            .fingerprint("dev")
             .store(FileStore::create(dir).unwrap())
             .build()
+            .unwrap();
+        // Signed facts beside the licenses: a certificate activation, a
+        // revocation list (and its tombstone), a key rotation.
+        engine
+            .add_license(&vendor.license(json!({"id": "lic-locked",
+                "activations": {"counted_by": "vendor"}, "features": [{"code": "cad"}]})))
+            .unwrap();
+        engine
+            .apply(&vendor.sign(
+                json!({"v": 1, "license_id": "lic-locked", "fingerprint": "dev",
+                       "issued_at": T0, "expires_at": "2027-01-01T00:00:00Z"}),
+                entitle::token::TokenType::Machine,
+            ))
+            .unwrap();
+        engine
+            .apply_revocations(&vendor.revocations_for(Some("acme"), &["lic-gone"], T0))
+            .unwrap();
+        let next = entitle::token::SigningKey::from_seed(&[7; 32]);
+        engine
+            .apply(&vendor.sign(
+                json!({"v": 1, "product": "acme", "issued_at": T0,
+                       "keys": [base64_key(next.public_key().as_bytes())]}),
+                entitle::token::TokenType::Keys,
+            ))
             .unwrap();
         for i in 0..3 {
             engine
@@ -85,8 +112,13 @@ fn original(vendor: &Vendor, dir: &Path) -> (Vec<u8>, [usize; 8]) {
     );
     drop(open(vendor, dir).unwrap());
     let rows = rows(dir);
-    assert_eq!(rows, [3, 3, 0, USERS, 0, 0, 20, 1]);
+    assert_eq!(rows, [4, 4, 1, USERS, 1, 0, 20, 1, 2]);
     (bytes, rows)
+}
+
+fn base64_key(bytes: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A small deterministic generator, so a failing seed replays.

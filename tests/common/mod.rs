@@ -46,6 +46,11 @@ impl Vendor {
         sign(&list, &self.key, TokenType::Revocations).unwrap()
     }
 
+    /// Signs any payload as a token of `typ`.
+    pub fn sign(&self, payload: Value, typ: TokenType) -> String {
+        sign(&payload, &self.key, typ).unwrap()
+    }
+
     pub fn builder(&self, clock: &ManualClock) -> EngineBuilder {
         Engine::builder("acme")
             .trust(self.key.public_key().clone())
