@@ -249,9 +249,7 @@ fn an_abandoned_mutation_takes_nothing_of_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::create(dir.path()).unwrap();
     let mut first = store.begin().unwrap();
-    first
-        .write(&[Change::Meta("first".into(), "kept".into())])
-        .unwrap();
+    first.write(&[Change::Serial("first".into(), 1)]).unwrap();
     let generation = first.commit().unwrap();
     let mut second = store.begin().unwrap();
     assert_eq!(
@@ -259,22 +257,23 @@ fn an_abandoned_mutation_takes_nothing_of_its_batch() {
         generation,
         "the second joins the batch"
     );
-    second
-        .write(&[Change::Meta("second".into(), "dropped".into())])
-        .unwrap();
+    second.write(&[Change::Serial("second".into(), 2)]).unwrap();
     drop(second);
     // Loading with the batch still open reads it, not an error.
     let (seen, rows) = store.load().unwrap();
     assert_eq!(seen, generation);
-    assert_eq!(rows.meta.get("first").map(String::as_str), Some("kept"));
+    assert_eq!(rows.serials, [("first".to_owned(), 1)]);
     store.sync(generation).unwrap();
     drop(store);
 
     let store = FileStore::open(dir.path()).unwrap();
     let (reopened, rows) = store.load().unwrap();
     assert_eq!(reopened, generation);
-    assert_eq!(rows.meta.get("first").map(String::as_str), Some("kept"));
-    assert_eq!(rows.meta.get("second"), None);
+    assert_eq!(
+        rows.serials,
+        [("first".to_owned(), 1)],
+        "the second is gone"
+    );
 }
 
 /// A mutation whose write fails undoes all of its own changes and none of
@@ -288,13 +287,13 @@ fn a_failed_write_undoes_only_its_own_mutation() {
     // A trigger of our own refuses one key, so that a write fails midway.
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON meta WHEN NEW.key = 'refused'
+        "CREATE TRIGGER refuse BEFORE INSERT ON serials WHEN NEW.id = 'refused'
          BEGIN SELECT RAISE(ABORT, 'refused'); END;",
     )
     .unwrap();
     drop(conn);
     let store = FileStore::open(dir.path()).unwrap();
-    let meta = |k: &str, v: &str| Change::Meta(k.into(), v.into());
+    let meta = |k: &str, _: &str| Change::Serial(k.into(), 1);
     let mut first = store.begin().unwrap();
     first.write(&[meta("first", "kept")]).unwrap();
     first.commit().unwrap();
@@ -313,10 +312,9 @@ fn a_failed_write_undoes_only_its_own_mutation() {
     drop(store);
 
     let (_, rows) = FileStore::open(dir.path()).unwrap().load().unwrap();
-    assert_eq!(rows.meta.get("first").map(String::as_str), Some("kept"));
-    assert_eq!(rows.meta.get("last").map(String::as_str), Some("kept"));
-    assert_eq!(rows.meta.get("half"), None, "undone with its mutation");
-    assert_eq!(rows.meta.get("refused"), None);
+    let mut ids: Vec<&str> = rows.serials.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["first", "last"], "`half` undone with its mutation");
 }
 
 /// Eight threads consuming at once share batches and fsyncs; every
@@ -376,11 +374,10 @@ fn a_commit_left_unsynced_is_written_when_the_store_closes() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::create(dir.path()).unwrap();
     let mut txn = store.begin().unwrap();
-    txn.write(&[Change::Meta("left".into(), "unsynced".into())])
-        .unwrap();
+    txn.write(&[Change::Serial("left".into(), 7)]).unwrap();
     let generation = txn.commit().unwrap();
     drop(store);
     let (reopened, rows) = FileStore::open(dir.path()).unwrap().load().unwrap();
     assert_eq!(reopened, generation);
-    assert_eq!(rows.meta.get("left").map(String::as_str), Some("unsynced"));
+    assert_eq!(rows.serials, [("left".to_owned(), 7)]);
 }

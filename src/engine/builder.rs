@@ -1,5 +1,6 @@
 //! Building an engine: its settings, and its state read from the store.
 
+use std::any::Any;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -8,14 +9,15 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, Timestamp, DEFAULT_ROLLBACK_TOLERANCE_SECS};
 use crate::engine::snapshot::Snapshot;
-use crate::engine::state::{
-    ActivationKind, ActivationRecord, Change, DeviceContext, InstalledLicense, State,
-};
+use crate::engine::state::{DeviceContext, State};
 use crate::engine::{ClockSource, Config, Engine, Inner, Writer};
 use crate::error::{Error, Result};
-use crate::license::{KeyRotation, MachineCertificate, RevocationList, VerifiedLicense};
+use crate::license::{MachineCertificate, RevocationList, VerifiedLicense};
 use crate::policy::Context;
-use crate::store::{MemoryStore, Persisted, SignedRow, Store};
+use crate::store::{
+    ActivationKind, ActivationRecord, Change, FileStore, MemoryStore, Persisted, Setting,
+    SignedKind, Store,
+};
 use crate::token::{Keyring, PublicKey};
 
 /// Builds an [`Engine`].
@@ -39,7 +41,7 @@ pub struct EngineBuilder {
     product: String,
     keyring: Keyring,
     clock: ClockSource,
-    store: Option<Box<dyn Store>>,
+    store: Option<Backend>,
     release_date: Option<Timestamp>,
     fingerprint: Option<String>,
     vm: bool,
@@ -83,7 +85,7 @@ impl EngineBuilder {
 
     /// Where state lives (default: in memory, lost on drop).
     pub fn store<S: Store>(mut self, store: S) -> Self {
-        self.store = Some(Box::new(store));
+        self.store = Some(Backend::of(store));
         self
     }
 
@@ -127,10 +129,12 @@ impl EngineBuilder {
                 "the engine needs a product code: Engine::builder(\"your-product\")".into(),
             ));
         }
-        let store = self.store.unwrap_or_else(|| Box::new(MemoryStore::new()));
+        let store = self
+            .store
+            .unwrap_or_else(|| Backend::of(MemoryStore::new()));
         let config = Config {
             product: self.product,
-            trust_root: self.keyring,
+            trust_root: Arc::new(self.keyring),
             tolerance_secs: self.tolerance_secs,
             device: DeviceContext {
                 fingerprint: self.fingerprint,
@@ -140,18 +144,18 @@ impl EngineBuilder {
                 },
             },
         };
-        let (generation, persisted) = store.load()?;
-        if let Some(stored) = persisted.meta.get("product") {
+        let (generation, persisted) = store.store().load()?;
+        if let Some(stored) = &persisted.settings.product {
             if *stored != config.product {
                 return Err(Error::InvalidArgument(format!(
                     "the state at {} belongs to product `{stored}`, not `{}`; use another state directory",
-                    store.location(),
+                    store.store().location(),
                     config.product
                 )));
             }
         }
-        let needs_product = !persisted.meta.contains_key("product");
-        let state = state_from(persisted, &config, &store.location())?;
+        let needs_product = persisted.settings.product.is_none();
+        let state = state_from(persisted, &config, &store.store().location(), None)?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(Snapshot::empty()),
@@ -161,7 +165,9 @@ impl EngineBuilder {
                 writer: Mutex::new(Writer {
                     state,
                     generation,
-                    published: false,
+                    built: Arc::new(Snapshot::empty()),
+                    unsynced: 0,
+                    has_features: false,
                 }),
                 registry: RwLock::default(),
                 under_way: AtomicUsize::new(0),
@@ -171,7 +177,7 @@ impl EngineBuilder {
         engine.mutate(|plan| {
             let mut changes = Vec::new();
             if needs_product {
-                changes.push(Change::Meta("product".into(), plan.config.product.clone()));
+                changes.push(Change::Set(Setting::Product(plan.config.product.clone())));
             }
             Ok((changes, ()))
         })?;
@@ -192,27 +198,30 @@ fn corrupt(location: &str, detail: String) -> Error {
     }
 }
 
-fn meta_i64(persisted: &Persisted, key: &str, location: &str) -> Result<i64> {
-    match persisted.meta.get(key) {
-        None => Ok(i64::MIN),
-        Some(text) => text
-            .parse()
-            .map_err(|_| corrupt(location, format!("`{key}` is not a number"))),
+/// Rebuilds the in-memory state from what the store holds. Nothing
+/// unsigned is taken at its word where it would grant: every license
+/// token is verified again (a hand-edited state is never trusted to grant
+/// more), key rotations, revocation lists and machine certificates too,
+/// and what they say overrides the rows beside them (DESIGN section 11).
+///
+/// A license whose token is the one the `previous` state holds under the
+/// same id is not verified again: refreshing after another process's
+/// change costs the licenses that changed, not all of them.
+pub(crate) fn state_from(
+    persisted: Persisted,
+    config: &Config,
+    location: &str,
+    previous: Option<&State>,
+) -> Result<State> {
+    let mut state = State::new(Arc::clone(&config.trust_root));
+    let settings = persisted.settings;
+    state.latest_seen = settings.latest_seen.unwrap_or(i64::MIN);
+    state.max_issued_at = settings.max_issued_at.unwrap_or(i64::MIN);
+    state.product = settings.product;
+    state.install = settings.install;
+    for record in persisted.signed {
+        state.apply(Change::PutSigned(record));
     }
-}
-
-/// Rebuilds the in-memory state from stored rows. Nothing unsigned is
-/// taken at its word where it would grant: every license token is
-/// verified again (a hand-edited state is never trusted to grant more),
-/// key rotations, revocation lists and machine certificates too, and what
-/// they say overrides the rows beside them (DESIGN section 11).
-pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) -> Result<State> {
-    let mut state = State::default();
-    state.latest_seen = meta_i64(&persisted, "latest_seen", location)?;
-    state.max_issued_at = meta_i64(&persisted, "max_issued_at", location)?;
-    let (keyring, rotated_at) = rotated_keyring(&config.trust_root, &persisted.signed);
-    state.keyring = Arc::new(keyring);
-    state.rotated_at = rotated_at;
     for (id, serial) in persisted.serials {
         state.apply(Change::Serial(id, serial));
     }
@@ -221,121 +230,81 @@ pub(crate) fn state_from(persisted: Persisted, config: &Config, location: &str) 
     }
     // A revocation list revokes again every time: deleting its
     // tombstones, or a license's `revoked` flag, takes nothing back.
-    for row in persisted.signed.iter().filter(|r| r.typ == "revocations") {
-        let Ok(list) = RevocationList::verify(&row.token, &state.keyring) else {
+    let mut revoked_by_lists = Vec::new();
+    for record in state
+        .signed
+        .iter()
+        .filter(|r| r.kind == SignedKind::Revocations)
+    {
+        let Ok(list) = RevocationList::verify(&record.token, &state.keyring) else {
             continue;
         };
         if list.product.as_ref().is_none_or(|p| *p == config.product) {
-            for id in list.ids {
-                state.tombstones.entry(id).or_insert(row.added_at);
-            }
+            revoked_by_lists.extend(list.ids.into_iter().map(|id| (id, record.added_at)));
         }
     }
-    for row in persisted.licenses {
-        let verified = match VerifiedLicense::verify(&row.token, &state.keyring) {
-            Ok(v) => v,
-            // A key this build no longer trusts: the license gives nothing
-            // here, but stays stored for a build that does.
-            Err(Error::UnknownKey { .. }) => continue,
-            Err(e) => {
-                return Err(corrupt(
-                    location,
-                    format!("stored license `{}` does not verify ({e})", row.id),
-                ))
-            }
+    for (id, at) in revoked_by_lists {
+        state.tombstones.entry(id).or_insert(at);
+    }
+    for mut record in persisted.licenses {
+        let known = previous
+            .and_then(|p| p.licenses.get(&record.id))
+            .filter(|l| {
+                l.verified.token() == record.token && state.keyring.get(l.verified.kid()).is_some()
+            });
+        let verified = match known {
+            Some(installed) => Arc::clone(&installed.verified),
+            None => match VerifiedLicense::verify(&record.token, &state.keyring) {
+                Ok(v) => Arc::new(v),
+                // A key this engine does not trust: the license gives
+                // nothing here, but stays stored for one that does.
+                Err(Error::UnknownKey { .. }) => continue,
+                Err(e) => {
+                    return Err(corrupt(
+                        location,
+                        format!("stored license `{}` does not verify ({e})", record.id),
+                    ))
+                }
+            },
         };
-        if verified.id != row.id {
+        if verified.id != record.id {
             return Err(corrupt(
                 location,
                 format!(
                     "stored license `{}` holds a token for `{}`",
-                    row.id, verified.id
+                    record.id, verified.id
                 ),
             ));
         }
-        if verified.product != config.product {
-            continue;
-        }
-        // An older issue written back over a newer one grants nothing.
-        if state
+        // Another product's, or an older issue written back over a newer
+        // one: it grants nothing.
+        let superseded = state
             .serials
             .get(&verified.id)
-            .is_some_and(|&known| verified.serial < known)
-        {
+            .is_some_and(|&known| verified.serial < known);
+        if verified.product != config.product || superseded {
             continue;
         }
-        let revoked = row.revoked || state.tombstones.contains_key(&verified.id);
-        state.apply(Change::PutLicense(Arc::new(InstalledLicense {
-            verified,
-            added_at: Timestamp::from_unix(row.added_at),
-            revoked,
-        })));
+        record.revoked |= state.tombstones.contains_key(&verified.id);
+        record.verified = Some(verified);
+        state.apply(Change::PutLicense(record));
     }
     for user in persisted.users {
-        state.apply(Change::PutUser {
-            id: user.id,
-            user_type: user.user_type,
-            added_at: user.added_at,
-            last_active_at: user.last_active_at,
-        });
+        state.apply(Change::PutUser(user));
     }
-    for (license_id, fingerprint, record) in persisted.activations {
-        let record = certified(&license_id, &fingerprint, record, &state.keyring);
-        state.apply(Change::PutActivation {
-            license_id,
-            fingerprint,
-            record,
-        });
+    for record in persisted.activations {
+        state.apply(Change::PutActivation(certified(record, &state.keyring)));
     }
     for (license_id, n) in persisted.transfers {
         state.apply(Change::Transfers(license_id, n));
     }
-    for (id, lease) in persisted.leases {
-        state.apply(Change::PutLease(id, lease));
+    for lease in persisted.leases {
+        state.apply(Change::PutLease(lease));
     }
-    for (license_id, code, counter) in persisted.counters {
-        state.apply(Change::PutCounter {
-            license_id,
-            code,
-            counter,
-        });
-    }
-    for (key, value) in persisted.meta {
-        state.apply(Change::Meta(key, value));
+    for counter in persisted.counters {
+        state.apply(Change::PutCounter(counter));
     }
     Ok(state)
-}
-
-/// The keys trusted after the stored key rotations: the engine's own,
-/// with each rotation that verifies against the keys trusted before it
-/// applied in the order the vendor signed them, and the `issued_at` of
-/// the last. A rotation that does not verify (forged, or signed by a key
-/// an earlier one retired) changes nothing.
-fn rotated_keyring(root: &Keyring, signed: &[SignedRow]) -> (Keyring, Option<i64>) {
-    let mut rotations: Vec<(i64, &str)> = signed
-        .iter()
-        .filter(|r| r.typ == "keys")
-        .filter_map(|r| {
-            // Read unverified only to order them; each is verified below
-            // against the keys trusted at its turn.
-            let payload = crate::token::decode_unverified(&r.token).ok()?.payload;
-            let issued_at = Timestamp::parse(payload.get("issued_at")?.as_str()?).ok()?;
-            Some((issued_at.unix(), r.token.as_str()))
-        })
-        .collect();
-    rotations.sort_unstable();
-    let mut keyring = root.clone();
-    let mut rotated_at = None;
-    for (_, token) in rotations {
-        let Ok(rotation) = KeyRotation::verify(token, &keyring) else {
-            continue;
-        };
-        if let Ok(next) = rotation.applied_to(&keyring) {
-            keyring = next;
-            rotated_at = Some(rotation.issued_at.unix());
-        }
-    }
-    (keyring, rotated_at)
 }
 
 /// An activation as the state may believe it. One that claims a machine
@@ -343,20 +312,67 @@ fn rotated_keyring(root: &Keyring, signed: &[SignedRow]) -> (Keyring, Option<i64
 /// license and device; then it ends when the certificate says, whatever
 /// the row says. Otherwise it is only recorded: it counts, and grants
 /// nothing.
-fn certified(
-    license_id: &str,
-    fingerprint: &str,
-    mut record: ActivationRecord,
-    keyring: &Keyring,
-) -> ActivationRecord {
+fn certified(mut record: ActivationRecord, keyring: &Keyring) -> ActivationRecord {
     let ActivationKind::Certificate(token) = &record.kind else {
         return record;
     };
     match MachineCertificate::verify(token, keyring) {
-        Ok(cert) if cert.license_id == license_id && cert.fingerprint == fingerprint => {
+        Ok(cert)
+            if cert.license_id == record.license_id && cert.fingerprint == record.fingerprint =>
+        {
             record.expires_at = cert.expires_at.map(Timestamp::unix);
         }
         _ => record.kind = ActivationKind::Recorded,
     }
     record
+}
+
+/// The store the engine writes to. The crate's own file store is held as
+/// itself, so the engine can tell it what its group commit needs (how many
+/// mutations are under way) without making that part of [`Store`].
+#[derive(Debug)]
+pub(crate) enum Backend {
+    File(Box<FileStore>),
+    Other(Box<dyn Store>),
+}
+
+impl Backend {
+    pub(crate) fn of<S: Store>(store: S) -> Self {
+        let mut slot = Some(store);
+        let any: &mut dyn Any = &mut slot;
+        if let Some(file) = any
+            .downcast_mut::<Option<FileStore>>()
+            .and_then(Option::take)
+        {
+            return Backend::File(Box::new(file));
+        }
+        match slot {
+            Some(store) => Backend::Other(Box::new(store)),
+            None => Backend::Other(Box::new(MemoryStore::new())),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        match self {
+            Backend::File(file) => file.as_ref(),
+            Backend::Other(store) => store.as_ref(),
+        }
+    }
+
+    /// Waits until `generation` is durable; a file store may first wait a
+    /// moment for the mutations `under_way` to join the same fsync.
+    pub(crate) fn sync_with(&self, generation: u64, under_way: &AtomicUsize) -> Result<()> {
+        match self {
+            Backend::File(file) => file.sync_with(generation, under_way),
+            Backend::Other(store) => store.sync(generation),
+        }
+    }
+
+    /// The last mutation under way gave up: a round waiting for it need
+    /// not wait any longer.
+    pub(crate) fn abandoned(&self) {
+        if let Backend::File(file) = self {
+            file.abandoned();
+        }
+    }
 }

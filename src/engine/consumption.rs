@@ -4,12 +4,12 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::Reason;
-use crate::engine::state::Change;
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::license::Consumption;
-use crate::policy::consumption::{self, Counter};
+use crate::policy::consumption::{self, Candidate};
 use crate::policy::validity::{feature_decision, feature_reason, grants_new};
+use crate::store::Change;
 
 /// The outcome of a recorded consumption, or the usage of a metered
 /// feature.
@@ -33,20 +33,12 @@ pub struct Consumed {
     pub license_id: String,
 }
 
-/// A license that may be charged: its quota, and its use in the period a
-/// charge now belongs to.
-struct Candidate {
-    id: String,
-    quota: Consumption,
-    used: u64,
-    period_start: i64,
-}
-
-/// The licenses that may be charged for `code`, first to expire first.
+/// The licenses that may be charged for `code`, in the order they are
+/// charged.
 fn candidates(plan: &Plan<'_>, code: &str) -> Vec<Candidate> {
     let ctx = &plan.config.device.ctx;
     let activations = plan.state.device_activations(&plan.config.device);
-    let mut found: Vec<(Option<i64>, Candidate)> = Vec::new();
+    let mut found = Vec::new();
     for installed in plan.state.licenses.values() {
         let view = installed.view(plan.config.device.activation(installed, &activations));
         let Some(feature) = view.license.feature(code) else {
@@ -64,24 +56,22 @@ fn candidates(plan: &Plan<'_>, code: &str) -> Vec<Candidate> {
         });
         let id = installed.verified.id.clone();
         let counter = plan.state.counters.get(&(id.clone(), code.to_owned()));
-        let candidate = Candidate {
+        found.push(Candidate {
             used: counter.map_or(0, |c| c.used_at(quota.reset, plan.now)),
             period_start: counter.map_or(consumption::period(quota.reset, plan.now).0, |c| {
                 c.period_start_at(quota.reset, plan.now)
             }),
-            id,
+            license_id: id,
             quota,
-        };
-        let expires = installed.verified.expires_at.map(Timestamp::unix);
-        found.push((expires, candidate));
+            expires_at: installed.verified.expires_at.map(Timestamp::unix),
+        });
     }
-    // First to expire first; a license that never expires last.
-    found.sort_by(|a, b| (a.0.is_none(), a.0, &a.1.id).cmp(&(b.0.is_none(), b.0, &b.1.id)));
-    found.into_iter().map(|(_, c)| c).collect()
+    consumption::charge_order(&mut found);
+    found
 }
 
 fn report(code: &str, c: &Candidate, used: u64) -> Consumed {
-    let (license_id, quota) = (c.id.clone(), &c.quota);
+    let (license_id, quota) = (c.license_id.clone(), &c.quota);
     let (_, end) = consumption::period(quota.reset, c.period_start);
     let overage = quota.max.is_some_and(|max| used > max);
     Consumed {
@@ -119,37 +109,22 @@ impl Engine {
                     format!("no license in force lets `{code}` be consumed ({})", reason.code()),
                 ));
             }
-            let quotas: Vec<(Consumption, u64)> = found.iter().map(|c| (c.quota, c.used)).collect();
-            let Some((i, _)) = consumption::choose(&quotas, amount) else {
-                let Candidate { id, quota, used, period_start } = &found[0];
-                let (_, end) = consumption::period(quota.reset, *period_start);
-                let retry_at = (end != i64::MAX).then(|| Timestamp::from_unix(end));
-                return Err(Error::Denied {
-                    reason: Reason::ConsumptionLimit,
+            let (i, _, counter) = consumption::consume(&found, code, amount).map_err(|denial| {
+                let Candidate { license_id, quota, used, .. } = &found[0];
+                let retry_at = denial.retry_at.map(Timestamp::from_unix);
+                Error::Denied {
+                    reason: denial.reason,
                     message: format!(
-                        "`{code}` has {used} of {} units used (license `{id}`, overage {}); {amount} more do not fit{}",
+                        "`{code}` has {used} of {} units used (license `{license_id}`, overage {}); {amount} more do not fit{}",
                         quota.max.map_or("unlimited".to_owned(), |m| m.to_string()),
                         quota.overage.unwrap_or(0),
                         retry_at.map_or(String::new(), |t| format!("; the count resets at {t}")),
                     ),
                     retry_at,
-                });
-            };
-            let chosen = &found[i];
-            let used = chosen.used.saturating_add(amount);
-            let counter = Counter {
-                period_start: chosen.period_start,
-                used,
-            };
-            let out = report(code, chosen, used);
-            Ok((
-                vec![Change::PutCounter {
-                    license_id: chosen.id.clone(),
-                    code: code.to_owned(),
-                    counter,
-                }],
-                out,
-            ))
+                }
+            })?;
+            let out = report(code, &found[i], counter.used);
+            Ok((vec![Change::PutCounter(counter)], out))
         })
     }
 

@@ -5,13 +5,14 @@ use serde::Serialize;
 use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::device::Device;
-use crate::engine::licenses::{note_issued_at, still_trusted};
-use crate::engine::state::{ActivationKind, ActivationRecord, Change, InstalledLicense};
+use crate::engine::licenses::{still_trusted, way_out};
+use crate::engine::state::InstalledLicense;
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::license::{CountedBy, MachineCertificate};
 use crate::policy::activation::{self, Request};
 use crate::policy::validity::{best, license_reason, Activation};
+use crate::store::{ActivationKind, ActivationRecord, Change};
 use crate::token::{self, TokenType};
 
 /// One device activated for one license.
@@ -112,17 +113,15 @@ impl Engine {
                 {
                     activation::activate(&view, ctx, plan.now, plan.tampered, request, devices)
                         .map_err(|r| denied_activation(r, id, plan))?;
-                    changes.push(Change::PutActivation {
+                    changes.push(Change::PutActivation(ActivationRecord {
                         license_id: id.clone(),
                         fingerprint: device.fingerprint.clone(),
-                        record: ActivationRecord {
                             activated_at: plan.now,
                             expires_at: None,
                             kind: ActivationKind::Counted,
                             hostname: device.hostname.clone(),
                             vm: device.vm,
-                        },
-                    });
+                    }));
                 }
                 ids.push(id.clone());
             }
@@ -188,10 +187,10 @@ impl Engine {
         writer
             .state
             .activations
-            .iter()
-            .map(|((license_id, fingerprint), r)| ActivationInfo {
-                license_id: license_id.clone(),
-                fingerprint: fingerprint.clone(),
+            .values()
+            .map(|r| ActivationInfo {
+                license_id: r.license_id.clone(),
+                fingerprint: r.fingerprint.clone(),
                 hostname: r.hostname.clone(),
                 activated_at: Timestamp::from_unix(r.activated_at),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
@@ -288,7 +287,7 @@ impl Engine {
             // Only a certificate for this very device is a token for this
             // install, and may lower the clock guard.
             if own.is_some() {
-                note_issued_at(plan, cert.issued_at, &mut changes);
+                changes.extend(way_out(plan, cert.issued_at));
             }
             if let Some(devices) =
                 plan.state
@@ -308,17 +307,15 @@ impl Engine {
                 )
                 .map_err(|r| denied_activation(r, &cert.license_id, plan))?;
             }
-            changes.push(Change::PutActivation {
+            changes.push(Change::PutActivation(ActivationRecord {
                 license_id: cert.license_id.clone(),
                 fingerprint: cert.fingerprint.clone(),
-                record: ActivationRecord {
-                    activated_at: plan.now,
-                    expires_at: cert.expires_at.map(Timestamp::unix),
-                    kind: ActivationKind::Certificate(token.clone()),
-                    hostname: crate::device::hostname(),
-                    vm: plan.config.device.vm,
-                },
-            });
+                activated_at: plan.now,
+                expires_at: cert.expires_at.map(Timestamp::unix),
+                kind: ActivationKind::Certificate(token.clone()),
+                hostname: crate::device::hostname(),
+                vm: plan.config.device.vm,
+            }));
             Ok((changes, ()))
         })
     }
@@ -357,17 +354,15 @@ impl Engine {
                 }
             }
             Ok((
-                vec![Change::PutActivation {
+                vec![Change::PutActivation(ActivationRecord {
                     license_id: request.license_id.clone(),
                     fingerprint: request.fingerprint.clone(),
-                    record: ActivationRecord {
                         activated_at: plan.now,
                         expires_at: expires_at.map(Timestamp::unix),
                         kind: ActivationKind::Recorded,
                         hostname: request.hostname.clone(),
                         vm: false,
-                    },
-                }],
+                })],
                 (),
             ))
         })

@@ -4,12 +4,12 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::Reason;
-use crate::engine::state::{Change, LeaseRecord};
 use crate::engine::{random_id, Engine, Plan};
 use crate::error::{Error, Result};
 use crate::license::License;
 use crate::policy::floating::{self, Pool};
 use crate::policy::validity::Activation;
+use crate::store::{Change, LeaseRecord};
 
 /// A floating lease: a seat held by one client until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,9 +28,9 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn of(id: &str, record: &LeaseRecord) -> Lease {
+    fn of(record: &LeaseRecord) -> Lease {
         Lease {
-            id: id.to_owned(),
+            id: record.id.clone(),
             client: record.client.clone(),
             feature: record.feature.clone(),
             expires_at: Timestamp::from_unix(record.expires_at),
@@ -84,16 +84,9 @@ fn has_own_pool(plan: &Plan<'_>, code: &str) -> bool {
     })
 }
 
-/// Leases past their end: reclaimed lazily by any floating operation.
-/// Reclaiming on demand keeps the engine free of background threads, so it
-/// embeds anywhere (plugin hosts, CLIs).
+/// Leases past their end, freed by any floating operation.
 fn reclaim(plan: &Plan<'_>) -> Vec<Change> {
-    plan.state
-        .leases
-        .iter()
-        .filter(|(_, l)| !l.live_at(plan.now))
-        .map(|(id, _)| Change::DeleteLease(id.clone()))
-        .collect()
+    floating::reclaim(plan.state.leases.values(), plan.now)
 }
 
 fn live_lease<'a>(plan: &'a Plan<'_>, id: &str) -> Result<&'a LeaseRecord> {
@@ -128,56 +121,29 @@ impl Engine {
             // A feature without pools of its own draws on the license-level
             // pool: its leases count there, with everyone else's.
             let feature = feature.filter(|code| has_own_pool(plan, code));
-            let mut changes = reclaim(plan);
-            let same_pool =
-                |l: &LeaseRecord| l.feature.as_deref() == feature && l.live_at(plan.now);
-            let own = plan
+            let in_pool: Vec<&LeaseRecord> = plan
                 .state
                 .leases
-                .iter()
-                .find(|(_, l)| same_pool(l) && l.client == client);
-            let in_use = plan.state.leases.values().filter(|l| same_pool(l)).count() as u64;
-            if let Err(reason) = floating::checkout(&pool, in_use, own.is_some()) {
-                let next_free = plan
-                    .state
-                    .leases
-                    .values()
-                    .filter(|l| same_pool(l))
-                    .map(|l| l.expires_at)
-                    .min()
-                    .map(Timestamp::from_unix);
-                return Err(Error::Denied {
-                    reason,
-                    message: format!(
-                        "all {} floating seats are in use; the next one frees at {}",
-                        pool.seats,
-                        next_free.map_or("an unknown time".to_owned(), |t| t.to_string())
-                    ),
-                    retry_at: next_free,
-                });
-            }
-            let (id, record) = match own {
-                Some((id, l)) => (
-                    id.clone(),
-                    LeaseRecord {
-                        expires_at: l.expires_at.max(plan.now.saturating_add(pool.lease_secs)),
-                        ..l.clone()
-                    },
-                ),
-                None => (
-                    new_id,
-                    LeaseRecord {
-                        client: client.to_owned(),
-                        feature: feature.map(str::to_owned),
-                        created_at: plan.now,
-                        expires_at: plan.now.saturating_add(pool.lease_secs),
-                        borrowed_until: None,
-                    },
-                ),
-            };
-            let lease = Lease::of(&id, &record);
-            changes.push(Change::PutLease(id, record));
-            Ok((changes, lease))
+                .values()
+                .filter(|l| l.feature.as_deref() == feature && l.live_at(plan.now))
+                .collect();
+            let lease = floating::checkout(&pool, &in_pool, client, feature, &new_id, plan.now)
+                .map_err(|denial| {
+                    let next_free = denial.retry_at.map(Timestamp::from_unix);
+                    Error::Denied {
+                        reason: denial.reason,
+                        message: format!(
+                            "all {} floating seats are in use; the next one frees at {}",
+                            pool.seats,
+                            next_free.map_or("an unknown time".to_owned(), |t| t.to_string())
+                        ),
+                        retry_at: next_free,
+                    }
+                })?;
+            let out = Lease::of(&lease);
+            let mut changes = reclaim(plan);
+            changes.push(Change::PutLease(lease));
+            Ok((changes, out))
         })
     }
 
@@ -185,22 +151,12 @@ impl Engine {
     /// someone else's now), `LEASE_NOT_FOUND` if there is no such lease.
     pub fn heartbeat(&self, lease_id: &str) -> Result<Lease> {
         self.mutate(|plan| {
-            let lease = match live_lease(plan, lease_id) {
-                Ok(lease) => lease,
-                Err(e) => {
-                    return Err(e);
-                }
-            };
+            let lease = live_lease(plan, lease_id)?;
             let pool = pool_for(plan, &lease.client, lease.feature.as_deref())?;
-            let record = LeaseRecord {
-                expires_at: lease
-                    .expires_at
-                    .max(plan.now.saturating_add(pool.lease_secs)),
-                ..lease.clone()
-            };
-            let out = Lease::of(lease_id, &record);
+            let renewed = floating::renew(lease, &pool, plan.now);
+            let out = Lease::of(&renewed);
             let mut changes = reclaim(plan);
-            changes.push(Change::PutLease(lease_id.to_owned(), record));
+            changes.push(Change::PutLease(renewed));
             Ok((changes, out))
         })
     }
@@ -232,7 +188,7 @@ impl Engine {
         self.mutate(|plan| {
             let lease = live_lease(plan, lease_id)?;
             let pool = pool_for(plan, &lease.client, lease.feature.as_deref())?;
-            floating::borrow(&pool, secs).map_err(|reason| {
+            let borrowed = floating::borrow(lease, &pool, secs, plan.now).map_err(|reason| {
                 let message = match (reason, pool.borrow_max_secs) {
                     (Reason::BorrowTooLong, Some(max)) => format!(
                         "a borrow lasts at most {max} seconds under these licenses; ask for less"
@@ -241,14 +197,8 @@ impl Engine {
                 };
                 Error::denied(reason, message)
             })?;
-            let until = plan.now.saturating_add(secs);
-            let record = LeaseRecord {
-                expires_at: until,
-                borrowed_until: Some(until),
-                ..lease.clone()
-            };
-            let out = Lease::of(lease_id, &record);
-            Ok((vec![Change::PutLease(lease_id.to_owned(), record)], out))
+            let out = Lease::of(&borrowed);
+            Ok((vec![Change::PutLease(borrowed)], out))
         })
     }
 
@@ -266,7 +216,7 @@ impl Engine {
             .leases
             .iter()
             .filter(|(_, l)| l.live_at(now))
-            .map(|(id, l)| Lease::of(id, l))
+            .map(|(_, l)| Lease::of(l))
             .collect()
     }
 }

@@ -6,12 +6,14 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::Decision;
-use crate::engine::state::{Change, InstalledLicense, State};
+use crate::engine::state::{InstalledLicense, State};
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::license::{KeyRotation, Kind, License, RevocationList, VerifiedLicense};
+use crate::policy::guard;
 use crate::policy::validity::{self, feature_decision, LicenseStatus};
 use crate::query::{self, FieldKind, Fields, Filter, Order, Page, Query, Value};
+use crate::store::{Change, LicenseRecord, SignedKind, SignedRecord};
 use crate::token::{self, Keyring, TokenType, VerifiedToken};
 
 /// What [`Engine::apply`] did with a file.
@@ -107,21 +109,15 @@ impl LicenseInfo {
     }
 }
 
-/// The clock's way out of a false alarm: a vendor token for this install
-/// (DESIGN section 11: a license of this product, a certificate for this
-/// device, a revocation list or key rotation naming this product) newer
-/// than every such token seen lowers the guard to its `issued_at` (or now,
-/// if later). No old token can ever do it again, and no token made for
-/// another install can do it at all, so the way out is not a way around.
-/// Callers call it only for tokens that are for this install.
-pub(crate) fn note_issued_at(plan: &Plan<'_>, issued_at: Timestamp, changes: &mut Vec<Change>) {
-    let issued_at = issued_at.unix();
-    if issued_at > plan.state.max_issued_at {
-        changes.push(Change::MaxIssuedAt(issued_at));
-        if plan.tampered {
-            changes.push(Change::LatestSeen(issued_at.max(plan.now)));
-        }
-    }
+/// The clock guard's way out for a token for this install signed at
+/// `issued_at` ([`guard::way_out`]).
+pub(crate) fn way_out(plan: &Plan<'_>, issued_at: Timestamp) -> Vec<Change> {
+    guard::way_out(
+        issued_at.unix(),
+        plan.state.max_issued_at,
+        plan.tampered,
+        plan.now,
+    )
 }
 
 /// Refuses a token verified (outside the writer lock) with a key a
@@ -185,16 +181,17 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
             });
         }
     }
-    let mut changes = Vec::new();
-    note_issued_at(plan, verified.issued_at, &mut changes);
+    let mut changes = way_out(plan, verified.issued_at);
     if known.is_none_or(|k| verified.serial > k) {
         changes.push(Change::Serial(id.clone(), verified.serial));
     }
-    changes.push(Change::PutLicense(Arc::new(InstalledLicense {
-        verified,
-        added_at: Timestamp::from_unix(plan.now),
+    changes.push(Change::PutLicense(LicenseRecord {
+        id,
+        token: verified.token().to_owned(),
+        added_at: plan.now,
         revoked: false,
-    })));
+        verified: Some(Arc::new(verified)),
+    }));
     Ok(changes)
 }
 
@@ -204,17 +201,24 @@ fn plan_revocations(plan: &Plan<'_>, list: &RevocationList, token: &str) -> Resu
     for_this_product(plan, list.product.as_deref(), "this revocation list")?;
     let mut changes = Vec::new();
     if list.product.is_some() {
-        note_issued_at(plan, list.issued_at, &mut changes);
+        changes.extend(way_out(plan, list.issued_at));
     }
-    changes.push(Change::PutRevocations(token.to_owned()));
+    changes.push(Change::PutSigned(SignedRecord {
+        kind: SignedKind::Revocations,
+        token: token.to_owned(),
+        added_at: plan.now,
+    }));
     for id in &list.ids {
         changes.push(Change::Tombstone(id.clone(), plan.now));
         if let Some(installed) = plan.state.licenses.get(id) {
             if !installed.revoked {
-                changes.push(Change::PutLicense(Arc::new(InstalledLicense {
+                changes.push(Change::PutLicense(LicenseRecord {
+                    id: id.clone(),
+                    token: installed.verified.token().to_owned(),
+                    added_at: installed.added_at.unix(),
                     revoked: true,
-                    ..InstalledLicense::clone(installed)
-                })));
+                    verified: Some(Arc::clone(&installed.verified)),
+                }));
             }
         }
     }
@@ -237,16 +241,17 @@ fn plan_rotation(plan: &Plan<'_>, rotation: &KeyRotation, token: &str) -> Result
             )));
         }
     }
-    let keyring = rotation.applied_to(&plan.state.keyring)?;
+    // Refused here if it would leave no key; applied by the state.
+    rotation.applied_to(&plan.state.keyring)?;
     let mut changes = Vec::new();
     if rotation.product.is_some() {
-        note_issued_at(plan, rotation.issued_at, &mut changes);
+        changes.extend(way_out(plan, rotation.issued_at));
     }
-    changes.push(Change::PutKeys {
+    changes.push(Change::PutSigned(SignedRecord {
+        kind: SignedKind::Keys,
         token: token.to_owned(),
-        keyring: Arc::new(keyring),
-        issued_at,
-    });
+        added_at: plan.now,
+    }));
     Ok(changes)
 }
 

@@ -30,16 +30,15 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
-use crate::clock::{is_tampered, Clock, ManualClock, SystemClock, Timestamp};
+use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
 use crate::decision::Decision;
 use crate::error::Result;
-use crate::store::Store;
+use crate::policy::guard;
+use crate::store::{Change, InstallSettings, Setting};
 use crate::token::Keyring;
+use builder::Backend;
 use snapshot::{FeatureTable, SeatEntry, Snapshot};
-use state::{Change, DeviceContext, State};
-
-/// How often a running engine persists the latest time it has seen.
-const PERSIST_CLOCK_EVERY_SECS: i64 = 60;
+use state::{DeviceContext, State};
 
 /// The clock, dispatched without a virtual call for the two clocks the
 /// crate ships.
@@ -84,8 +83,16 @@ impl ClockSource {
 struct Writer {
     state: State,
     generation: u64,
-    /// Whether a snapshot with feature tables has been published yet.
-    published: bool,
+    /// The last snapshot built from `state` (published, or waiting for
+    /// its mutation to be durable): the parts that did not change are
+    /// reused from it.
+    built: Arc<Snapshot>,
+    /// Mutations committed whose sync has not returned: their snapshot is
+    /// built but not yet published, and nothing else may publish `state`
+    /// before them.
+    unsynced: usize,
+    /// Whether the feature tables have been built yet.
+    has_features: bool,
 }
 
 /// Settings fixed when the engine is built.
@@ -94,7 +101,7 @@ pub(crate) struct Config {
     pub(crate) product: String,
     /// The keys the program trusts: the builder's. Signed key rotations
     /// stored in the state are applied over them ([`State::keyring`]).
-    pub(crate) trust_root: Keyring,
+    pub(crate) trust_root: Arc<Keyring>,
     pub(crate) tolerance_secs: i64,
     pub(crate) device: DeviceContext,
 }
@@ -102,7 +109,7 @@ pub(crate) struct Config {
 struct Inner {
     snapshot: ArcSwap<Snapshot>,
     clock: ClockSource,
-    store: Box<dyn Store>,
+    store: Backend,
     config: Config,
     writer: Mutex<Writer>,
     /// Feature codes to stable indices, for gates. Only grows.
@@ -253,6 +260,26 @@ impl Engine {
         &self.inner.config.product
     }
 
+    /// Records what `entitle init` fixes about an install it makes (its
+    /// trust root, release date, device and machine), once: a state that
+    /// has them already refuses with `STATE_EXISTS`, so they cannot be
+    /// changed afterwards (DESIGN section 11). A program linking the crate
+    /// has no need of them: it gives its keys to the builder.
+    pub fn fix_install_settings(&self, settings: InstallSettings) -> Result<()> {
+        if let Some(device) = &settings.device {
+            crate::ident::check("a device fingerprint", device)?;
+        }
+        self.mutate(|plan| {
+            if plan.state.install.is_some() {
+                return Err(crate::Error::StateExists {
+                    path: self.inner.store.store().location(),
+                    detail: "its settings are fixed at creation".into(),
+                });
+            }
+            Ok((vec![Change::Set(Setting::Install(settings))], ()))
+        })
+    }
+
     fn index_of(&self, code: &str) -> u32 {
         if let Some(&i) = self.inner.registry.read().get(code) {
             return i;
@@ -265,7 +292,9 @@ impl Engine {
     // ---- the writer ---------------------------------------------------
 
     /// Runs one mutation: lock, bring the state up to date with the store,
-    /// plan (pure), persist, apply, publish.
+    /// plan (pure), persist, apply; then, once the store says the change
+    /// is durable, publish it (DESIGN section 1: readers never see a right
+    /// that a crash could take back).
     pub(crate) fn mutate<T>(
         &self,
         plan: impl FnOnce(&Plan<'_>) -> Result<(Vec<Change>, T)>,
@@ -276,22 +305,24 @@ impl Engine {
         let mut under_way = UnderWay::enter(inner);
         let mut writer = inner.writer.lock();
         let now = inner.clock.now().unix();
-        let mut txn = inner.store.begin()?;
+        let store = inner.store.store();
+        let mut txn = store.begin()?;
         let mut reloaded = false;
         if txn.generation() != writer.generation {
-            writer.state =
-                builder::state_from(txn.load()?, &inner.config, &inner.store.location())?;
+            let fresh = builder::state_from(
+                txn.load()?,
+                &inner.config,
+                &store.location(),
+                Some(&writer.state),
+            )?;
+            writer.state = fresh;
             writer.generation = txn.generation();
             reloaded = true;
         }
         let outcome = {
             let state = &mut writer.state;
             let views = state.views(&inner.config.device);
-            let tampered = is_tampered(
-                Timestamp::from_unix(now),
-                Timestamp::from_unix(state.latest_seen),
-                inner.config.tolerance_secs,
-            );
+            let tampered = guard::tampered(now, state.latest_seen, inner.config.tolerance_secs);
             let seats =
                 crate::policy::seats::totals(&views, &inner.config.device.ctx, now, tampered);
             drop(views);
@@ -310,71 +341,79 @@ impl Engine {
             Ok(planned) => planned,
             Err(e) => {
                 drop(txn);
-                if reloaded {
-                    self.publish(&mut writer, now, true);
+                if reloaded && writer.unsynced == 0 {
+                    // What another process committed: publish it now.
+                    let snapshot = self.build(&mut writer, now, true, false);
+                    self.publish(snapshot);
                 }
                 return Err(e);
             }
         };
-        let guard_set = changes.iter().any(|c| matches!(c, Change::LatestSeen(_)));
-        if !guard_set && now > writer.state.latest_seen {
-            changes.push(Change::LatestSeen(now));
+        let guard_set = changes
+            .iter()
+            .any(|c| matches!(c, Change::Set(Setting::LatestSeen(_))));
+        if !guard_set {
+            changes.extend(guard::seen(now, writer.state.latest_seen));
         }
         txn.write(&changes)?;
         let generation = txn.commit()?;
         under_way.committed = true;
         let rebuild = reloaded
-            || !writer.published
+            || !writer.has_features
             || changes.iter().any(|c| {
                 matches!(
                     c,
                     Change::PutLicense(_)
                         | Change::DeleteLicense(_)
-                        | Change::PutActivation { .. }
+                        | Change::PutActivation(_)
                         | Change::DeleteActivation { .. }
+                        | Change::PutSigned(_)
                 )
             });
         // A metering step (a consume) changes no seat, user or license:
         // the seat timeline built before still holds.
-        let seats_hold = !rebuild
-            && changes
-                .iter()
-                .all(|c| matches!(c, Change::PutCounter { .. }));
+        let seats_hold = !rebuild && changes.iter().all(|c| matches!(c, Change::PutCounter(_)));
         for change in changes {
             writer.state.apply(change);
         }
         writer.generation = generation;
-        self.publish_with(&mut writer, now, rebuild, seats_hold);
+        let snapshot = self.build(&mut writer, now, rebuild, seats_hold);
+        writer.unsynced += 1;
         drop(writer);
         drop(under_way);
-        // Durable before Ok: wait, outside the lock, for the commit and
-        // fsync that cover this change (shared with concurrent writers).
-        if let Err(e) = inner.store.sync_with(generation, &inner.under_way) {
-            // The group this change was committed with may have been rolled
-            // back: what the store holds, not memory, is the state now.
-            let _ = self.reload(now);
-            return Err(e);
+        // Durable before Ok and before anyone sees it: wait, outside the
+        // lock, for the commit and fsync that cover this change (shared
+        // with concurrent writers).
+        let synced = inner.store.sync_with(generation, &inner.under_way);
+        inner.writer.lock().unsynced -= 1;
+        match synced {
+            Ok(()) => {
+                self.publish(snapshot);
+                Ok(out)
+            }
+            Err(e) => {
+                // The group this change was committed with may have been
+                // rolled back: what the store holds, not memory, is the
+                // state now.
+                let _ = self.reload(now);
+                Err(e)
+            }
         }
-        Ok(out)
     }
 
-    /// Builds and publishes a new snapshot from the writer's state.
-    fn publish(&self, writer: &mut Writer, now: i64, rebuild_features: bool) {
-        self.publish_with(writer, now, rebuild_features, false);
-    }
-
-    /// [`publish`](Self::publish), keeping the seat timeline of the last
-    /// snapshot if `seats_hold` (nothing it depends on changed) and it is
+    /// Builds a snapshot of the writer's state, reusing what did not
+    /// change: the feature tables unless `rebuild_features`, and the seat
+    /// timeline if `seats_hold` (nothing it depends on changed) and it is
     /// still good at `now`.
-    fn publish_with(
+    fn build(
         &self,
         writer: &mut Writer,
         now: i64,
         rebuild_features: bool,
         seats_hold: bool,
-    ) {
+    ) -> Arc<Snapshot> {
         let inner = &*self.inner;
-        let old = inner.snapshot.load();
+        let old = Arc::clone(&writer.built);
         let features = if rebuild_features {
             Arc::new(FeatureTable::build(
                 &writer.state,
@@ -396,7 +435,7 @@ impl Engine {
                 Arc::clone(&old.device_activations),
             )
         };
-        writer.published |= rebuild_features;
+        writer.has_features |= rebuild_features;
         let tamper_below = writer
             .state
             .latest_seen
@@ -406,15 +445,29 @@ impl Engine {
         } else {
             SeatEntry::build(&mut writer.state, &inner.config.device, now, tamper_below)
         };
-        let snapshot = Snapshot {
+        let snapshot = Arc::new(Snapshot {
+            seq: old.seq + 1,
             features,
             seats,
             tamper_below,
             licenses,
             device_activations,
             keyring: Arc::clone(&writer.state.keyring),
-        };
-        inner.snapshot.store(Arc::new(snapshot));
+        });
+        writer.built = Arc::clone(&snapshot);
+        snapshot
+    }
+
+    /// Publishes `snapshot` unless a later one is out already (a mutation
+    /// whose sync returned first, covering this one).
+    fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.inner.snapshot.rcu(|current| {
+            if current.seq < snapshot.seq {
+                Arc::clone(&snapshot)
+            } else {
+                Arc::clone(current)
+            }
+        });
     }
 
     /// Brings the engine up to date: picks up changes other processes made
@@ -427,7 +480,7 @@ impl Engine {
     pub fn refresh(&self) -> Result<()> {
         let inner = &*self.inner;
         let now = inner.clock.now().unix();
-        let stored = inner.store.generation()?;
+        let stored = inner.store.store().generation()?;
         let (latest_seen, horizon) = {
             let snapshot = inner.snapshot.load();
             (
@@ -437,7 +490,7 @@ impl Engine {
                 snapshot.seats.horizon,
             )
         };
-        if now >= latest_seen.saturating_add(PERSIST_CLOCK_EVERY_SECS) {
+        if guard::persist_due(now, latest_seen) {
             // A mutation reloads if needed and persists the clock.
             return self.mutate(|_| Ok((Vec::new(), ())));
         }
@@ -445,8 +498,9 @@ impl Engine {
         if stored != writer.generation {
             drop(writer);
             return self.reload(now);
-        } else if now >= horizon {
-            self.publish(&mut writer, now, false);
+        } else if now >= horizon && writer.unsynced == 0 {
+            let snapshot = self.build(&mut writer, now, false, false);
+            self.publish(snapshot);
         }
         Ok(())
     }
@@ -455,10 +509,20 @@ impl Engine {
     fn reload(&self, now: i64) -> Result<()> {
         let inner = &*self.inner;
         let mut writer = inner.writer.lock();
-        let (generation, persisted) = inner.store.load()?;
-        writer.state = builder::state_from(persisted, &inner.config, &inner.store.location())?;
+        let store = inner.store.store();
+        let (generation, persisted) = store.load()?;
+        let fresh = builder::state_from(
+            persisted,
+            &inner.config,
+            &store.location(),
+            Some(&writer.state),
+        )?;
+        writer.state = fresh;
         writer.generation = generation;
-        self.publish(&mut writer, now, true);
+        let snapshot = self.build(&mut writer, now, true, false);
+        if writer.unsynced == 0 {
+            self.publish(snapshot);
+        }
         Ok(())
     }
 

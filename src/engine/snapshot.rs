@@ -285,6 +285,9 @@ impl SeatEntry {
 /// What readers see: an immutable, consistent view of the engine.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
+    /// Built in this order, under the writer lock: a snapshot is published
+    /// only over an earlier one.
+    pub(crate) seq: u64,
     pub(crate) features: Arc<FeatureTable>,
     pub(crate) seats: SeatEntry,
     /// A hot-path clock reading below this is a tampered clock.
@@ -299,6 +302,7 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     pub(crate) fn empty() -> Snapshot {
         Snapshot {
+            seq: 0,
             features: Arc::default(),
             seats: SeatEntry {
                 timeline: Timeline::constant(Reason::NotLicensed),

@@ -1,6 +1,7 @@
-//! The engine's state: what is installed and who is using it, and the
-//! changes that move it. The store persists [`Change`]s; the engine applies
-//! the same changes in memory, so the two cannot drift.
+//! The engine's state in memory: what is installed and who is using it.
+//! It moves by the store's own [`Change`]s, applied here exactly as the
+//! store persists them, so the two cannot drift; what the store keeps as
+//! signed tokens is held here verified.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,16 +9,19 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
-use crate::license::{CountedBy, VerifiedLicense};
+use crate::license::{CountedBy, KeyRotation, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
+use crate::store::{
+    ActivationRecord, Change, InstallSettings, LeaseRecord, Setting, SignedKind, SignedRecord,
+};
 use crate::token::Keyring;
 
 /// A license on this install.
 #[derive(Debug, Clone)]
-pub struct InstalledLicense {
+pub(crate) struct InstalledLicense {
     /// The verified document.
-    pub verified: VerifiedLicense,
+    pub verified: Arc<VerifiedLicense>,
     /// When it was added here.
     pub added_at: Timestamp,
     /// Revoked by a revocation list (kept to show why its rights ended).
@@ -35,9 +39,9 @@ impl InstalledLicense {
     }
 }
 
-/// A named user.
+/// A named user, as held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserRecord {
+pub(crate) struct User {
     /// Index into the state's user types.
     pub user_type: u32,
     /// When the user was first added.
@@ -46,161 +50,16 @@ pub struct UserRecord {
     pub last_active_at: i64,
 }
 
-/// A device activated for a license.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActivationRecord {
-    /// When it was activated.
-    pub activated_at: i64,
-    /// When it stops counting: a machine certificate's `expires_at`, read
-    /// from the certificate itself every time the state is opened.
-    pub expires_at: Option<i64>,
-    /// What made it, and so whether it grants.
-    pub kind: ActivationKind,
-    /// The device's host name, as it reported it.
-    pub hostname: String,
-    /// The device declared or was detected as a virtual machine.
-    pub vm: bool,
-}
-
-/// What an activation rests on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActivationKind {
-    /// Counted by this install (`activate`, for `counted_by: install`): a
-    /// counter the install keeps, named in the README's threat model.
-    Counted,
-    /// A vendor-signed machine certificate (its compact token), verified
-    /// on every open: the only source of the activation's license, device
-    /// and end.
-    Certificate(String),
-    /// Recorded as certified with no certificate that verifies here: the
-    /// vendor's books recording one they issued, or a row that claims a
-    /// certificate it does not hold. It counts toward `max` and grants
-    /// nothing.
-    Recorded,
-}
-
-impl ActivationRecord {
-    /// Whether it lets this device use the license it is for: a verified
-    /// certificate always; a counted activation only where the install is
-    /// the authority; a recorded one never.
-    pub fn grants(&self, counted_by: CountedBy) -> bool {
-        match self.kind {
-            ActivationKind::Certificate(_) => true,
-            ActivationKind::Counted => counted_by == CountedBy::Install,
-            ActivationKind::Recorded => false,
-        }
-    }
-
-    /// Whether it counts at `now` (a certificate's end stops it).
-    pub fn live_at(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|end| now < end)
-    }
-}
-
-/// A floating lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseRecord {
-    /// The client holding it.
-    pub client: String,
-    /// The feature pool it draws from (`None`: the license-level pool).
-    pub feature: Option<String>,
-    /// When it was first taken.
-    pub created_at: i64,
-    /// When it lapses (a borrow extends it).
-    pub expires_at: i64,
-    /// Borrowed until this instant: no heartbeat needed until then.
-    pub borrowed_until: Option<i64>,
-}
-
-impl LeaseRecord {
-    /// Whether it still holds a seat at `now`.
-    pub fn live_at(&self, now: i64) -> bool {
-        now < self.expires_at
-    }
-}
-
-/// One durable step. Every mutation is a list of these, written in one
-/// transaction and then applied in memory.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// The latest time the engine has seen (rollback guard).
-    LatestSeen(i64),
-    /// The latest `issued_at` of any vendor token seen.
-    MaxIssuedAt(i64),
-    /// Installs or replaces a license.
-    PutLicense(Arc<InstalledLicense>),
-    /// Removes a license (soft removal, or after a tombstone).
-    DeleteLicense(String),
-    /// The highest serial seen for a license id.
-    Serial(String, u64),
-    /// A license id that can never be added again.
-    Tombstone(String, i64),
-    /// A signed revocation list (its compact token), kept to be applied
-    /// again on every open.
-    PutRevocations(String),
-    /// A signed key rotation: its compact token, kept to be verified and
-    /// applied again on every open, and the keyring it leads to.
-    PutKeys {
-        /// The compact token.
-        token: String,
-        /// The keys trusted once it is applied.
-        keyring: Arc<Keyring>,
-        /// Its `issued_at` (Unix seconds): rotations apply in this order.
-        issued_at: i64,
-    },
-    /// Adds or updates a user.
-    PutUser {
-        /// User id.
-        id: String,
-        /// User type.
-        user_type: String,
-        /// First added.
-        added_at: i64,
-        /// Latest activity.
-        last_active_at: i64,
-    },
-    /// Removes a user.
-    DeleteUser(String),
-    /// Sets a setting of the install (`product`, `keys`, ...).
-    Meta(String, String),
-    /// Activates a device for a license.
-    PutActivation {
-        /// The license.
-        license_id: String,
-        /// The device.
-        fingerprint: String,
-        /// The activation.
-        record: ActivationRecord,
-    },
-    /// Deactivates a device.
-    DeleteActivation {
-        /// The license.
-        license_id: String,
-        /// The device.
-        fingerprint: String,
-    },
-    /// The number of transfers (deactivations) made for a license.
-    Transfers(String, u32),
-    /// Takes or renews a floating lease.
-    PutLease(String, LeaseRecord),
-    /// Frees a lease.
-    DeleteLease(String),
-    /// A consumption counter for (license, feature).
-    PutCounter {
-        /// The license charged.
-        license_id: String,
-        /// The feature.
-        code: String,
-        /// The new count.
-        counter: Counter,
-    },
-}
+/// Users by id. A persistent map: a snapshot shares it with the writer,
+/// and a change copies only the path to one entry, so reports read users
+/// without the writer lock and a million users cost no copy per mutation.
+pub(crate) type Users = imbl::OrdMap<Arc<str>, User>;
 
 /// Counts active users without scanning them: a multiset of last-activity
 /// times and a moving cutoff, so advancing time costs only the users who
 /// went idle since the last look.
 #[derive(Debug, Clone, Default)]
-pub struct ActivityIndex {
+pub(crate) struct ActivityIndex {
     by_time: BTreeMap<i64, u32>,
     total: u64,
     /// Users with `last_active_at <= cutoff` are counted in `idle`.
@@ -280,29 +139,34 @@ impl ActivityIndex {
 
 /// Everything the engine knows, in memory.
 #[derive(Debug, Clone, Default)]
-pub struct State {
-    /// The latest time seen (persisted; the rollback guard's reference).
+pub(crate) struct State {
+    /// The latest time seen (the rollback guard's reference).
     pub latest_seen: i64,
-    /// The latest `issued_at` of any vendor token seen.
+    /// The latest `issued_at` of any token for this install.
     pub max_issued_at: i64,
-    /// Settings of the install, as stored.
-    pub meta: std::collections::BTreeMap<String, String>,
+    /// The product the state belongs to, once recorded.
+    pub product: Option<String>,
+    /// What `entitle init` fixed, if it made this state.
+    pub install: Option<InstallSettings>,
+    /// The keys the program trusts (the builder's).
+    pub root: Arc<Keyring>,
+    /// The keys trusted now: `root` with the signed rotations applied.
+    pub keyring: Arc<Keyring>,
+    /// The `issued_at` of the latest key rotation applied.
+    pub rotated_at: Option<i64>,
+    /// Revocation lists and key rotations, as signed.
+    pub signed: Vec<SignedRecord>,
     /// Installed licenses by id.
     pub licenses: BTreeMap<String, Arc<InstalledLicense>>,
     /// Highest serial seen per license id.
     pub serials: FxHashMap<String, u64>,
     /// Ids that can never be added again.
     pub tombstones: BTreeMap<String, i64>,
-    /// The keys trusted now: the engine's own, with the signed rotations
-    /// applied.
-    pub keyring: Arc<Keyring>,
-    /// The `issued_at` of the latest key rotation applied.
-    pub rotated_at: Option<i64>,
     /// Users by id.
-    pub users: BTreeMap<Box<str>, UserRecord>,
+    pub users: Users,
     /// Interned user types.
-    pub user_types: Vec<Box<str>>,
-    user_type_index: FxHashMap<Box<str>, u32>,
+    pub user_types: Vec<Arc<str>>,
+    user_type_index: FxHashMap<Arc<str>, u32>,
     /// Active-user counting.
     pub activity: ActivityIndex,
     /// Device activations by (license id, fingerprint).
@@ -316,13 +180,40 @@ pub struct State {
 }
 
 impl State {
-    /// Applies one change in memory.
+    /// An empty state trusting `root`.
+    pub fn new(root: Arc<Keyring>) -> Self {
+        State {
+            latest_seen: i64::MIN,
+            max_issued_at: i64::MIN,
+            keyring: Arc::clone(&root),
+            root,
+            ..State::default()
+        }
+    }
+
+    /// Applies one change in memory, as the store persists it.
     pub fn apply(&mut self, change: Change) {
         match change {
-            Change::LatestSeen(t) => self.latest_seen = t,
-            Change::MaxIssuedAt(t) => self.max_issued_at = t,
-            Change::PutLicense(license) => {
-                self.licenses.insert(license.verified.id.clone(), license);
+            Change::Set(Setting::LatestSeen(t)) => self.latest_seen = t,
+            Change::Set(Setting::MaxIssuedAt(t)) => self.max_issued_at = t,
+            Change::Set(Setting::Product(p)) => self.product = Some(p),
+            Change::Set(Setting::Install(s)) => self.install = Some(s),
+            Change::PutLicense(record) => {
+                // The plan hands over the license it verified; a record
+                // without one (read back) is verified here.
+                let verified = match record.verified {
+                    Some(v) => v,
+                    None => match VerifiedLicense::verify(&record.token, &self.keyring) {
+                        Ok(v) => Arc::new(v),
+                        Err(_) => return,
+                    },
+                };
+                let installed = InstalledLicense {
+                    verified,
+                    added_at: Timestamp::from_unix(record.added_at),
+                    revoked: record.revoked,
+                };
+                self.licenses.insert(record.id, Arc::new(installed));
             }
             Change::DeleteLicense(id) => {
                 self.licenses.remove(&id);
@@ -333,45 +224,36 @@ impl State {
             Change::Tombstone(id, at) => {
                 self.tombstones.insert(id, at);
             }
-            // Its ids come as tombstones and revoked licenses of their own.
-            Change::PutRevocations(_) => {}
-            Change::PutKeys {
-                keyring, issued_at, ..
-            } => {
-                self.keyring = keyring;
-                self.rotated_at = Some(issued_at);
+            Change::PutSigned(record) => {
+                if self.signed.iter().any(|s| s.token == record.token) {
+                    return;
+                }
+                let rekey = record.kind == SignedKind::Keys;
+                self.signed.push(record);
+                if rekey {
+                    self.rekey();
+                }
             }
-            Change::PutUser {
-                id,
-                user_type,
-                added_at,
-                last_active_at,
-            } => {
-                let user_type = self.intern(&user_type);
-                let record = UserRecord {
+            Change::PutUser(record) => {
+                let user_type = self.intern(&record.user_type);
+                let user = User {
                     user_type,
-                    added_at,
-                    last_active_at,
+                    added_at: record.added_at,
+                    last_active_at: record.last_active_at,
                 };
-                if let Some(old) = self.users.insert(id.into_boxed_str(), record) {
+                if let Some(old) = self.users.insert(Arc::from(record.id), user) {
                     self.activity.remove(old.last_active_at);
                 }
-                self.activity.insert(last_active_at);
+                self.activity.insert(record.last_active_at);
             }
             Change::DeleteUser(id) => {
                 if let Some(old) = self.users.remove(id.as_str()) {
                     self.activity.remove(old.last_active_at);
                 }
             }
-            Change::Meta(key, value) => {
-                self.meta.insert(key, value);
-            }
-            Change::PutActivation {
-                license_id,
-                fingerprint,
-                record,
-            } => {
-                self.activations.insert((license_id, fingerprint), record);
+            Change::PutActivation(record) => {
+                let key = (record.license_id.clone(), record.fingerprint.clone());
+                self.activations.insert(key, record);
             }
             Change::DeleteActivation {
                 license_id,
@@ -382,20 +264,53 @@ impl State {
             Change::Transfers(license_id, n) => {
                 self.transfers.insert(license_id, n);
             }
-            Change::PutLease(id, lease) => {
-                self.leases.insert(id, lease);
+            Change::PutLease(lease) => {
+                self.leases.insert(lease.id.clone(), lease);
             }
             Change::DeleteLease(id) => {
                 self.leases.remove(&id);
             }
-            Change::PutCounter {
-                license_id,
-                code,
-                counter,
-            } => {
-                self.counters.insert((license_id, code), counter);
+            Change::PutCounter(c) => {
+                let counter = Counter {
+                    period_start: c.period_start,
+                    used: c.used,
+                };
+                self.counters.insert((c.license_id, c.code), counter);
             }
         }
+    }
+
+    /// Recomputes the keys trusted: the root, with each stored rotation
+    /// that verifies against the keys trusted before it applied in the
+    /// order the vendor signed them. A rotation that does not verify
+    /// (forged, or signed by a key an earlier one retired) changes nothing.
+    fn rekey(&mut self) {
+        let mut rotations: Vec<(i64, &str)> = self
+            .signed
+            .iter()
+            .filter(|r| r.kind == SignedKind::Keys)
+            .filter_map(|r| {
+                // Read unverified only to order them; each is verified
+                // below against the keys trusted at its turn.
+                let payload = crate::token::decode_unverified(&r.token).ok()?.payload;
+                let issued_at = Timestamp::parse(payload.get("issued_at")?.as_str()?).ok()?;
+                Some((issued_at.unix(), r.token.as_str()))
+            })
+            .collect();
+        rotations.sort_unstable();
+        let mut keyring = Keyring::clone(&self.root);
+        let mut rotated_at = None;
+        for (_, token) in rotations {
+            let Ok(rotation) = KeyRotation::verify(token, &keyring) else {
+                continue;
+            };
+            if let Ok(next) = rotation.applied_to(&keyring) {
+                keyring = next;
+                rotated_at = Some(rotation.issued_at.unix());
+            }
+        }
+        self.keyring = Arc::new(keyring);
+        self.rotated_at = rotated_at;
     }
 
     fn intern(&mut self, user_type: &str) -> u32 {
@@ -403,8 +318,9 @@ impl State {
             return *i;
         }
         let i = self.user_types.len() as u32;
-        self.user_types.push(user_type.into());
-        self.user_type_index.insert(user_type.into(), i);
+        let name: Arc<str> = Arc::from(user_type);
+        self.user_types.push(Arc::clone(&name));
+        self.user_type_index.insert(name, i);
         i
     }
 
@@ -426,7 +342,7 @@ impl State {
         self.activations
             .iter()
             .filter(|((license, f), record)| {
-                f == fingerprint && record.grants(self.counted_by(license))
+                f == fingerprint && grants(record, self.counted_by(license))
             })
             .map(|((license, _), record)| (license.clone(), record.expires_at.unwrap_or(i64::MAX)))
             .collect()
@@ -470,13 +386,25 @@ impl State {
     }
 }
 
+/// Whether an activation lets its device use the license it is for: a
+/// verified certificate always; a counted activation only where the
+/// install is the authority; a recorded one never.
+pub(crate) fn grants(record: &ActivationRecord, counted_by: CountedBy) -> bool {
+    use crate::store::ActivationKind;
+    match record.kind {
+        ActivationKind::Certificate(_) => true,
+        ActivationKind::Counted => counted_by == CountedBy::Install,
+        _ => false,
+    }
+}
+
 /// License id to the end of this device's activation for it.
-pub type DeviceActivations = BTreeMap<String, i64>;
+pub(crate) type DeviceActivations = BTreeMap<String, i64>;
 
 /// What the engine knows about the device it runs on, for node-locked
 /// licenses.
 #[derive(Debug, Clone, Default)]
-pub struct DeviceContext {
+pub(crate) struct DeviceContext {
     /// This engine's device fingerprint, if it was given one.
     pub fingerprint: Option<String>,
     /// Whether this device is a virtual machine.

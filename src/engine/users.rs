@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
-use crate::engine::state::Change;
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::policy::seats;
+use crate::store::{Change, UserRecord};
 
 /// The most users one page of [`Engine::usage`] returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -125,14 +125,14 @@ impl Engine {
                 take_seat(plan, id)?;
                 seats::can_add(&plan.seats, plan.active_users)
             };
-            let change = Change::PutUser {
+            let change = Change::PutUser(UserRecord {
                 id: id.to_owned(),
                 user_type: user_type.to_owned(),
                 added_at: existing.map_or(plan.now, |u| u.added_at),
                 // As `record_activity`: a clock set back a little must not
                 // move a user's activity back in time.
                 last_active_at: existing.map_or(plan.now, |u| u.last_active_at.max(plan.now)),
-            };
+            });
             Ok((vec![change], Decision::new(reason, None)))
         })
     }
@@ -151,12 +151,12 @@ impl Engine {
             }
             let user_type = plan.state.user_types[user.user_type as usize].to_string();
             Ok((
-                vec![Change::PutUser {
+                vec![Change::PutUser(UserRecord {
                     id: id.to_owned(),
                     user_type,
                     added_at: user.added_at,
                     last_active_at: plan.now.max(user.last_active_at),
-                }],
+                })],
                 (),
             ))
         })

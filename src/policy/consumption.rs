@@ -4,6 +4,8 @@ use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
 use crate::decision::Reason;
 use crate::license::{Consumption, Reset};
+use crate::policy::Denial;
+use crate::store::CounterRecord;
 
 const DAY: i64 = 24 * 3600;
 
@@ -135,19 +137,71 @@ pub fn charge(consumption: &Consumption, used: u64, amount: u64) -> Charge {
     }
 }
 
-/// Picks the license to charge among candidates ordered by expiry (first
-/// to expire first): the first that takes the whole amount within `max`,
-/// else the first that takes it within its overage. `None`: no license can
-/// take it, and nothing is recorded.
-pub fn choose(candidates: &[(Consumption, u64)], amount: u64) -> Option<(usize, Reason)> {
+/// A license that may be charged for a feature: its quota, when it
+/// expires, and its use in the period a charge now belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The license.
+    pub license_id: String,
+    /// Its quota for the feature.
+    pub quota: Consumption,
+    /// When the license expires (`None`: never).
+    pub expires_at: Option<i64>,
+    /// Units used in the current period.
+    pub used: u64,
+    /// The start of the period a charge now belongs to.
+    pub period_start: i64,
+}
+
+/// The order licenses are charged in: first to expire first, one that
+/// never expires last (ties by id), so units bought with the license that
+/// ends soonest are used before they are lost.
+pub fn charge_order(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| {
+        (a.expires_at.is_none(), a.expires_at, &a.license_id).cmp(&(
+            b.expires_at.is_none(),
+            b.expires_at,
+            &b.license_id,
+        ))
+    });
+}
+
+/// Charges `amount` units of `code`, all or nothing, to the first
+/// candidate (in [`charge_order`]) that takes it within `max`, else the
+/// first that takes it within its overage: the candidate charged, the
+/// reason (`OK` or `OVERAGE`) and the counter to store. Refused with
+/// `CONSUMPTION_LIMIT`, retry at the end of the first candidate's period.
+pub fn consume(
+    candidates: &[Candidate],
+    code: &str,
+    amount: u64,
+) -> Result<(usize, Reason, CounterRecord), Denial> {
     let pick = |wanted: Charge| {
         candidates
             .iter()
-            .position(|(c, used)| charge(c, *used, amount) == wanted)
+            .position(|c| charge(&c.quota, c.used, amount) == wanted)
     };
-    pick(Charge::Within)
+    let (i, reason) = pick(Charge::Within)
         .map(|i| (i, Reason::Ok))
         .or_else(|| pick(Charge::Overage).map(|i| (i, Reason::Overage)))
+        .ok_or_else(|| {
+            let end = candidates
+                .first()
+                .map(|c| period(c.quota.reset, c.period_start).1)
+                .filter(|&end| end != i64::MAX);
+            Denial {
+                reason: Reason::ConsumptionLimit,
+                retry_at: end,
+            }
+        })?;
+    let chosen = &candidates[i];
+    let counter = CounterRecord {
+        license_id: chosen.license_id.clone(),
+        code: code.to_owned(),
+        period_start: chosen.period_start,
+        used: chosen.used.saturating_add(amount),
+    };
+    Ok((i, reason, counter))
 }
 
 #[cfg(test)]
@@ -238,11 +292,29 @@ mod tests {
             overage: None,
             reset: None,
         };
-        assert_eq!(choose(&[(tight, 5), (roomy, 0)], 3), Some((1, Reason::Ok)));
+        let at = |quota, used, expires_at, id: &str| Candidate {
+            license_id: id.into(),
+            quota,
+            expires_at,
+            used,
+            period_start: 0,
+        };
+        let charged = |candidates: &[Candidate]| {
+            consume(candidates, "api", 3).map(|(i, reason, counter)| (i, reason, counter.used))
+        };
+        let mut order = vec![at(roomy, 0, None, "a"), at(tight, 5, Some(10), "b")];
+        charge_order(&mut order);
         assert_eq!(
-            choose(&[(tight, 5), (roomy, 99)], 3),
-            Some((0, Reason::Overage))
+            order[0].license_id, "b",
+            "the first to expire is charged first"
         );
-        assert_eq!(choose(&[(tight, 9), (roomy, 99)], 3), None);
+        assert_eq!(charged(&order), Ok((1, Reason::Ok, 3)));
+        order[1].used = 99;
+        assert_eq!(charged(&order), Ok((0, Reason::Overage, 8)));
+        order[0].used = 9;
+        assert_eq!(
+            charged(&order).unwrap_err().reason,
+            Reason::ConsumptionLimit
+        );
     }
 }

@@ -4,6 +4,8 @@
 use crate::decision::Reason;
 use crate::license::License;
 use crate::policy::validity::{best, grants_new, license_reason, Context, LicenseView};
+use crate::policy::Denial;
+use crate::store::{Change, LeaseRecord};
 
 /// The seats available to one client for one pool (the license-level pool,
 /// or a feature's own), added up over the licenses in force.
@@ -91,29 +93,84 @@ pub fn pool<'a>(
     }
 }
 
-/// Whether a client may take a seat when `in_use` leases of the pool are
-/// live. A client renewing its own lease always may.
-pub fn checkout(pool: &Pool, in_use: u64, renewing: bool) -> Result<(), Reason> {
-    if renewing || in_use < pool.seats {
-        Ok(())
-    } else {
-        Err(Reason::FloatingExhausted)
+/// The leases past their end, freed: reclaimed lazily by any floating
+/// operation, so the engine needs no background thread and embeds
+/// anywhere (plugin hosts, CLIs).
+pub fn reclaim<'a>(leases: impl IntoIterator<Item = &'a LeaseRecord>, now: i64) -> Vec<Change> {
+    leases
+        .into_iter()
+        .filter(|l| !l.live_at(now))
+        .map(|l| Change::DeleteLease(l.id.clone()))
+        .collect()
+}
+
+/// A checkout by `client` from `pool`, whose live leases are `in_pool`:
+/// the client's own lease renewed (a client checking out again renews),
+/// or a new one (`new_id`) if a seat is free; else `FLOATING_EXHAUSTED`
+/// with the instant the next lease ends.
+pub fn checkout(
+    pool: &Pool,
+    in_pool: &[&LeaseRecord],
+    client: &str,
+    feature: Option<&str>,
+    new_id: &str,
+    now: i64,
+) -> Result<LeaseRecord, Denial> {
+    if let Some(own) = in_pool.iter().find(|l| l.client == client) {
+        return Ok(renew(own, pool, now));
+    }
+    if (in_pool.len() as u64) >= pool.seats {
+        return Err(Denial {
+            reason: Reason::FloatingExhausted,
+            retry_at: in_pool.iter().map(|l| l.expires_at).min(),
+        });
+    }
+    Ok(LeaseRecord {
+        id: new_id.to_owned(),
+        client: client.to_owned(),
+        feature: feature.map(str::to_owned),
+        created_at: now,
+        expires_at: now.saturating_add(pool.lease_secs),
+        borrowed_until: None,
+    })
+}
+
+/// A live lease renewed: it lasts the pool's `lease_secs` from now, and
+/// never ends sooner than it did (a borrow keeps its end).
+pub fn renew(lease: &LeaseRecord, pool: &Pool, now: i64) -> LeaseRecord {
+    LeaseRecord {
+        expires_at: lease.expires_at.max(now.saturating_add(pool.lease_secs)),
+        ..lease.clone()
     }
 }
 
-/// Whether a lease may be borrowed for `secs`.
+/// A live lease borrowed for `secs`: it holds its seat without
+/// heartbeats until then. `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per
+/// the pool's licenses.
 ///
 /// ```
 /// use entitle::policy::floating::{borrow, Pool};
 /// use entitle::Reason;
 /// let pool = Pool { seats: 1, lease_secs: 60, borrow_max_secs: Some(3600) };
-/// assert_eq!(borrow(&pool, 3600), Ok(()));
-/// assert_eq!(borrow(&pool, 3601), Err(Reason::BorrowTooLong));
+/// let lease = Default::default();
+/// assert_eq!(borrow(&lease, &pool, 3600, 0).unwrap().borrowed_until, Some(3600));
+/// assert_eq!(borrow(&lease, &pool, 3601, 0).unwrap_err(), Reason::BorrowTooLong);
 /// ```
-pub fn borrow(pool: &Pool, secs: i64) -> Result<(), Reason> {
+pub fn borrow(
+    lease: &LeaseRecord,
+    pool: &Pool,
+    secs: i64,
+    now: i64,
+) -> Result<LeaseRecord, Reason> {
     match pool.borrow_max_secs {
-        None => Err(Reason::BorrowNotAllowed),
-        Some(max) if secs > max => Err(Reason::BorrowTooLong),
-        Some(_) => Ok(()),
+        None => return Err(Reason::BorrowNotAllowed),
+        Some(max) if secs > max => return Err(Reason::BorrowTooLong),
+        Some(_) => {}
     }
+    let until = now.saturating_add(secs);
+    Ok(LeaseRecord {
+        expires_at: until,
+        borrowed_until: Some(until),
+        ..lease.clone()
+    })
 }

@@ -1,97 +1,337 @@
-//! Durable state: the [`Store`] trait, an in-memory store for tests and
-//! short-lived engines, and the crash-safe [`FileStore`].
+//! Durable state: the [`Store`] trait, its vocabulary, an in-memory store
+//! for tests and short-lived engines, and the crash-safe [`FileStore`].
 //!
-//! A store persists [`Change`]s in transactions. It knows nothing of
-//! policy: the engine decides, the store remembers.
+//! A store persists [`Change`]s in transactions and reads the whole state
+//! back as a [`Persisted`]. It knows nothing of policy: the engine decides,
+//! the store remembers. Everything here is plain data (ids, tokens,
+//! numbers), so a backend needs nothing of the engine's to store it; the
+//! engine verifies every signed token again when it reads a state back.
+//!
+//! A backend is held to one contract, tested by the conformance suite
+//! (`tests/conformance/`) every backend runs: a committed transaction is
+//! durable once [`Store::sync`] returns for its generation; a transaction
+//! dropped without committing leaves no trace; writers exclude each other
+//! (across processes and hosts, for stores that can be shared), so a
+//! transaction always works on the latest committed state; and
+//! [`Store::generation`] changes whenever any writer commits.
 
-mod file;
-mod group;
 mod memory;
+mod sqlite;
 
-pub use crate::engine::state::{ActivationKind, ActivationRecord, Change, LeaseRecord};
-pub use crate::policy::consumption::Counter;
-pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use sqlite::FileStore;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 use crate::error::Result;
+use crate::license::VerifiedLicense;
 
 /// The version of the stored layout this crate writes. A state written by
-/// an older version opens; one written by a newer version is refused.
+/// an older version opens (and is brought up to date); one written by a
+/// newer version is refused.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// A stored license, as rows hold it: the token is verified again on load,
-/// so a hand-edited state is never trusted to grant more.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LicenseRow {
+/// A stored license. Its token is verified again whenever the state is
+/// read, so a hand-edited row never grants more.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LicenseRecord {
     /// License id.
     pub id: String,
-    /// The compact token.
+    /// The compact token the vendor signed.
     pub token: String,
     /// When it was added (Unix seconds).
     pub added_at: i64,
-    /// Revoked by a revocation list.
+    /// Revoked by a revocation list (kept to show why its rights ended).
     pub revoked: bool,
+    /// The engine's own reading of `token`, when it has one already (a
+    /// store neither writes nor reads it), so that the engine need not
+    /// verify again a license it has just verified.
+    pub(crate) verified: Option<Arc<VerifiedLicense>>,
 }
 
-/// A stored user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
+impl PartialEq for LicenseRecord {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.id, &self.token, self.added_at, self.revoked)
+            == (&other.id, &other.token, other.added_at, other.revoked)
+    }
+}
+
+impl Eq for LicenseRecord {}
+
+/// A named user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserRecord {
     /// User id.
     pub id: String,
     /// User type.
     pub user_type: String,
-    /// First added (Unix seconds).
+    /// When the user was first added (Unix seconds).
     pub added_at: i64,
-    /// Latest activity (Unix seconds).
+    /// The latest activity (Unix seconds).
     pub last_active_at: i64,
 }
 
+/// What an activation rests on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ActivationKind {
+    /// Counted by this install (`activate`, for `counted_by: install`): a
+    /// counter the install keeps, named in the README's threat model.
+    #[default]
+    Counted,
+    /// A vendor-signed machine certificate (its compact token), verified
+    /// on every open: the only source of the activation's license, device
+    /// and end.
+    Certificate(String),
+    /// Recorded as certified with no certificate that verifies here: the
+    /// vendor's books recording one they issued, or a row that claims a
+    /// certificate it does not hold. It counts toward `max` and grants
+    /// nothing.
+    Recorded,
+}
+
+/// A device activated for a license.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActivationRecord {
+    /// The license.
+    pub license_id: String,
+    /// The device.
+    pub fingerprint: String,
+    /// When it was activated (Unix seconds).
+    pub activated_at: i64,
+    /// When it stops counting: a machine certificate's `expires_at`, read
+    /// from the certificate itself every time the state is opened.
+    pub expires_at: Option<i64>,
+    /// What made it, and so whether it grants.
+    pub kind: ActivationKind,
+    /// The device's host name, as it reported it.
+    pub hostname: String,
+    /// The device declared or was detected as a virtual machine.
+    pub vm: bool,
+}
+
+impl ActivationRecord {
+    /// Whether it counts at `now` (a certificate's end stops it).
+    pub fn live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A floating lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseRecord {
+    /// Lease id.
+    pub id: String,
+    /// The client holding it.
+    pub client: String,
+    /// The feature pool it draws from (`None`: the license-level pool).
+    pub feature: Option<String>,
+    /// When it was first taken (Unix seconds).
+    pub created_at: i64,
+    /// When it lapses (a borrow extends it).
+    pub expires_at: i64,
+    /// Borrowed until this instant: no heartbeat needed until then.
+    pub borrowed_until: Option<i64>,
+}
+
+impl LeaseRecord {
+    /// Whether it still holds a seat at `now`.
+    pub fn live_at(&self, now: i64) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// A consumption counter: units of one feature charged to one license in
+/// the period that starts at `period_start`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CounterRecord {
+    /// The license charged.
+    pub license_id: String,
+    /// The feature.
+    pub code: String,
+    /// Start of the period the count belongs to (Unix seconds).
+    pub period_start: i64,
+    /// Units used in it.
+    pub used: u64,
+}
+
+/// The kinds of signed fact kept as tokens beside the licenses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignedKind {
+    /// A revocation list: applied again on every open.
+    #[default]
+    Revocations,
+    /// A key rotation: the keys trusted over the engine's own.
+    Keys,
+}
+
+impl SignedKind {
+    /// Its `typ`, as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SignedKind::Revocations => "revocations",
+            SignedKind::Keys => "keys",
+        }
+    }
+
+    /// The kind stored as `typ`.
+    pub fn parse(typ: &str) -> Option<Self> {
+        match typ {
+            "revocations" => Some(SignedKind::Revocations),
+            "keys" => Some(SignedKind::Keys),
+            _ => None,
+        }
+    }
+}
+
 /// A signed fact kept as its token: a revocation list or a key rotation.
-/// Verified and applied again every time the state is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedRow {
-    /// The token's `typ`: `revocations` or `keys`.
-    pub typ: String,
+/// Verified and applied again every time the state is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignedRecord {
+    /// What it is.
+    pub kind: SignedKind,
     /// The compact token.
     pub token: String,
     /// When it was first stored (Unix seconds).
     pub added_at: i64,
 }
 
-/// Everything a store holds, as rows.
+/// What `entitle init` fixes about an install it makes: the keys and
+/// release date the command-line tool trusts, the device it names and the
+/// machine it was made on. A program's own state has none: a program
+/// passes its keys to `EngineBuilder`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InstallSettings {
+    /// The trusted public keys, as PEM (none when compiled into the tool).
+    pub trusted_keys: Vec<String>,
+    /// The application build's release date (Unix seconds).
+    pub release_date: Option<i64>,
+    /// The device named with `init --fingerprint`, when one was.
+    pub device: Option<String>,
+    /// This machine's fingerprint when `init` ran.
+    pub machine: Option<String>,
+}
+
+/// One setting of an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// The product the state belongs to.
+    Product(String),
+    /// The latest time the engine has seen (the clock guard's reference).
+    LatestSeen(i64),
+    /// The latest `issued_at` of any token for this install.
+    MaxIssuedAt(i64),
+    /// What `entitle init` fixed.
+    Install(InstallSettings),
+}
+
+/// The settings of an install, as read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The product the state belongs to.
+    pub product: Option<String>,
+    /// The latest time the engine has seen.
+    pub latest_seen: Option<i64>,
+    /// The latest `issued_at` of any token for this install.
+    pub max_issued_at: Option<i64>,
+    /// What `entitle init` fixed, if it made this state.
+    pub install: Option<InstallSettings>,
+}
+
+impl Settings {
+    /// Records `setting`.
+    pub fn set(&mut self, setting: Setting) {
+        match setting {
+            Setting::Product(p) => self.product = Some(p),
+            Setting::LatestSeen(t) => self.latest_seen = Some(t),
+            Setting::MaxIssuedAt(t) => self.max_issued_at = Some(t),
+            Setting::Install(s) => self.install = Some(s),
+        }
+    }
+}
+
+/// Everything a store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Persisted {
-    /// Settings and counters: `product`, `keys`, `latest_seen`, ...
-    pub meta: BTreeMap<String, String>,
+    /// The install's settings.
+    pub settings: Settings,
     /// Installed licenses.
-    pub licenses: Vec<LicenseRow>,
-    /// Highest serial seen per id.
+    pub licenses: Vec<LicenseRecord>,
+    /// Highest serial seen per license id.
     pub serials: Vec<(String, u64)>,
-    /// Ids that can never be added again.
+    /// Ids that can never be added again, and when they were buried.
     pub tombstones: Vec<(String, i64)>,
     /// Users.
-    pub users: Vec<UserRow>,
-    /// Device activations: (license id, fingerprint, record).
-    pub activations: Vec<(String, String, ActivationRecord)>,
+    pub users: Vec<UserRecord>,
+    /// Device activations.
+    pub activations: Vec<ActivationRecord>,
     /// Transfers made per license id.
     pub transfers: Vec<(String, u32)>,
-    /// Floating leases by id.
-    pub leases: Vec<(String, LeaseRecord)>,
-    /// Consumption counters: (license id, feature code, counter).
-    pub counters: Vec<(String, String, Counter)>,
+    /// Floating leases.
+    pub leases: Vec<LeaseRecord>,
+    /// Consumption counters.
+    pub counters: Vec<CounterRecord>,
     /// Revocation lists and key rotations, as signed.
-    pub signed: Vec<SignedRow>,
+    pub signed: Vec<SignedRecord>,
+}
+
+/// One durable step. Every mutation is a list of these, written in one
+/// transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Sets one setting.
+    Set(Setting),
+    /// Installs or replaces a license.
+    PutLicense(LicenseRecord),
+    /// Removes a license.
+    DeleteLicense(String),
+    /// The highest serial seen for a license id.
+    Serial(String, u64),
+    /// A license id that can never be added again.
+    Tombstone(String, i64),
+    /// Keeps a revocation list or key rotation (once per token).
+    PutSigned(SignedRecord),
+    /// Adds or updates a user.
+    PutUser(UserRecord),
+    /// Removes a user.
+    DeleteUser(String),
+    /// Activates a device for a license.
+    PutActivation(ActivationRecord),
+    /// Deactivates a device.
+    DeleteActivation {
+        /// The license.
+        license_id: String,
+        /// The device.
+        fingerprint: String,
+    },
+    /// The number of transfers (deactivations) made for a license.
+    Transfers(String, u32),
+    /// Takes or renews a floating lease.
+    PutLease(LeaseRecord),
+    /// Frees a lease.
+    DeleteLease(String),
+    /// Sets a consumption counter.
+    PutCounter(CounterRecord),
 }
 
 /// Where the engine's state lives.
 ///
 /// Every mutation runs in one [`Transaction`]: writers exclude each other
 /// (across processes, for stores that can be shared), a mutation sees the
-/// latest durable state, and a transaction that is dropped without
+/// latest committed state, and a transaction that is dropped without
 /// [`commit`](Transaction::commit) leaves no trace.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A counter that changes whenever any writer commits. Cheap: the
@@ -105,28 +345,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn begin(&self) -> Result<Box<dyn Transaction + '_>>;
 
     /// Makes every transaction committed up to `generation` durable, or
-    /// fails if its write did not reach the disk. A store whose commits are
-    /// durable by themselves does nothing. Called after the writer lock is
-    /// released, so that concurrent writers can share one write and one
-    /// fsync (group commit).
+    /// fails if its write did not reach the disk. A store whose commits
+    /// are durable by themselves does nothing. Called after the engine's
+    /// writer lock is released, so that concurrent writers can share one
+    /// write and one fsync.
     fn sync(&self, generation: u64) -> Result<()> {
         let _ = generation;
         Ok(())
     }
-
-    /// [`sync`](Store::sync), told how many other mutations of this
-    /// store's writer are `under_way` (started, not yet committed): a store
-    /// that groups commits may wait a moment for them, so that one write
-    /// and one fsync cover them too. The engine calls this one.
-    fn sync_with(&self, generation: u64, under_way: &AtomicUsize) -> Result<()> {
-        let _ = under_way;
-        self.sync(generation)
-    }
-
-    /// A mutation counted as under way (see [`sync_with`](Store::sync_with))
-    /// ended without committing: callers waiting for it to join their group
-    /// need not wait any longer.
-    fn abandoned(&self) {}
 
     /// Where the state lives, for messages.
     fn location(&self) -> String {

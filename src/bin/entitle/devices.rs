@@ -10,9 +10,34 @@ use entitle::device::{detect_virtual_machine, hostname, Device};
 use entitle::Error;
 use serde_json::json;
 
-use crate::install::{open_engine, open_install, to_json};
+use crate::output::to_json;
 use crate::output::{Failure, Outcome};
+use crate::state::{open_engine, open_install};
 use crate::{files, Globals};
+
+/// The node-locked devices' commands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Activate this device (or the one named) for node-locked licenses.
+    Activate(ActivateArgs),
+    /// Deactivate a device, freeing its slot (counts one transfer).
+    Deactivate(DeactivateArgs),
+    /// The devices activated here.
+    #[command(subcommand)]
+    Activation(ActivationCommand),
+    /// Write an offline activation request to send to the vendor.
+    Request(RequestArgs),
+}
+
+/// Runs one device command.
+pub fn run(command: DeviceCommand, globals: &Globals) -> Result<Outcome, Failure> {
+    match command {
+        DeviceCommand::Activate(args) => activate(&args, globals),
+        DeviceCommand::Deactivate(args) => deactivate(&args, globals),
+        DeviceCommand::Activation(ActivationCommand::List) => activation_list(globals),
+        DeviceCommand::Request(args) => request(&args, globals),
+    }
+}
 
 /// `entitle activate`.
 #[derive(Debug, Args)]
@@ -52,7 +77,7 @@ pub struct RequestArgs {
 }
 
 /// `entitle activate`.
-pub fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let install = open_install(globals)?;
     let fingerprint = args
         .fingerprint
@@ -85,7 +110,7 @@ pub fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failu
 }
 
 /// `entitle deactivate`.
-pub fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let install = open_install(globals)?;
     let fingerprint = args
         .fingerprint
@@ -103,49 +128,43 @@ pub fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, F
     ))
 }
 
-/// Runs one `activation` command.
-pub fn run(command: ActivationCommand, globals: &Globals) -> Result<Outcome, Failure> {
-    match command {
-        ActivationCommand::List => {
-            let engine = open_engine(globals)?;
-            let now = engine.now();
-            let items = engine.activations();
-            let mut human = String::new();
-            if items.is_empty() {
-                human.push_str(
-                    "No device is activated here. `entitle activate` activates this one.\n",
-                );
-            }
-            for item in &items {
-                let _ = write!(
-                    human,
-                    "{}  license {}  host {}  activated {}",
-                    item.fingerprint, item.license_id, item.hostname, item.activated_at
-                );
-                match item.expires_at {
-                    Some(end) if end <= now => {
-                        let _ = write!(human, "  LAPSED at {end}");
-                    }
-                    Some(end) => {
-                        let _ = write!(human, "  until {end}");
-                    }
-                    None => {}
-                }
-                if item.certificate {
-                    human.push_str("  (vendor certificate)");
-                }
-                if item.vm {
-                    human.push_str("  (virtual machine)");
-                }
-                human.push('\n');
-            }
-            Ok(Outcome::new(json!({"items": to_json(&items)}), human))
-        }
+/// `entitle activation list`.
+fn activation_list(globals: &Globals) -> Result<Outcome, Failure> {
+    let engine = open_engine(globals)?;
+    let now = engine.now();
+    let items = engine.activations();
+    let mut human = String::new();
+    if items.is_empty() {
+        human.push_str("No device is activated here. `entitle activate` activates this one.\n");
     }
+    for item in &items {
+        let _ = write!(
+            human,
+            "{}  license {}  host {}  activated {}",
+            item.fingerprint, item.license_id, item.hostname, item.activated_at
+        );
+        match item.expires_at {
+            Some(end) if end <= now => {
+                let _ = write!(human, "  LAPSED at {end}");
+            }
+            Some(end) => {
+                let _ = write!(human, "  until {end}");
+            }
+            None => {}
+        }
+        if item.certificate {
+            human.push_str("  (vendor certificate)");
+        }
+        if item.vm {
+            human.push_str("  (virtual machine)");
+        }
+        human.push('\n');
+    }
+    Ok(Outcome::new(json!({"items": to_json(&items)}), human))
 }
 
 /// `entitle request`.
-pub fn request(args: &RequestArgs, globals: &Globals) -> Result<Outcome, Failure> {
+fn request(args: &RequestArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let engine = open_engine(globals)?;
     let request = engine.activation_request(args.license.as_deref())?;
     let text = serde_json::to_string_pretty(&request)

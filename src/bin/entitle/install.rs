@@ -1,83 +1,37 @@
-//! The install side: `init` makes the state directory, every other command
-//! opens it as an [`Engine`] and acts through the library, exactly as an
-//! application linking the crate would.
-//!
-//! This module holds what every group shares (the state's settings,
-//! [`open_engine`]) and the rights themselves (`check`, `limit`, `consume`,
-//! `apply`); licenses, users, devices and leases have a module each.
+//! The install side: `init` makes the state directory and fixes its
+//! settings; `check`, `limit`, `apply`, `consume` and `consumption` act on
+//! the rights themselves, through the library exactly as an application
+//! linking the crate would. Licenses, users, devices and leases have a
+//! module each; what they all share is in `state` and `output`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
-use entitle::device::{default_fingerprint, detect_virtual_machine};
+use entitle::device::default_fingerprint;
 use entitle::engine::Applied;
-use entitle::license::MAX_NAME_LEN;
-use entitle::store::{Change, FileStore, Store};
+use entitle::store::{FileStore, InstallSettings};
 use entitle::token::{Keyring, PublicKey};
-use entitle::{Decision, Engine, Error, ManualClock, Reason, SystemClock, Timestamp};
+use entitle::{Engine, Error, ManualClock, Reason, Timestamp};
 use serde_json::{json, Value};
 
-use crate::output::{Failure, Outcome};
-use crate::{devices, files, leases, licenses, users, Globals};
+use crate::output::{decision_json, reason_hint, to_json, Failure, Outcome};
+use crate::state::{built_in, check_name, open_engine, open_install, Install, Settings};
+use crate::{files, Globals};
 
-/// The meta keys `init` writes: the settings every later command reads.
-mod meta {
-    pub const PRODUCT: &str = "product";
-    /// A JSON array of the trusted public keys, as PEM.
-    pub const KEYS: &str = "keys";
-    pub const RELEASE_DATE: &str = "release_date";
-    /// The device named with `init --fingerprint`, when one was.
-    pub const FINGERPRINT: &str = "fingerprint";
-    /// This machine's fingerprint when `init` ran: where the state lives.
-    pub const MACHINE: &str = "machine";
-}
-
-/// What a vendor compiled into this build (`build.rs`): the trust root
-/// and the release date, which then override what a state records.
-mod built_in {
-    /// PEM public keys from `ENTITLE_TRUSTED_KEYS` at build time, or "".
-    pub const KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/trusted_keys.pem"));
-    /// `ENTITLE_RELEASE_DATE` at build time, or "".
-    pub const RELEASE_DATE: &str = include_str!(concat!(env!("OUT_DIR"), "/release_date.txt"));
-
-    /// Whether this build trusts only its own keys.
-    pub const fn has_keys() -> bool {
-        !KEYS.is_empty()
-    }
-}
-
-/// The install side of `entitle`.
+/// The install side of `entitle`: making the state, and the rights
+/// themselves. Licenses, users, devices and leases have a module each.
 #[derive(Debug, Subcommand)]
 pub enum InstallCommand {
     /// Create this install's state directory, trusting the vendor's keys.
     Init(InitArgs),
-    /// Add, list and remove licenses; seat status and usage.
-    #[command(subcommand)]
-    License(licenses::LicenseCommand),
     /// May FEATURE be used now? Exit status 0 allowed, 1 denied.
     Check(CheckArgs),
     /// The quota of a feature: the sum of `limit` over licenses in force.
     Limit(LimitArgs),
-    /// Named users and their seats.
-    #[command(subcommand)]
-    User(users::UserCommand),
-    /// Activate this device (or the one named) for node-locked licenses.
-    Activate(devices::ActivateArgs),
-    /// Deactivate a device, freeing its slot (counts one transfer).
-    Deactivate(devices::DeactivateArgs),
-    /// The devices activated here.
-    #[command(subcommand)]
-    Activation(devices::ActivationCommand),
-    /// Write an offline activation request to send to the vendor.
-    Request(devices::RequestArgs),
-    /// Apply a file from the vendor: license, machine certificate or
-    /// revocation list.
+    /// Apply a file from the vendor: license, machine certificate,
+    /// revocation list or key rotation.
     Apply(ApplyArgs),
-    /// Floating seats: check out, renew, borrow, return.
-    #[command(subcommand)]
-    Lease(leases::LeaseCommand),
     /// Record use of a metered feature, all or nothing.
     Consume(ConsumeArgs),
     /// How much of a metered feature this period has used.
@@ -157,175 +111,15 @@ pub struct ConsumptionArgs {
 pub fn run(command: InstallCommand, globals: &Globals) -> Result<Outcome, Failure> {
     match command {
         InstallCommand::Init(args) => Ok(init(&args, globals)?),
-        InstallCommand::License(command) => licenses::run(command, globals),
         InstallCommand::Check(args) => Ok(check(&open_install(globals)?, &args)),
         InstallCommand::Limit(args) => Ok(limit(&open_engine(globals)?, &args.code)),
-        InstallCommand::User(command) => users::run(command, globals),
-        InstallCommand::Activate(args) => devices::activate(&args, globals),
-        InstallCommand::Deactivate(args) => devices::deactivate(&args, globals),
-        InstallCommand::Activation(command) => devices::run(command, globals),
-        InstallCommand::Request(args) => devices::request(&args, globals),
         InstallCommand::Apply(args) => Ok(apply(&open_engine(globals)?, &args.file)?),
-        InstallCommand::Lease(command) => leases::run(command, globals),
         InstallCommand::Consume(args) => Ok(consume(&open_engine(globals)?, &args)?),
         InstallCommand::Consumption(args) => Ok(consumption(&open_engine(globals)?, &args.feature)),
     }
 }
 
-// ---- the state's settings -------------------------------------------------
-
-/// What `init` recorded about this install.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The product enforced.
-    pub product: String,
-    /// The trusted public keys, as PEM.
-    pub keys: Vec<String>,
-    /// The application build's release date.
-    pub release_date: Option<Timestamp>,
-    /// The device named at `init` (a state written before machines were
-    /// recorded always names one).
-    pub fingerprint: Option<String>,
-    /// This machine's fingerprint when `init` ran.
-    pub machine: Option<String>,
-}
-
-impl Settings {
-    /// Reads the settings from the state's meta table. A state that `init`
-    /// never finished is missing, not corrupt: running `init` mends it.
-    fn from_meta(meta: &BTreeMap<String, String>, dir: &Path) -> Result<Self, Error> {
-        let location = dir.display().to_string();
-        let Some(product) = meta.get(meta::PRODUCT) else {
-            return Err(Error::StateMissing { path: location });
-        };
-        if !meta.contains_key(meta::KEYS) && !built_in::has_keys() {
-            return Err(Error::StateMissing { path: location });
-        }
-        let corrupt = |detail: String| Error::StateCorrupt {
-            path: location.clone(),
-            detail,
-        };
-        let keys: Vec<String> = match meta.get(meta::KEYS) {
-            Some(keys) => serde_json::from_str(keys).map_err(|e| {
-                corrupt(format!("its trusted keys are not a JSON list of PEM ({e})"))
-            })?,
-            None => Vec::new(),
-        };
-        let release_date = meta
-            .get(meta::RELEASE_DATE)
-            .map(|text| Timestamp::parse(text))
-            .transpose()
-            .map_err(|e| corrupt(format!("its release date is unreadable ({e})")))?;
-        Ok(Settings {
-            product: product.clone(),
-            keys,
-            release_date,
-            fingerprint: meta.get(meta::FINGERPRINT).cloned(),
-            machine: meta.get(meta::MACHINE).cloned(),
-        })
-    }
-
-    /// The keys this CLI trusts: those compiled into it, if any (then the
-    /// state's are ignored), else those `init` recorded.
-    fn keyring(&self, dir: &Path) -> Result<Keyring, Error> {
-        if built_in::has_keys() {
-            return Keyring::from_pems(pem_blocks(built_in::KEYS)).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "this build's compiled-in keys do not read ({e}); rebuild with \
-                     ENTITLE_TRUSTED_KEYS naming PEM public keys"
-                ))
-            });
-        }
-        Keyring::from_pems(self.keys.iter().map(String::as_str)).map_err(|e| Error::StateCorrupt {
-            path: dir.display().to_string(),
-            detail: format!("a trusted key does not read ({e})"),
-        })
-    }
-
-    /// The release date in force: the build's own, if compiled in, else
-    /// the one `init` recorded.
-    fn effective_release_date(&self) -> Result<Option<Timestamp>, Error> {
-        if built_in::RELEASE_DATE.is_empty() {
-            return Ok(self.release_date);
-        }
-        Timestamp::parse(built_in::RELEASE_DATE)
-            .map(Some)
-            .map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "this build's ENTITLE_RELEASE_DATE is not an RFC 3339 time ({e}); rebuild it"
-                ))
-            })
-    }
-
-    /// The device this install is on `here` (this machine's fingerprint,
-    /// computed afresh), and whether the state was made on another
-    /// machine. A state names its device only on the machine it was made
-    /// on; anywhere else the device is that machine itself, which no
-    /// activation made for the old one covers (DESIGN section 11).
-    fn device_on(&self, here: &str) -> (String, bool) {
-        match (&self.fingerprint, &self.machine) {
-            (Some(named), Some(home)) if home == here => (named.clone(), false),
-            (None, Some(home)) => (here.to_owned(), home != here),
-            // Written before machines were recorded: the device it names
-            // holds only if it is this machine.
-            (Some(named), None) if named == here => (named.clone(), false),
-            (None, None) => (here.to_owned(), false),
-            _ => (here.to_owned(), true),
-        }
-    }
-}
-
-/// The PEM blocks of a text holding several.
-fn pem_blocks(text: &str) -> impl Iterator<Item = &str> {
-    const END: &str = "-----END PUBLIC KEY-----";
-    text.split_inclusive(END)
-        .filter(|block| block.contains(END))
-}
-
-/// An opened install: its engine and the settings it was built from.
-pub struct Install {
-    /// The engine on the state directory.
-    pub engine: Engine,
-    /// The device this install is, for activations and requests.
-    pub device: String,
-    /// The state was made on another machine: node-locked rights it held
-    /// there do not hold here.
-    pub moved: bool,
-}
-
-/// Opens the state directory as an engine: `STATE_MISSING` if `init` never
-/// ran there.
-pub fn open_engine(globals: &Globals) -> Result<Engine, Failure> {
-    Ok(open_install(globals)?.engine)
-}
-
-/// Opens the state directory: the engine and the install's settings.
-pub fn open_install(globals: &Globals) -> Result<Install, Error> {
-    let dir = globals.state_dir();
-    let store = FileStore::open(&dir)?;
-    let (_, persisted) = store.load()?;
-    let settings = Settings::from_meta(&persisted.meta, &dir)?;
-    let (device, moved) = settings.device_on(&default_fingerprint());
-    let mut builder = Engine::builder(settings.product.as_str())
-        .keyring(settings.keyring(&dir)?)
-        .store(store)
-        .fingerprint(device.as_str())
-        .virtual_machine(detect_virtual_machine())
-        // One command, one mutation: nothing to keep fresh afterwards.
-        .background_refresh(false);
-    if let Some(date) = settings.effective_release_date()? {
-        builder = builder.release_date(date);
-    }
-    builder = match globals.now {
-        Some(now) => builder.clock(ManualClock::new(now)),
-        None => builder.clock(SystemClock),
-    };
-    Ok(Install {
-        engine: builder.build()?,
-        device,
-        moved,
-    })
-}
+// ---- init -------------------------------------------------------------------
 
 fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     check_name(&args.product, "a product code")?;
@@ -342,17 +136,15 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
 
     let dir = globals.state_dir();
     let store = FileStore::create(&dir)?;
-    let (_, persisted) = store.load()?;
-    let here = default_fingerprint();
     let state = dir.display().to_string();
-    match Settings::from_meta(&persisted.meta, &dir) {
+    match Settings::read(&store, &dir) {
         Ok(existing) => return init_again(args, &existing, &offered, &dir),
         Err(Error::StateMissing { .. }) => {}
         Err(other) => return Err(other),
     }
     // A state a program made (the product is all it records) keeps it.
-    if let Some(product) = persisted.meta.get(meta::PRODUCT) {
-        if *product != args.product {
+    if let Some(product) = store.settings()?.product {
+        if product != args.product {
             return Err(Error::StateExists {
                 path: state,
                 detail: format!(
@@ -365,45 +157,30 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
 
     // The trust root, fixed from now on. A build with keys compiled in
     // trusts only those and records none.
-    let pems: Vec<String> = if built_in::has_keys() {
-        Vec::new()
-    } else {
-        offered.keys().map(PublicKey::to_pem).collect()
+    let here = default_fingerprint();
+    let mut install = InstallSettings::default();
+    if !built_in::has_keys() {
+        install.trusted_keys = offered.keys().map(PublicKey::to_pem).collect();
+    }
+    install.release_date = args.release_date.map(Timestamp::unix);
+    install.device = args.fingerprint.clone();
+    install.machine = Some(here.clone());
+    let settings = Settings {
+        product: args.product.clone(),
+        install,
     };
-    let mut changes = vec![
-        Change::Meta(meta::PRODUCT.into(), args.product.clone()),
-        Change::Meta(
-            meta::KEYS.into(),
-            serde_json::to_string(&pems).unwrap_or_else(|_| "[]".into()),
-        ),
-        Change::Meta(meta::MACHINE.into(), here.clone()),
-    ];
-    if let Some(fingerprint) = &args.fingerprint {
-        changes.push(Change::Meta(meta::FINGERPRINT.into(), fingerprint.clone()));
-    }
-    if let Some(date) = args.release_date {
-        changes.push(Change::Meta(meta::RELEASE_DATE.into(), date.to_rfc3339()));
-    }
-    let mut txn = store.begin()?;
-    txn.write(&changes)?;
-    let generation = txn.commit()?;
-    store.sync(generation)?;
-    drop(store);
-
-    let settings = Settings::from_meta(
-        &changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Meta(k, v) => Some((k.clone(), v.clone())),
-                _ => None,
-            })
-            .collect(),
-        &dir,
-    )?;
     let keyring = settings.keyring(&dir)?;
+    let engine = Engine::builder(args.product.as_str())
+        .keyring(keyring.clone())
+        .store(store)
+        .background_refresh(false)
+        .clock(ManualClock::new(globals.now()))
+        .build()?;
+    engine.fix_install_settings(settings.install.clone())?;
+
     let kids: Vec<String> = keyring.keys().map(|k| k.kid().to_owned()).collect();
     let fingerprint = settings.device_on(&here).0;
-    let release_date = settings.effective_release_date()?;
+    let release_date = settings.release_date()?;
     let mut human = format!(
         "Initialised the install at {state} for product `{product}`.\n\
          Trusted vendor keys{compiled}: {count}: {kid_list}\n\
@@ -468,20 +245,21 @@ fn init_again(
         ));
     }
     if let Some(date) = args.release_date {
-        if existing.release_date != Some(date) {
+        if existing.install.release_date != Some(date.unix()) {
             differences.push(format!(
                 "records release date {} (fixed at creation)",
                 existing
+                    .install
                     .release_date
-                    .map_or("none".to_owned(), |d| d.to_string())
+                    .map_or("none".to_owned(), |d| Timestamp::from_unix(d).to_string())
             ));
         }
     }
     if let Some(fingerprint) = &args.fingerprint {
-        if existing.fingerprint.as_ref() != Some(fingerprint) {
+        if existing.install.device.as_ref() != Some(fingerprint) {
             differences.push(format!(
                 "names device {} (fixed at creation)",
-                existing.fingerprint.as_deref().unwrap_or("this machine")
+                existing.install.device.as_deref().unwrap_or("this machine")
             ));
         }
     }
@@ -497,7 +275,7 @@ fn init_again(
     }
     let kids: Vec<String> = trusted.keys().map(|k| k.kid().to_owned()).collect();
     let (fingerprint, _) = existing.device_on(&default_fingerprint());
-    let release_date = existing.effective_release_date()?;
+    let release_date = existing.release_date()?;
     Ok(Outcome::new(
         json!({
             "state": state,
@@ -563,54 +341,6 @@ fn check(install: &Install, args: &CheckArgs) -> Outcome {
     } else {
         outcome.denied()
     }
-}
-
-/// `allowed`, `reason` and `until` of a decision, as every check prints it.
-pub fn decision_json(decision: &Decision) -> Value {
-    json!({
-        "allowed": decision.allowed(),
-        "reason": decision.reason().code(),
-        "until": decision.until(),
-    })
-}
-
-/// What a person can do about a reason, when there is something to do.
-pub fn reason_hint(reason: Reason) -> Option<&'static str> {
-    Some(match reason {
-        Reason::Ok => return None,
-        Reason::InGrace => {
-            "The license has expired and runs on its grace period: ask the vendor for a renewal."
-        }
-        Reason::Overage => {
-            "Allowed beyond the licensed amount (overage): consider a top-up license."
-        }
-        Reason::ExpiredKept => {
-            "The license has expired but keeps this right; nothing new can be added under it."
-        }
-        Reason::NotLicensed => {
-            "No installed license grants it: add one with `entitle license add FILE`."
-        }
-        Reason::Expired => "Every license granting it has expired: ask the vendor for a renewal.",
-        Reason::NotYetValid => "The license granting it has not started yet.",
-        Reason::Suspended => "The license granting it is suspended: contact the vendor.",
-        Reason::Revoked => "The license granting it was revoked: contact the vendor.",
-        Reason::MaintenanceExpired => {
-            "This build was released after the license's maintenance ended: \
-             use an older build or renew maintenance."
-        }
-        Reason::NotActivated => {
-            "The license is node-locked and this device is not activated: run `entitle activate`, \
-             or for vendor-activated licenses `entitle request` and `entitle apply` the reply."
-        }
-        Reason::SeatLimit => {
-            "Every seat is taken: remove a user (`entitle user remove ID`) or add a seat top-up."
-        }
-        Reason::ClockTampered => {
-            "The system clock is behind the latest time this install has seen: set it right, \
-             or apply a fresh file from the vendor."
-        }
-        _ => return None,
-    })
 }
 
 fn limit(engine: &Engine, code: &str) -> Outcome {
@@ -718,26 +448,6 @@ fn apply(engine: &Engine, path: &Path) -> Result<Outcome, Error> {
         _ => "Applied.".to_owned(),
     };
     Ok(Outcome::new(to_json(&applied), human))
-}
-
-// ---- shared by the install modules ----------------------------------------
-
-/// A library value as JSON. The library's outputs are plain data (no maps
-/// with non-string keys), so this cannot fail; were it to, a `null` beats
-/// a panic.
-pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// Refuses names a state cannot hold well: empty, too long, or with
-/// control characters (which would garble every listing).
-pub fn check_name(name: &str, what: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} is 1 to {MAX_NAME_LEN} printable characters"
-        )));
-    }
-    Ok(())
 }
 
 /// Says which file a key error came from.

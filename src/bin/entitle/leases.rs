@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 use entitle::engine::Lease;
 use serde_json::json;
 
-use crate::install::{open_engine, to_json};
+use crate::output::to_json;
 use crate::output::{Failure, Outcome};
+use crate::state::open_engine;
 use crate::Globals;
 
 /// `entitle lease ...`.

@@ -10,8 +10,9 @@ use entitle::license::{CountedBy, License};
 use entitle::{token, Engine, Error};
 use serde_json::{json, Value};
 
-use crate::install::{open_engine, reason_hint, to_json};
+use crate::output::{reason_hint, to_json};
 use crate::output::{Failure, Outcome};
+use crate::state::open_engine;
 use crate::{files, Globals};
 
 /// `entitle license ...`.

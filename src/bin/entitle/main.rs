@@ -14,6 +14,7 @@ mod install;
 mod leases;
 mod licenses;
 mod output;
+mod state;
 mod users;
 mod vendor;
 
@@ -80,6 +81,17 @@ enum Command {
     Vendor(vendor::VendorCommand),
     #[command(flatten)]
     Install(install::InstallCommand),
+    /// Add, list and remove licenses; seat status and usage.
+    #[command(subcommand)]
+    License(licenses::LicenseCommand),
+    /// Named users and their seats.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    #[command(flatten)]
+    Devices(devices::DeviceCommand),
+    /// Floating seats: check out, renew, borrow, return.
+    #[command(subcommand)]
+    Lease(leases::LeaseCommand),
     /// A guided walk through everything, in a temporary directory.
     Demo,
 }
@@ -92,6 +104,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Vendor(command) => vendor::run(command, &cli.globals),
         Command::Install(command) => install::run(command, &cli.globals),
+        Command::License(command) => licenses::run(command, &cli.globals),
+        Command::User(command) => users::run(command, &cli.globals),
+        Command::Devices(command) => devices::run(command, &cli.globals),
+        Command::Lease(command) => leases::run(command, &cli.globals),
         Command::Demo => demo::run(cli.globals.now),
     };
     output::finish(outcome, cli.globals.json)

@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::process::ExitCode;
 
-use entitle::Error;
+use entitle::{Decision, Error, Reason};
 use serde_json::{json, Value};
 
 /// Success (or "allowed").
@@ -171,4 +171,59 @@ fn print_text(text: &str) -> bool {
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())
         .is_ok()
+}
+
+/// A library value as JSON. The library's outputs are plain data (no maps
+/// with non-string keys), so this cannot fail; were it to, a `null` beats
+/// a panic.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// `allowed`, `reason` and `until` of a decision, as every check prints it.
+pub fn decision_json(decision: &Decision) -> Value {
+    json!({
+        "allowed": decision.allowed(),
+        "reason": decision.reason().code(),
+        "until": decision.until(),
+    })
+}
+
+/// What a person can do about a reason, when there is something to do.
+pub fn reason_hint(reason: Reason) -> Option<&'static str> {
+    Some(match reason {
+        Reason::Ok => return None,
+        Reason::InGrace => {
+            "The license has expired and runs on its grace period: ask the vendor for a renewal."
+        }
+        Reason::Overage => {
+            "Allowed beyond the licensed amount (overage): consider a top-up license."
+        }
+        Reason::ExpiredKept => {
+            "The license has expired but keeps this right; nothing new can be added under it."
+        }
+        Reason::NotLicensed => {
+            "No installed license grants it: add one with `entitle license add FILE`."
+        }
+        Reason::Expired => "Every license granting it has expired: ask the vendor for a renewal.",
+        Reason::NotYetValid => "The license granting it has not started yet.",
+        Reason::Suspended => "The license granting it is suspended: contact the vendor.",
+        Reason::Revoked => "The license granting it was revoked: contact the vendor.",
+        Reason::MaintenanceExpired => {
+            "This build was released after the license's maintenance ended: \
+             use an older build or renew maintenance."
+        }
+        Reason::NotActivated => {
+            "The license is node-locked and this device is not activated: run `entitle activate`, \
+             or for vendor-activated licenses `entitle request` and `entitle apply` the reply."
+        }
+        Reason::SeatLimit => {
+            "Every seat is taken: remove a user (`entitle user remove ID`) or add a seat top-up."
+        }
+        Reason::ClockTampered => {
+            "The system clock is behind the latest time this install has seen: set it right, \
+             or apply a fresh file from the vendor."
+        }
+        _ => return None,
+    })
 }

@@ -7,9 +7,10 @@ use clap::{Args, Subcommand};
 use entitle::Reason;
 use serde_json::json;
 
-use crate::install::{decision_json, open_engine, reason_hint, to_json};
 use crate::licenses::license_line;
+use crate::output::{decision_json, reason_hint, to_json};
 use crate::output::{Failure, Outcome};
+use crate::state::open_engine;
 use crate::Globals;
 
 /// `entitle user ...`.

@@ -20,8 +20,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use crate::files;
-use crate::install::open_engine;
 use crate::output::{Failure, Outcome};
+use crate::state::open_engine;
 use crate::Globals;
 
 /// The vendor side of `entitle`.

@@ -1,0 +1,352 @@
+//! Rows: how each record of the store's vocabulary is written as SQL and
+//! read back. Settings live in the `meta` table under the keys older
+//! versions wrote, so a state written before settings were typed reads
+//! as it did.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, Row};
+use sha2::{Digest, Sha256};
+
+use super::corrupt_rows;
+use super::schema::check_count;
+use crate::store::{
+    ActivationKind, ActivationRecord, Change, CounterRecord, InstallSettings, LeaseRecord,
+    LicenseRecord, Persisted, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+};
+use crate::Timestamp;
+
+/// The `meta` keys of the settings.
+mod key {
+    pub const PRODUCT: &str = "product";
+    pub const LATEST_SEEN: &str = "latest_seen";
+    pub const MAX_ISSUED_AT: &str = "max_issued_at";
+    /// A JSON array of PEM public keys; it marks a state `init` made.
+    pub const KEYS: &str = "keys";
+    pub const RELEASE_DATE: &str = "release_date";
+    pub const DEVICE: &str = "fingerprint";
+    pub const MACHINE: &str = "machine";
+}
+
+pub(super) fn read_generation(conn: &Connection) -> rusqlite::Result<u64> {
+    // Cached statements: a mutation runs this and BEGIN/COMMIT every time,
+    // and parsing them again cost more than executing them.
+    let text: String = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'generation'")?
+        .query_row([], |r| r.get(0))?;
+    text.parse()
+        .map_err(|_| corrupt_rows("the generation is not a number".into()))
+}
+
+/// Reads every row of `table` (the columns of `columns`) with `read`, and
+/// checks their number against the count kept beside them.
+fn read_table<T>(
+    conn: &Connection,
+    kept: &BTreeMap<String, String>,
+    table: &str,
+    columns: &str,
+    read: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table}"))?;
+    let rows = stmt
+        .query_map([], |r| read(r))?
+        .collect::<rusqlite::Result<Vec<T>>>()?;
+    check_count(kept, table, rows.len())?;
+    Ok(rows)
+}
+
+fn read_meta(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare("SELECT key, value FROM meta")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.collect()
+}
+
+pub(super) fn read_settings(conn: &Connection) -> rusqlite::Result<Settings> {
+    settings(&read_meta(conn)?)
+}
+
+pub(super) fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
+    let meta = read_meta(conn)?;
+    let unsigned = |r: &Row<'_>, i: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+    };
+    Ok(Persisted {
+        settings: settings(&meta)?,
+        licenses: read_table(
+            conn,
+            &meta,
+            "licenses",
+            "id, token, added_at, revoked",
+            |r| {
+                Ok(LicenseRecord {
+                    id: r.get(0)?,
+                    token: r.get(1)?,
+                    added_at: r.get(2)?,
+                    revoked: r.get::<_, i64>(3)? != 0,
+                    verified: None,
+                })
+            },
+        )?,
+        serials: read_table(conn, &meta, "serials", "id, serial", |r| {
+            Ok((r.get(0)?, unsigned(r, 1)?))
+        })?,
+        tombstones: read_table(conn, &meta, "tombstones", "id, at", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?,
+        users: read_table(
+            conn,
+            &meta,
+            "users",
+            "id, user_type, added_at, last_active_at",
+            |r| {
+                Ok(UserRecord {
+                    id: r.get(0)?,
+                    user_type: r.get(1)?,
+                    added_at: r.get(2)?,
+                    last_active_at: r.get(3)?,
+                })
+            },
+        )?,
+        activations: read_table(
+            conn,
+            &meta,
+            "activations",
+            "license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token",
+            |r| {
+                let kind = match (r.get::<_, i64>(4)? != 0, r.get::<_, Option<String>>(7)?) {
+                    (false, _) => ActivationKind::Counted,
+                    (true, Some(token)) => ActivationKind::Certificate(token),
+                    (true, None) => ActivationKind::Recorded,
+                };
+                Ok(ActivationRecord {
+                    license_id: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    activated_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    kind,
+                    hostname: r.get(5)?,
+                    vm: r.get::<_, i64>(6)? != 0,
+                })
+            },
+        )?,
+        transfers: read_table(conn, &meta, "transfers", "license_id, count", |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?,
+        leases: read_table(
+            conn,
+            &meta,
+            "leases",
+            "id, client, feature, created_at, expires_at, borrowed_until",
+            |r| {
+                Ok(LeaseRecord {
+                    id: r.get(0)?,
+                    client: r.get(1)?,
+                    feature: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    borrowed_until: r.get(5)?,
+                })
+            },
+        )?,
+        counters: read_table(
+            conn,
+            &meta,
+            "counters",
+            "license_id, code, period_start, used",
+            |r| {
+                Ok(CounterRecord {
+                    license_id: r.get(0)?,
+                    code: r.get(1)?,
+                    period_start: r.get(2)?,
+                    used: unsigned(r, 3)?,
+                })
+            },
+        )?,
+        signed: read_table(conn, &meta, "signed", "typ, token, added_at", |r| {
+            let typ: String = r.get(0)?;
+            let kind = SignedKind::parse(&typ)
+                .ok_or_else(|| corrupt_rows(format!("a signed row has an unknown type `{typ}`")))?;
+            Ok(SignedRecord {
+                kind,
+                token: r.get(1)?,
+                added_at: r.get(2)?,
+            })
+        })?,
+    })
+}
+
+/// The settings, from the `meta` table.
+fn settings(meta: &BTreeMap<String, String>) -> rusqlite::Result<Settings> {
+    let number = |k: &str| {
+        meta.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| corrupt_rows(format!("the setting `{k}` is not a number")))
+            })
+            .transpose()
+    };
+    let install = match meta.get(key::KEYS) {
+        None => None,
+        Some(keys) => Some(InstallSettings {
+            trusted_keys: serde_json::from_str(keys).map_err(|e| {
+                corrupt_rows(format!("its trusted keys are not a JSON list of PEM ({e})"))
+            })?,
+            release_date: meta
+                .get(key::RELEASE_DATE)
+                .map(|t| {
+                    Timestamp::parse(t)
+                        .map(Timestamp::unix)
+                        .map_err(|e| corrupt_rows(format!("its release date is unreadable ({e})")))
+                })
+                .transpose()?,
+            device: meta.get(key::DEVICE).cloned(),
+            machine: meta.get(key::MACHINE).cloned(),
+        }),
+    };
+    Ok(Settings {
+        product: meta.get(key::PRODUCT).cloned(),
+        latest_seen: number(key::LATEST_SEEN)?,
+        max_issued_at: number(key::MAX_ISSUED_AT)?,
+        install,
+    })
+}
+
+fn set_meta(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
+    match value {
+        Some(value) => conn
+            .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value]),
+        None => conn
+            .prepare_cached("DELETE FROM meta WHERE key = ?1")?
+            .execute(params![key]),
+    }
+    .map(drop)
+}
+
+pub(super) fn set_generation(conn: &Connection, generation: u64) -> rusqlite::Result<()> {
+    set_meta(conn, "generation", Some(&generation.to_string()))
+}
+
+fn write_setting(conn: &Connection, setting: &Setting) -> rusqlite::Result<()> {
+    match setting {
+        Setting::Product(p) => set_meta(conn, key::PRODUCT, Some(p)),
+        Setting::LatestSeen(t) => set_meta(conn, key::LATEST_SEEN, Some(&t.to_string())),
+        Setting::MaxIssuedAt(t) => set_meta(conn, key::MAX_ISSUED_AT, Some(&t.to_string())),
+        Setting::Install(s) => {
+            let keys = serde_json::to_string(&s.trusted_keys)
+                .map_err(|e| corrupt_rows(format!("trusted keys do not serialize ({e})")))?;
+            set_meta(conn, key::KEYS, Some(&keys))?;
+            let date = s.release_date.map(|t| Timestamp::from_unix(t).to_rfc3339());
+            set_meta(conn, key::RELEASE_DATE, date.as_deref())?;
+            set_meta(conn, key::DEVICE, s.device.as_deref())?;
+            set_meta(conn, key::MACHINE, s.machine.as_deref())
+        }
+    }
+}
+
+/// Runs one cached statement with `params`.
+fn run(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute(params).map(drop)
+}
+
+pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::Set(setting) => write_setting(conn, setting),
+        Change::PutLicense(l) => run(
+            conn,
+            "INSERT OR REPLACE INTO licenses (id, token, added_at, revoked) VALUES (?1, ?2, ?3, ?4)",
+            params![l.id, l.token, l.added_at, l.revoked as i64],
+        ),
+        Change::DeleteLicense(id) => run(conn, "DELETE FROM licenses WHERE id = ?1", params![id]),
+        Change::Serial(id, serial) => run(
+            conn,
+            "INSERT OR REPLACE INTO serials (id, serial) VALUES (?1, ?2)",
+            params![id, i64::try_from(*serial).unwrap_or(i64::MAX)],
+        ),
+        Change::Tombstone(id, at) => run(
+            conn,
+            "INSERT OR REPLACE INTO tombstones (id, at) VALUES (?1, ?2)",
+            params![id, at],
+        ),
+        Change::PutSigned(r) => {
+            let digest: String = Sha256::digest(r.token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            run(
+                conn,
+                "INSERT OR IGNORE INTO signed (digest, typ, token, added_at) VALUES (?1, ?2, ?3, ?4)",
+                params![digest, r.kind.as_str(), r.token, r.added_at],
+            )
+        }
+        Change::PutUser(u) => run(
+            conn,
+            "INSERT OR REPLACE INTO users (id, user_type, added_at, last_active_at) VALUES (?1, ?2, ?3, ?4)",
+            params![u.id, u.user_type, u.added_at, u.last_active_at],
+        ),
+        Change::DeleteUser(id) => run(conn, "DELETE FROM users WHERE id = ?1", params![id]),
+        Change::PutActivation(a) => {
+            let token = match &a.kind {
+                ActivationKind::Certificate(token) => Some(token.as_str()),
+                _ => None,
+            };
+            run(
+                conn,
+                "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    a.license_id,
+                    a.fingerprint,
+                    a.activated_at,
+                    a.expires_at,
+                    (a.kind != ActivationKind::Counted) as i64,
+                    a.hostname,
+                    a.vm as i64,
+                    token,
+                ],
+            )
+        }
+        Change::DeleteActivation {
+            license_id,
+            fingerprint,
+        } => run(
+            conn,
+            "DELETE FROM activations WHERE license_id = ?1 AND fingerprint = ?2",
+            params![license_id, fingerprint],
+        ),
+        Change::Transfers(license_id, n) => run(
+            conn,
+            "INSERT OR REPLACE INTO transfers (license_id, count) VALUES (?1, ?2)",
+            params![license_id, n],
+        ),
+        Change::PutLease(l) => run(
+            conn,
+            "INSERT OR REPLACE INTO leases (id, client, feature, created_at, expires_at, borrowed_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![l.id, l.client, l.feature, l.created_at, l.expires_at, l.borrowed_until],
+        ),
+        Change::DeleteLease(id) => run(conn, "DELETE FROM leases WHERE id = ?1", params![id]),
+        Change::PutCounter(c) => {
+            // Every consume rewrites its counter: an UPDATE in place is
+            // cheaper than a REPLACE, which deletes and inserts the row
+            // and runs the counting trigger's lookup.
+            let row = params![
+                c.license_id,
+                c.code,
+                c.period_start,
+                i64::try_from(c.used).unwrap_or(i64::MAX)
+            ];
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE counters SET period_start = ?3, used = ?4 WHERE license_id = ?1 AND code = ?2",
+                )?
+                .execute(row)?;
+            if updated == 0 {
+                run(
+                    conn,
+                    "INSERT INTO counters (license_id, code, period_start, used) VALUES (?1, ?2, ?3, ?4)",
+                    row,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
