@@ -1,0 +1,240 @@
+//! The store contract, as one suite every backend runs with its own store
+//! (the way object_store's `integration.rs` holds its backends to one
+//! behaviour). A backend's test file includes this module and calls each
+//! function with `open`, which opens the *same* state again each time it
+//! is called (for the file store: `FileStore::create(dir)`; for a database:
+//! the same URL and namespace), as separate processes or hosts would.
+//!
+//! The contract (DESIGN section 4): every mutation is durable when it
+//! returns `Ok` and survives the store being closed without ceremony; a
+//! refused mutation or an abandoned transaction leaves no trace; a
+//! transaction is all or nothing; engines over the same state never let
+//! more through than a limit allows, whichever engine asks; and an engine
+//! sees another's change within a second.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use entitle::store::{Change, Store};
+use entitle::{Engine, ManualClock, Reason, SystemClock};
+use serde_json::json;
+
+use crate::common::{clock_at, t, Vendor, DAY, T0};
+
+fn engine<S: Store>(vendor: &Vendor, clock: &ManualClock, store: S) -> Engine {
+    vendor.builder(clock).store(store).build().unwrap()
+}
+
+/// What a mutation acknowledged is there when the state is opened again,
+/// after the engine was dropped without a flush or a close.
+pub fn acknowledged_changes_survive_reopening<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    {
+        let engine = engine(&vendor, &clock, open());
+        engine
+            .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 3},
+                "expires_at": "2027-01-01T00:00:00Z",
+                "floating": {"seats": 2, "lease_secs": 600},
+                "features": [{"code": "export", "limit": 7},
+                             {"code": "api", "consumption": {"max": 10}}]})))
+            .unwrap();
+        engine.add_user("ann", "admin").unwrap();
+        engine.add_user("bob", "member").unwrap();
+        engine.remove_user("bob").unwrap();
+        engine.remove_license("gone", true).unwrap();
+        engine.consume("api", 4).unwrap();
+        engine.checkout("ws-1", None).unwrap();
+        clock.advance(90 * DAY);
+        engine.refresh().unwrap();
+    }
+    let engine = engine(&vendor, &clock, open());
+    assert!(engine.check_feature("export").allowed());
+    assert_eq!(engine.limit("export"), Some(7));
+    let usage = engine.usage(0, 10);
+    assert_eq!(usage.users.len(), 1);
+    assert_eq!(
+        (
+            usage.users[0].id.as_str(),
+            usage.users[0].user_type.as_str()
+        ),
+        ("ann", "admin")
+    );
+    assert_eq!(engine.consumption("api")[0].used, 4);
+    assert_eq!(
+        engine.leases().len(),
+        0,
+        "ws-1's lease lapsed after 90 days"
+    );
+    let gone = vendor.license(json!({"id": "gone"}));
+    assert_eq!(
+        engine.add_license(&gone).unwrap_err().code(),
+        "LICENSE_REVOKED"
+    );
+    // The latest time seen was kept too: back at the start, the clock is
+    // behind it.
+    clock.set(t(T0));
+    let engine = engine_again(&vendor, &clock, open());
+    assert_eq!(
+        engine.check_feature("export").reason(),
+        Reason::ClockTampered
+    );
+}
+
+fn engine_again<S: Store>(vendor: &Vendor, clock: &ManualClock, store: S) -> Engine {
+    engine(vendor, clock, store)
+}
+
+/// A mutation refused by policy, and a transaction dropped without
+/// committing, leave nothing behind.
+pub fn refused_and_abandoned_changes_leave_no_trace<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = engine(&vendor, &clock, open());
+    engine
+        .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 1}})))
+        .unwrap();
+    engine.add_user("a", "member").unwrap();
+    assert_eq!(
+        engine.add_user("b", "member").unwrap_err().code(),
+        "SEAT_LIMIT"
+    );
+    drop(engine);
+    let store = open();
+    let before = store.load().unwrap();
+    assert_eq!(before.1.users.len(), 1);
+    let mut txn = store.begin().unwrap();
+    txn.write(&[
+        Change::DeleteUser("a".into()),
+        Change::Serial("x".into(), 9),
+    ])
+    .unwrap();
+    drop(txn);
+    assert_eq!(store.load().unwrap(), before);
+    drop(store);
+    assert_eq!(engine_again(&vendor, &clock, open()).usage(0, 10).total, 1);
+}
+
+/// The changes of one transaction are there together once it is
+/// committed and synced, and the generation moved.
+pub fn a_transaction_is_all_or_nothing<S: Store>(open: impl Fn() -> S) {
+    let store = open();
+    let (before, _) = store.load().unwrap();
+    let mut txn = store.begin().unwrap();
+    txn.write(&[
+        Change::Serial("a".into(), 1),
+        Change::Tombstone("b".into(), 5),
+    ])
+    .unwrap();
+    txn.write(&[Change::Transfers("c".into(), 2)]).unwrap();
+    let generation = txn.commit().unwrap();
+    store.sync(generation).unwrap();
+    assert_ne!(generation, before);
+    drop(store);
+    let (seen, rows) = open().load().unwrap();
+    assert_eq!(seen, generation);
+    assert_eq!(rows.serials, [("a".to_owned(), 1)]);
+    assert_eq!(rows.tombstones, [("b".to_owned(), 5)]);
+    assert_eq!(rows.transfers, [("c".to_owned(), 2)]);
+}
+
+/// Threads of two engines over the same state (as two processes would)
+/// add users, take leases and consume at once: each limit is reached
+/// exactly, nothing is lost, nothing counted twice.
+pub fn limits_hold_exactly_across_two_engines<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let build = |store| {
+        vendor
+            .builder(&clock_at(T0))
+            .clock(SystemClock)
+            .store(store)
+            .build()
+            .unwrap()
+    };
+    let first = build(open());
+    first
+        .add_license(
+            &vendor.license(json!({"id": "lic", "issued_at": "2020-01-01T00:00:00Z",
+            "seats": {"max": 10, "hard_max": 12},
+            "floating": {"seats": 3, "lease_secs": 3600},
+            "features": [{"code": "api", "consumption": {"max": 50, "overage": 5}}]})),
+        )
+        .unwrap();
+    let second = build(open());
+    let (users, leases, units) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let count = |counter: &AtomicU64, result: entitle::Result<()>, refusal: &str| match result {
+        Ok(()) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => assert_eq!(e.code(), refusal, "{e}"),
+    };
+    std::thread::scope(|s| {
+        for thread in 0..8u64 {
+            let engine = if thread % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let (users, leases, units) = (&users, &leases, &units);
+            s.spawn(move || {
+                for i in 0..12u64 {
+                    let user = engine.add_user(&format!("t{thread}-u{i}"), "member");
+                    count(users, user.map(drop), "SEAT_LIMIT");
+                    let lease = engine.checkout(&format!("t{thread}-c{i}"), None);
+                    count(leases, lease.map(drop), "FLOATING_EXHAUSTED");
+                    let used = engine.consume("api", 1);
+                    count(units, used.map(drop), "CONSUMPTION_LIMIT");
+                }
+            });
+        }
+    });
+    assert_eq!(
+        users.load(Ordering::Relaxed),
+        12,
+        "exactly the hard limit admitted"
+    );
+    assert_eq!(
+        leases.load(Ordering::Relaxed),
+        3,
+        "exactly the floating seats leased"
+    );
+    assert_eq!(
+        units.load(Ordering::Relaxed),
+        55,
+        "exactly max + overage consumed"
+    );
+    // A fresh engine reads what is durable.
+    let check = build(open());
+    assert_eq!(check.status().active_user_count, 12);
+    assert_eq!(check.leases().len(), 3);
+    assert_eq!(check.consumption("api")[0].used, 55);
+}
+
+/// An engine sees a change another engine made to the same state within
+/// a second, by its own background refresh, and the store's generation
+/// tells it something changed.
+pub fn another_engine_sees_a_change_within_a_second<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let watcher = vendor
+        .builder(&clock)
+        .store(open())
+        .background_refresh(true)
+        .build()
+        .unwrap();
+    let writer = engine(&vendor, &clock, open());
+    let before = open().generation().unwrap();
+    writer
+        .add_license(&vendor.license(json!({"id": "lic", "features": [{"code": "export"}]})))
+        .unwrap();
+    assert_ne!(open().generation().unwrap(), before);
+    let changed = Instant::now();
+    while !watcher.check_feature("export").allowed() {
+        assert!(
+            changed.elapsed() < Duration::from_millis(1500),
+            "the other engine did not see the license within a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
