@@ -4,7 +4,10 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::Reason;
-use crate::engine::{Engine, Plan};
+use std::sync::Arc;
+
+use crate::engine::state::{Counters, DeviceActivations, DeviceContext, InstalledLicense};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::license::Consumption;
 use crate::policy::consumption::{self, Candidate};
@@ -33,19 +36,27 @@ pub struct Consumed {
     pub license_id: String,
 }
 
-/// The licenses that may be charged for `code`, in the order they are
-/// charged.
-fn candidates(plan: &Plan<'_>, code: &str) -> Vec<Candidate> {
-    let ctx = &plan.config.device.ctx;
-    let activations = plan.state.device_activations(&plan.config.device);
+/// The licenses that may be charged for `code` at `now`, in the order
+/// they are charged: from the licenses installed, this device's
+/// activations and the counters kept (a mutation's state, or a snapshot).
+fn candidates<'a>(
+    licenses: impl IntoIterator<Item = &'a Arc<InstalledLicense>>,
+    activations: &DeviceActivations,
+    counters: &Counters,
+    device: &DeviceContext,
+    code: &str,
+    now: i64,
+    tampered: bool,
+) -> Vec<Candidate> {
+    let ctx = &device.ctx;
     let mut found = Vec::new();
-    for installed in plan.state.licenses.values() {
-        let view = installed.view(plan.config.device.activation(installed, &activations));
+    for installed in licenses {
+        let view = installed.view(device.activation(installed, activations));
         let Some(feature) = view.license.feature(code) else {
             continue;
         };
-        if !grants_new(&view, ctx, plan.now, plan.tampered)
-            || !feature_reason(&view, feature, ctx, plan.now, plan.tampered).allows()
+        if !grants_new(&view, ctx, now, tampered)
+            || !feature_reason(&view, feature, ctx, now, tampered).allows()
         {
             continue;
         }
@@ -55,11 +66,11 @@ fn candidates(plan: &Plan<'_>, code: &str) -> Vec<Candidate> {
             reset: None,
         });
         let id = installed.verified.id.clone();
-        let counter = plan.state.counters.get(&(id.clone(), code.to_owned()));
+        let counter = counters.get(&(id.clone(), code.to_owned()));
         found.push(Candidate {
-            used: counter.map_or(0, |c| c.used_at(quota.reset, plan.now)),
-            period_start: counter.map_or(consumption::period(quota.reset, plan.now).0, |c| {
-                c.period_start_at(quota.reset, plan.now)
+            used: counter.map_or(0, |c| c.used_at(quota.reset, now)),
+            period_start: counter.map_or(consumption::period(quota.reset, now).0, |c| {
+                c.period_start_at(quota.reset, now)
             }),
             license_id: id,
             quota,
@@ -99,7 +110,16 @@ impl Engine {
             return Err(Error::InvalidArgument("consume at least one unit".into()));
         }
         self.mutate(|plan| {
-            let found = candidates(plan, code);
+            let device = &plan.config.device;
+            let found = candidates(
+                plan.state.licenses.values(),
+                &plan.state.device_activations(device),
+                &plan.state.counters,
+                device,
+                code,
+                plan.now,
+                plan.tampered,
+            );
             if found.is_empty() {
                 let views = plan.state.views(&plan.config.device);
                 let reason = feature_decision(&views, code, &plan.config.device.ctx, plan.now, plan.tampered);
@@ -129,30 +149,23 @@ impl Engine {
     }
 
     /// The current use of a metered feature, per license that can be
-    /// charged for it, first to be charged first.
+    /// charged for it, first to be charged first. Reads the published
+    /// snapshot.
     pub fn consumption(&self, code: &str) -> Vec<Consumed> {
         let now = self.now().unix();
-        let mut writer = self.inner.writer.lock();
-        let state = &mut writer.state;
-        let tampered = now
-            < state
-                .latest_seen
-                .saturating_sub(self.inner.config.tolerance_secs);
-        let views = state.views(&self.inner.config.device);
-        let seats =
-            crate::policy::seats::totals(&views, &self.inner.config.device.ctx, now, tampered);
-        drop(views);
-        let plan = Plan {
-            state,
+        let snapshot = self.inner.snapshot.load();
+        let tampered = now < snapshot.tamper_below;
+        candidates(
+            snapshot.licenses.iter(),
+            &snapshot.device_activations,
+            &snapshot.counters,
+            &self.inner.config.device,
+            code,
             now,
             tampered,
-            config: &self.inner.config,
-            active_users: 0,
-            seats,
-        };
-        candidates(&plan, code)
-            .into_iter()
-            .map(|c| report(code, &c, c.used))
-            .collect()
+        )
+        .into_iter()
+        .map(|c| report(code, &c, c.used))
+        .collect()
     }
 }

@@ -183,9 +183,9 @@ impl Engine {
 
     /// Every activation, live or lapsed.
     pub fn activations(&self) -> Vec<ActivationInfo> {
-        let writer = self.inner.writer.lock();
-        writer
-            .state
+        self.inner
+            .snapshot
+            .load()
             .activations
             .values()
             .map(|r| ActivationInfo {

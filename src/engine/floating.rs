@@ -210,9 +210,9 @@ impl Engine {
     /// The live leases.
     pub fn leases(&self) -> Vec<Lease> {
         let now = self.now().unix();
-        let writer = self.inner.writer.lock();
-        writer
-            .state
+        self.inner
+            .snapshot
+            .load()
             .leases
             .iter()
             .filter(|(_, l)| l.live_at(now))

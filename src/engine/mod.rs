@@ -453,6 +453,11 @@ impl Engine {
             licenses,
             device_activations,
             keyring: Arc::clone(&writer.state.keyring),
+            users: writer.state.users.clone(),
+            user_types: Arc::clone(&writer.state.user_types),
+            activations: writer.state.activations.clone(),
+            leases: writer.state.leases.clone(),
+            counters: writer.state.counters.clone(),
         });
         writer.built = Arc::clone(&snapshot);
         snapshot

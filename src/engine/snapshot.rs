@@ -9,7 +9,9 @@ use rustc_hash::FxHashMap;
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::engine::codes::CodeTable;
-use crate::engine::state::{DeviceActivations, DeviceContext, InstalledLicense, State};
+use crate::engine::state::{
+    Activations, Counters, DeviceActivations, DeviceContext, InstalledLicense, Leases, State, Users,
+};
 use crate::license::Feature;
 use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
@@ -173,10 +175,23 @@ pub(crate) struct SeatEntry {
     /// After this instant the timeline may be stale (see
     /// `SEAT_HORIZON_EVENTS`); the engine republishes before it.
     pub(crate) horizon: i64,
+    /// Active users from each point of the timeline on (the counts its
+    /// reasons were decided from), for `status()`.
+    active: Arc<[(i64, u64)]>,
 }
 
 impl SeatEntry {
     #[inline]
+    /// Active users at `now`, if the timeline knows it (an untampered
+    /// clock, before the horizon).
+    pub(crate) fn active_at(&self, now: i64, tamper_below: i64) -> Option<u64> {
+        if now < tamper_below || now >= self.horizon {
+            return None;
+        }
+        let i = self.active.partition_point(|(at, _)| *at <= now);
+        i.checked_sub(1).map(|i| self.active[i].1)
+    }
+
     pub(crate) fn decide(&self, now: i64, tamper_below: i64) -> Decision {
         if now < tamper_below {
             return Decision::new(self.tampered.at(now).0, None);
@@ -213,20 +228,20 @@ impl SeatEntry {
         };
 
         // Forward from `from`, stretch by stretch, each with its window.
-        let mut points: Vec<(i64, Reason)> = Vec::new();
+        let mut points: Vec<(i64, Reason, u64)> = Vec::new();
         let mut budget = SEAT_HORIZON_EVENTS;
         let mut horizon = i64::MAX;
         for (i, (start, totals)) in stretches.iter().enumerate() {
             let end = stretches.get(i + 1).map_or(i64::MAX, |(next, _)| *next);
             let window = totals.window_secs;
             let mut active = state.activity.active_at(*start, window);
-            points.push((*start, seats::can_add(totals, active)));
+            points.push((*start, seats::can_add(totals, active), active));
             let idle = state.activity.next_idle(*start, window, budget);
             let truncated = idle.len() == budget;
             let mut last = *start;
             for (at, n) in idle.into_iter().take_while(|(at, _)| *at < end) {
                 active = active.saturating_sub(n);
-                points.push((at, seats::can_add(totals, active)));
+                points.push((at, seats::can_add(totals, active), active));
                 budget -= 1;
                 last = at;
             }
@@ -235,10 +250,11 @@ impl SeatEntry {
                 break;
             }
         }
-        let timeline = Timeline::sample(points.iter().map(|(t, _)| *t).collect(), |t| {
-            let i = points.partition_point(|(at, _)| *at <= t);
+        let timeline = Timeline::sample(points.iter().map(|(t, _, _)| *t).collect(), |t| {
+            let i = points.partition_point(|(at, _, _)| *at <= t);
             points[i.saturating_sub(1)].1
         });
+        let active_counts: Arc<[(i64, u64)]> = points.iter().map(|(t, _, n)| (*t, *n)).collect();
 
         // Backward from `tamper_below`: users idle there are active again
         // earlier. Beyond the events kept, everyone counts as active, which
@@ -278,6 +294,7 @@ impl SeatEntry {
             timeline,
             tampered,
             horizon,
+            active: active_counts,
         }
     }
 }
@@ -297,9 +314,24 @@ pub(crate) struct Snapshot {
     pub(crate) device_activations: Arc<DeviceActivations>,
     /// The keys trusted now, for verifying outside the writer lock.
     pub(crate) keyring: Arc<Keyring>,
+    /// What reports read: shared with the writer's state (persistent
+    /// maps), so a report never takes the writer lock.
+    pub(crate) users: Users,
+    pub(crate) user_types: Arc<Vec<Arc<str>>>,
+    pub(crate) activations: Activations,
+    pub(crate) leases: Leases,
+    pub(crate) counters: Counters,
 }
 
 impl Snapshot {
+    /// The views the policies take of the licenses, on `device`.
+    pub(crate) fn views(&self, device: &DeviceContext) -> Vec<validity::LicenseView<'_>> {
+        self.licenses
+            .iter()
+            .map(|l| l.view(device.activation(l, &self.device_activations)))
+            .collect()
+    }
+
     pub(crate) fn empty() -> Snapshot {
         Snapshot {
             seq: 0,
@@ -308,11 +340,17 @@ impl Snapshot {
                 timeline: Timeline::constant(Reason::NotLicensed),
                 tampered: Timeline::constant(Reason::NotLicensed),
                 horizon: i64::MAX,
+                active: Arc::new([]),
             },
             tamper_below: i64::MIN,
             licenses: Arc::new([]),
             device_activations: Arc::default(),
             keyring: Arc::default(),
+            users: Users::default(),
+            user_types: Arc::default(),
+            activations: Activations::default(),
+            leases: Leases::default(),
+            counters: Counters::default(),
         }
     }
 }

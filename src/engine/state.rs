@@ -50,10 +50,17 @@ pub(crate) struct User {
     pub last_active_at: i64,
 }
 
-/// Users by id. A persistent map: a snapshot shares it with the writer,
-/// and a change copies only the path to one entry, so reports read users
-/// without the writer lock and a million users cost no copy per mutation.
+/// Users by id. The maps reports read are persistent: a snapshot shares
+/// them with the writer, and a change copies only the path to the entry
+/// changed, so reports read without the writer lock and a million users
+/// cost no copy per mutation.
 pub(crate) type Users = imbl::OrdMap<Arc<str>, User>;
+/// Device activations by (license id, fingerprint).
+pub(crate) type Activations = imbl::OrdMap<(String, String), ActivationRecord>;
+/// Floating leases by id.
+pub(crate) type Leases = imbl::OrdMap<String, LeaseRecord>;
+/// Consumption counters by (license id, feature code).
+pub(crate) type Counters = imbl::OrdMap<(String, String), Counter>;
 
 /// Counts active users without scanning them: a multiset of last-activity
 /// times and a moving cutoff, so advancing time costs only the users who
@@ -165,18 +172,18 @@ pub(crate) struct State {
     /// Users by id.
     pub users: Users,
     /// Interned user types.
-    pub user_types: Vec<Arc<str>>,
+    pub user_types: Arc<Vec<Arc<str>>>,
     user_type_index: FxHashMap<Arc<str>, u32>,
     /// Active-user counting.
     pub activity: ActivityIndex,
-    /// Device activations by (license id, fingerprint).
-    pub activations: BTreeMap<(String, String), ActivationRecord>,
+    /// Device activations.
+    pub activations: Activations,
     /// Transfers made per license id.
     pub transfers: FxHashMap<String, u32>,
-    /// Floating leases by id.
-    pub leases: BTreeMap<String, LeaseRecord>,
-    /// Consumption counters by (license id, feature code).
-    pub counters: BTreeMap<(String, String), Counter>,
+    /// Floating leases.
+    pub leases: Leases,
+    /// Consumption counters.
+    pub counters: Counters,
 }
 
 impl State {
@@ -319,7 +326,7 @@ impl State {
         }
         let i = self.user_types.len() as u32;
         let name: Arc<str> = Arc::from(user_type);
-        self.user_types.push(Arc::clone(&name));
+        Arc::make_mut(&mut self.user_types).push(Arc::clone(&name));
         self.user_type_index.insert(name, i);
         i
     }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
+use crate::engine::state::User;
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
 use crate::policy::seats;
@@ -172,20 +173,21 @@ impl Engine {
         })
     }
 
-    /// Seat usage now.
+    /// Seat usage now. Reads the published snapshot: never waits for a
+    /// mutation.
     pub fn status(&self) -> EngineStatus {
         let now = self.inner.clock.now().unix();
-        let mut writer = self.inner.writer.lock();
-        let tampered = now
-            < writer
-                .state
-                .latest_seen
-                .saturating_sub(self.inner.config.tolerance_secs);
+        let snapshot = self.inner.snapshot.load();
+        let tampered = now < snapshot.tamper_below;
         let device = &self.inner.config.device;
-        let views = writer.state.views(device);
-        let totals = seats::totals(&views, &device.ctx, now, tampered);
-        drop(views);
-        let active = writer.state.activity.active_at(now, totals.window_secs);
+        let totals = seats::totals(&snapshot.views(device), &device.ctx, now, tampered);
+        let active = snapshot
+            .seats
+            .active_at(now, snapshot.tamper_below)
+            .unwrap_or_else(|| {
+                let active = |u: &User| seats::is_active(u.last_active_at, now, totals.window_secs);
+                snapshot.users.values().filter(|u| active(u)).count() as u64
+            });
         let reason = seats::can_add(&totals, active);
         EngineStatus {
             active_user_count: active,
@@ -193,29 +195,26 @@ impl Engine {
             hard_seats: totals.hard,
             can_add_user: Decision::new(reason, None),
             reason: reason.code(),
-            total_users: writer.state.users.len() as u64,
-            licenses: writer.state.licenses.len(),
+            total_users: snapshot.users.len() as u64,
+            licenses: snapshot.licenses.len(),
             clock_tampered: tampered,
         }
     }
 
     /// A page of users, ordered by id, and a summary by user type over all
-    /// users. `size` is capped at 1000.
+    /// users. `size` is capped at 1000. Reads the published snapshot.
     pub fn usage(&self, offset: usize, size: usize) -> Usage {
         let size = size.min(MAX_PAGE_SIZE);
         let now = self.inner.clock.now().unix();
-        let writer = self.inner.writer.lock();
-        let state = &writer.state;
+        let snapshot = self.inner.snapshot.load();
         let device = &self.inner.config.device;
         // The same window as `status` and the seat checks, tampered clock
         // included, so the report and the count agree.
-        let tampered = now
-            < state
-                .latest_seen
-                .saturating_sub(self.inner.config.tolerance_secs);
-        let window = seats::totals(&state.views(device), &device.ctx, now, tampered).window_secs;
-        let mut by_type = vec![TypeSummary::default(); state.user_types.len()];
-        for user in state.users.values() {
+        let tampered = now < snapshot.tamper_below;
+        let window = seats::totals(&snapshot.views(device), &device.ctx, now, tampered).window_secs;
+        let types = &snapshot.user_types;
+        let mut by_type = vec![TypeSummary::default(); types.len()];
+        for user in snapshot.users.values() {
             let summary = &mut by_type[user.user_type as usize];
             summary.total += 1;
             if seats::is_active(user.last_active_at, now, window) {
@@ -224,20 +223,19 @@ impl Engine {
                 summary.inactive += 1;
             }
         }
-        let users = state
+        let users = snapshot
             .users
             .iter()
             .skip(offset)
             .take(size)
             .map(|(id, u)| UserUsage {
                 id: id.to_string(),
-                user_type: state.user_types[u.user_type as usize].to_string(),
+                user_type: types[u.user_type as usize].to_string(),
                 active: seats::is_active(u.last_active_at, now, window),
                 last_active_at: Timestamp::from_unix(u.last_active_at),
             })
             .collect();
-        let summary = state
-            .user_types
+        let summary = types
             .iter()
             .zip(by_type)
             .filter(|(_, s)| s.total > 0)
@@ -246,7 +244,7 @@ impl Engine {
         Usage {
             users,
             summary,
-            total: state.users.len() as u64,
+            total: snapshot.users.len() as u64,
             offset,
             size,
         }
