@@ -219,8 +219,17 @@ pub(crate) fn state_from(
     state.max_issued_at = settings.max_issued_at.unwrap_or(i64::MIN);
     state.product = settings.product;
     state.install = settings.install;
-    for record in persisted.signed {
-        state.apply(Change::PutSigned(record));
+    match previous.filter(|p| p.signed == persisted.signed) {
+        // The same signed facts as before: the keys they lead to are known.
+        Some(previous) => {
+            state.signed = persisted.signed;
+            state.keyring = Arc::clone(&previous.keyring);
+            state.rotated_at = previous.rotated_at;
+        }
+        None => {
+            state.signed = persisted.signed;
+            state.rekey();
+        }
     }
     for (id, serial) in persisted.serials {
         state.apply(Change::Serial(id, serial));
@@ -293,7 +302,21 @@ pub(crate) fn state_from(
         state.apply(Change::PutUser(user));
     }
     for record in persisted.activations {
-        state.apply(Change::PutActivation(certified(record, &state.keyring)));
+        // A certificate verified before, under the same keys, holds.
+        let known = previous
+            .filter(|p| Arc::ptr_eq(&p.keyring, &state.keyring))
+            .and_then(|p| {
+                let key = (record.license_id.clone(), record.fingerprint.clone());
+                p.activations.get(&key).filter(|r| r.kind == record.kind)
+            });
+        let record = match known {
+            Some(known) => ActivationRecord {
+                expires_at: known.expires_at,
+                ..record
+            },
+            None => certified(record, &state.keyring),
+        };
+        state.apply(Change::PutActivation(record));
     }
     for (license_id, n) in persisted.transfers {
         state.apply(Change::Transfers(license_id, n));

@@ -291,7 +291,7 @@ impl State {
     /// that verifies against the keys trusted before it applied in the
     /// order the vendor signed them. A rotation that does not verify
     /// (forged, or signed by a key an earlier one retired) changes nothing.
-    fn rekey(&mut self) {
+    pub fn rekey(&mut self) {
         let mut rotations: Vec<(i64, &str)> = self
             .signed
             .iter()

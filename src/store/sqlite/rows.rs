@@ -47,7 +47,8 @@ fn read_table<T>(
     columns: &str,
     read: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table}"))?;
+    // Cached: a refresh after another process's change reads every table.
+    let mut stmt = conn.prepare_cached(&format!("SELECT {columns} FROM {table}"))?;
     let rows = stmt
         .query_map([], |r| read(r))?
         .collect::<rusqlite::Result<Vec<T>>>()?;
@@ -56,7 +57,7 @@ fn read_table<T>(
 }
 
 fn read_meta(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
-    let mut stmt = conn.prepare("SELECT key, value FROM meta")?;
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM meta")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     rows.collect()
 }
