@@ -4,10 +4,10 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ident::is_name;
 pub use crate::license::feature::Feature;
+use crate::time::Timestamp;
 use crate::token::{strict_object, strict_value};
 
 /// The most features one license may carry: a bound on the work one

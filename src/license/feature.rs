@@ -6,8 +6,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::Timestamp;
 use crate::license::{Consumption, Floating};
+use crate::time::Timestamp;
 use crate::token::{Key, StrictValue};
 
 /// A feature the license grants.

@@ -15,10 +15,10 @@
 
 use serde_json::Map;
 
-use crate::clock::Timestamp;
 use crate::license::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
 };
+use crate::time::Timestamp;
 use crate::token::direct::{Reader, Seen};
 
 /// The license in `text`, or `None` to have `serde` read it.

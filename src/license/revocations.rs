@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ident::is_name;
+use crate::time::Timestamp;
 use crate::token::{self, Keyring, TokenType};
 
 /// The most ids one revocation list may carry.

@@ -6,8 +6,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::time::Timestamp;
 use crate::token::{self, Keyring, PublicKey, TokenType};
 
 /// The most keys one rotation may add, and the most it may retire.

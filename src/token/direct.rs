@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::clock::Timestamp;
+use crate::time::Timestamp;
 
 /// How deep free-form values (a license's `customer`, `metadata`...) may
 /// nest here; deeper ones go to `serde` (whose own limit is 128).
@@ -201,7 +201,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn timestamp(&mut self) -> Option<Timestamp> {
-        Timestamp::from_rfc3339(self.str()?)
+        Timestamp::from_rfc3339(self.str()?).ok()
     }
 
     /// `null` as `None`, anything else read by `read`.
