@@ -66,7 +66,7 @@ impl Timestamp {
 
     /// The one reading of a time, for [`parse`](Timestamp::parse) and for
     /// documents alike.
-    pub(crate) fn from_rfc3339(text: &str) -> Result<Self, ParseTimestampError> {
+    fn from_rfc3339(text: &str) -> Result<Self, ParseTimestampError> {
         DateTime::parse_from_rfc3339(text)
             .map(|t| Timestamp::from_unix(t.timestamp()))
             .map_err(|e| ParseTimestampError {
