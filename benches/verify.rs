@@ -5,7 +5,8 @@
 //! rules, Ed25519 strict verification, document parsing and validation);
 //! `verify/bare_verify_strict` is ed25519-dalek's `verify_strict` alone on
 //! the same signing input and signature. Measured in one run so the figure
-//! that matters is their ratio (target: at most 1.10). `verify/part_*`
+//! that matters is their ratio (target: at most 1.25, counted in
+//! instructions by `examples/verify_instructions.rs`). `verify/part_*`
 //! measure the largest pieces of the difference alone.
 //!
 //! ```text

@@ -14,9 +14,8 @@
 //! ```
 //!
 //! Subtract `none` and divide by ten thousand for instructions per
-//! verification. Instructions are not time (the signature check runs
-//! vector instructions that do more per instruction than the parser's), so
-//! the target stays the ratio of times in `benches/verify.rs`; this shows
+//! verification: the target (`add` at most 1.25 × `bare`) is read in
+//! these counts, which the machine's noise does not move, and they show
 //! where the parser's share goes, exactly. `ratio` (run without valgrind)
 //! times blocks of `add` and `bare` in turn and prints the spread of their
 //! ratio within one process.

@@ -4,8 +4,8 @@
 //! because the caller asked for a change that did not happen; denials of a
 //! *check* are not errors at all but a [`Decision`](crate::Decision).
 
-use crate::clock::Timestamp;
 use crate::decision::Reason;
+use crate::time::{ParseTimestampError, Timestamp};
 
 /// Everything that can go wrong in `entitle`.
 ///
@@ -239,6 +239,18 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+impl From<ParseTimestampError> for Error {
+    /// A time that does not read is malformed input, like any other.
+    ///
+    /// ```
+    /// let err: entitle::Error = entitle::Timestamp::parse("yesterday").unwrap_err().into();
+    /// assert_eq!(err.code(), "MALFORMED");
+    /// ```
+    fn from(e: ParseTimestampError) -> Self {
+        Error::malformed("time", e.to_string())
     }
 }
 

@@ -57,12 +57,14 @@ pub mod license;
 pub mod policy;
 pub mod query;
 pub mod store;
+mod time;
 pub mod token;
 
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Reason};
 pub use engine::{Engine, EngineBuilder, FeatureGate};
 pub use error::{Error, Result};
+pub use time::Timestamp;
 
 /// The README's examples, compiled and run as tests.
 #[cfg(doctest)]

@@ -1128,9 +1128,9 @@ fn every_reader_reads_a_valid_document_alike() {
 
 #[test]
 fn duplicate_keys_anywhere_in_a_license_are_refused_by_the_bytes_readers() {
-    // Verification reads a license straight from the signed bytes, with no
-    // separate duplicate-key pass: the document's own reader must refuse
-    // them everywhere.
+    // Verification reads a license from the signed bytes, which can hold
+    // a repeat that a `Value` cannot: it must be refused everywhere, inside
+    // free-form and unknown fields too.
     let base = r#""v":1,"id":"lic_1","product":"acme","issued_at":"2026-01-01T00:00:00Z""#;
     let documents = [
         format!(r#"{{{base},"id":"lic_2"}}"#),

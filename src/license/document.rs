@@ -4,11 +4,11 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ident::is_name;
 pub use crate::license::feature::Feature;
-use crate::token::{strict_object, strict_value};
+use crate::time::Timestamp;
+use crate::token;
 
 /// The most features one license may carry: a bound on the work one
 /// signed file can make the engine do.
@@ -23,11 +23,10 @@ pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
 /// A license, as its vendor signed it. Field names are the wire contract
 /// (DESIGN section 3); unknown fields are kept in `extra` and ignored.
 ///
-/// Its `Deserialize` refuses a repeated key in the document and in its
-/// features (`serde` refuses repeated known fields; the free-form and
-/// unknown fields are read strictly), but not inside an unknown field of
-/// `seats`, `activations`, `floating` or `consumption`, which `serde`
-/// skips unread: [`License::from_json_slice`] refuses those too.
+/// Read from bytes ([`License::from_json_slice`], as verification reads
+/// it), a document that repeats a key anywhere is refused before `serde`
+/// reads it: a `Value` cannot hold such a repeat, and `serde` alone would
+/// keep the last of two fields and skip unknown ones unread.
 ///
 /// ```
 /// use entitle::license::License;
@@ -55,11 +54,7 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The customer (a name or any JSON).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "strict_value"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<Value>,
     /// A notice to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,18 +63,10 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_on_expire: Option<String>,
     /// Free-form data, carried and shown, never enforced.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "strict_value"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
     /// Free-form data, carried and shown, never enforced.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "strict_value"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<Value>,
     /// The informational class.
     #[serde(default)]
@@ -126,7 +113,7 @@ pub struct License {
     #[serde(default)]
     pub features: Vec<Feature>,
     /// Fields this version does not know, kept for forward compatibility.
-    #[serde(flatten, deserialize_with = "strict_object")]
+    #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
@@ -265,23 +252,15 @@ pub enum Reset {
 impl License {
     /// Reads and validates a license document from JSON.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let license: License = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                Error::malformed("license", inner.to_string())
-            } else {
-                Error::malformed("license", format!("field `{path}`: {inner}"))
-            }
-        })?;
+        let license: License = token::from_value(value, "license")?;
         license.validate()?;
         Ok(license)
     }
 
     /// Reads and validates a license document from JSON bytes, refusing
     /// what [`from_json`](License::from_json) cannot see once a `Value` is
-    /// built: duplicate keys, at any depth. One pass, no `Value`: the path
-    /// every verified license takes.
+    /// built: duplicate keys, at any depth. The path every verified
+    /// license takes.
     ///
     /// ```
     /// use entitle::license::License;
@@ -293,21 +272,7 @@ impl License {
     /// assert_eq!(License::from_json_slice(twice).unwrap_err().code(), "MALFORMED");
     /// ```
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
-        // Documents as vendors write them are read directly; any other is
-        // read (or refused, with the reason) by `serde`.
-        let direct = std::str::from_utf8(bytes)
-            .ok()
-            .and_then(crate::license::reader::read);
-        let license = match direct {
-            Some(license) => license,
-            None => {
-                let license = crate::token::read_slice(bytes, "license")?;
-                // `serde` skips the unknown fields of the nested objects
-                // unread; the strict pass finds a key repeated there too.
-                crate::token::check_object(bytes, "license")?;
-                license
-            }
-        };
+        let license: License = token::read(bytes, "license")?;
         license.validate()?;
         Ok(license)
     }

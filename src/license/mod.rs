@@ -3,7 +3,6 @@
 
 mod document;
 mod feature;
-mod reader;
 mod revocations;
 mod rotation;
 
@@ -46,9 +45,8 @@ pub struct VerifiedLicense {
 impl VerifiedLicense {
     /// Verifies a license token (armored or bare) against `keyring`.
     pub fn verify(text: &str, keyring: &Keyring) -> Result<Self> {
-        // The document is read straight from the signed bytes in one pass,
-        // strict on its own (see `License`): a separate duplicate-key pass
-        // and an intermediate `Value` each cost more than all the rest of
+        // The document is read from the signed bytes as its own type: an
+        // intermediate `Value` would cost more than all the rest of
         // verification but the signature (BENCHMARKS.md).
         let signed = token::verify_signature(text, keyring, Some(TokenType::License))?;
         let license = License::from_json_slice(&signed.payload_json)?;

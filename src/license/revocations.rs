@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ident::is_name;
+use crate::time::Timestamp;
 use crate::token::{self, Keyring, TokenType};
 
 /// The most ids one revocation list may carry.
@@ -38,7 +38,7 @@ pub struct RevocationList {
 impl RevocationList {
     /// Reads and checks a revocation list payload.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let list: RevocationList = read("revocations", value)?;
+        let list: RevocationList = token::from_value(value, "revocations")?;
         if list.v != 1 {
             return Err(Error::malformed("revocations", "field `v` must be 1"));
         }
@@ -94,7 +94,7 @@ pub struct MachineCertificate {
 impl MachineCertificate {
     /// Reads and checks a machine certificate payload.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let cert: MachineCertificate = read("machine certificate", value)?;
+        let cert: MachineCertificate = token::from_value(value, "machine certificate")?;
         if cert.v != 1 {
             return Err(Error::malformed(
                 "machine certificate",
@@ -115,11 +115,4 @@ impl MachineCertificate {
         let token = token::verify(text, keyring, TokenType::Machine)?;
         Self::from_json(&Value::Object(token.payload().clone()))
     }
-}
-
-fn read<T: serde::de::DeserializeOwned>(what: &'static str, value: &Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        Error::malformed(what, format!("field `{path}`: {}", e.into_inner()))
-    })
 }

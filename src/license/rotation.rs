@@ -6,8 +6,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::time::Timestamp;
 use crate::token::{self, Keyring, PublicKey, TokenType};
 
 /// The most keys one rotation may add, and the most it may retire.
@@ -61,10 +61,7 @@ struct Payload {
 impl KeyRotation {
     /// Reads and checks a key rotation payload.
     pub fn from_json(value: &Value) -> Result<Self> {
-        let payload: Payload = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            Error::malformed(WHAT, format!("field `{path}`: {}", e.into_inner()))
-        })?;
+        let payload: Payload = token::from_value(value, WHAT)?;
         if payload.v != 1 {
             return Err(Error::malformed(WHAT, "field `v` must be 1"));
         }

@@ -1,15 +1,12 @@
 //! JWS compact serialization (RFC 7515) with EdDSA over Ed25519 (RFC 8037).
 
-use std::sync::OnceLock;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::token::header::Header;
-use crate::token::json::{check_object, parse_strict, read_slice};
+use crate::token::json;
 use crate::token::keys::{Keyring, SigningKey};
 use crate::token::{armor, TokenType};
 
@@ -22,15 +19,10 @@ pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub struct VerifiedToken {
     typ: TokenType,
     kid: String,
-    /// The decoded header, checked to be one strict JSON object.
-    header_json: Vec<u8>,
-    /// The header as a map, built on first use.
-    header: OnceLock<Map<String, Value>>,
-    /// The decoded payload, checked to be one strict JSON object.
+    header: Map<String, Value>,
+    payload: Map<String, Value>,
+    /// The payload's bytes, for [`payload_as`](VerifiedToken::payload_as).
     payload_json: Vec<u8>,
-    /// The payload as a map, built on first use: typed readers such as the
-    /// license parser read `payload_json` directly and never need it.
-    payload: OnceLock<Map<String, Value>>,
     compact: String,
 }
 
@@ -43,8 +35,7 @@ impl VerifiedToken {
     pub fn kid(&self) -> &str {
         &self.kid
     }
-    /// The protected header, as a map (built on first call: verification
-    /// reads only the members it checks).
+    /// The protected header, as a map.
     ///
     /// ```
     /// use entitle::token::{sign, verify, Keyring, SigningKey, TokenType};
@@ -58,17 +49,14 @@ impl VerifiedToken {
     /// assert_eq!(verified.header()["kid"], key.kid());
     /// ```
     pub fn header(&self) -> &Map<String, Value> {
-        self.header
-            .get_or_init(|| strict_map(&self.header_json, "token header"))
+        &self.header
     }
     /// The payload, a JSON object.
     pub fn payload(&self) -> &Map<String, Value> {
-        self.payload
-            .get_or_init(|| strict_map(&self.payload_json, "token payload"))
+        &self.payload
     }
-    /// Reads the payload as a `T`, straight from its JSON bytes (the
-    /// fast path: no intermediate [`Value`]). `what` names the document in
-    /// errors, which name the offending field.
+    /// Reads the payload as a `T`, from its JSON bytes. `what` names the
+    /// document in errors, which name the offending field.
     ///
     /// ```
     /// use entitle::token::{sign, verify, Keyring, SigningKey, TokenType};
@@ -85,7 +73,7 @@ impl VerifiedToken {
     /// assert_eq!(revoked.ids, ["lic_1"]);
     /// ```
     pub fn payload_as<T: DeserializeOwned>(&self, what: &'static str) -> Result<T> {
-        read_slice(&self.payload_json, what)
+        json::read(&self.payload_json, what)
     }
     /// The compact form (`header.payload.signature`), as verified.
     pub fn compact(&self) -> &str {
@@ -94,16 +82,6 @@ impl VerifiedToken {
     /// The compact form, without copying it.
     pub(crate) fn into_compact(self) -> String {
         self.compact
-    }
-}
-
-/// Bytes that verification checked to be one strict JSON object, as a map.
-fn strict_map(json: &[u8], what: &'static str) -> Map<String, Value> {
-    // Checked already, so this parse cannot fail; an empty map is the
-    // harmless answer should it ever.
-    match parse_strict(json, what) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
     }
 }
 
@@ -158,7 +136,8 @@ impl Parts {
                 e
             }
         })?;
-        let signature = decode_signature(s)?;
+        // Another length than 64 bytes is a signature that cannot verify.
+        let signature = decode_part(s, "token signature")?.try_into().ok();
         let signing_input_len = h.len() + 1 + p.len();
         Ok(Parts {
             compact,
@@ -175,34 +154,12 @@ impl Parts {
     }
 }
 
+/// Decodes canonical unpadded base64url: the `base64` crate's engine
+/// refuses padding and set trailing bits, so each token has one spelling.
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>> {
-    base64_simd::URL_SAFE_NO_PAD
-        .decode_to_vec(part)
+    URL_SAFE_NO_PAD
+        .decode(part)
         .map_err(|_| Error::malformed(what, "it is not canonical unpadded base64url"))
-}
-
-/// The signature part, decoded on the stack.
-fn decode_signature(part: &str) -> Result<Option<[u8; 64]>> {
-    let mut signature = [0u8; 64];
-    if part.len() == 86 {
-        base64_simd::URL_SAFE_NO_PAD
-            .decode(
-                part.as_bytes(),
-                base64_simd::Out::from_slice(&mut signature),
-            )
-            .map_err(|_| {
-                Error::malformed("token signature", "it is not canonical unpadded base64url")
-            })?;
-        return Ok(Some(signature));
-    }
-    decode_part(part, "token signature").map(|_| None)
-}
-
-fn object(value: Value, what: &'static str) -> Result<Map<String, Value>> {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(Error::malformed(what, "it must be a JSON object")),
-    }
 }
 
 /// Decodes a token (armored or bare) into header and payload without
@@ -210,15 +167,10 @@ fn object(value: Value, what: &'static str) -> Result<Map<String, Value>> {
 /// nothing decoded here may be trusted.
 pub fn decode_unverified(text: &str) -> Result<UnverifiedToken> {
     let parts = Parts::split(text)?;
-    let header = object(
-        parse_strict(&parts.header_json, "token header")?,
-        "token header",
-    )?;
-    let payload = object(
-        parse_strict(&parts.payload_json, "token payload")?,
-        "token payload",
-    )?;
-    Ok(UnverifiedToken { header, payload })
+    Ok(UnverifiedToken {
+        header: json::read(&parts.header_json, "token header")?,
+        payload: json::read(&parts.payload_json, "token payload")?,
+    })
 }
 
 /// Verifies a token (armored or bare) of type `expected` against `keyring`.
@@ -254,14 +206,13 @@ pub fn verify_any(
     let signed = verify_signature(text, keyring, expected)?;
     // Read only once the signature holds: the payload is the larger part,
     // and unauthenticated bytes get no more parsing than they must.
-    check_object(&signed.payload_json, "token payload")?;
+    let payload = json::read(&signed.payload_json, "token payload")?;
     Ok(VerifiedToken {
         typ: signed.typ,
         kid: signed.kid,
-        header_json: signed.header_json,
-        header: OnceLock::new(),
+        header: signed.header,
+        payload,
         payload_json: signed.payload_json,
-        payload: OnceLock::new(),
         compact: signed.compact,
     })
 }
@@ -271,39 +222,48 @@ pub fn verify_any(
 pub(crate) struct SignedPayload {
     pub(crate) typ: TokenType,
     pub(crate) kid: String,
-    /// The decoded header, checked to be one strict JSON object.
-    pub(crate) header_json: Vec<u8>,
+    pub(crate) header: Map<String, Value>,
     /// The decoded payload bytes, authenticated but unread.
     pub(crate) payload_json: Vec<u8>,
     pub(crate) compact: String,
 }
 
-/// Everything [`verify_any`] checks but the payload's JSON, for a reader
-/// whose `Deserialize` is strict on its own (refuses repeated keys at any
-/// depth, as [`License`](crate::license::License)'s does) and so can read
-/// the bytes in one pass.
+/// Everything [`verify_any`] checks but the payload's JSON, for a caller
+/// that reads the payload as its own type (with [`json::read`]), in one
+/// pass from the bytes.
 pub(crate) fn verify_signature(
     text: &str,
     keyring: &Keyring,
     expected: Option<TokenType>,
 ) -> Result<SignedPayload> {
     let parts = Parts::split(text)?;
-    let header = Header::read(&parts.header_json)?;
-    let alg = header.alg()?;
+    let header: Map<String, Value> = json::read(&parts.header_json, "token header")?;
+    let member = |name: &str| match header.get(name) {
+        Some(Value::String(text)) => Ok(text.as_str()),
+        Some(_) => Err(Error::malformed(
+            "token header",
+            format!("`{name}` must be a string"),
+        )),
+        None => Err(Error::malformed(
+            "token header",
+            format!("`{name}` is required"),
+        )),
+    };
+    let alg = member("alg")?;
     if alg != "EdDSA" {
         return Err(Error::malformed(
             "token header",
             format!("`alg` is `{alg}`, but only `EdDSA` (Ed25519) tokens are accepted"),
         ));
     }
-    if header.crit {
+    if header.contains_key("crit") {
         return Err(Error::malformed(
             "token header",
             "`crit` extensions are not supported, so the token is refused (RFC 7515 section 4.1.11)",
         ));
     }
-    let kid = header.kid()?;
-    let typ_text = header.typ()?;
+    let kid = member("kid")?;
+    let typ_text = member("typ")?;
     let key = keyring.get(kid).ok_or_else(|| Error::UnknownKey {
         kid: kid.chars().take(100).collect(),
     })?;
@@ -328,11 +288,10 @@ pub(crate) fn verify_signature(
         }
     }
     let kid = kid.to_owned();
-    drop(header);
     Ok(SignedPayload {
         typ,
         kid,
-        header_json: parts.header_json,
+        header,
         payload_json: parts.payload_json,
         compact: parts.compact,
     })
@@ -366,35 +325,4 @@ pub fn sign_with_kid(
     let signing_input = format!("{header}.{payload}");
     let signature = URL_SAFE_NO_PAD.encode(key.sign_bytes(signing_input.as_bytes()));
     Ok(format!("{signing_input}.{signature}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The vectorised decoder accepts exactly what the `base64` crate's
-        /// strict unpadded base64url decoder accepts, and decodes it alike:
-        /// canonical trailing bits, no padding, no other alphabet.
-        #[test]
-        fn decoding_agrees_with_the_base64_crate(
-            bytes in proptest::collection::vec(any::<u8>(), 0..200),
-            at in any::<prop::sample::Index>(),
-            with in prop::sample::select(vec!['A', 'Q', 'g', 'w', '-', '_', '=', '+', '/', ' ', '.', '\n', 'é']),
-            change in any::<bool>(),
-        ) {
-            let mut text = URL_SAFE_NO_PAD.encode(&bytes);
-            if change && !text.is_empty() {
-                let i = at.index(text.len());
-                text.replace_range(i..=i, &with.to_string());
-            }
-            let ours = decode_part(&text, "part").ok();
-            let theirs = URL_SAFE_NO_PAD.decode(&text).ok();
-            prop_assert_eq!(&ours, &theirs, "{:?}", text);
-            if !change {
-                prop_assert_eq!(ours, Some(bytes));
-            }
-        }
-    }
 }

@@ -10,8 +10,6 @@
 //! ```
 
 mod armor;
-pub(crate) mod direct;
-mod header;
 mod json;
 mod jws;
 mod keys;
@@ -23,13 +21,22 @@ pub use jws::{
 };
 pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
 
-pub(crate) use json::{check_object, read_slice, strict_object, strict_value, Key, StrictValue};
+pub(crate) use json::{from_value, read};
 pub(crate) use jws::verify_signature;
 
-/// Parses JSON strictly: duplicate keys, invalid UTF-8 and trailing data are
+/// Parses JSON strictly, as every signed header and payload is read:
+/// duplicate keys (at any depth), invalid UTF-8 and trailing data are
 /// refused. `what` names the input in errors.
+///
+/// ```
+/// use entitle::token::parse_strict_json;
+///
+/// assert_eq!(parse_strict_json(br#"{"a": [1]}"#, "spec").unwrap()["a"][0], 1);
+/// let err = parse_strict_json(br#"{"a": {"b": 1, "b": 2}}"#, "spec").unwrap_err();
+/// assert!(err.to_string().contains("duplicate key `b`"));
+/// ```
 pub fn parse_strict_json(bytes: &[u8], what: &'static str) -> crate::Result<serde_json::Value> {
-    json::parse_strict(bytes, what)
+    json::read(bytes, what)
 }
 
 /// The kinds of token, named by the header's `typ`. A token is only

@@ -3,7 +3,6 @@
 //! touches a state directory, and only a vendor's own, when named.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +15,6 @@ use entitle::engine::ActivationRequest;
 use entitle::license::{KeyRotation, License, MachineCertificate, RevocationList};
 use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
 use entitle::{Error, Timestamp};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use crate::files;
@@ -632,20 +630,14 @@ fn read_spec(path: &Path) -> Result<Map<String, Value>, Error> {
         what: "license spec",
         detail: format!("in `{}`: {detail}", path.display()),
     };
-    serde_json::from_str::<UniqueKeys>(&text).map_err(|e| {
-        if e.is_data() {
-            bad(e.to_string())
-        } else {
-            bad(format!("it is not valid JSON: {e}"))
-        }
-    })?;
-    match serde_json::from_str::<Value>(&text) {
+    match token::parse_strict_json(text.as_bytes(), "license spec") {
         Ok(Value::Object(spec)) => Ok(spec),
         Ok(other) => Err(bad(format!(
             "it must be a JSON object (the license document), not {}",
             json_kind(&other)
         ))),
-        Err(e) => Err(bad(format!("it is not valid JSON: {e}"))),
+        Err(Error::Malformed { detail, .. }) => Err(bad(detail)),
+        Err(e) => Err(e),
     }
 }
 
@@ -657,58 +649,6 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Any JSON value in which no object repeats a key.
-struct UniqueKeys;
-
-impl<'de> Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueKeysVisitor)
-    }
-}
-
-struct UniqueKeysVisitor;
-
-impl<'de> Visitor<'de> for UniqueKeysVisitor {
-    type Value = UniqueKeys;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
-        Ok(UniqueKeys)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
-        while seq.next_element::<UniqueKeys>()?.is_some() {}
-        Ok(UniqueKeys)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
-        let mut keys = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<UniqueKeys>()?;
-            if keys.contains(&key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
-            }
-            keys.insert(key);
-        }
-        Ok(UniqueKeys)
     }
 }
 
