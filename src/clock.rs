@@ -3,8 +3,8 @@
 //! No code outside this module reads the system time. The engine asks its
 //! clock two ways: [`Clock::now`] for mutations (exact) and
 //! [`Clock::now_coarse`] for the hot path, where a clock read must cost
-//! next to nothing. [`SystemClock`] answers the first with the operating
-//! system's clock and the second with a [`CoarseClock`].
+//! next to nothing. An engine on the [`SystemClock`] reads the first from
+//! it and the second from the [`CoarseClock`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -29,8 +29,8 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The operating system's wall clock, read exactly; its hot-path reading
-/// ([`now_coarse`](Clock::now_coarse)) is a [`CoarseClock`].
+/// The operating system's wall clock, read exactly. An engine on it reads
+/// the hot path's time from the [`CoarseClock`].
 ///
 /// ```
 /// use entitle::{Clock, SystemClock};
@@ -51,11 +51,6 @@ impl Clock for SystemClock {
             (ticked != NOT_TICKING && secs > ticked).then_some(secs)
         });
         Timestamp::from_unix(secs)
-    }
-
-    #[inline]
-    fn now_coarse(&self) -> Timestamp {
-        CoarseClock.now()
     }
 }
 
@@ -187,26 +182,6 @@ impl Clock for ManualClock {
         Timestamp::from_unix(self.secs.load(Ordering::Acquire))
     }
 }
-
-/// The clock-rollback guard: the pure rule that decides whether the clock
-/// has been set back.
-///
-/// `latest_seen` is the latest time the engine has ever seen (persisted);
-/// a clock more than `tolerance_secs` behind it is tampered.
-///
-/// ```
-/// use entitle::{clock::is_tampered, Timestamp};
-/// let seen = Timestamp::from_unix(10_000);
-/// assert!(!is_tampered(Timestamp::from_unix(9_500), seen, 600));
-/// assert!(is_tampered(Timestamp::from_unix(9_399), seen, 600));
-/// ```
-#[inline]
-pub const fn is_tampered(now: Timestamp, latest_seen: Timestamp, tolerance_secs: i64) -> bool {
-    now.unix() < latest_seen.unix().saturating_sub(tolerance_secs)
-}
-
-/// The default tolerance of the rollback guard: ten minutes.
-pub const DEFAULT_ROLLBACK_TOLERANCE_SECS: i64 = 600;
 
 #[cfg(test)]
 mod tests {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{Clock, Timestamp, DEFAULT_ROLLBACK_TOLERANCE_SECS};
+use crate::clock::{Clock, Timestamp};
 use crate::engine::snapshot::Snapshot;
 use crate::engine::state::{DeviceContext, State};
 use crate::engine::{ClockSource, Config, Engine, Inner, Writer};
 use crate::error::{Error, Result};
 use crate::license::{MachineCertificate, RevocationList, VerifiedLicense};
+use crate::policy::guard::DEFAULT_TOLERANCE_SECS;
 use crate::policy::Context;
 use crate::store::{
     ActivationKind, ActivationRecord, Change, FileStore, MemoryStore, Persisted, Setting,
@@ -60,7 +61,7 @@ impl EngineBuilder {
             release_date: None,
             fingerprint: None,
             vm: false,
-            tolerance_secs: DEFAULT_ROLLBACK_TOLERANCE_SECS,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
             background: true,
         }
     }

@@ -30,7 +30,7 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
-use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
+use crate::clock::{Clock, CoarseClock, ManualClock, SystemClock, Timestamp};
 use crate::decision::Decision;
 use crate::error::Result;
 use crate::policy::guard;
@@ -73,7 +73,7 @@ impl ClockSource {
     #[inline(always)]
     fn now_coarse(&self) -> i64 {
         match self {
-            ClockSource::System => SystemClock.now_coarse().unix(),
+            ClockSource::System => CoarseClock.now().unix(),
             ClockSource::Manual(c) => c.now().unix(),
             ClockSource::Custom(c) => c.now_coarse().unix(),
         }
