@@ -59,7 +59,7 @@ impl Clock for SystemClock {
 ///
 /// What it reads: the second that a thread (one per process, started by
 /// the first engine built on [`SystemClock`]) takes from the coarse clock
-/// every [`TICK`] (100 ms) and publishes; every exact read by
+/// every 100 ms and publishes; every exact read by
 /// [`SystemClock::now`] moves it forward too, so a check made after a
 /// mutation never sees a time before that mutation's. How stale it can
 /// be: one tick plus however long the scheduler keeps that thread waiting,
@@ -87,7 +87,7 @@ impl Clock for CoarseClock {
 }
 
 /// How often the clock thread reads the system clock for [`CoarseClock`].
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// [`TICKED`] while no clock thread runs.
 const NOT_TICKING: i64 = i64::MIN;

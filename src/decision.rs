@@ -175,3 +175,10 @@ impl Decision {
         self.until
     }
 }
+
+/// A reason is written as its stable code (`"OK"`, `"SEAT_LIMIT"`...).
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}

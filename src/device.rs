@@ -56,7 +56,7 @@ pub fn default_fingerprint() -> String {
 }
 
 /// This machine's host name, or `unknown`.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())

@@ -36,11 +36,29 @@
 //!
 //! ## How it is built
 //!
-//! A functional core in an imperative shell: the policies
-//! ([`policy`]) are pure functions of (state, licenses, now); the
-//! [`Engine`] serialises mutations, makes them durable in a
-//! [`store::Store`], and publishes an immutable snapshot that readers use
-//! without locking or allocating. Time comes from an injected [`Clock`].
+//! A functional core in an imperative shell, in layers:
+//!
+//! - [`token`] verifies and signs JWS/EdDSA tokens; [`license`] reads the
+//!   signed documents (licenses, machine certificates, revocation lists,
+//!   key rotations) and makes the proof types only verification can make.
+//! - The policies (a crate-private `policy` module) are pure functions of
+//!   (state, licenses, now) returning the [`store::Change`]s a mutation
+//!   makes, or a denial.
+//! - The [`Engine`] is the shell: it serialises mutations, writes their
+//!   changes to a [`store::Store`], and once the store says they are
+//!   durable publishes an immutable snapshot that readers (the hot path,
+//!   and every report) use without locking or allocating.
+//! - [`store`] owns its vocabulary ([`store::Change`], the records, typed
+//!   settings) as plain data, so a backend needs nothing of the engine's.
+//!
+//! Time comes from an injected [`Clock`].
+//!
+//! ## Features
+//!
+//! - `cli` (default): the `entitle` command-line tool. Turn it off
+//!   (`default-features = false`) to link the engine alone.
+//! - `fuzzing`: reach the internals the fuzz targets exercise; not a
+//!   stable API.
 //!
 //! The README has guides (desktop app, service, air-gapped install, issuing
 //! from other languages) and the threat model.
@@ -54,16 +72,40 @@ pub mod engine;
 mod error;
 mod ident;
 pub mod license;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod policy;
+#[cfg(not(feature = "fuzzing"))]
+#[allow(dead_code)]
+mod policy;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod query;
+#[cfg(not(feature = "fuzzing"))]
+#[allow(dead_code)]
+mod query;
 pub mod store;
 mod time;
 pub mod token;
+
+/// Entry points the fuzz targets reach that no program needs: not a
+/// stable API, present with the `fuzzing` feature only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Strict JSON: what every signed payload goes through first.
+    pub fn parse_strict_json(bytes: &[u8], what: &'static str) -> crate::Result<serde_json::Value> {
+        crate::token::parse_strict_json(bytes, what)
+    }
+}
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Reason};
 pub use engine::{Engine, EngineBuilder, FeatureGate};
 pub use error::{Error, Result};
+/// The JSON library whose types (`Value`, `Map`) appear in this crate's
+/// API, re-exported so that a program uses the same version.
+pub use serde_json;
 pub use time::Timestamp;
 
 /// The README's examples, compiled and run as tests.

@@ -1041,18 +1041,16 @@ fn compare_positions(
 // ---------------------------------------------------------------------------
 // Queries, pages, cursors
 
-/// What to list: an optional filter and order, a page size and a cursor.
+/// What to list: a filter and an order (made from their text by
+/// [`license_query`](crate::engine::license_query)), a page size and a
+/// cursor.
 ///
-/// Without an order, items are listed by key. `limit` defaults to
-/// [`DEFAULT_LIMIT`]; a value above [`MAX_LIMIT`] is clamped to it (the
-/// cursor then fetches the rest), and `Some(0)` is
-/// [`Error::InvalidArgument`].
+/// Without an order, items are listed by key. `limit` defaults to 100; a
+/// value above 1000 is clamped to it (the cursor then fetches the rest),
+/// and `Some(0)` is [`Error::InvalidArgument`].
 ///
 /// ```
-/// use entitle::query::{Filter, Order, Query};
-/// let q = Query::default()
-///     .filter(Filter::parse(r#"status eq "active""#)?)
-///     .order(Order::parse("-expires_at")?)
+/// let q = entitle::engine::license_query(Some(r#"status eq "active""#), Some("-expires_at"), None, None)?
 ///     .limit(20);
 /// assert_eq!(q.limit, Some(20));
 /// assert!(q.cursor.is_none());
@@ -1061,10 +1059,12 @@ fn compare_positions(
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     /// Only items matching this filter.
+    #[doc(hidden)]
     pub filter: Option<Filter>,
     /// Sort order; by key when `None`.
+    #[doc(hidden)]
     pub order: Option<Order>,
-    /// Page size (default [`DEFAULT_LIMIT`], clamped to [`MAX_LIMIT`]).
+    /// Page size (default 100, clamped to 1000).
     pub limit: Option<usize>,
     /// Resume after the position named by a previous [`Page::next_cursor`].
     pub cursor: Option<String>,
@@ -1072,26 +1072,14 @@ pub struct Query {
 
 impl Query {
     /// This query with `filter`.
-    ///
-    /// ```
-    /// # use entitle::query::{Filter, Query};
-    /// let q = Query::default().filter(Filter::parse("trial eq true")?);
-    /// assert!(q.filter.is_some());
-    /// # Ok::<(), entitle::Error>(())
-    /// ```
+    #[doc(hidden)]
     pub fn filter(mut self, filter: Filter) -> Query {
         self.filter = Some(filter);
         self
     }
 
     /// This query with `order`.
-    ///
-    /// ```
-    /// # use entitle::query::{Order, Query};
-    /// let q = Query::default().order(Order::parse("name")?);
-    /// assert_eq!(q.order.unwrap().field, "name");
-    /// # Ok::<(), entitle::Error>(())
-    /// ```
+    #[doc(hidden)]
     pub fn order(mut self, order: Order) -> Query {
         self.order = Some(order);
         self
@@ -1100,7 +1088,7 @@ impl Query {
     /// This query with page size `limit`.
     ///
     /// ```
-    /// # use entitle::query::Query;
+    /// # use entitle::engine::Query;
     /// assert_eq!(Query::default().limit(5).limit, Some(5));
     /// ```
     pub fn limit(mut self, limit: usize) -> Query {
@@ -1111,7 +1099,7 @@ impl Query {
     /// This query resuming after `cursor`.
     ///
     /// ```
-    /// # use entitle::query::Query;
+    /// # use entitle::engine::Query;
     /// let q = Query::default().cursor("abc");
     /// assert_eq!(q.cursor.as_deref(), Some("abc"));
     /// ```
@@ -1126,7 +1114,7 @@ impl Query {
 /// Serialises as `{"items": [...], "next_cursor": "..." | null}`.
 ///
 /// ```
-/// use entitle::query::Page;
+/// use entitle::engine::Page;
 /// let page = Page { items: vec![1, 2], next_cursor: None };
 /// assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"items":[1,2],"next_cursor":null}"#);
 /// ```

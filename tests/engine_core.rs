@@ -102,7 +102,7 @@ fn every_check_reason_code_is_reachable() {
         .into_iter()
         .find(|l| l.id == "kept")
         .unwrap();
-    assert_eq!(kept.status, "expired");
+    assert_eq!(kept.status, entitle::license::LicenseStatus::Expired);
     assert_eq!(kept.notice.as_deref(), Some("renew"));
 }
 

@@ -23,6 +23,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("machine", fuzz_targets::machine),
     ("revocations", fuzz_targets::revocations),
     ("keys", fuzz_targets::keys),
+    ("filter", fuzz_targets::filter),
     ("state", fuzz_targets::state),
 ];
 

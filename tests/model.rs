@@ -875,7 +875,7 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
     let listed: Vec<(String, &str)> = engine
         .license_infos()
         .into_iter()
-        .map(|l| (l.id, l.status))
+        .map(|l| (l.id, l.status.as_str()))
         .collect();
     let expected: Vec<(String, &str)> = model
         .licenses
@@ -977,7 +977,7 @@ fn run(
         }
         for info in engine.license_infos() {
             prop_assert!(
-                !buried.contains(info.id.as_str()) || info.status == "revoked",
+                !buried.contains(info.id.as_str()) || info.status.as_str() == "revoked",
                 "{} is back as {}",
                 info.id,
                 info.status

@@ -77,7 +77,7 @@ pub fn request(data: &[u8]) -> entitle::Result<()> {
 /// token's payload is), and as a machine token verified against the fixed
 /// keyring. Ok when either reading accepts.
 pub fn machine(data: &[u8]) -> entitle::Result<()> {
-    let payload = token::parse_strict_json(data, "machine certificate")
+    let payload = entitle::fuzzing::parse_strict_json(data, "machine certificate")
         .and_then(|value| MachineCertificate::from_json(&value));
     let signed = MachineCertificate::verify(&String::from_utf8_lossy(data), keyring());
     for certificate in [&payload, &signed].into_iter().flatten() {
@@ -97,7 +97,7 @@ pub fn machine(data: &[u8]) -> entitle::Result<()> {
 /// verified token's payload is), and as a revocations token verified
 /// against the fixed keyring.
 pub fn revocations(data: &[u8]) -> entitle::Result<()> {
-    let payload = token::parse_strict_json(data, "revocations")
+    let payload = entitle::fuzzing::parse_strict_json(data, "revocations")
         .and_then(|value| RevocationList::from_json(&value));
     let signed = RevocationList::verify(&String::from_utf8_lossy(data), keyring());
     for list in [&payload, &signed].into_iter().flatten() {
@@ -114,7 +114,7 @@ pub fn revocations(data: &[u8]) -> entitle::Result<()> {
 /// that never panics, and an applied one trusts some key and none it
 /// retires.
 pub fn keys(data: &[u8]) -> entitle::Result<()> {
-    let payload = token::parse_strict_json(data, "key rotation")
+    let payload = entitle::fuzzing::parse_strict_json(data, "key rotation")
         .and_then(|value| KeyRotation::from_json(&value));
     let signed = KeyRotation::verify(&String::from_utf8_lossy(data), keyring());
     for rotation in [&payload, &signed].into_iter().flatten() {
@@ -183,4 +183,66 @@ fn scratch_error(context: &str, source: std::io::Error) -> entitle::Error {
 
 fn not_utf8() -> entitle::Error {
     entitle::Error::InvalidArgument("fuzz input is not UTF-8".into())
+}
+
+/// `filter`: the text of a license listing's filter, order and cursor, as
+/// `entitle license list --filter --order --cursor` hands them to the
+/// engine (`license_query`, then `Engine::licenses`) over a few licenses.
+/// A filter that parses prints in a form that parses back to itself.
+pub fn filter(data: &[u8]) -> entitle::Result<()> {
+    let text = std::str::from_utf8(data).map_err(|_| not_utf8())?;
+    if let Ok(filter) = entitle::query::Filter::parse(text) {
+        let canonical = filter.to_string();
+        if canonical.len() <= entitle::query::MAX_FILTER_BYTES {
+            let again = entitle::query::Filter::parse(&canonical).ok();
+            assert_eq!(again, Some(filter), "{canonical}");
+        }
+    }
+    let listing = listing();
+    let ordered = entitle::engine::license_query(Some(text), Some(text), None, Some(text));
+    let plain = entitle::engine::license_query(None, None, None, Some(text));
+    for query in [ordered, plain].into_iter().flatten() {
+        let _ = listing.licenses(&query);
+    }
+    entitle::engine::license_query(Some(text), None, None, None)
+        .and_then(|query| listing.licenses(&query))
+        .map(drop)
+}
+
+/// An engine with a few licenses to list.
+fn listing() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let key = SigningKey::from_seed(&FUZZ_KEY_SEED);
+        let engine = Engine::builder("acme")
+            .trust(key.public_key().clone())
+            .clock(entitle::ManualClock::new(entitle::Timestamp::from_unix(
+                1_767_225_600,
+            )))
+            .background_refresh(false)
+            .build()
+            .expect("an in-memory engine builds");
+        for (id, extra) in [
+            (
+                "lic_a",
+                serde_json::json!({"expires_at": "2027-01-01T00:00:00Z", "trial": true}),
+            ),
+            ("lic_b", serde_json::json!({"name": "Team", "serial": 3})),
+            (
+                "lic_c",
+                serde_json::json!({"starts_at": "2030-01-01T00:00:00Z"}),
+            ),
+        ] {
+            let mut document = serde_json::json!({"v": 1, "id": id, "product": "acme",
+                "issued_at": "2026-01-01T00:00:00Z"});
+            if let (Some(doc), Some(extra)) = (document.as_object_mut(), extra.as_object()) {
+                doc.extend(extra.clone());
+            }
+            let token = token::sign(&document, &key, TokenType::License).expect("signs");
+            engine
+                .add_license(&token)
+                .expect("a license of the engine's product");
+        }
+        engine
+    })
 }

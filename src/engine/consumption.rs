@@ -17,13 +17,14 @@ use crate::store::Change;
 /// The outcome of a recorded consumption, or the usage of a metered
 /// feature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Consumed {
     /// The feature.
     pub feature: String,
     /// Always true for a recorded consumption.
     pub allowed: bool,
     /// `OK`, or `OVERAGE` when beyond `max`.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// Units used in the current period by the license charged.
     pub used: u64,
     /// Its `max` (`None`: unlimited).
@@ -88,11 +89,7 @@ fn report(code: &str, c: &Candidate, used: u64) -> Consumed {
     Consumed {
         feature: code.to_owned(),
         allowed: true,
-        reason: if overage {
-            Reason::Overage.code()
-        } else {
-            Reason::Ok.code()
-        },
+        reason: if overage { Reason::Overage } else { Reason::Ok },
         used,
         max: quota.max,
         overage,

@@ -17,6 +17,7 @@ use crate::token::{self, TokenType};
 
 /// One device activated for one license.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ActivationInfo {
     /// The license.
     pub license_id: String,

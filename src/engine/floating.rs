@@ -13,6 +13,7 @@ use crate::store::{Change, LeaseRecord};
 
 /// A floating lease: a seat held by one client until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Lease {
     /// The lease id (for heartbeat, checkin, borrow).
     pub id: String,

@@ -51,15 +51,16 @@ pub enum Applied {
 
 /// A license as listed: the document's main fields and its state now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct LicenseInfo {
     /// License id.
     pub id: String,
     /// Its state now.
-    pub status: &'static str,
+    pub status: LicenseStatus,
     /// Product code.
     pub product: String,
     /// Informational class.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// Display name.
     pub name: Option<String>,
     /// Customer.
@@ -92,9 +93,9 @@ impl LicenseInfo {
         };
         LicenseInfo {
             id: l.id.clone(),
-            status: status.as_str(),
+            status,
             product: l.product.clone(),
-            kind: Kind::as_str(l.kind),
+            kind: l.kind,
             name: l.name.clone(),
             customer: l.customer.clone(),
             trial: l.trial,
@@ -425,7 +426,7 @@ fn assigned_to(license: &InstalledLicense, user: &str) -> bool {
 }
 
 /// The fields a license listing can filter and order on.
-pub const LICENSE_FIELDS: &[(&str, FieldKind)] = &[
+pub(crate) const LICENSE_FIELDS: &[(&str, FieldKind)] = &[
     ("id", FieldKind::Str),
     ("status", FieldKind::Str),
     ("product", FieldKind::Str),
@@ -444,9 +445,9 @@ impl Fields for LicenseInfo {
         let time = |t: Option<Timestamp>| Some(t.map_or(Value::Null, Value::Time));
         match name {
             "id" => Some(Value::Str(&self.id)),
-            "status" => Some(Value::Str(self.status)),
+            "status" => Some(Value::Str(self.status.as_str())),
             "product" => Some(Value::Str(&self.product)),
-            "kind" => Some(Value::Str(self.kind)),
+            "kind" => Some(Value::Str(Kind::as_str(self.kind))),
             "name" => Some(self.name.as_deref().map_or(Value::Null, Value::Str)),
             "trial" => Some(Value::Bool(self.trial)),
             "serial" => Some(Value::Int(i64::try_from(self.serial).unwrap_or(i64::MAX))),
@@ -464,7 +465,9 @@ impl Fields for LicenseInfo {
 }
 
 /// Builds a license query from its text parts (as the CLI takes them),
-/// checking field names and types against [`LICENSE_FIELDS`].
+/// checking field names and types against the fields a license listing
+/// has: `id`, `status`, `product`, `kind`, `name`, `trial`, `serial`,
+/// `issued_at`, `starts_at`, `expires_at`, `added_at`.
 ///
 /// ```
 /// let q = entitle::engine::license_query(Some(r#"status eq "active""#), Some("-expires_at"), Some(10), None).unwrap();

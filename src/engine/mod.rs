@@ -1,7 +1,7 @@
 //! The engine: a thin shell around the pure policies.
 //!
 //! Mutations are serialised by one writer, made durable in the
-//! [`Store`], then published as an immutable
+//! [`Store`](crate::store::Store), then published as an immutable
 //! snapshot. Readers load the snapshot without locking or allocating.
 
 mod builder;
@@ -14,11 +14,12 @@ pub(crate) mod snapshot;
 pub(crate) mod state;
 mod users;
 
+pub use crate::query::{Page, Query};
 pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};
 pub use floating::Lease;
-pub use licenses::{license_query, Applied, LicenseInfo, LICENSE_FIELDS};
+pub use licenses::{license_query, Applied, LicenseInfo};
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;

@@ -17,6 +17,7 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// Seat usage now, as `entitle license status` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct EngineStatus {
     /// Users active within the window.
     pub active_user_count: u64,
@@ -28,7 +29,7 @@ pub struct EngineStatus {
     #[serde(serialize_with = "allowed_only")]
     pub can_add_user: Decision,
     /// The reason for `can_add_user`.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// All users, active or not.
     pub total_users: u64,
     /// Installed licenses.
@@ -43,6 +44,7 @@ fn allowed_only<S: serde::Serializer>(d: &Decision, s: S) -> std::result::Result
 
 /// One user in a usage report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct UserUsage {
     /// User id.
     pub id: String,
@@ -56,6 +58,7 @@ pub struct UserUsage {
 
 /// Counts for one user type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[non_exhaustive]
 pub struct TypeSummary {
     /// All users of the type.
     pub total: u64,
@@ -67,6 +70,7 @@ pub struct TypeSummary {
 
 /// A page of users and a summary over all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// The page, ordered by user id.
     pub users: Vec<UserUsage>,
@@ -194,7 +198,7 @@ impl Engine {
             license_seats: totals.licensed,
             hard_seats: totals.hard,
             can_add_user: Decision::new(reason, None),
-            reason: reason.code(),
+            reason,
             total_users: snapshot.users.len() as u64,
             licenses: snapshot.licenses.len(),
             clock_tampered: tampered,

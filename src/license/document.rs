@@ -148,6 +148,12 @@ impl Kind {
     }
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What happens once a license is past `expires_at` and its grace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -275,6 +281,45 @@ impl License {
         let license: License = token::read(bytes, "license")?;
         license.validate()?;
         Ok(license)
+    }
+
+    /// The vendor's side: a license spec as a person writes it (one JSON
+    /// object, without repeated keys: a repeated `expires_at` would
+    /// otherwise silently lose one of its values), completed into the
+    /// document to sign (`v`, a random `id` and `issued_at` filled in when
+    /// missing, first, then the vendor's fields in the vendor's order) and
+    /// checked as every install will read it.
+    ///
+    /// ```
+    /// use entitle::license::License;
+    /// use entitle::Timestamp;
+    ///
+    /// let now = Timestamp::parse("2026-05-01T00:00:00Z").unwrap();
+    /// let (license, document) = License::from_spec(r#"{"product": "acme"}"#, now).unwrap();
+    /// assert!(license.id.starts_with("lic_"));
+    /// assert_eq!(document["issued_at"], "2026-05-01T00:00:00Z");
+    /// assert_eq!(License::from_spec(r#"{"product": "a", "product": "b"}"#, now).unwrap_err().code(), "MALFORMED");
+    /// ```
+    pub fn from_spec(spec: &str, issued_at: Timestamp) -> Result<(Self, Map<String, Value>)> {
+        let Value::Object(spec) = token::parse_strict_json(spec.as_bytes(), "license spec")? else {
+            return Err(Error::malformed(
+                "license spec",
+                "it must be a JSON object (the license document)",
+            ));
+        };
+        let mut document = Map::new();
+        if !spec.contains_key("v") {
+            document.insert("v".into(), Value::from(1));
+        }
+        if !spec.contains_key("id") {
+            document.insert("id".into(), Value::from(crate::engine::random_id("lic_")));
+        }
+        if !spec.contains_key("issued_at") {
+            document.insert("issued_at".into(), Value::from(issued_at.to_rfc3339()));
+        }
+        document.extend(spec);
+        let license = License::from_json(&Value::Object(document.clone()))?;
+        Ok((license, document))
     }
 
     /// The feature with this code, if the license grants it.

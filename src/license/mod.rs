@@ -6,6 +6,7 @@ mod feature;
 mod revocations;
 mod rotation;
 
+pub use crate::policy::validity::LicenseStatus;
 pub use document::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
     DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_FEATURES, MAX_NAME_LEN,

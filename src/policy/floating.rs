@@ -94,8 +94,9 @@ pub fn pool<'a>(
 }
 
 /// The leases past their end, freed: reclaimed lazily by any floating
-/// operation, so the engine needs no background thread and embeds
-/// anywhere (plugin hosts, CLIs).
+/// operation, so a lapsed seat is free the moment anyone asks, whether or
+/// not the engine runs its background refresh (a CLI does not), and the
+/// count of seats in use never depends on a thread having run.
 pub fn reclaim<'a>(leases: impl IntoIterator<Item = &'a LeaseRecord>, now: i64) -> Vec<Change> {
     leases
         .into_iter()

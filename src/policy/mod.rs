@@ -33,4 +33,4 @@ impl From<Reason> for Denial {
         }
     }
 }
-pub use validity::{Activation, Context, LicenseStatus, LicenseView};
+pub use validity::{Activation, Context, LicenseView};

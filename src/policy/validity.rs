@@ -5,8 +5,11 @@ use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::license::{Feature, License, OnExpiry};
 
-/// The state of a license, computed from the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The state of a license, computed from the clock (DESIGN section 3).
+/// Serialised, and shown, in lower case: `pending`, `active`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LicenseStatus {
     /// Before `starts_at`.
     Pending,
@@ -20,6 +23,12 @@ pub enum LicenseStatus {
     Suspended,
     /// Revoked or hard-removed.
     Revoked,
+}
+
+impl std::fmt::Display for LicenseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl LicenseStatus {

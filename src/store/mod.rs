@@ -30,7 +30,7 @@ use crate::license::VerifiedLicense;
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens (and is brought up to date); one written by a
 /// newer version is refused.
-pub const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// A stored license. Its token is verified again whenever the state is
 /// read, so a hand-edited row never grants more.
@@ -116,7 +116,7 @@ pub struct ActivationRecord {
 
 impl ActivationRecord {
     /// Whether it counts at `now` (a certificate's end stops it).
-    pub fn live_at(&self, now: i64) -> bool {
+    pub(crate) fn live_at(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|end| now < end)
     }
 }
@@ -141,7 +141,7 @@ pub struct LeaseRecord {
 
 impl LeaseRecord {
     /// Whether it still holds a seat at `now`.
-    pub fn live_at(&self, now: i64) -> bool {
+    pub(crate) fn live_at(&self, now: i64) -> bool {
         now < self.expires_at
     }
 }
@@ -174,7 +174,7 @@ pub enum SignedKind {
 
 impl SignedKind {
     /// Its `typ`, as stored.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             SignedKind::Revocations => "revocations",
             SignedKind::Keys => "keys",
@@ -182,7 +182,7 @@ impl SignedKind {
     }
 
     /// The kind stored as `typ`.
-    pub fn parse(typ: &str) -> Option<Self> {
+    pub(crate) fn parse(typ: &str) -> Option<Self> {
         match typ {
             "revocations" => Some(SignedKind::Revocations),
             "keys" => Some(SignedKind::Keys),
@@ -247,18 +247,6 @@ pub struct Settings {
     pub max_issued_at: Option<i64>,
     /// What `entitle init` fixed, if it made this state.
     pub install: Option<InstallSettings>,
-}
-
-impl Settings {
-    /// Records `setting`.
-    pub fn set(&mut self, setting: Setting) {
-        match setting {
-            Setting::Product(p) => self.product = Some(p),
-            Setting::LatestSeen(t) => self.latest_seen = Some(t),
-            Setting::MaxIssuedAt(t) => self.max_issued_at = Some(t),
-            Setting::Install(s) => self.install = Some(s),
-        }
-    }
 }
 
 /// Everything a store holds.

@@ -86,7 +86,7 @@ impl PublicKey {
     /// use entitle::token::SigningKey;
     ///
     /// let key = SigningKey::from_seed(&[7; 32]);
-    /// let signature = key.sign_bytes(b"hello");
+    /// let signature = entitle::token::hazmat::sign_bytes(&key, b"hello");
     /// let err = key.public_key().verify_bytes(b"hellO", &signature).unwrap_err();
     /// assert_eq!(err.code(), "SIGNATURE_INVALID");
     /// ```
@@ -206,20 +206,10 @@ impl SigningKey {
         self.public.kid()
     }
 
-    /// The raw Ed25519 signature (RFC 8032) of `message`.
+    /// The raw Ed25519 signature of `message`: [`hazmat::sign_bytes`].
     ///
-    /// Tokens are signed with [`sign`](crate::token::sign); this is the bare
-    /// primitive beneath it, public so that it can be checked against the
-    /// RFC 8032 test vectors.
-    ///
-    /// ```
-    /// use entitle::token::SigningKey;
-    ///
-    /// let key = SigningKey::from_seed(&[7; 32]);
-    /// let signature = key.sign_bytes(b"hello");
-    /// assert!(key.public_key().verify_bytes(b"hello", &signature).is_ok());
-    /// ```
-    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+    /// [`hazmat::sign_bytes`]: crate::token::hazmat::sign_bytes
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer;
         self.key.sign(message).to_bytes()
     }

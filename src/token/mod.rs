@@ -24,18 +24,35 @@ pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
 pub(crate) use json::{from_value, read};
 pub(crate) use jws::verify_signature;
 
+/// Hazardous materials: the bare signing primitive beneath tokens. Signing
+/// raw bytes makes signatures over anything, tokens that no header rule
+/// checked among them; it is here for checking against the RFC 8032 test
+/// vectors and for building malformed tokens in tests. Sign tokens with
+/// [`sign`].
+pub mod hazmat {
+    use super::SigningKey;
+
+    /// The raw Ed25519 signature (RFC 8032) of `message` by `key`.
+    ///
+    /// ```
+    /// use entitle::token::{hazmat, SigningKey};
+    ///
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let signature = hazmat::sign_bytes(&key, b"hello");
+    /// assert!(key.public_key().verify_bytes(b"hello", &signature).is_ok());
+    /// ```
+    pub fn sign_bytes(key: &SigningKey, message: &[u8]) -> [u8; 64] {
+        key.sign_bytes(message)
+    }
+}
+
 /// Parses JSON strictly, as every signed header and payload is read:
 /// duplicate keys (at any depth), invalid UTF-8 and trailing data are
 /// refused. `what` names the input in errors.
-///
-/// ```
-/// use entitle::token::parse_strict_json;
-///
-/// assert_eq!(parse_strict_json(br#"{"a": [1]}"#, "spec").unwrap()["a"][0], 1);
-/// let err = parse_strict_json(br#"{"a": {"b": 1, "b": 2}}"#, "spec").unwrap_err();
-/// assert!(err.to_string().contains("duplicate key `b`"));
-/// ```
-pub fn parse_strict_json(bytes: &[u8], what: &'static str) -> crate::Result<serde_json::Value> {
+pub(crate) fn parse_strict_json(
+    bytes: &[u8],
+    what: &'static str,
+) -> crate::Result<serde_json::Value> {
     json::read(bytes, what)
 }
 
@@ -78,7 +95,7 @@ impl TokenType {
 
     /// The label in the armor lines (`LICENSE`, `MACHINE`, `REVOCATIONS`,
     /// `KEYS`).
-    pub const fn armor_label(self) -> &'static str {
+    pub(crate) const fn armor_label(self) -> &'static str {
         match self {
             TokenType::License => "LICENSE",
             TokenType::Machine => "MACHINE",

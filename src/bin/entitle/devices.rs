@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
-use entitle::device::{detect_virtual_machine, hostname, Device};
+use entitle::device::{detect_virtual_machine, Device};
 use entitle::Error;
 use serde_json::json;
 
@@ -87,9 +87,8 @@ fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> 
     // with --fingerprint (a site server activating a client) relies on
     // --vm to declare it.
     let device = Device {
-        fingerprint: fingerprint.clone(),
-        hostname: hostname(),
         vm: args.vm || detect_virtual_machine(),
+        ..Device::new(fingerprint.clone())
     };
     let ids = install.engine.activate(&device)?;
     let human = format!(

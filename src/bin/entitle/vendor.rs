@@ -15,7 +15,7 @@ use entitle::engine::ActivationRequest;
 use entitle::license::{KeyRotation, License, MachineCertificate, RevocationList};
 use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
 use entitle::{Error, Timestamp};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::files;
 use crate::output::{Failure, Outcome};
@@ -218,22 +218,10 @@ fn keygen(args: &KeygenArgs) -> Result<Outcome, Error> {
 
 fn issue(args: &IssueArgs, globals: &Globals) -> Result<Outcome, Error> {
     let key = read_signing_key(&args.key)?;
-    let spec = read_spec(&args.spec)?;
-    // The defaults come first so that a filled-in document reads v, id,
-    // issued_at, then the vendor's own fields in the vendor's order.
-    let mut document = Map::new();
-    if !spec.contains_key("v") {
-        document.insert("v".into(), json!(1));
-    }
-    if !spec.contains_key("id") {
-        document.insert("id".into(), json!(random_license_id()?));
-    }
-    if !spec.contains_key("issued_at") {
-        document.insert("issued_at".into(), json!(globals.now().to_rfc3339()));
-    }
-    document.extend(spec);
+    let spec = files::read_text(&args.spec, "license spec")?;
+    let (license, document) =
+        License::from_spec(&spec, globals.now()).map_err(|e| in_file(e, &args.spec))?;
     let document = Value::Object(document);
-    let license = License::from_json(&document)?;
 
     let kid = args.kid.as_deref().unwrap_or(key.kid());
     let compact = token::sign_with_kid(&document, &key, kid, TokenType::License)?;
@@ -620,48 +608,6 @@ fn with_token(mut outcome: Outcome, armored: &str, compact: &str) -> Outcome {
 fn read_signing_key(path: &Path) -> Result<SigningKey, Error> {
     let pem = files::read_text(path, "private key file")?;
     SigningKey::from_pem(&pem).map_err(|e| in_file(e, path))
-}
-
-/// Reads a license spec: one JSON object, without duplicate keys (a
-/// repeated `expires_at` would otherwise silently lose one of its values).
-fn read_spec(path: &Path) -> Result<Map<String, Value>, Error> {
-    let text = files::read_text(path, "license spec")?;
-    let bad = |detail: String| Error::Malformed {
-        what: "license spec",
-        detail: format!("in `{}`: {detail}", path.display()),
-    };
-    match token::parse_strict_json(text.as_bytes(), "license spec") {
-        Ok(Value::Object(spec)) => Ok(spec),
-        Ok(other) => Err(bad(format!(
-            "it must be a JSON object (the license document), not {}",
-            json_kind(&other)
-        ))),
-        Err(Error::Malformed { detail, .. }) => Err(bad(detail)),
-        Err(e) => Err(e),
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn random_license_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 8];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Io {
-        context: "reading the system random generator".into(),
-        source: io::Error::other(e.to_string()),
-    })?;
-    Ok(bytes.iter().fold(String::from("lic_"), |mut id, byte| {
-        id.push_str(&format!("{byte:02x}"));
-        id
-    }))
 }
 
 /// Says which file a key or document error came from: with several
