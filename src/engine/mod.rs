@@ -523,9 +523,12 @@ impl Engine {
             &store.location(),
             Some(&writer.state),
         )?;
+        // Another process's change that left every right as it was (a user,
+        // a lease, a count): the feature tables still hold.
+        let rights_changed = !same_rights(&writer.state, &fresh, &inner.config.device);
         writer.state = fresh;
         writer.generation = generation;
-        let snapshot = self.build(&mut writer, now, true, false);
+        let snapshot = self.build(&mut writer, now, rights_changed, false);
         if writer.unsynced == 0 {
             self.publish(snapshot);
         }
@@ -544,6 +547,23 @@ impl Engine {
                 let _ = Engine { inner }.refresh();
             });
     }
+}
+
+/// Whether two states give the same rights on `device`: the same licenses
+/// (the same verified documents, revoked or not), the same device
+/// activations and the same keys.
+fn same_rights(old: &State, new: &State, device: &DeviceContext) -> bool {
+    let same_license = |(a, b): (&Arc<state::InstalledLicense>, &Arc<state::InstalledLicense>)| {
+        Arc::ptr_eq(&a.verified, &b.verified) && a.revoked == b.revoked && a.added_at == b.added_at
+    };
+    Arc::ptr_eq(&old.keyring, &new.keyring)
+        && old.licenses.len() == new.licenses.len()
+        && old
+            .licenses
+            .values()
+            .zip(new.licenses.values())
+            .all(same_license)
+        && old.device_activations(device) == new.device_activations(device)
 }
 
 /// A random id with a prefix: 16 hex characters from the system's
