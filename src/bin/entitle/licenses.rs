@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use entitle::engine::{license_query, LicenseInfo};
+use entitle::engine::license_query;
 use entitle::license::{CountedBy, License};
 use entitle::{token, Engine, Error};
 use serde_json::{json, Value};
 
-use crate::output::{reason_hint, to_json};
+use crate::output::{license_line, reason_hint, to_json};
 use crate::output::{Failure, Outcome};
 use crate::state::open_engine;
 use crate::{files, Globals};
@@ -244,25 +244,4 @@ fn usage(engine: &Engine, args: &UsageArgs) -> Outcome {
         );
     }
     Outcome::new(to_json(&usage), human)
-}
-
-/// One line about a license, for people.
-pub fn license_line(info: &LicenseInfo) -> String {
-    let mut line = format!("{}  {}  {}", info.id, info.status, info.kind);
-    if let Some(name) = &info.name {
-        let _ = write!(line, "  \"{name}\"");
-    }
-    match info.expires_at {
-        Some(end) => {
-            let _ = write!(line, "  expires {end}");
-        }
-        None => line.push_str("  no expiry"),
-    }
-    if !info.features.is_empty() {
-        let _ = write!(line, "  features: {}", info.features.join(", "));
-    }
-    if let Some(notice) = &info.notice {
-        let _ = write!(line, "\n  notice: {notice}");
-    }
-    line
 }

@@ -9,6 +9,9 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::process::ExitCode;
 
+use std::fmt::Write as _;
+
+use entitle::engine::LicenseInfo;
 use entitle::{Decision, Error, Reason};
 use serde_json::{json, Value};
 
@@ -226,4 +229,25 @@ pub fn reason_hint(reason: Reason) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// One line about a license, for people.
+pub fn license_line(info: &LicenseInfo) -> String {
+    let mut line = format!("{}  {}  {}", info.id, info.status, info.kind);
+    if let Some(name) = &info.name {
+        let _ = write!(line, "  \"{name}\"");
+    }
+    match info.expires_at {
+        Some(end) => {
+            let _ = write!(line, "  expires {end}");
+        }
+        None => line.push_str("  no expiry"),
+    }
+    if !info.features.is_empty() {
+        let _ = write!(line, "  features: {}", info.features.join(", "));
+    }
+    if let Some(notice) = &info.notice {
+        let _ = write!(line, "\n  notice: {notice}");
+    }
+    line
 }

@@ -7,8 +7,7 @@ use clap::{Args, Subcommand};
 use entitle::Reason;
 use serde_json::json;
 
-use crate::licenses::license_line;
-use crate::output::{decision_json, reason_hint, to_json};
+use crate::output::{decision_json, license_line, reason_hint, to_json};
 use crate::output::{Failure, Outcome};
 use crate::state::open_engine;
 use crate::Globals;
