@@ -784,3 +784,26 @@ fn human_output_reads_well_and_says_what_to_do_next() {
     assert!(out.contains("machine certificate"), "{out}");
     assert!(Path::new(&world.path("reply.machine")).exists());
 }
+
+/// `init` fixes settings and records no time: an install made on the real
+/// clock can then be driven with an earlier `--now` (a simulation), as it
+/// could before `init` went through an engine.
+#[test]
+fn init_records_no_time_seen() {
+    let world = World::new();
+    let init = Command::new(env!("CARGO_BIN_EXE_entitle"))
+        .current_dir(world.dir.path())
+        .env_remove("ENTITLE_STATE")
+        .env_remove("ENTITLE_NOW")
+        .args(["--json", "init", "--pub", "vendor.pub", "--product", "acme"])
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&init), 0, "{}", json_out(&init));
+    world.issue(
+        "lic.lic",
+        json!({"id": "lic", "product": "acme", "expires_at": "2027-01-01T00:00:00Z",
+               "features": [{"code": "export"}]}),
+    );
+    world.ok(&["license", "add", "lic.lic"]);
+    assert_eq!(world.ok(&["check", "export"])["reason"], "OK");
+}

@@ -174,7 +174,11 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
         .keyring(keyring.clone())
         .store(store)
         .background_refresh(false)
-        .clock(ManualClock::new(globals.now()))
+        // `init` records settings, not time: on a clock at the epoch, the
+        // latest time seen is left to the first command that acts (as
+        // before init used an engine), so an install made on the real
+        // clock can then be driven with an earlier `--now`.
+        .clock(ManualClock::new(Timestamp::from_unix(0)))
         .build()?;
     engine.fix_install_settings(settings.install.clone())?;
 
