@@ -44,3 +44,9 @@ fn another_engine_sees_a_change_within_a_second() {
     let (_dir, open) = fresh();
     conformance::another_engine_sees_a_change_within_a_second(open);
 }
+
+#[test]
+fn a_refresh_sees_every_kind_of_change() {
+    let (_dir, open) = fresh();
+    conformance::a_refresh_sees_every_kind_of_change(open);
+}

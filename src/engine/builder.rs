@@ -1,6 +1,7 @@
 //! Building an engine: its settings, and its state read from the store.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -167,11 +168,11 @@ impl EngineBuilder {
                     state,
                     generation,
                     built: Arc::new(Snapshot::empty()),
-                    unsynced: 0,
                     has_features: false,
                 }),
                 registry: RwLock::default(),
                 under_way: AtomicUsize::new(0),
+                unsynced: AtomicUsize::new(0),
             }),
         };
         // Opening persists the latest time seen (and publishes).
@@ -232,12 +233,18 @@ pub(crate) fn state_from(
             state.rekey();
         }
     }
-    for (id, serial) in persisted.serials {
-        state.apply(Change::Serial(id, serial));
-    }
-    for (id, at) in persisted.tombstones {
-        state.apply(Change::Tombstone(id, at));
-    }
+    // Serials as before: the same map, shared.
+    state.serials = match previous.filter(|p| {
+        p.serials.len() == persisted.serials.len()
+            && persisted
+                .serials
+                .iter()
+                .all(|(id, n)| p.serials.get(id) == Some(n))
+    }) {
+        Some(previous) => Arc::clone(&previous.serials),
+        None => Arc::new(persisted.serials.into_iter().collect()),
+    };
+    let mut tombstones: BTreeMap<String, i64> = persisted.tombstones.into_iter().collect();
     // A revocation list revokes again every time: deleting its
     // tombstones, or a license's `revoked` flag, takes nothing back.
     let mut revoked_by_lists = Vec::new();
@@ -254,13 +261,44 @@ pub(crate) fn state_from(
         }
     }
     for (id, at) in revoked_by_lists {
-        state.tombstones.entry(id).or_insert(at);
+        tombstones.entry(id).or_insert(at);
     }
-    for mut record in persisted.licenses {
+    state.tombstones = match previous.filter(|p| *p.tombstones == tombstones) {
+        Some(previous) => Arc::clone(&previous.tombstones),
+        None => Arc::new(tombstones),
+    };
+    // The same license rows (the very tokens a store that keeps what it
+    // read handed out before), serials, tombstones and keys as before:
+    // the licenses are as they were, and not one is read again.
+    let rows: Vec<(Arc<str>, i64, bool)> = persisted
+        .licenses
+        .iter()
+        .map(|r| (Arc::clone(&r.token), r.added_at, r.revoked))
+        .collect();
+    let unchanged = previous.filter(|p| {
+        Arc::ptr_eq(&p.keyring, &state.keyring)
+            && Arc::ptr_eq(&p.serials, &state.serials)
+            && Arc::ptr_eq(&p.tombstones, &state.tombstones)
+            && p.license_rows.len() == rows.len()
+            && p.license_rows
+                .iter()
+                .zip(&rows)
+                .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && (a.1, a.2) == (b.1, b.2))
+    });
+    let fresh_licenses = match unchanged {
+        Some(previous) => {
+            state.licenses = previous.licenses.clone();
+            Vec::new()
+        }
+        None => persisted.licenses,
+    };
+    state.license_rows = rows;
+    for mut record in fresh_licenses {
         let known = previous
             .and_then(|p| p.licenses.get(&record.id))
             .filter(|l| {
-                l.verified.token() == record.token && state.keyring.get(l.verified.kid()).is_some()
+                (Arc::ptr_eq(&l.stored, &record.token) || l.stored == record.token)
+                    && state.keyring.get(l.verified.kid()).is_some()
             });
         let verified = match known {
             Some(installed) => Arc::clone(&installed.verified),
@@ -296,6 +334,15 @@ pub(crate) fn state_from(
             continue;
         }
         record.revoked |= state.tombstones.contains_key(&verified.id);
+        // The same license as before, in the same standing: the same entry.
+        if let Some(installed) = known.filter(|l| {
+            Arc::ptr_eq(&l.stored, &record.token)
+                && l.revoked == record.revoked
+                && l.added_at.unix() == record.added_at
+        }) {
+            state.licenses.insert(record.id, Arc::clone(installed));
+            continue;
+        }
         record.verified = Some(verified);
         state.apply(Change::PutLicense(record));
     }

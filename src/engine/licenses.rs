@@ -188,7 +188,7 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
     }
     changes.push(Change::PutLicense(LicenseRecord {
         id,
-        token: verified.token().to_owned(),
+        token: Arc::from(verified.token()),
         added_at: plan.now,
         revoked: false,
         verified: Some(Arc::new(verified)),
@@ -215,7 +215,7 @@ fn plan_revocations(plan: &Plan<'_>, list: &RevocationList, token: &str) -> Resu
             if !installed.revoked {
                 changes.push(Change::PutLicense(LicenseRecord {
                     id: id.clone(),
-                    token: installed.verified.token().to_owned(),
+                    token: Arc::clone(&installed.stored),
                     added_at: installed.added_at.unix(),
                     revoked: true,
                     verified: Some(Arc::clone(&installed.verified)),

@@ -88,10 +88,6 @@ struct Writer {
     /// its mutation to be durable): the parts that did not change are
     /// reused from it.
     built: Arc<Snapshot>,
-    /// Mutations committed whose sync has not returned: their snapshot is
-    /// built but not yet published, and nothing else may publish `state`
-    /// before them.
-    unsynced: usize,
     /// Whether the feature tables have been built yet.
     has_features: bool,
 }
@@ -118,6 +114,12 @@ struct Inner {
     /// Mutations started and not yet committed to the store: the store
     /// lets them join the group of commits it is about to sync.
     under_way: AtomicUsize,
+    /// Mutations committed whose sync has not returned: their snapshot is
+    /// built but not yet published, and nothing else may publish the
+    /// writer's state before them. Raised under the writer lock, lowered
+    /// without it (a caller released by its fsync must not queue behind
+    /// the next round's mutations for the lock).
+    unsynced: AtomicUsize,
 }
 
 /// Counts one mutation in [`Inner::under_way`] until dropped. The last
@@ -342,7 +344,7 @@ impl Engine {
             Ok(planned) => planned,
             Err(e) => {
                 drop(txn);
-                if reloaded && writer.unsynced == 0 {
+                if reloaded && inner.unsynced.load(Ordering::Acquire) == 0 {
                     // What another process committed: publish it now.
                     let snapshot = self.build(&mut writer, now, true, false);
                     self.publish(snapshot);
@@ -379,14 +381,14 @@ impl Engine {
         }
         writer.generation = generation;
         let snapshot = self.build(&mut writer, now, rebuild, seats_hold);
-        writer.unsynced += 1;
+        inner.unsynced.fetch_add(1, Ordering::AcqRel);
         drop(writer);
         drop(under_way);
         // Durable before Ok and before anyone sees it: wait, outside the
         // lock, for the commit and fsync that cover this change (shared
         // with concurrent writers).
         let synced = inner.store.sync_with(generation, &inner.under_way);
-        inner.writer.lock().unsynced -= 1;
+        inner.unsynced.fetch_sub(1, Ordering::AcqRel);
         match synced {
             Ok(()) => {
                 self.publish(snapshot);
@@ -504,7 +506,7 @@ impl Engine {
         if stored != writer.generation {
             drop(writer);
             return self.reload(now);
-        } else if now >= horizon && writer.unsynced == 0 {
+        } else if now >= horizon && inner.unsynced.load(Ordering::Acquire) == 0 {
             let snapshot = self.build(&mut writer, now, false, false);
             self.publish(snapshot);
         }
@@ -526,10 +528,12 @@ impl Engine {
         // Another process's change that left every right as it was (a user,
         // a lease, a count): the feature tables still hold.
         let rights_changed = !same_rights(&writer.state, &fresh, &inner.config.device);
+        // And with the same users too, the seat timeline does.
+        let seats_hold = !rights_changed && writer.state.users == fresh.users;
         writer.state = fresh;
         writer.generation = generation;
-        let snapshot = self.build(&mut writer, now, rights_changed, false);
-        if writer.unsynced == 0 {
+        let snapshot = self.build(&mut writer, now, rights_changed, seats_hold);
+        if inner.unsynced.load(Ordering::Acquire) == 0 {
             self.publish(snapshot);
         }
         Ok(())

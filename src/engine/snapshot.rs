@@ -192,6 +192,7 @@ impl SeatEntry {
         i.checked_sub(1).map(|i| self.active[i].1)
     }
 
+    #[inline]
     pub(crate) fn decide(&self, now: i64, tamper_below: i64) -> Decision {
         if now < tamper_below {
             return Decision::new(self.tampered.at(now).0, None);

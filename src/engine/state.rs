@@ -22,6 +22,10 @@ use crate::token::Keyring;
 pub(crate) struct InstalledLicense {
     /// The verified document.
     pub verified: Arc<VerifiedLicense>,
+    /// Its token as the store holds it: the same allocation a store that
+    /// keeps what it read hands out again, so a reload knows the license
+    /// at a glance.
+    pub stored: Arc<str>,
     /// When it was added here.
     pub added_at: Timestamp,
     /// Revoked by a revocation list (kept to show why its rights ended).
@@ -55,6 +59,8 @@ pub(crate) struct User {
 /// changed, so reports read without the writer lock and a million users
 /// cost no copy per mutation.
 pub(crate) type Users = imbl::OrdMap<Arc<str>, User>;
+/// Installed licenses by id.
+pub(crate) type Licenses = imbl::OrdMap<String, Arc<InstalledLicense>>;
 /// Device activations by (license id, fingerprint).
 pub(crate) type Activations = imbl::OrdMap<(String, String), ActivationRecord>;
 /// Floating leases by id.
@@ -164,11 +170,15 @@ pub(crate) struct State {
     /// Revocation lists and key rotations, as signed.
     pub signed: Vec<SignedRecord>,
     /// Installed licenses by id.
-    pub licenses: BTreeMap<String, Arc<InstalledLicense>>,
-    /// Highest serial seen per license id.
-    pub serials: FxHashMap<String, u64>,
-    /// Ids that can never be added again.
-    pub tombstones: BTreeMap<String, i64>,
+    pub licenses: Licenses,
+    /// The license rows this state was read from, as the store gave them
+    /// (token, added_at, revoked): a reload that reads the same rows, and
+    /// the same serials, tombstones and keys, keeps `licenses` as it is.
+    pub license_rows: Vec<(Arc<str>, i64, bool)>,
+    /// Highest serial seen per license id (shared until it changes).
+    pub serials: Arc<FxHashMap<String, u64>>,
+    /// Ids that can never be added again (shared until they change).
+    pub tombstones: Arc<BTreeMap<String, i64>>,
     /// Users by id.
     pub users: Users,
     /// Interned user types.
@@ -217,6 +227,7 @@ impl State {
                 };
                 let installed = InstalledLicense {
                     verified,
+                    stored: record.token,
                     added_at: Timestamp::from_unix(record.added_at),
                     revoked: record.revoked,
                 };
@@ -226,10 +237,10 @@ impl State {
                 self.licenses.remove(&id);
             }
             Change::Serial(id, serial) => {
-                self.serials.insert(id, serial);
+                Arc::make_mut(&mut self.serials).insert(id, serial);
             }
             Change::Tombstone(id, at) => {
-                self.tombstones.insert(id, at);
+                Arc::make_mut(&mut self.tombstones).insert(id, at);
             }
             Change::PutSigned(record) => {
                 if self.signed.iter().any(|s| s.token == record.token) {

@@ -39,8 +39,10 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 pub struct LicenseRecord {
     /// License id.
     pub id: String,
-    /// The compact token the vendor signed.
-    pub token: String,
+    /// The compact token the vendor signed. Shared, not copied: a store
+    /// that keeps what it read hands the same token out again, and the
+    /// engine knows it has verified it.
+    pub token: Arc<str>,
     /// When it was added (Unix seconds).
     pub added_at: i64,
     /// Revoked by a revocation list (kept to show why its rights ended).

@@ -238,3 +238,64 @@ pub fn another_engine_sees_a_change_within_a_second<S: Store>(open: impl Fn() ->
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An engine refreshing after another's changes sees each of them, the
+/// ones to licenses among them, whatever it kept from its last read: a
+/// user added (nothing about licenses changed), a license suspended by a
+/// later serial, a license revoked by a list, a license hard-removed.
+pub fn a_refresh_sees_every_kind_of_change<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let writer = engine(&vendor, &clock, open());
+    for id in ["a", "b", "c", "seats"] {
+        writer
+            .add_license(
+                &vendor.license(json!({"id": id, "serial": 1, "seats": {"max": 5},
+                "features": [{"code": format!("f{id}")}]})),
+            )
+            .unwrap();
+    }
+    let reader = engine(&vendor, &clock, open());
+    let reasons = |e: &Engine| ["fa", "fb", "fc"].map(|f| e.check_feature(f).reason());
+    assert_eq!(reasons(&reader), [Reason::Ok; 3]);
+
+    writer.add_user("ann", "member").unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.status().active_user_count, 1);
+    assert_eq!(reasons(&reader), [Reason::Ok; 3]);
+
+    writer
+        .add_license(
+            &vendor.license(json!({"id": "a", "serial": 2, "enabled": false,
+            "features": [{"code": "fa"}]})),
+        )
+        .unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(
+        reasons(&reader),
+        [Reason::Suspended, Reason::Ok, Reason::Ok]
+    );
+
+    writer
+        .apply_revocations(&vendor.revocations_for(Some("acme"), &["b"], T0))
+        .unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(
+        reasons(&reader),
+        [Reason::Suspended, Reason::Revoked, Reason::Ok]
+    );
+
+    writer.remove_license("c", true).unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(
+        reasons(&reader),
+        [Reason::Suspended, Reason::Revoked, Reason::NotLicensed]
+    );
+    writer.add_user("bob", "member").unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.status().active_user_count, 2);
+    assert_eq!(
+        reasons(&reader),
+        [Reason::Suspended, Reason::Revoked, Reason::NotLicensed]
+    );
+}

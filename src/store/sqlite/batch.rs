@@ -10,7 +10,7 @@ use parking_lot::MutexGuard;
 use rusqlite::Connection;
 
 use super::group::GroupCommit;
-use super::rows::{read_all, read_generation, set_generation, write};
+use super::rows::{read_all, read_generation, set_generation, write, Cached};
 use super::{begin_immediate, sql_error, FileStore};
 use crate::error::{Error, Result};
 use crate::store::{Change, Persisted, Transaction};
@@ -117,6 +117,8 @@ pub(super) struct Session {
     pub(super) batch: Option<Batch>,
     /// The highest generation a rolled-back batch handed out.
     pub(super) floor: u64,
+    /// The large, seldom changed tables as last read.
+    pub(super) cached: Cached,
 }
 
 #[derive(Debug)]
@@ -135,6 +137,7 @@ impl Session {
             conn,
             batch: None,
             floor: 0,
+            cached: Cached::default(),
         }
     }
 
@@ -221,7 +224,8 @@ impl Transaction for FileTransaction<'_> {
     }
 
     fn load(&mut self) -> Result<Persisted> {
-        read_all(&self.session.conn).map_err(|e| sql_error(&self.shown, e))
+        let session = &mut *self.session;
+        read_all(&session.conn, &mut session.cached).map_err(|e| sql_error(&self.shown, e))
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {

@@ -153,7 +153,8 @@ impl Store for FileStore {
 
     fn load(&self) -> Result<(u64, Persisted)> {
         let shown = self.shown();
-        let session = self.session.lock();
+        let mut session = self.session.lock();
+        let session = &mut *session;
         let conn = &session.conn;
         // One read transaction, so the generation and the rows agree (an
         // open batch already is one).
@@ -162,7 +163,9 @@ impl Store for FileStore {
             conn.execute_batch("BEGIN")
                 .map_err(|e| sql_error(&shown, e))?;
         }
-        let result = session.generation().and_then(|g| Ok((g, read_all(conn)?)));
+        let result = session
+            .generation()
+            .and_then(|g| Ok((g, read_all(conn, &mut session.cached)?)));
         if own {
             let _ = conn.execute_batch("COMMIT");
         }

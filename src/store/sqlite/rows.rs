@@ -4,6 +4,7 @@
 //! as it did.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, Row};
 use sha2::{Digest, Sha256};
@@ -66,33 +67,68 @@ pub(super) fn read_settings(conn: &Connection) -> rusqlite::Result<Settings> {
     settings(&read_meta(conn)?)
 }
 
-pub(super) fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
+/// The large, seldom changed tables as last read, with the version they
+/// were read at ([`VERSIONED`](super::schema::VERSIONED)).
+#[derive(Debug, Default)]
+pub(super) struct Cached {
+    licenses: Option<(String, Vec<LicenseRecord>)>,
+    serials: Option<(String, Vec<(String, u64)>)>,
+    tombstones: Option<(String, Vec<(String, i64)>)>,
+    signed: Option<(String, Vec<SignedRecord>)>,
+}
+
+/// Reads `table` with `read`, or takes it from `cached` when its version
+/// has not moved since.
+fn read_versioned<T: Clone>(
+    meta: &BTreeMap<String, String>,
+    cached: &mut Option<(String, Vec<T>)>,
+    table: &str,
+    read: impl FnOnce() -> rusqlite::Result<Vec<T>>,
+) -> rusqlite::Result<Vec<T>> {
+    let version = meta.get(&format!("version.{table}"));
+    if let (Some(version), Some((seen, rows))) = (version, &cached) {
+        if version == seen {
+            return Ok(rows.clone());
+        }
+    }
+    let rows = read()?;
+    *cached = version.map(|v| (v.clone(), rows.clone()));
+    Ok(rows)
+}
+
+pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Result<Persisted> {
     let meta = read_meta(conn)?;
     let unsigned = |r: &Row<'_>, i: usize| -> rusqlite::Result<u64> {
         Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
     };
     Ok(Persisted {
         settings: settings(&meta)?,
-        licenses: read_table(
-            conn,
-            &meta,
-            "licenses",
-            "id, token, added_at, revoked",
-            |r| {
-                Ok(LicenseRecord {
-                    id: r.get(0)?,
-                    token: r.get(1)?,
-                    added_at: r.get(2)?,
-                    revoked: r.get::<_, i64>(3)? != 0,
-                    verified: None,
-                })
-            },
-        )?,
-        serials: read_table(conn, &meta, "serials", "id, serial", |r| {
-            Ok((r.get(0)?, unsigned(r, 1)?))
+        licenses: read_versioned(&meta, &mut cached.licenses, "licenses", || {
+            read_table(
+                conn,
+                &meta,
+                "licenses",
+                "id, token, added_at, revoked",
+                |r| {
+                    Ok(LicenseRecord {
+                        id: r.get(0)?,
+                        token: Arc::from(r.get::<_, String>(1)?),
+                        added_at: r.get(2)?,
+                        revoked: r.get::<_, i64>(3)? != 0,
+                        verified: None,
+                    })
+                },
+            )
         })?,
-        tombstones: read_table(conn, &meta, "tombstones", "id, at", |r| {
-            Ok((r.get(0)?, r.get(1)?))
+        serials: read_versioned(&meta, &mut cached.serials, "serials", || {
+            read_table(conn, &meta, "serials", "id, serial", |r| {
+                Ok((r.get(0)?, unsigned(r, 1)?))
+            })
+        })?,
+        tombstones: read_versioned(&meta, &mut cached.tombstones, "tombstones", || {
+            read_table(conn, &meta, "tombstones", "id, at", |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })?,
         users: read_table(
             conn,
@@ -163,14 +199,17 @@ pub(super) fn read_all(conn: &Connection) -> rusqlite::Result<Persisted> {
                 })
             },
         )?,
-        signed: read_table(conn, &meta, "signed", "typ, token, added_at", |r| {
-            let typ: String = r.get(0)?;
-            let kind = SignedKind::parse(&typ)
-                .ok_or_else(|| corrupt_rows(format!("a signed row has an unknown type `{typ}`")))?;
-            Ok(SignedRecord {
-                kind,
-                token: r.get(1)?,
-                added_at: r.get(2)?,
+        signed: read_versioned(&meta, &mut cached.signed, "signed", || {
+            read_table(conn, &meta, "signed", "typ, token, added_at", |r| {
+                let typ: String = r.get(0)?;
+                let kind = SignedKind::parse(&typ).ok_or_else(|| {
+                    corrupt_rows(format!("a signed row has an unknown type `{typ}`"))
+                })?;
+                Ok(SignedRecord {
+                    kind,
+                    token: r.get(1)?,
+                    added_at: r.get(2)?,
+                })
             })
         })?,
     })
@@ -256,7 +295,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
         Change::PutLicense(l) => run(
             conn,
             "INSERT OR REPLACE INTO licenses (id, token, added_at, revoked) VALUES (?1, ?2, ?3, ?4)",
-            params![l.id, l.token, l.added_at, l.revoked as i64],
+            params![l.id, &*l.token, l.added_at, l.revoked as i64],
         ),
         Change::DeleteLicense(id) => run(conn, "DELETE FROM licenses WHERE id = ?1", params![id]),
         Change::Serial(id, serial) => run(

@@ -91,6 +91,7 @@ fn upgrade(conn: &Connection, shown: &str) -> Result<()> {
     conn.execute_batch(SCHEMA).map_err(sql)?;
     migrate(conn).map_err(sql)?;
     count_rows(conn).map_err(sql)?;
+    version_rows(conn).map_err(sql)?;
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'format_version'",
@@ -181,6 +182,29 @@ fn count_rows(conn: &Connection) -> rusqlite::Result<()> {
                      WHERE key = 'rows.{table}'; END;
              INSERT OR IGNORE INTO meta (key, value)
                SELECT 'rows.{table}', CAST(count(*) AS TEXT) FROM {table};"
+        ))?;
+    }
+    Ok(())
+}
+
+/// The tables that change only with licenses (their tokens are large):
+/// a trigger gives each a fresh random `version.<table>` on every change,
+/// so a reader that read them at that version need not read them again
+/// (a refresh after another process's change reads only what changed).
+pub(super) const VERSIONED: [&str; 4] = ["licenses", "serials", "tombstones", "signed"];
+
+fn version_rows(conn: &Connection) -> rusqlite::Result<()> {
+    for table in VERSIONED {
+        for event in ["INSERT", "UPDATE", "DELETE"] {
+            conn.execute_batch(&format!(
+                "CREATE TRIGGER IF NOT EXISTS version_{table}_{event} AFTER {event} ON {table}
+                   BEGIN INSERT OR REPLACE INTO meta (key, value)
+                         VALUES ('version.{table}', lower(hex(randomblob(8)))); END;"
+            ))?;
+        }
+        conn.execute_batch(&format!(
+            "INSERT OR IGNORE INTO meta (key, value)
+               VALUES ('version.{table}', lower(hex(randomblob(8))));"
         ))?;
     }
     Ok(())
