@@ -295,7 +295,7 @@ pub(crate) fn state_from(
     state.license_rows = rows;
     for mut record in fresh_licenses {
         let known = previous
-            .and_then(|p| p.licenses.get(&record.id))
+            .and_then(|p| p.licenses.get(&*record.id))
             .filter(|l| {
                 (Arc::ptr_eq(&l.stored, &record.token) || l.stored == record.token)
                     && state.keyring.get(l.verified.kid()).is_some()
@@ -315,7 +315,7 @@ pub(crate) fn state_from(
                 }
             },
         };
-        if verified.id != record.id {
+        if *verified.id != *record.id {
             return Err(corrupt(
                 location,
                 format!(
@@ -340,7 +340,9 @@ pub(crate) fn state_from(
                 && l.revoked == record.revoked
                 && l.added_at.unix() == record.added_at
         }) {
-            state.licenses.insert(record.id, Arc::clone(installed));
+            state
+                .licenses
+                .insert(record.id.to_string(), Arc::clone(installed));
             continue;
         }
         record.verified = Some(verified);

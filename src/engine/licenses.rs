@@ -187,7 +187,7 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
         changes.push(Change::Serial(id.clone(), verified.serial));
     }
     changes.push(Change::PutLicense(LicenseRecord {
-        id,
+        id: Arc::from(id),
         token: Arc::from(verified.token()),
         added_at: plan.now,
         revoked: false,
@@ -214,7 +214,7 @@ fn plan_revocations(plan: &Plan<'_>, list: &RevocationList, token: &str) -> Resu
         if let Some(installed) = plan.state.licenses.get(id) {
             if !installed.revoked {
                 changes.push(Change::PutLicense(LicenseRecord {
-                    id: id.clone(),
+                    id: Arc::from(id.as_str()),
                     token: Arc::clone(&installed.stored),
                     added_at: installed.added_at.unix(),
                     revoked: true,

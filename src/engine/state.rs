@@ -231,7 +231,8 @@ impl State {
                     added_at: Timestamp::from_unix(record.added_at),
                     revoked: record.revoked,
                 };
-                self.licenses.insert(record.id, Arc::new(installed));
+                self.licenses
+                    .insert(record.id.to_string(), Arc::new(installed));
             }
             Change::DeleteLicense(id) => {
                 self.licenses.remove(&id);

@@ -38,7 +38,7 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 #[non_exhaustive]
 pub struct LicenseRecord {
     /// License id.
-    pub id: String,
+    pub id: Arc<str>,
     /// The compact token the vendor signed. Shared, not copied: a store
     /// that keeps what it read hands the same token out again, and the
     /// engine knows it has verified it.

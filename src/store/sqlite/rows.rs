@@ -111,7 +111,7 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                 "id, token, added_at, revoked",
                 |r| {
                     Ok(LicenseRecord {
-                        id: r.get(0)?,
+                        id: Arc::from(r.get::<_, String>(0)?),
                         token: Arc::from(r.get::<_, String>(1)?),
                         added_at: r.get(2)?,
                         revoked: r.get::<_, i64>(3)? != 0,
@@ -295,7 +295,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
         Change::PutLicense(l) => run(
             conn,
             "INSERT OR REPLACE INTO licenses (id, token, added_at, revoked) VALUES (?1, ?2, ?3, ?4)",
-            params![l.id, &*l.token, l.added_at, l.revoked as i64],
+            params![&*l.id, &*l.token, l.added_at, l.revoked as i64],
         ),
         Change::DeleteLicense(id) => run(conn, "DELETE FROM licenses WHERE id = ?1", params![id]),
         Change::Serial(id, serial) => run(
