@@ -31,6 +31,9 @@ pub enum Reason {
     MaintenanceExpired,
     /// The license is node-locked and this device is not activated.
     NotActivated,
+    /// The license is node-locked and this machine gives no machine id to
+    /// lock it to.
+    DeviceUnknown,
     /// No seat is free.
     SeatLimit,
     /// The clock is behind the latest time seen: time-dependent rights are held.
@@ -76,6 +79,7 @@ impl Reason {
             Reason::Revoked => "REVOKED",
             Reason::MaintenanceExpired => "MAINTENANCE_EXPIRED",
             Reason::NotActivated => "NOT_ACTIVATED",
+            Reason::DeviceUnknown => "DEVICE_UNKNOWN",
             Reason::SeatLimit => "SEAT_LIMIT",
             Reason::ClockTampered => "CLOCK_TAMPERED",
             Reason::ActivationLimit => "ACTIVATION_LIMIT",
@@ -115,6 +119,7 @@ impl Reason {
             Reason::ExpiredKept => 85,
             Reason::ClockTampered => 60,
             Reason::NotActivated => 55,
+            Reason::DeviceUnknown => 54,
             Reason::MaintenanceExpired => 50,
             Reason::NotYetValid => 45,
             Reason::Expired => 40,

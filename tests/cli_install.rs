@@ -807,3 +807,31 @@ fn init_records_no_time_seen() {
     world.ok(&["license", "add", "lic.lic"]);
     assert_eq!(world.ok(&["check", "export"])["reason"], "OK");
 }
+
+/// `activate --fingerprint F` activates another device (a site server
+/// activating a client): this machine's virtual-machine detection says
+/// nothing about it (the server may itself be a VM); `--vm` declares one.
+#[test]
+fn activating_another_device_does_not_apply_this_machines_vm_detection() {
+    let world = World::new();
+    world.issue(
+        "site.lic",
+        json!({"id": "lic_site", "product": "acme", "prevent_vm": true,
+               "activations": {"max": 5}, "features": [{"code": "cad"}]}),
+    );
+    world.ok(&["init", "--pub", "vendor.pub", "--product", "acme"]);
+    world.ok(&["license", "add", "site.lic"]);
+    let client = world.ok(&["activate", "--fingerprint", "client-1"]);
+    assert_eq!(client["vm"], false);
+    assert_eq!(client["license_ids"], json!(["lic_site"]));
+    world.fails(
+        &["activate", "--fingerprint", "client-2", "--vm"],
+        "VM_NOT_ALLOWED",
+    );
+    // This machine itself: refused if it is a virtual machine.
+    if entitle::device::detect_virtual_machine() {
+        world.fails(&["activate"], "VM_NOT_ALLOWED");
+    } else {
+        assert_eq!(world.ok(&["activate"])["vm"], false);
+    }
+}

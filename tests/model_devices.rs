@@ -189,7 +189,9 @@ fn code<T>(result: &Result<T, entitle::Error>) -> &'static str {
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let vendor = Vendor::new();
     let clock = ManualClock::new(Timestamp::from_unix(BASE));
-    let engine: Engine = vendor.engine(&clock);
+    // The engine is device 0: node-locked rights (L1's) hold for it only
+    // while dev0 is activated.
+    let engine: Engine = vendor.builder(&clock).fingerprint("dev0").build().unwrap();
     let l1 = vendor.license(
         json!({"id": "l1", "expires_at": Timestamp::from_unix(L1_END).to_string(),
         "activations": {"max": 2, "max_transfers": 2},
@@ -363,14 +365,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .div_euclid(DAY)
                     .max(m.last_period.get(&1).copied().unwrap_or(i64::MIN));
                 let mut candidates: Vec<(u8, i64, u64, u64)> = Vec::new();
-                if m.l1() == "OK" {
+                // L1 is node-locked: on this engine's device, dev0.
+                let l1 = match m.l1() {
+                    "OK" if !m.devices.contains(&0) => "NOT_ACTIVATED",
+                    other => other,
+                };
+                if l1 == "OK" {
                     candidates.push((1, day, 10, 3));
                 }
                 if m.l2 {
                     candidates.push((2, 0, 5, 0));
                 }
                 expected = if candidates.is_empty() {
-                    m.l1()
+                    l1
                 } else {
                     let fits = |&(l, p, max, over): &(u8, i64, u64, u64), with_overage: bool| {
                         let used = m.used.get(&(l, p)).copied().unwrap_or(0);

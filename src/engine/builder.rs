@@ -46,6 +46,9 @@ pub struct EngineBuilder {
     store: Option<Backend>,
     release_date: Option<Timestamp>,
     fingerprint: Option<String>,
+    /// Tests only: build as on a machine that gives no machine id.
+    #[cfg(test)]
+    no_machine_id: bool,
     vm: bool,
     tolerance_secs: i64,
     background: bool,
@@ -61,6 +64,8 @@ impl EngineBuilder {
             store: None,
             release_date: None,
             fingerprint: None,
+            #[cfg(test)]
+            no_machine_id: false,
             vm: false,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             background: true,
@@ -97,7 +102,10 @@ impl EngineBuilder {
         self
     }
 
-    /// This device's fingerprint, which node-locked licenses are bound to.
+    /// This device's fingerprint, which node-locked licenses are bound to
+    /// (default: [`machine_fingerprint`](crate::device::machine_fingerprint),
+    /// computed when the engine is built). Give your own hardware id, or a
+    /// fixed one in tests; never one read back from the state.
     pub fn fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
         self.fingerprint = Some(fingerprint.into());
         self
@@ -124,6 +132,22 @@ impl EngineBuilder {
         self
     }
 
+    /// This machine's fingerprint, the default device.
+    fn machine_fingerprint(&self) -> Option<String> {
+        #[cfg(test)]
+        if self.no_machine_id {
+            return None;
+        }
+        crate::device::machine_fingerprint()
+    }
+
+    /// Builds as on a machine that gives no machine id (tests only).
+    #[cfg(test)]
+    pub(crate) fn without_machine_id(mut self) -> Self {
+        self.no_machine_id = true;
+        self
+    }
+
     /// Opens the store, reads the state and publishes the first snapshot.
     pub fn build(self) -> Result<Engine> {
         if self.product.is_empty() {
@@ -131,6 +155,10 @@ impl EngineBuilder {
                 "the engine needs a product code: Engine::builder(\"your-product\")".into(),
             ));
         }
+        let fingerprint = self
+            .fingerprint
+            .clone()
+            .or_else(|| self.machine_fingerprint());
         let store = self
             .store
             .unwrap_or_else(|| Backend::of(MemoryStore::new()));
@@ -139,7 +167,7 @@ impl EngineBuilder {
             trust_root: Arc::new(self.keyring),
             tolerance_secs: self.tolerance_secs,
             device: DeviceContext {
-                fingerprint: self.fingerprint,
+                fingerprint,
                 vm: self.vm,
                 ctx: Context {
                     release_date: self.release_date,
@@ -447,5 +475,58 @@ impl Backend {
         if let Backend::File(file) = self {
             file.abandoned();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::token::{sign, SigningKey, TokenType};
+    use crate::{Engine, ManualClock, Reason, Timestamp};
+
+    /// DESIGN section 4: node-locking fails closed. On a machine with no
+    /// machine id the engine has no device: node-locked rights are denied
+    /// (`DEVICE_UNKNOWN`), never granted, and nothing can activate it.
+    #[test]
+    fn without_a_machine_id_node_locked_rights_are_denied() {
+        let vendor = SigningKey::from_seed(&[5; 32]);
+        let engine = Engine::builder("acme")
+            .trust(vendor.public_key().clone())
+            .clock(ManualClock::new(Timestamp::from_unix(1_767_225_600)))
+            .background_refresh(false)
+            .without_machine_id()
+            .build()
+            .unwrap();
+        assert_eq!(engine.fingerprint(), None);
+        let license = |id: &str, locked: bool| {
+            let mut doc = serde_json::json!({"v": 1, "id": id, "product": "acme",
+                "issued_at": "2026-01-01T00:00:00Z", "features": [{"code": id}]});
+            if locked {
+                doc["activations"] = serde_json::json!({"max": 3});
+            }
+            sign(&doc, &vendor, TokenType::License).unwrap()
+        };
+        engine.add_license(&license("locked", true)).unwrap();
+        engine.add_license(&license("free", false)).unwrap();
+        assert_eq!(
+            engine.check_feature("locked").reason(),
+            Reason::DeviceUnknown
+        );
+        assert_eq!(engine.check_feature("free").reason(), Reason::Ok);
+        let err = engine.activate_this_device().unwrap_err();
+        assert_eq!(err.code(), "DEVICE_UNKNOWN");
+        assert_eq!(
+            engine.activation_request(None).unwrap_err().code(),
+            "DEVICE_UNKNOWN"
+        );
+        // Another device can still be counted (a site server), and that
+        // grants this engine nothing.
+        engine
+            .activate(&crate::device::Device::new("client-1"))
+            .unwrap();
+        assert_eq!(
+            engine.check_feature("locked").reason(),
+            Reason::DeviceUnknown
+        );
+        assert!(!engine.is_activated("locked"));
     }
 }

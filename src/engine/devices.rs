@@ -75,8 +75,47 @@ fn denied_activation(reason: Reason, license: &str, plan: &Plan<'_>) -> Error {
 }
 
 impl Engine {
+    /// This engine's device fingerprint: the one the builder was given, or
+    /// this machine's. `None` where the system gives no machine id: then
+    /// every node-locked right is denied (`DEVICE_UNKNOWN`).
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.inner.config.device.fingerprint.as_deref()
+    }
+
+    /// Activates this engine's own device (its [`fingerprint`](Self::fingerprint),
+    /// host name and virtual-machine flag) for every node-locked license in
+    /// force that this install counts: what a desktop application calls.
+    /// `DEVICE_UNKNOWN` where this machine has no machine id; otherwise as
+    /// [`activate`](Self::activate).
+    pub fn activate_this_device(&self) -> Result<Vec<String>> {
+        let fingerprint = self.fingerprint().ok_or_else(crate::device::unknown)?;
+        self.activate(&Device {
+            fingerprint: fingerprint.to_owned(),
+            hostname: crate::device::hostname(),
+            vm: self.inner.config.device.vm,
+        })
+    }
+
+    /// Whether this engine's device is activated for `license_id` now (by
+    /// a counted activation, or a certificate that has not ended).
+    pub fn is_activated(&self, license_id: &str) -> bool {
+        let now = self.inner.clock.now().unix();
+        self.inner
+            .snapshot
+            .load()
+            .device_activations
+            .get(license_id)
+            .is_some_and(|&until| now < until)
+    }
+
     /// Activates `device` for every node-locked license in force that this
     /// install counts. Idempotent per fingerprint. Returns the license ids.
+    ///
+    /// This records a device in this install's count (a site server
+    /// activating a client, a vendor's books): it activates this engine
+    /// only when `device` is this engine's own device. A desktop
+    /// application activates itself with
+    /// [`activate_this_device`](Self::activate_this_device).
     ///
     /// Refused with `ACTIVATION_LIMIT`, `VM_NOT_ALLOWED`,
     /// `CERTIFICATE_REQUIRED` (only the vendor activates), or why no
@@ -204,11 +243,13 @@ impl Engine {
     /// This device's offline activation request for `license_id` (or the
     /// only node-locked license installed).
     pub fn activation_request(&self, license_id: Option<&str>) -> Result<ActivationRequest> {
-        let fingerprint = self.inner.config.device.fingerprint.clone().ok_or_else(|| {
-            Error::InvalidArgument(
-                "this engine was built without a device fingerprint; give it one (EngineBuilder::fingerprint, or `entitle init --fingerprint`)".into(),
-            )
-        })?;
+        let fingerprint = self
+            .inner
+            .config
+            .device
+            .fingerprint
+            .clone()
+            .ok_or_else(crate::device::unknown)?;
         let license_id = match license_id {
             Some(id) => id.to_owned(),
             None => {

@@ -424,7 +424,9 @@ pub(crate) type DeviceActivations = BTreeMap<String, i64>;
 /// licenses.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeviceContext {
-    /// This engine's device fingerprint, if it was given one.
+    /// This engine's device fingerprint: the one the program gave, or this
+    /// machine's; `None` only where the system has no machine id, and then
+    /// node-locked rights are denied.
     pub fingerprint: Option<String>,
     /// Whether this device is a virtual machine.
     pub vm: bool,
@@ -442,8 +444,11 @@ impl DeviceContext {
         license: &InstalledLicense,
         activations: &DeviceActivations,
     ) -> Activation {
-        if license.verified.activations.is_none() || self.fingerprint.is_none() {
+        if license.verified.activations.is_none() {
             return Activation::NotLocked;
+        }
+        if self.fingerprint.is_none() {
+            return Activation::Unknown;
         }
         match activations.get(&license.verified.id) {
             Some(until) => Activation::Until(*until),

@@ -60,9 +60,11 @@ pub struct LicenseView<'a> {
 /// Whether the device an engine runs on may use a node-locked license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
-    /// The license is not node-locked here (no `activations`, or an
-    /// engine that does not know its own device).
+    /// The license is not node-locked (no `activations`).
     NotLocked,
+    /// The license is node-locked, and the engine has no device to lock
+    /// it to (no machine id): it fails closed.
+    Unknown,
     /// This device is not activated for the license.
     Missing,
     /// Activated until this instant (`i64::MAX`: for good).
@@ -73,7 +75,7 @@ impl Activation {
     fn holds_at(self, now: i64) -> bool {
         match self {
             Activation::NotLocked => true,
-            Activation::Missing => false,
+            Activation::Unknown | Activation::Missing => false,
             Activation::Until(end) => now < end,
         }
     }
@@ -170,7 +172,10 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
         },
     };
     if reason.allows() && !view.activation.holds_at(now) {
-        return Reason::NotActivated;
+        return match view.activation {
+            Activation::Unknown => Reason::DeviceUnknown,
+            _ => Reason::NotActivated,
+        };
     }
     reason
 }

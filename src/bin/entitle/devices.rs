@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use entitle::device::{detect_virtual_machine, Device};
-use entitle::Error;
+use entitle::{Error, Reason};
 use serde_json::json;
 
 use crate::output::to_json;
@@ -79,18 +79,37 @@ pub struct RequestArgs {
 /// `entitle activate`.
 fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let install = open_install(globals)?;
-    let fingerprint = args
-        .fingerprint
-        .clone()
-        .unwrap_or_else(|| install.device.clone());
-    // The detector can only look at this machine; naming another device
-    // with --fingerprint (a site server activating a client) relies on
-    // --vm to declare it.
-    let device = Device {
-        vm: args.vm || detect_virtual_machine(),
-        ..Device::new(fingerprint.clone())
+    let engine = &install.engine;
+    // Another device named with --fingerprint (a site server activating a
+    // client) is declared a virtual machine with --vm or not at all: this
+    // machine's detector says nothing about it (the server may itself be
+    // one).
+    let (fingerprint, vm, ids) = match &args.fingerprint {
+        Some(other) => {
+            let device = Device {
+                vm: args.vm,
+                ..Device::new(other.clone())
+            };
+            (other.clone(), args.vm, engine.activate(&device)?)
+        }
+        None => {
+            let fingerprint = engine.fingerprint().ok_or_else(device_unknown)?.to_owned();
+            let ids = if args.vm {
+                engine.activate(&Device {
+                    vm: true,
+                    ..Device::new(fingerprint.clone())
+                })?
+            } else {
+                engine.activate_this_device()?
+            };
+            (fingerprint, args.vm || detect_virtual_machine(), ids)
+        }
     };
-    let ids = install.engine.activate(&device)?;
+    let device = Device {
+        fingerprint: fingerprint.clone(),
+        vm,
+        ..Device::new(String::new())
+    };
     let human = format!(
         "Activated device `{fingerprint}`{vm} for license(s): {}.\n\
          Next: `entitle check FEATURE` confirms the rights; `entitle activation list` shows \
@@ -108,13 +127,25 @@ fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> 
     ))
 }
 
+/// This machine gives no machine id: no device to act for.
+fn device_unknown() -> Error {
+    Error::Denied {
+        reason: Reason::DeviceUnknown,
+        message: "this machine gives no machine id, so it has no device fingerprint: name the \
+                  device with --fingerprint, or make the state with `entitle init --fingerprint F`"
+            .into(),
+        retry_at: None,
+    }
+}
+
 /// `entitle deactivate`.
 fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let install = open_install(globals)?;
-    let fingerprint = args
-        .fingerprint
-        .clone()
-        .unwrap_or_else(|| install.device.clone());
+    let fingerprint = match (&args.fingerprint, install.engine.fingerprint()) {
+        (Some(named), _) => named.clone(),
+        (None, Some(this)) => this.to_owned(),
+        (None, None) => return Err(device_unknown().into()),
+    };
     let ids = install.engine.deactivate(&fingerprint)?;
     let human = format!(
         "Deactivated device `{fingerprint}` for license(s): {}; each counted one transfer.\n\

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
-use entitle::device::default_fingerprint;
+use entitle::device::machine_fingerprint;
 use entitle::engine::Applied;
 use entitle::store::{FileStore, InstallSettings};
 use entitle::token::{Keyring, PublicKey};
@@ -157,14 +157,14 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
 
     // The trust root, fixed from now on. A build with keys compiled in
     // trusts only those and records none.
-    let here = default_fingerprint();
+    let here = machine_fingerprint();
     let mut install = InstallSettings::default();
     if !built_in::has_keys() {
         install.trusted_keys = offered.keys().map(PublicKey::to_pem).collect();
     }
     install.release_date = args.release_date.map(Timestamp::unix);
     install.device = args.fingerprint.clone();
-    install.machine = Some(here.clone());
+    install.machine = here.clone();
     let settings = Settings {
         product: args.product.clone(),
         install,
@@ -183,12 +183,15 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     engine.fix_install_settings(settings.install.clone())?;
 
     let kids: Vec<String> = keyring.keys().map(|k| k.kid().to_owned()).collect();
-    let fingerprint = settings.device_on(&here).0;
+    let fingerprint = settings.device_on(here.as_deref()).0;
     let release_date = settings.release_date()?;
     let mut human = format!(
         "Initialised the install at {state} for product `{product}`.\n\
          Trusted vendor keys{compiled}: {count}: {kid_list}\n\
          This device's fingerprint: {fingerprint}\n",
+        fingerprint = fingerprint.as_deref().unwrap_or(
+            "none (this machine gives no machine id: node-locked licenses cannot be used here)"
+        ),
         product = args.product,
         compiled = if built_in::has_keys() {
             " (compiled into this build)"
@@ -278,7 +281,7 @@ fn init_again(
         });
     }
     let kids: Vec<String> = trusted.keys().map(|k| k.kid().to_owned()).collect();
-    let (fingerprint, _) = existing.device_on(&default_fingerprint());
+    let (fingerprint, _) = existing.device_on(machine_fingerprint().as_deref());
     let release_date = existing.release_date()?;
     Ok(Outcome::new(
         json!({
@@ -337,7 +340,7 @@ fn check(install: &Install, args: &CheckArgs) -> Outcome {
             "this state was made on another machine and moved or copied here: no device \
              activated there counts on this one (device `{}`); activate this machine to use \
              node-locked licenses here",
-            install.device
+            install.device.as_deref().unwrap_or("unknown")
         ));
     }
     if decision.allowed() {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use entitle::device::{default_fingerprint, detect_virtual_machine};
+use entitle::device::{detect_virtual_machine, machine_fingerprint};
 use entitle::license::MAX_NAME_LEN;
 use entitle::store::{FileStore, InstallSettings};
 use entitle::token::Keyring;
@@ -88,19 +88,22 @@ impl Settings {
     }
 
     /// The device this install is on `here` (this machine's fingerprint,
-    /// computed afresh), and whether the state was made on another
-    /// machine. A state names its device only on the machine it was made
-    /// on; anywhere else the device is that machine itself, which no
-    /// activation made for the old one covers (DESIGN section 11).
-    pub fn device_on(&self, here: &str) -> (String, bool) {
+    /// computed afresh; `None` where the system gives no machine id), and
+    /// whether the state was made on another machine. A state names its
+    /// device only on the machine it was made on; anywhere else the device
+    /// is that machine itself, which no activation made for the old one
+    /// covers (DESIGN section 11). With no device, node-locked rights are
+    /// denied (`DEVICE_UNKNOWN`).
+    pub fn device_on(&self, here: Option<&str>) -> (Option<String>, bool) {
+        let here_owned = here.map(str::to_owned);
         match (&self.install.device, &self.install.machine) {
-            (Some(named), Some(home)) if home == here => (named.clone(), false),
-            (None, Some(home)) => (here.to_owned(), home != here),
+            (Some(named), home) if home.as_deref() == here => (Some(named.clone()), false),
+            (None, Some(home)) => (here_owned, Some(home.as_str()) != here),
             // Written before machines were recorded: the device it names
             // holds only if it is this machine.
-            (Some(named), None) if named == here => (named.clone(), false),
-            (None, None) => (here.to_owned(), false),
-            _ => (here.to_owned(), true),
+            (Some(named), None) if Some(named.as_str()) == here => (Some(named.clone()), false),
+            (None, None) => (here_owned, false),
+            _ => (here_owned, true),
         }
     }
 }
@@ -116,8 +119,9 @@ fn pem_blocks(text: &str) -> impl Iterator<Item = &str> {
 pub struct Install {
     /// The engine on the state directory.
     pub engine: Engine,
-    /// The device this install is, for activations and requests.
-    pub device: String,
+    /// The device this install is, for activations and requests (`None`:
+    /// this machine has no machine id).
+    pub device: Option<String>,
     /// The state was made on another machine: node-locked rights it held
     /// there do not hold here.
     pub moved: bool,
@@ -134,14 +138,16 @@ pub fn open_install(globals: &Globals) -> Result<Install, Error> {
     let dir = globals.state_dir();
     let store = FileStore::open(&dir)?;
     let settings = Settings::read(&store, &dir)?;
-    let (device, moved) = settings.device_on(&default_fingerprint());
+    let (device, moved) = settings.device_on(machine_fingerprint().as_deref());
     let mut builder = Engine::builder(settings.product.as_str())
         .keyring(settings.keyring(&dir)?)
         .store(store)
-        .fingerprint(device.as_str())
         .virtual_machine(detect_virtual_machine())
         // One command, one mutation: nothing to keep fresh afterwards.
         .background_refresh(false);
+    if let Some(device) = &device {
+        builder = builder.fingerprint(device.as_str());
+    }
     if let Some(date) = settings.release_date()? {
         builder = builder.release_date(date);
     }
