@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use entitle::license::License;
-use entitle::policy::validity::{feature_decision, Activation, Context, LicenseView};
+use entitle::policy::validity::{feature_decision, Context, LicenseView};
 use entitle::Timestamp;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -60,9 +60,7 @@ proptest! {
             engine.add_license(&token).unwrap();
             licenses.push(License::from_json(&entitle::token::decode_unverified(&token).unwrap().payload.clone().into()).unwrap());
         }
-        let views: Vec<LicenseView<'_>> = licenses.iter().map(|license| LicenseView {
-            license, revoked: false, activation: Activation::NotLocked,
-        }).collect();
+        let views: Vec<LicenseView<'_>> = licenses.iter().map(LicenseView::of).collect();
         // Checking never moves the rollback guard, so any instant after the
         // last mutation is fair; earlier ones are tampered by design.
         for offset in times {

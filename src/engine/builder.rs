@@ -272,6 +272,11 @@ pub(crate) fn state_from(
         Some(previous) => Arc::clone(&previous.serials),
         None => Arc::new(persisted.serials.into_iter().collect()),
     };
+    let first_use: BTreeMap<String, i64> = persisted.first_use.into_iter().collect();
+    state.first_use = match previous.filter(|p| *p.first_use == first_use) {
+        Some(previous) => Arc::clone(&previous.first_use),
+        None => Arc::new(first_use),
+    };
     let mut tombstones: BTreeMap<String, i64> = persisted.tombstones.into_iter().collect();
     // A revocation list revokes again every time: deleting its
     // tombstones, or a license's `revoked` flag, takes nothing back.
@@ -307,6 +312,7 @@ pub(crate) fn state_from(
         Arc::ptr_eq(&p.keyring, &state.keyring)
             && Arc::ptr_eq(&p.serials, &state.serials)
             && Arc::ptr_eq(&p.tombstones, &state.tombstones)
+            && Arc::ptr_eq(&p.first_use, &state.first_use)
             && p.license_rows.len() == rows.len()
             && p.license_rows
                 .iter()

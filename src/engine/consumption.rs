@@ -75,7 +75,8 @@ fn candidates<'a>(
             }),
             license_id: id,
             quota,
-            expires_at: installed.verified.expires_at.map(Timestamp::unix),
+            // A trial ends when its window does.
+            expires_at: view.window().1,
         });
     }
     consumption::charge_order(&mut found);

@@ -33,6 +33,8 @@ pub struct ActivationInfo {
     pub certificate: bool,
     /// A virtual machine.
     pub vm: bool,
+    /// Its certificate has ended: the device counts no longer.
+    pub lapsed: bool,
 }
 
 /// An offline activation request, as a person carries it to the vendor.
@@ -223,6 +225,7 @@ impl Engine {
 
     /// Every activation, live or lapsed.
     pub fn activations(&self) -> Vec<ActivationInfo> {
+        let now = self.inner.clock.now().unix();
         self.inner
             .snapshot
             .load()
@@ -236,6 +239,7 @@ impl Engine {
                 expires_at: r.expires_at.map(Timestamp::from_unix),
                 certificate: r.kind != ActivationKind::Counted,
                 vm: r.vm,
+                lapsed: !r.live_at(now),
             })
             .collect()
     }

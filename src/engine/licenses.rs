@@ -6,13 +6,13 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::decision::Decision;
+use crate::engine::info::{LicenseInfo, Shown};
 use crate::engine::state::{InstalledLicense, State};
 use crate::engine::{Engine, Plan};
 use crate::error::{Error, Result};
-use crate::license::{KeyRotation, Kind, License, RevocationList, VerifiedLicense};
+use crate::license::{KeyRotation, RevocationList, VerifiedLicense};
 use crate::policy::guard;
-use crate::policy::validity::{self, feature_decision, LicenseStatus};
-use crate::query::{self, FieldKind, Fields, Filter, Order, Page, Query, Value};
+use crate::policy::validity::{self, feature_decision};
 use crate::store::{Change, LicenseRecord, SignedKind, SignedRecord};
 use crate::token::{self, Keyring, TokenType, VerifiedToken};
 
@@ -47,67 +47,6 @@ pub enum Applied {
         /// When the activation ends, if it does.
         expires_at: Option<Timestamp>,
     },
-}
-
-/// A license as listed: the document's main fields and its state now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct LicenseInfo {
-    /// License id.
-    pub id: String,
-    /// Its state now.
-    pub status: LicenseStatus,
-    /// Product code.
-    pub product: String,
-    /// Informational class.
-    pub kind: Kind,
-    /// Display name.
-    pub name: Option<String>,
-    /// Customer.
-    pub customer: Option<serde_json::Value>,
-    /// Trial license.
-    pub trial: bool,
-    /// Re-issue number.
-    pub serial: u64,
-    /// When the vendor signed it.
-    pub issued_at: Timestamp,
-    /// Start of validity.
-    pub starts_at: Option<Timestamp>,
-    /// End of validity.
-    pub expires_at: Option<Timestamp>,
-    /// When it was added here.
-    pub added_at: Timestamp,
-    /// Codes of the features it grants.
-    pub features: Vec<String>,
-    /// The notice to show now (`notice_on_expire` once expired).
-    pub notice: Option<String>,
-}
-
-impl LicenseInfo {
-    pub(crate) fn of(installed: &InstalledLicense, status: LicenseStatus) -> Self {
-        let l: &License = installed.verified.license();
-        let notice = if status == LicenseStatus::Expired && l.notice_on_expire.is_some() {
-            l.notice_on_expire.clone()
-        } else {
-            l.notice.clone()
-        };
-        LicenseInfo {
-            id: l.id.clone(),
-            status,
-            product: l.product.clone(),
-            kind: l.kind,
-            name: l.name.clone(),
-            customer: l.customer.clone(),
-            trial: l.trial,
-            serial: l.serial,
-            issued_at: l.issued_at,
-            starts_at: l.starts_at,
-            expires_at: l.expires_at,
-            added_at: installed.added_at,
-            features: l.features.iter().map(|f| f.code.clone()).collect(),
-            notice,
-        }
-    }
 }
 
 /// The clock guard's way out for a token for this install signed at
@@ -183,6 +122,10 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
         }
     }
     let mut changes = way_out(plan, verified.issued_at);
+    // A trial's clock starts at its first use here, once for good.
+    if verified.trial_secs.is_some() && !state.first_use.contains_key(&id) {
+        changes.push(Change::FirstUse(id.clone(), plan.now));
+    }
     if known.is_none_or(|k| verified.serial > k) {
         changes.push(Change::Serial(id.clone(), verified.serial));
     }
@@ -276,10 +219,14 @@ impl Engine {
         Ok(id)
     }
 
-    /// Removes a license. A `hard` removal leaves a tombstone: the id can
-    /// never be added again (`LICENSE_REVOKED`). A soft removal remembers
-    /// the serial, so an older copy cannot come back either.
-    pub fn remove_license(&self, id: &str, hard: bool) -> Result<()> {
+    /// Removes a license, returning what it was (`None` for a hard removal
+    /// of an id that is not installed, which buries it all the same). A
+    /// `hard` removal leaves a tombstone: the id can never be added again
+    /// (`LICENSE_REVOKED`). A soft removal remembers the serial, so an
+    /// older copy cannot come back either; a trial's first use is
+    /// remembered too, so adding it again does not restart it.
+    pub fn remove_license(&self, id: &str, hard: bool) -> Result<Option<LicenseInfo>> {
+        let removed = self.license_info(id);
         self.mutate(|plan| {
             let installed = plan.state.licenses.contains_key(id);
             if !installed && !hard {
@@ -293,7 +240,8 @@ impl Engine {
                 changes.push(Change::DeleteLicense(id.to_owned()));
             }
             Ok((changes, ()))
-        })
+        })?;
+        Ok(removed)
     }
 
     /// Applies a signed revocation list: each id is revoked for good.
@@ -360,25 +308,6 @@ impl Engine {
         }
     }
 
-    /// Every installed license with its state now, by id.
-    pub fn license_infos(&self) -> Vec<LicenseInfo> {
-        let now = self.inner.clock.now().unix();
-        let snapshot = self.inner.snapshot.load();
-        snapshot
-            .licenses
-            .iter()
-            .map(|l| {
-                let view = l.view(
-                    self.inner
-                        .config
-                        .device
-                        .activation(l, &snapshot.device_activations),
-                );
-                LicenseInfo::of(l, validity::status(&view, now))
-            })
-            .collect()
-    }
-
     /// The per-user check: like [`check_feature`](Engine::check_feature),
     /// but a license with `assigned_users` only counts for those users.
     pub fn check_feature_for(&self, user: &str, code: &str) -> Decision {
@@ -403,16 +332,16 @@ impl Engine {
         let snapshot = self.inner.snapshot.load();
         let tampered = now < snapshot.tamper_below;
         let device = &self.inner.config.device;
+        let shown = Shown::new(&snapshot, device, now);
         snapshot
             .licenses
             .iter()
             .filter(|l| assigned_to(l, user))
-            .filter_map(|l| {
+            .filter(|l| {
                 let view = l.view(device.activation(l, &snapshot.device_activations));
-                validity::license_reason(&view, &device.ctx, now, tampered)
-                    .allows()
-                    .then(|| LicenseInfo::of(l, validity::status(&view, now)))
+                validity::license_reason(&view, &device.ctx, now, tampered).allows()
             })
+            .map(|l| shown.info(l))
             .collect()
     }
 }
@@ -423,86 +352,4 @@ fn assigned_to(license: &InstalledLicense, user: &str) -> bool {
         .assigned_users
         .as_ref()
         .is_none_or(|users| users.iter().any(|u| u == user))
-}
-
-/// The fields a license listing can filter and order on.
-pub(crate) const LICENSE_FIELDS: &[(&str, FieldKind)] = &[
-    ("id", FieldKind::Str),
-    ("status", FieldKind::Str),
-    ("product", FieldKind::Str),
-    ("kind", FieldKind::Str),
-    ("name", FieldKind::Str),
-    ("trial", FieldKind::Bool),
-    ("serial", FieldKind::Int),
-    ("issued_at", FieldKind::Time),
-    ("starts_at", FieldKind::Time),
-    ("expires_at", FieldKind::Time),
-    ("added_at", FieldKind::Time),
-];
-
-impl Fields for LicenseInfo {
-    fn field(&self, name: &str) -> Option<Value<'_>> {
-        let time = |t: Option<Timestamp>| Some(t.map_or(Value::Null, Value::Time));
-        match name {
-            "id" => Some(Value::Str(&self.id)),
-            "status" => Some(Value::Str(self.status.as_str())),
-            "product" => Some(Value::Str(&self.product)),
-            "kind" => Some(Value::Str(Kind::as_str(self.kind))),
-            "name" => Some(self.name.as_deref().map_or(Value::Null, Value::Str)),
-            "trial" => Some(Value::Bool(self.trial)),
-            "serial" => Some(Value::Int(i64::try_from(self.serial).unwrap_or(i64::MAX))),
-            "issued_at" => time(Some(self.issued_at)),
-            "starts_at" => time(self.starts_at),
-            "expires_at" => time(self.expires_at),
-            "added_at" => time(Some(self.added_at)),
-            _ => None,
-        }
-    }
-
-    fn key(&self) -> &str {
-        &self.id
-    }
-}
-
-/// Builds a license query from its text parts (as the CLI takes them),
-/// checking field names and types against the fields a license listing
-/// has: `id`, `status`, `product`, `kind`, `name`, `trial`, `serial`,
-/// `issued_at`, `starts_at`, `expires_at`, `added_at`.
-///
-/// ```
-/// let q = entitle::engine::license_query(Some(r#"status eq "active""#), Some("-expires_at"), Some(10), None).unwrap();
-/// assert_eq!(q.limit, Some(10));
-/// assert_eq!(entitle::engine::license_query(Some("colour eq \"red\""), None, None, None).unwrap_err().code(), "MALFORMED");
-/// ```
-pub fn license_query(
-    filter: Option<&str>,
-    order: Option<&str>,
-    limit: Option<usize>,
-    cursor: Option<&str>,
-) -> Result<Query> {
-    let names: Vec<&str> = LICENSE_FIELDS.iter().map(|(n, _)| *n).collect();
-    Ok(Query {
-        filter: filter
-            .map(|f| Filter::parse_typed(f, LICENSE_FIELDS))
-            .transpose()?,
-        order: order.map(|o| Order::parse_for(o, &names)).transpose()?,
-        limit,
-        cursor: cursor.map(str::to_owned),
-    })
-}
-
-impl Engine {
-    /// Lists installed licenses: filtered, ordered, a page at a time.
-    /// Cursors resume after the last item seen, so they stay stable when
-    /// licenses are added between pages.
-    ///
-    /// ```
-    /// # use entitle::Engine;
-    /// let engine = Engine::builder("acme").build().unwrap();
-    /// let query = entitle::engine::license_query(Some(r#"status eq "active""#), None, None, None).unwrap();
-    /// assert!(engine.licenses(&query).unwrap().items.is_empty());
-    /// ```
-    pub fn licenses(&self, query: &Query) -> Result<Page<LicenseInfo>> {
-        query::run(self.license_infos(), query)
-    }
 }

@@ -9,6 +9,7 @@ mod codes;
 mod consumption;
 mod devices;
 mod floating;
+mod info;
 pub(crate) mod licenses;
 pub(crate) mod snapshot;
 pub(crate) mod state;
@@ -19,7 +20,11 @@ pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};
 pub use floating::Lease;
-pub use licenses::{license_query, Applied, LicenseInfo};
+pub use info::{
+    license_query, ActivationsInfo, ConsumptionInfo, FeatureInfo, FloatingInfo, LicenseInfo,
+    SeatsInfo,
+};
+pub use licenses::Applied;
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;
@@ -461,6 +466,7 @@ impl Engine {
             activations: writer.state.activations.clone(),
             leases: writer.state.leases.clone(),
             counters: writer.state.counters.clone(),
+            transfers: Arc::clone(&writer.state.transfers),
         });
         writer.built = Arc::clone(&snapshot);
         snapshot

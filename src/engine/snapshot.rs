@@ -322,6 +322,7 @@ pub(crate) struct Snapshot {
     pub(crate) activations: Activations,
     pub(crate) leases: Leases,
     pub(crate) counters: Counters,
+    pub(crate) transfers: Arc<rustc_hash::FxHashMap<String, u32>>,
 }
 
 impl Snapshot {
@@ -352,6 +353,7 @@ impl Snapshot {
             activations: Activations::default(),
             leases: Leases::default(),
             counters: Counters::default(),
+            transfers: Arc::default(),
         }
     }
 }

@@ -22,6 +22,9 @@ use crate::token::Keyring;
 pub(crate) struct InstalledLicense {
     /// The verified document.
     pub verified: Arc<VerifiedLicense>,
+    /// When this install first added its id (a trial's window starts
+    /// there).
+    pub first_used: Option<i64>,
     /// Its token as the store holds it: the same allocation a store that
     /// keeps what it read hands out again, so a reload knows the license
     /// at a glance.
@@ -39,6 +42,7 @@ impl InstalledLicense {
             license: self.verified.license(),
             revoked: self.revoked,
             activation,
+            first_used: self.first_used,
         }
     }
 }
@@ -179,6 +183,9 @@ pub(crate) struct State {
     pub serials: Arc<FxHashMap<String, u64>>,
     /// Ids that can never be added again (shared until they change).
     pub tombstones: Arc<BTreeMap<String, i64>>,
+    /// When each license id with a trial was first added here (shared
+    /// until it changes; never forgotten).
+    pub first_use: Arc<BTreeMap<String, i64>>,
     /// Users by id.
     pub users: Users,
     /// Interned user types.
@@ -188,8 +195,9 @@ pub(crate) struct State {
     pub activity: ActivityIndex,
     /// Device activations.
     pub activations: Activations,
-    /// Transfers made per license id.
-    pub transfers: FxHashMap<String, u32>,
+    /// Transfers made per license id (shared with snapshots until it
+    /// changes).
+    pub transfers: Arc<FxHashMap<String, u32>>,
     /// Floating leases.
     pub leases: Leases,
     /// Consumption counters.
@@ -226,6 +234,7 @@ impl State {
                     },
                 };
                 let installed = InstalledLicense {
+                    first_used: self.first_use.get(&*record.id).copied(),
                     verified,
                     stored: record.token,
                     added_at: Timestamp::from_unix(record.added_at),
@@ -242,6 +251,9 @@ impl State {
             }
             Change::Tombstone(id, at) => {
                 Arc::make_mut(&mut self.tombstones).insert(id, at);
+            }
+            Change::FirstUse(id, at) => {
+                Arc::make_mut(&mut self.first_use).entry(id).or_insert(at);
             }
             Change::PutSigned(record) => {
                 if self.signed.iter().any(|s| s.token == record.token) {
@@ -281,7 +293,7 @@ impl State {
                 self.activations.remove(&(license_id, fingerprint));
             }
             Change::Transfers(license_id, n) => {
-                self.transfers.insert(license_id, n);
+                Arc::make_mut(&mut self.transfers).insert(license_id, n);
             }
             Change::PutLease(lease) => {
                 self.leases.insert(lease.id.clone(), lease);

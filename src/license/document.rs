@@ -74,6 +74,13 @@ pub struct License {
     /// Whether this is a trial license (reported; the same rules apply).
     #[serde(default)]
     pub trial: bool,
+    /// With `trial: true`: valid for this many seconds from its first use
+    /// on each install (DESIGN section 7). The install records when it
+    /// first added the id, and that record outlives `license remove`: a
+    /// trial never restarts, and a higher `serial` with a larger
+    /// `trial_secs` extends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_secs: Option<i64>,
     /// `false` suspends every right the license gives.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -342,6 +349,11 @@ impl License {
         name_ok("product", &self.product)?;
         if self.grace_secs < 0 {
             return bad("grace_secs", "must not be negative");
+        }
+        match self.trial_secs {
+            Some(secs) if secs <= 0 => return bad("trial_secs", "must be positive"),
+            Some(_) if !self.trial => return bad("trial_secs", "needs `trial: true`"),
+            _ => {}
         }
         if let (Some(s), Some(e)) = (self.starts_at, self.expires_at) {
             if s >= e {

@@ -55,6 +55,40 @@ pub struct LicenseView<'a> {
     pub revoked: bool,
     /// Whether this device is activated for it, for node-locked licenses.
     pub activation: Activation,
+    /// When this install first added it: where a trial's window starts.
+    pub first_used: Option<i64>,
+}
+
+impl<'a> LicenseView<'a> {
+    /// A view of `license` on an install that knows nothing more of it.
+    pub fn of(license: &'a License) -> Self {
+        LicenseView {
+            license,
+            revoked: false,
+            activation: Activation::NotLocked,
+            first_used: None,
+        }
+    }
+
+    /// The window the license is valid in here, `[starts, expires)` in
+    /// Unix seconds (`None`: open). A trial (`trial_secs`) runs from its
+    /// first use on this install (DESIGN section 7):
+    /// `[max(starts_at, first use), min(expires_at, first use + trial_secs))`.
+    pub fn window(&self) -> (Option<i64>, Option<i64>) {
+        let license = self.license;
+        let starts = license.starts_at.map(Timestamp::unix);
+        let expires = license.expires_at.map(Timestamp::unix);
+        match (license.trial_secs, self.first_used) {
+            (Some(secs), Some(first)) => {
+                let trial_end = first.saturating_add(secs);
+                (
+                    Some(starts.map_or(first, |s| s.max(first))),
+                    Some(expires.map_or(trial_end, |e| e.min(trial_end))),
+                )
+            }
+            _ => (starts, expires),
+        }
+    }
 }
 
 /// Whether the device an engine runs on may use a node-locked license.
@@ -97,12 +131,13 @@ pub fn status(view: &LicenseView<'_>, now: i64) -> LicenseStatus {
     if !license.enabled {
         return LicenseStatus::Suspended;
     }
-    if license.starts_at.is_some_and(|s| now < s.unix()) {
+    let (starts, expires) = view.window();
+    if starts.is_some_and(|s| now < s) {
         return LicenseStatus::Pending;
     }
-    match license.expires_at {
-        Some(e) if now >= e.unix() => {
-            if now < e.unix().saturating_add(license.grace_secs) {
+    match expires {
+        Some(e) if now >= e => {
+            if now < e.saturating_add(license.grace_secs) {
                 LicenseStatus::Grace
             } else {
                 LicenseStatus::Expired
@@ -117,23 +152,18 @@ pub fn status(view: &LicenseView<'_>, now: i64) -> LicenseStatus {
 pub fn depends_on_time(license: &License) -> bool {
     license.starts_at.is_some()
         || license.expires_at.is_some()
+        || license.trial_secs.is_some()
         || license.features.iter().any(|f| f.expires_at.is_some())
 }
 
 /// Every instant at which the reasons of a license on this device may change.
 pub fn view_breakpoints(view: &LicenseView<'_>, out: &mut Vec<i64>) {
-    breakpoints(view.license, out);
-    if let Activation::Until(end) = view.activation {
-        out.push(end);
-    }
-}
-
-/// Every instant at which the license's reasons may change.
-pub fn breakpoints(license: &License, out: &mut Vec<i64>) {
-    out.extend(license.starts_at.map(Timestamp::unix));
-    if let Some(e) = license.expires_at {
-        out.push(e.unix());
-        out.push(e.unix().saturating_add(license.grace_secs));
+    let license = view.license;
+    let (starts, expires) = view.window();
+    out.extend(starts);
+    if let Some(e) = expires {
+        out.push(e);
+        out.push(e.saturating_add(license.grace_secs));
     }
     out.extend(
         license
@@ -141,6 +171,9 @@ pub fn breakpoints(license: &License, out: &mut Vec<i64>) {
             .iter()
             .filter_map(|f| f.expires_at.map(Timestamp::unix)),
     );
+    if let Activation::Until(end) = view.activation {
+        out.push(end);
+    }
 }
 
 /// The reason the license gives for its own rights at `now`, before any

@@ -30,7 +30,7 @@ use crate::license::VerifiedLicense;
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens (and is brought up to date); one written by a
 /// newer version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// A stored license. Its token is verified again whenever the state is
 /// read, so a hand-edited row never grants more.
@@ -263,6 +263,8 @@ pub struct Persisted {
     pub serials: Vec<(String, u64)>,
     /// Ids that can never be added again, and when they were buried.
     pub tombstones: Vec<(String, i64)>,
+    /// When each license id with a trial was first added here.
+    pub first_use: Vec<(String, i64)>,
     /// Users.
     pub users: Vec<UserRecord>,
     /// Device activations.
@@ -292,6 +294,9 @@ pub enum Change {
     Serial(String, u64),
     /// A license id that can never be added again.
     Tombstone(String, i64),
+    /// When this install first added a license id: a trial's clock starts
+    /// there, and the record outlives the license's removal.
+    FirstUse(String, i64),
     /// Keeps a revocation list or key rotation (once per token).
     PutSigned(SignedRecord),
     /// Adds or updates a user.

@@ -116,7 +116,7 @@ pub fn run(command: LicenseCommand, globals: &Globals) -> Result<Outcome, Failur
         }
         LicenseCommand::Remove(args) => {
             let engine = open_engine(globals)?;
-            engine.remove_license(&args.id, args.hard)?;
+            let removed = engine.remove_license(&args.id, args.hard)?;
             let human = if args.hard {
                 format!(
                     "Removed license `{}` for good: it can never be added again here.",
@@ -129,10 +129,15 @@ pub fn run(command: LicenseCommand, globals: &Globals) -> Result<Outcome, Failur
                     args.id
                 )
             };
-            Ok(Outcome::new(
-                json!({"id": args.id, "removed": true, "hard": args.hard}),
-                human,
-            ))
+            // The removed license's fields, and how and when it went.
+            let mut json = match removed {
+                Some(info) => to_json(&info),
+                None => json!({"id": args.id}),
+            };
+            json["removed"] = json!(true);
+            json["hard"] = json!(args.hard);
+            json["removed_at"] = json!(engine.now());
+            Ok(Outcome::new(json, human))
         }
         LicenseCommand::Status => Ok(status(&open_engine(globals)?)),
         LicenseCommand::Usage(args) => Ok(usage(&open_engine(globals)?, &args)),

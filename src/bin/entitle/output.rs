@@ -244,7 +244,8 @@ pub fn license_line(info: &LicenseInfo) -> String {
         None => line.push_str("  no expiry"),
     }
     if !info.features.is_empty() {
-        let _ = write!(line, "  features: {}", info.features.join(", "));
+        let codes: Vec<&str> = info.features.iter().map(|f| f.code.as_str()).collect();
+        let _ = write!(line, "  features: {}", codes.join(", "));
     }
     if let Some(notice) = &info.notice {
         let _ = write!(line, "\n  notice: {notice}");

@@ -74,6 +74,7 @@ pub(super) struct Cached {
     licenses: Option<(String, Vec<LicenseRecord>)>,
     serials: Option<(String, Vec<(String, u64)>)>,
     tombstones: Option<(String, Vec<(String, i64)>)>,
+    first_use: Option<(String, Vec<(String, i64)>)>,
     signed: Option<(String, Vec<SignedRecord>)>,
 }
 
@@ -127,6 +128,11 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
         })?,
         tombstones: read_versioned(&meta, &mut cached.tombstones, "tombstones", || {
             read_table(conn, &meta, "tombstones", "id, at", |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })?,
+        first_use: read_versioned(&meta, &mut cached.first_use, "first_use", || {
+            read_table(conn, &meta, "first_use", "id, at", |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
         })?,
@@ -306,6 +312,11 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
         Change::Tombstone(id, at) => run(
             conn,
             "INSERT OR REPLACE INTO tombstones (id, at) VALUES (?1, ?2)",
+            params![id, at],
+        ),
+        Change::FirstUse(id, at) => run(
+            conn,
+            "INSERT OR IGNORE INTO first_use (id, at) VALUES (?1, ?2)",
             params![id, at],
         ),
         Change::PutSigned(r) => {

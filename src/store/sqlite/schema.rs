@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS counters (
     license_id TEXT NOT NULL, code TEXT NOT NULL, period_start INTEGER NOT NULL,
     used INTEGER NOT NULL, PRIMARY KEY (license_id, code)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_use (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS signed (
     digest TEXT PRIMARY KEY, typ TEXT NOT NULL, token TEXT NOT NULL,
     added_at INTEGER NOT NULL) WITHOUT ROWID;
@@ -131,7 +132,7 @@ fn upgrade(conn: &Connection, shown: &str) -> Result<()> {
 /// same transaction as the rows; every load compares. A leaf page replaced
 /// by another table's valid page passes SQLite's structural check but not
 /// this one.
-const COUNTED: [(&str, &str); 9] = [
+const COUNTED: [(&str, &str); 10] = [
     ("licenses", "id = NEW.id"),
     ("serials", "id = NEW.id"),
     ("tombstones", "id = NEW.id"),
@@ -147,6 +148,7 @@ const COUNTED: [(&str, &str); 9] = [
         "license_id = NEW.license_id AND code = NEW.code",
     ),
     ("signed", "digest = NEW.digest"),
+    ("first_use", "id = NEW.id"),
 ];
 
 /// The tables of format 1: all present, or none (a new state). Tables
@@ -191,7 +193,8 @@ fn count_rows(conn: &Connection) -> rusqlite::Result<()> {
 /// a trigger gives each a fresh random `version.<table>` on every change,
 /// so a reader that read them at that version need not read them again
 /// (a refresh after another process's change reads only what changed).
-pub(super) const VERSIONED: [&str; 4] = ["licenses", "serials", "tombstones", "signed"];
+pub(super) const VERSIONED: [&str; 5] =
+    ["licenses", "serials", "tombstones", "signed", "first_use"];
 
 fn version_rows(conn: &Connection) -> rusqlite::Result<()> {
     for table in VERSIONED {
