@@ -29,8 +29,7 @@ pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -545,17 +544,53 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts the engine on the process-wide refresher's list.
     fn spawn_refresher(&self) {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        // A thread only for freshness: nothing depends on it for
-        // correctness, and it ends within a second of the last clone.
-        let _ = std::thread::Builder::new()
-            .name("entitle-refresh".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_secs(1));
-                let Some(inner) = weak.upgrade() else { break };
+        refresher::watch(Arc::downgrade(&self.inner));
+    }
+}
+
+/// One thread for the whole process refreshes every engine with background
+/// refresh on, once a second: a process holding a thousand engines (one
+/// per tenant) runs one thread for them, not a thousand. Nothing depends
+/// on it for correctness; an engine leaves the list when its last clone is
+/// dropped.
+mod refresher {
+    use std::sync::{Arc, Once, Weak};
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+
+    use super::{Engine, Inner};
+
+    static ENGINES: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+    static THREAD: Once = Once::new();
+
+    pub(super) fn watch(engine: Weak<Inner>) {
+        ENGINES.lock().push(engine);
+        THREAD.call_once(|| {
+            // Should the thread not start, engines still refresh on every
+            // mutation and on `Engine::refresh`.
+            let _ = std::thread::Builder::new()
+                .name("entitle-refresh".into())
+                .spawn(run);
+        });
+    }
+
+    fn run() {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            // Take the live engines out of the lock: a slow refresh must
+            // not hold up a builder registering another engine.
+            let live: Vec<Arc<Inner>> = {
+                let mut engines = ENGINES.lock();
+                engines.retain(|weak| weak.strong_count() > 0);
+                engines.iter().filter_map(Weak::upgrade).collect()
+            };
+            for inner in live {
                 let _ = Engine { inner }.refresh();
-            });
+            }
+        }
     }
 }
 
