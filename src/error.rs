@@ -166,6 +166,28 @@ pub enum Error {
         path: String,
     },
 
+    /// The database holding the state cannot be reached (PostgreSQL down,
+    /// a wrong host, port, user, password or database, or a connection
+    /// lost mid-mutation). Nothing was changed by the call that failed
+    /// with it; retry once the database is back.
+    ///
+    /// ```
+    /// let err = entitle::Error::StoreUnavailable {
+    ///     location: "postgres://app@db.internal:5432/licenses (namespace `default`)".into(),
+    ///     detail: "connection refused".into(),
+    /// };
+    /// assert_eq!(err.code(), "STORE_UNAVAILABLE");
+    /// assert!(err.to_string().contains("db.internal:5432"));
+    /// ```
+    #[error("cannot reach the state at {location}: {detail}; check that the PostgreSQL server is running and accepts TCP connections at that host and port (pg_isready), that the user, password and database in the URL are right, and that pg_hba.conf admits this host; nothing was changed")]
+    StoreUnavailable {
+        /// Where the state lives (the URL without its password, and the
+        /// namespace).
+        location: String,
+        /// What the client reported.
+        detail: String,
+    },
+
     /// An I/O error outside the store (reading a key file, writing output).
     #[error("{context}: {source}")]
     Io {
@@ -206,6 +228,7 @@ impl Error {
             Error::StateLocked { .. } => "STATE_LOCKED",
             Error::StateExists { .. } => "STATE_EXISTS",
             Error::StateMissing { .. } => "STATE_MISSING",
+            Error::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
             Error::Io { .. } => "IO_ERROR",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

@@ -434,12 +434,15 @@ fn certified(mut record: ActivationRecord, keyring: &Keyring) -> ActivationRecor
     record
 }
 
-/// The store the engine writes to. The crate's own file store is held as
-/// itself, so the engine can tell it what its group commit needs (how many
+/// The store the engine writes to. The crate's own file and PostgreSQL
+/// stores are held as themselves, so the engine can tell it what its group commit needs (how many
 /// mutations are under way) without making that part of [`Store`].
 #[derive(Debug)]
 pub(crate) enum Backend {
     File(Box<FileStore>),
+    /// PostgreSQL batches the same way.
+    #[cfg(feature = "postgres")]
+    Pg(Box<crate::store::PgStore>),
     Other(Box<dyn Store>),
 }
 
@@ -453,6 +456,13 @@ impl Backend {
         {
             return Backend::File(Box::new(file));
         }
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = any
+            .downcast_mut::<Option<crate::store::PgStore>>()
+            .and_then(Option::take)
+        {
+            return Backend::Pg(Box::new(pg));
+        }
         match slot {
             Some(store) => Backend::Other(Box::new(store)),
             None => Backend::Other(Box::new(MemoryStore::new())),
@@ -462,6 +472,8 @@ impl Backend {
     pub(crate) fn store(&self) -> &dyn Store {
         match self {
             Backend::File(file) => file.as_ref(),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.as_ref(),
             Backend::Other(store) => store.as_ref(),
         }
     }
@@ -471,6 +483,8 @@ impl Backend {
     pub(crate) fn sync_with(&self, generation: u64, under_way: &AtomicUsize) -> Result<()> {
         match self {
             Backend::File(file) => file.sync_with(generation, under_way),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.sync_with(generation, under_way),
             Backend::Other(store) => store.sync(generation),
         }
     }
@@ -478,8 +492,11 @@ impl Backend {
     /// The last mutation under way gave up: a round waiting for it need
     /// not wait any longer.
     pub(crate) fn abandoned(&self) {
-        if let Backend::File(file) = self {
-            file.abandoned();
+        match self {
+            Backend::File(file) => file.abandoned(),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.abandoned(),
+            Backend::Other(_) => {}
         }
     }
 }

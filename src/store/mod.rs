@@ -15,10 +15,15 @@
 //! transaction always works on the latest committed state; and
 //! [`Store::generation`] changes whenever any writer commits.
 
+pub(crate) mod group;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, SCHEMA_VERSION as PG_SCHEMA_VERSION};
 pub use sqlite::FileStore;
 
 use std::fmt;

@@ -1,4 +1,5 @@
-//! The install side: `init` makes the state directory and fixes its
+//! The install side: `init` makes the state (a directory, or a namespace
+//! in PostgreSQL) and fixes its
 //! settings; `check`, `limit`, `apply`, `consume` and `consumption` act on
 //! the rights themselves, through the library exactly as an application
 //! linking the crate would. Licenses, users, devices and leases have a
@@ -10,13 +11,15 @@ use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
 use entitle::device::machine_fingerprint;
 use entitle::engine::Applied;
-use entitle::store::{FileStore, InstallSettings};
+use entitle::store::InstallSettings;
 use entitle::token::{Keyring, PublicKey};
 use entitle::{Engine, Error, ManualClock, Reason, Timestamp};
 use serde_json::{json, Value};
 
 use crate::output::{decision_json, reason_hint, to_json, Failure, Outcome};
-use crate::state::{built_in, check_name, open_engine, open_install, Install, Settings};
+use crate::state::{
+    built_in, check_name, open_engine, open_install, Install, Location, Opened, Settings,
+};
 use crate::{files, Globals};
 
 /// The install side of `entitle`: making the state, and the rights
@@ -134,11 +137,11 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
         offered.add(PublicKey::from_pem(&pem).map_err(|e| in_file(e, path))?);
     }
 
-    let dir = globals.state_dir();
-    let store = FileStore::create(&dir)?;
-    let state = dir.display().to_string();
-    match Settings::read(&store, &dir) {
-        Ok(existing) => return init_again(args, &existing, &offered, &dir),
+    let location = globals.location()?;
+    let store = Opened::open(&location, true)?;
+    let state = location.to_string();
+    match Settings::read(&store, &location) {
+        Ok(existing) => return init_again(args, &existing, &offered, &location),
         Err(Error::StateMissing { .. }) => {}
         Err(other) => return Err(other),
     }
@@ -169,10 +172,9 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
         product: args.product.clone(),
         install,
     };
-    let keyring = settings.keyring(&dir)?;
-    let engine = Engine::builder(args.product.as_str())
-        .keyring(keyring.clone())
-        .store(store)
+    let keyring = settings.keyring(&location)?;
+    let engine = store
+        .attach(Engine::builder(args.product.as_str()).keyring(keyring.clone()))
         .background_refresh(false)
         // `init` records settings, not time: on a clock at the epoch, the
         // latest time seen is left to the first command that acts (as
@@ -229,9 +231,9 @@ fn init_again(
     args: &InitArgs,
     existing: &Settings,
     offered: &Keyring,
-    dir: &Path,
+    location: &Location,
 ) -> Result<Outcome, Error> {
-    let trusted = existing.keyring(dir)?;
+    let trusted = existing.keyring(location)?;
     let mut differences = Vec::new();
     if existing.product != args.product {
         differences.push(format!(
@@ -270,7 +272,7 @@ fn init_again(
             ));
         }
     }
-    let state = dir.display().to_string();
+    let state = location.to_string();
     if !differences.is_empty() {
         return Err(Error::StateExists {
             path: state,

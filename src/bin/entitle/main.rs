@@ -1,8 +1,8 @@
 //! `entitle`: the command-line tool for vendors (keys, issuing, revoking,
 //! offline activation) and for administrators of installs.
 //!
-//! `entitle [--state DIR] [--now RFC3339] [--json] <command>`: the global
-//! flags go before or after the command. Each group of commands lives in
+//! `entitle [--state DIR | --store URL [--namespace NAME]] [--now RFC3339]
+//! [--json] <command>`: the global flags go before or after the command. Each group of commands lives in
 //! its own module and returns an [`output::Outcome`]; `output` alone decides
 //! how it is printed and which exit status it gives.
 #![forbid(unsafe_code)]
@@ -44,6 +44,29 @@ pub struct Globals {
     #[arg(long, global = true, env = "ENTITLE_STATE", value_name = "DIR")]
     pub state: Option<PathBuf>,
 
+    /// Where the install's state lives, in place of --state: a PostgreSQL
+    /// URL (postgres://USER@HOST:PORT/DATABASE, or postgresql://), a
+    /// directory, or file://DIR.
+    #[arg(
+        long,
+        global = true,
+        env = "ENTITLE_STORE",
+        value_name = "URL",
+        conflicts_with = "state"
+    )]
+    pub store: Option<String>,
+
+    /// The install within a PostgreSQL store: one database holds any
+    /// number of them.
+    #[arg(
+        long,
+        global = true,
+        env = "ENTITLE_NAMESPACE",
+        value_name = "NAME",
+        default_value = "default"
+    )]
+    pub namespace: String,
+
     /// Use this time instead of the system clock (simulations, tests).
     #[arg(long, global = true, env = "ENTITLE_NOW", value_name = "RFC3339", value_parser = parse_time)]
     pub now: Option<Timestamp>,
@@ -59,11 +82,30 @@ impl Globals {
         self.now.unwrap_or_else(|| SystemClock.now())
     }
 
-    /// The state directory: `--state`, `$ENTITLE_STATE`, or the default.
-    pub fn state_dir(&self) -> PathBuf {
-        self.state
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    /// Where the state lives: `--store`/`$ENTITLE_STORE`, else
+    /// `--state`/`$ENTITLE_STATE`, else the default directory.
+    pub fn location(&self) -> Result<state::Location, entitle::Error> {
+        let dir = |path: PathBuf| state::Location::Dir(path);
+        let location = match &self.store {
+            Some(url) => state::Location::parse(url, &self.namespace)?,
+            None => dir(self
+                .state
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))),
+        };
+        if matches!(location, state::Location::Dir(_)) && self.namespace != "default" {
+            return Err(entitle::Error::InvalidArgument(
+                "--namespace names an install in a PostgreSQL store; a state directory holds                  one install (use another directory for another)"
+                    .into(),
+            ));
+        }
+        Ok(location)
+    }
+
+    /// Whether the state was named (`--state` or `--store`, or their
+    /// variables) rather than defaulted.
+    pub fn state_named(&self) -> bool {
+        self.state.is_some() || self.store.is_some()
     }
 }
 

@@ -1,15 +1,19 @@
-//! The install's state directory, as every install-side command opens it:
-//! the settings `init` fixed (or the build compiled in), the device this
-//! machine is, and the engine over it, built exactly as an application
-//! linking the crate would build one.
+//! The install's state, as every install-side command opens it: where it
+//! lives (a directory, or a namespace in PostgreSQL), the settings `init`
+//! fixed (or the build compiled in), the device this machine is, and the
+//! engine over it, built exactly as an application linking the crate
+//! would build one.
 
-use std::path::Path;
+use std::fmt;
+use std::path::PathBuf;
 
 use entitle::device::{detect_virtual_machine, machine_fingerprint};
 use entitle::license::MAX_NAME_LEN;
+#[cfg(feature = "postgres")]
+use entitle::store::PgStore;
 use entitle::store::{FileStore, InstallSettings};
 use entitle::token::Keyring;
-use entitle::{Engine, Error, ManualClock, SystemClock, Timestamp};
+use entitle::{Engine, EngineBuilder, Error, ManualClock, SystemClock, Timestamp};
 
 use crate::output::Failure;
 use crate::Globals;
@@ -28,6 +32,115 @@ pub mod built_in {
     }
 }
 
+/// Where an install's state lives (DESIGN section 8).
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A state directory (the file store).
+    Dir(PathBuf),
+    /// A namespace in a PostgreSQL database.
+    Postgres {
+        /// The database's URL (it may hold a password: never shown).
+        url: String,
+        /// The install within it.
+        namespace: String,
+    },
+}
+
+impl Location {
+    /// `--store URL`: `postgres://` and `postgresql://` select PostgreSQL,
+    /// `file://DIR` or a plain path the file store.
+    pub fn parse(url: &str, namespace: &str) -> Result<Location, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Location::Postgres {
+                url: url.to_owned(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(Location::Dir(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(Error::InvalidArgument(format!(
+                "--store takes postgres://, postgresql://, file:// or a directory, not `{scheme}://`"
+            )));
+        }
+        Ok(Location::Dir(PathBuf::from(url)))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            Location::Postgres { url, namespace } => {
+                // The password, if the URL holds one, stays out of output.
+                let shown = match url.split_once("://") {
+                    Some((scheme, rest)) => match rest.split_once('@') {
+                        Some((credentials, host)) => {
+                            let user = credentials.split(':').next().unwrap_or_default();
+                            format!("{scheme}://{user}@{host}")
+                        }
+                        None => url.clone(),
+                    },
+                    None => url.clone(),
+                };
+                let shown = shown.split('?').next().unwrap_or_default();
+                write!(f, "{shown} (namespace `{namespace}`)")
+            }
+        }
+    }
+}
+
+/// An opened store, of either kind.
+pub enum Opened {
+    /// A state directory.
+    File(Box<FileStore>),
+    /// A namespace in PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(Box<PgStore>),
+}
+
+impl Opened {
+    /// Opens the state at `location`; a directory is made if `create`,
+    /// else it must exist (`STATE_MISSING`). PostgreSQL makes its tables
+    /// and the namespace when missing: an install there exists once
+    /// `init` has recorded its settings.
+    pub fn open(location: &Location, create: bool) -> Result<Opened, Error> {
+        match location {
+            Location::Dir(dir) if create => Ok(Opened::File(Box::new(FileStore::create(dir)?))),
+            Location::Dir(dir) => Ok(Opened::File(Box::new(FileStore::open(dir)?))),
+            #[cfg(feature = "postgres")]
+            Location::Postgres { url, namespace } => {
+                Ok(Opened::Postgres(Box::new(PgStore::open(url, namespace)?)))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Postgres { .. } => Err(Error::InvalidArgument(
+                "--store names a PostgreSQL database, and this entitle was built without \
+                 PostgreSQL support: build it with `cargo build --release --features postgres`"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The settings alone.
+    pub fn settings(&self) -> Result<entitle::store::Settings, Error> {
+        match self {
+            Opened::File(store) => store.settings(),
+            #[cfg(feature = "postgres")]
+            Opened::Postgres(store) => store.settings(),
+        }
+    }
+
+    /// Builds the engine on this store.
+    pub fn attach(self, builder: EngineBuilder) -> EngineBuilder {
+        match self {
+            Opened::File(store) => builder.store(*store),
+            #[cfg(feature = "postgres")]
+            Opened::Postgres(store) => builder.store(*store),
+        }
+    }
+}
+
 /// What `init` fixed about an install.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -38,9 +151,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the settings of the state in `dir`. A state that `init` never
-    /// made (or finished) is missing, not corrupt: running `init` mends it.
-    pub fn read(store: &FileStore, dir: &Path) -> Result<Self, Error> {
+    /// Reads the settings of the state at `location`. A state that `init`
+    /// never made (or finished) is missing, not corrupt: running `init`
+    /// mends it.
+    pub fn read(store: &Opened, location: &Location) -> Result<Self, Error> {
         let settings = store.settings()?;
         match (settings.product, settings.install) {
             (Some(product), Some(install)) => Ok(Settings { product, install }),
@@ -49,14 +163,14 @@ impl Settings {
                 install: InstallSettings::default(),
             }),
             _ => Err(Error::StateMissing {
-                path: dir.display().to_string(),
+                path: location.to_string(),
             }),
         }
     }
 
     /// The keys this CLI trusts: those compiled into it, if any (then the
     /// state's are ignored), else those `init` recorded.
-    pub fn keyring(&self, dir: &Path) -> Result<Keyring, Error> {
+    pub fn keyring(&self, location: &Location) -> Result<Keyring, Error> {
         if built_in::has_keys() {
             return Keyring::from_pems(pem_blocks(built_in::KEYS)).map_err(|e| {
                 Error::InvalidArgument(format!(
@@ -67,7 +181,7 @@ impl Settings {
         }
         let pems = self.install.trusted_keys.iter().map(String::as_str);
         Keyring::from_pems(pems).map_err(|e| Error::StateCorrupt {
-            path: dir.display().to_string(),
+            path: location.to_string(),
             detail: format!("a trusted key does not read ({e})"),
         })
     }
@@ -127,21 +241,21 @@ pub struct Install {
     pub moved: bool,
 }
 
-/// Opens the state directory as an engine: `STATE_MISSING` if `init` never
-/// ran there.
+/// Opens the state as an engine: `STATE_MISSING` if `init` never ran
+/// there.
 pub fn open_engine(globals: &Globals) -> Result<Engine, Failure> {
     Ok(open_install(globals)?.engine)
 }
 
-/// Opens the state directory: the engine and the device it is.
+/// Opens the state: the engine and the device it is.
 pub fn open_install(globals: &Globals) -> Result<Install, Error> {
-    let dir = globals.state_dir();
-    let store = FileStore::open(&dir)?;
-    let settings = Settings::read(&store, &dir)?;
+    let location = globals.location()?;
+    let store = Opened::open(&location, false)?;
+    let settings = Settings::read(&store, &location)?;
     let (device, moved) = settings.device_on(machine_fingerprint().as_deref());
-    let mut builder = Engine::builder(settings.product.as_str())
-        .keyring(settings.keyring(&dir)?)
-        .store(store)
+    let builder = Engine::builder(settings.product.as_str()).keyring(settings.keyring(&location)?);
+    let mut builder = store
+        .attach(builder)
         .virtual_machine(detect_virtual_machine())
         // One command, one mutation: nothing to keep fresh afterwards.
         .background_refresh(false);

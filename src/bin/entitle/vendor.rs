@@ -438,12 +438,12 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     // `./entitle-state` lying about is more likely an install's), and a
     // named one that is missing is an error: a typo must not sign an
     // uncounted certificate.
-    let counted_in = match &globals.state {
-        Some(dir) => {
-            open_engine(globals)?.record_issued_certificate(&request, args.expires)?;
-            Some(dir.display().to_string())
-        }
-        None => None,
+    let counted_in = if globals.state_named() {
+        let engine = open_engine(globals)?;
+        engine.record_issued_certificate(&request, args.expires)?;
+        Some(globals.location()?.to_string())
+    } else {
+        None
     };
 
     let compact = token::sign(&document, &key, TokenType::Machine)?;

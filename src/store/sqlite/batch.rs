@@ -2,17 +2,17 @@
 //! join one open SQLite transaction (a batch), each written when it
 //! commits, as one statement or inside a savepoint, so that one that
 //! fails or is dropped undoes only itself. The batch is committed and the
-//! log synced once for all of them (`group.rs` decides when).
+//! log synced once for all of them (`store/group.rs` decides when).
 
 use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 use rusqlite::Connection;
 
-use super::group::GroupCommit;
 use super::rows::{read_all, read_generation, set_generation, write, Cached};
 use super::{begin_immediate, sql_error, FileStore};
 use crate::error::{Error, Result};
+use crate::store::group::GroupCommit;
 use crate::store::{Change, Persisted, Transaction};
 
 impl FileStore {

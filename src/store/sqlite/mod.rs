@@ -9,16 +9,15 @@
 //!
 //! The module is split by concern: `schema` (tables, checks on open,
 //! migrations), `rows` (records to SQL and back), `batch` (the open
-//! transaction mutations share) and `group` (when a batch is committed and
-//! synced, and by whom). Group commit: each mutation waits, outside the
-//! engine's lock, until its batch is committed and the log synced: one
-//! caller commits and fsyncs once for all of it, so concurrent writers
-//! share one `BEGIN`, one `COMMIT` and one fsync, and a mutation still
+//! transaction mutations share); when a batch is committed and synced,
+//! and by whom, is `store/group.rs`, shared with the PostgreSQL store.
+//! Group commit: each mutation waits, outside the engine's lock, until
+//! its batch is committed and the log synced: one caller commits and
+//! fsyncs once for all of it, so concurrent writers share one `BEGIN`, one `COMMIT` and one fsync, and a mutation still
 //! returns only once it is on disk. BENCHMARKS.md, "Durable writes", has
 //! the figures.
 
 mod batch;
-mod group;
 mod rows;
 mod schema;
 
@@ -30,9 +29,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::store::group::{GroupCommit, Unsynced};
 use crate::store::{Persisted, Settings, Store, Transaction};
 use batch::Session;
-use group::{GroupCommit, Unsynced};
 use rows::read_all;
 
 /// The file holding the state, inside the state directory.

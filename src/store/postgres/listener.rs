@@ -1,0 +1,93 @@
+//! The listener: one thread per database per process, on a connection of
+//! its own, `LISTEN`ing to the channel every commit notifies. Each
+//! notification raises the generation of its namespace in memory, which
+//! is all that [`Store::generation`](crate::store::Store::generation)
+//! reads: the engines' refresher asks every engine once a second, and a
+//! thousand engines cost a thousand atomic loads, not a thousand queries.
+//!
+//! When its connection fails, the listener says so (stores then know the
+//! generations may be stale), polls the generations once a second with
+//! one query while it tries to connect again, and once listening again
+//! polls once more: what was committed while it was deaf was never
+//! notified to it, and the poll makes every engine concerned reload.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::Client;
+
+use super::database::Database;
+
+/// How long the listener waits for a notification before it looks
+/// whether its database is still wanted; and the polling period while it
+/// cannot listen.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Starts the listener of `database`. It ends when the last store on the
+/// database is dropped.
+pub(super) fn start(database: Weak<Database>) {
+    // Should the thread not start, engines still see other processes'
+    // changes on every mutation (it locks the namespace and reads its
+    // generation) and on reload.
+    let _ = std::thread::Builder::new()
+        .name("entitle-pg-listen".into())
+        .spawn(move || run(database));
+}
+
+fn run(database: Weak<Database>) {
+    let mut client: Option<Client> = None;
+    loop {
+        // Held for one tick at a time: dropping the last store drops the
+        // database, and this thread ends at its next tick.
+        let Some(db) = database.upgrade() else {
+            return;
+        };
+        match client.as_mut() {
+            None => match db.connect_listener() {
+                Ok(mut fresh) => {
+                    // Listening from here on; what came before is read.
+                    let caught_up = db.poll(Some(&mut fresh)).is_ok();
+                    db.listening.store(caught_up, Ordering::Release);
+                    if caught_up {
+                        client = Some(fresh);
+                    } else {
+                        drop(db);
+                        std::thread::sleep(TICK);
+                    }
+                }
+                Err(_) => {
+                    db.listening.store(false, Ordering::Release);
+                    let _ = db.poll(None);
+                    drop(db);
+                    std::thread::sleep(TICK);
+                }
+            },
+            Some(listening) => {
+                if !hear(&db, listening) {
+                    db.listening.store(false, Ordering::Release);
+                    client = None;
+                    let _ = db.poll(None);
+                }
+            }
+        }
+    }
+}
+
+/// Hears notifications for up to a tick of silence; false once the
+/// connection has failed.
+fn hear(db: &Database, client: &mut Client) -> bool {
+    {
+        let mut notifications = client.notifications();
+        let mut heard = notifications.timeout_iter(TICK);
+        loop {
+            match heard.next() {
+                Ok(Some(notification)) => db.notified(notification.payload()),
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+    }
+    !client.is_closed()
+}

@@ -1,0 +1,520 @@
+//! Rows: how each record of the store's vocabulary is written to the
+//! PostgreSQL tables and read back, always within one namespace.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use postgres::types::FromSql;
+use postgres::Row;
+use sha2::{Digest, Sha256};
+
+use super::database::Conn;
+use crate::store::{
+    ActivationKind, ActivationRecord, Change, CounterRecord, InstallSettings, LeaseRecord,
+    LicenseRecord, Persisted, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+};
+
+/// A failure reading or writing rows: the client's, or a row that does
+/// not read as what entitle wrote.
+#[derive(Debug)]
+pub(super) enum RowError {
+    Client(postgres::Error),
+    Corrupt(String),
+}
+
+impl From<postgres::Error> for RowError {
+    fn from(e: postgres::Error) -> Self {
+        RowError::Client(e)
+    }
+}
+
+type Rows<T> = std::result::Result<T, RowError>;
+
+/// The keys of `entitle_settings`.
+mod key {
+    pub const PRODUCT: &str = "product";
+    pub const LATEST_SEEN: &str = "latest_seen";
+    pub const MAX_ISSUED_AT: &str = "max_issued_at";
+    /// A JSON array of PEM public keys; it marks a state `init` made.
+    pub const KEYS: &str = "keys";
+    /// Unix seconds.
+    pub const RELEASE_DATE: &str = "release_date";
+    pub const DEVICE: &str = "fingerprint";
+    pub const MACHINE: &str = "machine";
+}
+
+fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize, table: &str) -> Rows<T> {
+    row.try_get(i)
+        .map_err(|e| RowError::Corrupt(format!("a row of {table} does not read ({e})")))
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The tables that change only with licenses (their tokens are large), as
+/// last read, with the `licenses_generation` they were read at: a refresh
+/// after another engine's change reads them again only if they changed.
+#[derive(Debug, Default)]
+pub(super) struct Cached {
+    at: Option<u64>,
+    licenses: Vec<LicenseRecord>,
+    serials: Vec<(String, u64)>,
+    tombstones: Vec<(String, i64)>,
+    first_use: Vec<(String, i64)>,
+    signed: Vec<SignedRecord>,
+}
+
+/// Whether a change touches a table [`Cached`] keeps.
+pub(super) fn changes_licenses(change: &Change) -> bool {
+    match change {
+        Change::PutLicense(_)
+        | Change::DeleteLicense(_)
+        | Change::Serial(..)
+        | Change::Tombstone(..)
+        | Change::FirstUse(..)
+        | Change::PutSigned(_) => true,
+        Change::Set(_)
+        | Change::PutUser(_)
+        | Change::DeleteUser(_)
+        | Change::PutActivation(_)
+        | Change::DeleteActivation { .. }
+        | Change::Transfers(..)
+        | Change::PutLease(_)
+        | Change::DeleteLease(_)
+        | Change::PutCounter(_) => false,
+    }
+}
+
+/// Reads the whole state of `namespace`. `licenses_at` is the
+/// `licenses_generation` the tables [`Cached`] keeps are at, when they
+/// are as committed (`None` inside a batch that changed them): then they
+/// are taken from `cached` if it holds them at that generation.
+pub(super) fn read_all(
+    conn: &mut Conn,
+    namespace: &str,
+    cached: &mut Cached,
+    licenses_at: Option<u64>,
+) -> Rows<Persisted> {
+    let ns: &(dyn postgres::types::ToSql + Sync) = &namespace;
+    let settings = read_settings(conn, namespace)?;
+    if licenses_at.is_none() || cached.at != licenses_at {
+        let fresh = Cached {
+            at: licenses_at,
+            licenses: conn
+                .query(
+                    "SELECT id, token, added_at, revoked FROM entitle_licenses \
+                     WHERE namespace = $1 ORDER BY id",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(LicenseRecord {
+                        id: Arc::from(get::<&str>(r, 0, "licenses")?),
+                        token: Arc::from(get::<&str>(r, 1, "licenses")?),
+                        added_at: get(r, 2, "licenses")?,
+                        revoked: get(r, 3, "licenses")?,
+                        verified: None,
+                    })
+                })
+                .collect::<Rows<_>>()?,
+            serials: conn
+                .query(
+                    "SELECT id, serial FROM entitle_serials WHERE namespace = $1 ORDER BY id",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| Ok((get(r, 0, "serials")?, unsigned(get(r, 1, "serials")?))))
+                .collect::<Rows<_>>()?,
+            tombstones: pairs(
+                conn,
+                "SELECT id, at FROM entitle_tombstones WHERE namespace = $1 ORDER BY id",
+                namespace,
+                "tombstones",
+            )?,
+            first_use: pairs(
+                conn,
+                "SELECT id, at FROM entitle_first_use WHERE namespace = $1 ORDER BY id",
+                namespace,
+                "first_use",
+            )?,
+            signed: conn
+                .query(
+                    "SELECT typ, token, added_at FROM entitle_signed \
+                     WHERE namespace = $1 ORDER BY digest",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| {
+                    let typ: &str = get(r, 0, "signed")?;
+                    let kind = SignedKind::parse(typ).ok_or_else(|| {
+                        RowError::Corrupt(format!("a signed row has an unknown type `{typ}`"))
+                    })?;
+                    Ok(SignedRecord {
+                        kind,
+                        token: get(r, 1, "signed")?,
+                        added_at: get(r, 2, "signed")?,
+                    })
+                })
+                .collect::<Rows<_>>()?,
+        };
+        *cached = fresh;
+    }
+    let users = conn
+        .query(
+            "SELECT id, user_type, added_at, last_active_at FROM entitle_users \
+             WHERE namespace = $1 ORDER BY id",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(UserRecord {
+                id: get(r, 0, "users")?,
+                user_type: get(r, 1, "users")?,
+                added_at: get(r, 2, "users")?,
+                last_active_at: get(r, 3, "users")?,
+            })
+        })
+        .collect::<Rows<_>>()?;
+    let activations = conn
+        .query(
+            "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, \
+             vm, token FROM entitle_activations WHERE namespace = $1 \
+             ORDER BY license_id, fingerprint",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            let t = "activations";
+            let kind = match (get::<bool>(r, 4, t)?, get::<Option<String>>(r, 7, t)?) {
+                (false, _) => ActivationKind::Counted,
+                (true, Some(token)) => ActivationKind::Certificate(token),
+                (true, None) => ActivationKind::Recorded,
+            };
+            Ok(ActivationRecord {
+                license_id: get(r, 0, t)?,
+                fingerprint: get(r, 1, t)?,
+                activated_at: get(r, 2, t)?,
+                expires_at: get(r, 3, t)?,
+                kind,
+                hostname: get(r, 5, t)?,
+                vm: get(r, 6, t)?,
+            })
+        })
+        .collect::<Rows<_>>()?;
+    let transfers = conn
+        .query(
+            "SELECT license_id, count FROM entitle_transfers WHERE namespace = $1 \
+             ORDER BY license_id",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            let count: i64 = get(r, 1, "transfers")?;
+            Ok((
+                get(r, 0, "transfers")?,
+                u32::try_from(count).unwrap_or(u32::MAX),
+            ))
+        })
+        .collect::<Rows<_>>()?;
+    let leases = conn
+        .query(
+            "SELECT id, client, feature, created_at, expires_at, borrowed_until \
+             FROM entitle_leases WHERE namespace = $1 ORDER BY id",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(LeaseRecord {
+                id: get(r, 0, "leases")?,
+                client: get(r, 1, "leases")?,
+                feature: get(r, 2, "leases")?,
+                created_at: get(r, 3, "leases")?,
+                expires_at: get(r, 4, "leases")?,
+                borrowed_until: get(r, 5, "leases")?,
+            })
+        })
+        .collect::<Rows<_>>()?;
+    let counters = conn
+        .query(
+            "SELECT license_id, code, period_start, used FROM entitle_counters \
+             WHERE namespace = $1 ORDER BY license_id, code",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(CounterRecord {
+                license_id: get(r, 0, "counters")?,
+                code: get(r, 1, "counters")?,
+                period_start: get(r, 2, "counters")?,
+                used: unsigned(get(r, 3, "counters")?),
+            })
+        })
+        .collect::<Rows<_>>()?;
+    Ok(Persisted {
+        settings,
+        licenses: cached.licenses.clone(),
+        serials: cached.serials.clone(),
+        tombstones: cached.tombstones.clone(),
+        first_use: cached.first_use.clone(),
+        users,
+        activations,
+        transfers,
+        leases,
+        counters,
+        signed: cached.signed.clone(),
+    })
+}
+
+/// Rows of (text, bigint).
+fn pairs(
+    conn: &mut Conn,
+    sql: &'static str,
+    namespace: &str,
+    table: &str,
+) -> Rows<Vec<(String, i64)>> {
+    conn.query(sql, &[&namespace])?
+        .iter()
+        .map(|r| Ok((get(r, 0, table)?, get(r, 1, table)?)))
+        .collect()
+}
+
+/// The settings of `namespace`.
+pub(super) fn read_settings(conn: &mut Conn, namespace: &str) -> Rows<Settings> {
+    let meta: BTreeMap<String, String> = conn
+        .query(
+            "SELECT key, value FROM entitle_settings WHERE namespace = $1",
+            &[&namespace],
+        )?
+        .iter()
+        .map(|r| Ok((get(r, 0, "settings")?, get(r, 1, "settings")?)))
+        .collect::<Rows<_>>()?;
+    let number = |k: &str| {
+        meta.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| RowError::Corrupt(format!("the setting `{k}` is not a number")))
+            })
+            .transpose()
+    };
+    let install = match meta.get(key::KEYS) {
+        None => None,
+        Some(keys) => Some(InstallSettings {
+            trusted_keys: serde_json::from_str(keys).map_err(|e| {
+                RowError::Corrupt(format!("its trusted keys are not a JSON list of PEM ({e})"))
+            })?,
+            release_date: number(key::RELEASE_DATE)?,
+            device: meta.get(key::DEVICE).cloned(),
+            machine: meta.get(key::MACHINE).cloned(),
+        }),
+    };
+    Ok(Settings {
+        product: meta.get(key::PRODUCT).cloned(),
+        latest_seen: number(key::LATEST_SEEN)?,
+        max_issued_at: number(key::MAX_ISSUED_AT)?,
+        install,
+    })
+}
+
+fn set(conn: &mut Conn, namespace: &str, key: &str, value: Option<&str>) -> Rows<()> {
+    match value {
+        Some(value) => conn.execute(
+            "INSERT INTO entitle_settings (namespace, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&namespace, &key, &value],
+        ),
+        None => conn.execute(
+            "DELETE FROM entitle_settings WHERE namespace = $1 AND key = $2",
+            &[&namespace, &key],
+        ),
+    }?;
+    Ok(())
+}
+
+fn write_setting(conn: &mut Conn, ns: &str, setting: &Setting) -> Rows<()> {
+    match setting {
+        Setting::Product(p) => set(conn, ns, key::PRODUCT, Some(p)),
+        Setting::LatestSeen(t) => set(conn, ns, key::LATEST_SEEN, Some(&t.to_string())),
+        Setting::MaxIssuedAt(t) => set(conn, ns, key::MAX_ISSUED_AT, Some(&t.to_string())),
+        Setting::Install(s) => {
+            let keys = serde_json::to_string(&s.trusted_keys)
+                .map_err(|e| RowError::Corrupt(format!("trusted keys do not serialize ({e})")))?;
+            set(conn, ns, key::KEYS, Some(&keys))?;
+            let date = s.release_date.map(|t| t.to_string());
+            set(conn, ns, key::RELEASE_DATE, date.as_deref())?;
+            set(conn, ns, key::DEVICE, s.device.as_deref())?;
+            set(conn, ns, key::MACHINE, s.machine.as_deref())
+        }
+    }
+}
+
+/// Writes one change into `namespace`, in the transaction open on `conn`.
+pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
+    match change {
+        Change::Set(setting) => return write_setting(conn, ns, setting),
+        Change::PutLicense(l) => conn.execute(
+            "INSERT INTO entitle_licenses (namespace, id, token, added_at, revoked) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, id) DO UPDATE SET \
+             token = EXCLUDED.token, added_at = EXCLUDED.added_at, revoked = EXCLUDED.revoked",
+            &[&ns, &&*l.id, &&*l.token, &l.added_at, &l.revoked],
+        ),
+        Change::DeleteLicense(id) => conn.execute(
+            "DELETE FROM entitle_licenses WHERE namespace = $1 AND id = $2",
+            &[&ns, id],
+        ),
+        Change::Serial(id, serial) => conn.execute(
+            "INSERT INTO entitle_serials (namespace, id, serial) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace, id) DO UPDATE SET serial = EXCLUDED.serial",
+            &[&ns, id, &signed(*serial)],
+        ),
+        Change::Tombstone(id, at) => conn.execute(
+            "INSERT INTO entitle_tombstones (namespace, id, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace, id) DO UPDATE SET at = EXCLUDED.at",
+            &[&ns, id, at],
+        ),
+        Change::FirstUse(id, at) => conn.execute(
+            "INSERT INTO entitle_first_use (namespace, id, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace, id) DO NOTHING",
+            &[&ns, id, at],
+        ),
+        Change::PutSigned(r) => {
+            let digest: String = Sha256::digest(r.token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            conn.execute(
+                "INSERT INTO entitle_signed (namespace, digest, typ, token, added_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, digest) DO NOTHING",
+                &[&ns, &digest, &r.kind.as_str(), &r.token, &r.added_at],
+            )
+        }
+        Change::PutUser(u) => conn.execute(
+            "INSERT INTO entitle_users (namespace, id, user_type, added_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, id) DO UPDATE SET \
+             user_type = EXCLUDED.user_type, added_at = EXCLUDED.added_at, \
+             last_active_at = EXCLUDED.last_active_at",
+            &[&ns, &u.id, &u.user_type, &u.added_at, &u.last_active_at],
+        ),
+        Change::DeleteUser(id) => conn.execute(
+            "DELETE FROM entitle_users WHERE namespace = $1 AND id = $2",
+            &[&ns, id],
+        ),
+        Change::PutActivation(a) => {
+            let token = match &a.kind {
+                ActivationKind::Certificate(token) => Some(token.as_str()),
+                ActivationKind::Counted | ActivationKind::Recorded => None,
+            };
+            let certificate = a.kind != ActivationKind::Counted;
+            conn.execute(
+                "INSERT INTO entitle_activations (namespace, license_id, fingerprint, \
+                 activated_at, expires_at, certificate, hostname, vm, token) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (namespace, license_id, fingerprint) DO UPDATE SET \
+                 activated_at = EXCLUDED.activated_at, expires_at = EXCLUDED.expires_at, \
+                 certificate = EXCLUDED.certificate, hostname = EXCLUDED.hostname, \
+                 vm = EXCLUDED.vm, token = EXCLUDED.token",
+                &[
+                    &ns,
+                    &a.license_id,
+                    &a.fingerprint,
+                    &a.activated_at,
+                    &a.expires_at,
+                    &certificate,
+                    &a.hostname,
+                    &a.vm,
+                    &token,
+                ],
+            )
+        }
+        Change::DeleteActivation {
+            license_id,
+            fingerprint,
+        } => conn.execute(
+            "DELETE FROM entitle_activations \
+             WHERE namespace = $1 AND license_id = $2 AND fingerprint = $3",
+            &[&ns, license_id, fingerprint],
+        ),
+        Change::Transfers(license_id, n) => conn.execute(
+            "INSERT INTO entitle_transfers (namespace, license_id, count) VALUES ($1, $2, $3) \
+             ON CONFLICT (namespace, license_id) DO UPDATE SET count = EXCLUDED.count",
+            &[&ns, license_id, &i64::from(*n)],
+        ),
+        Change::PutLease(l) => conn.execute(
+            "INSERT INTO entitle_leases (namespace, id, client, feature, created_at, \
+             expires_at, borrowed_until) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (namespace, id) DO UPDATE SET client = EXCLUDED.client, \
+             feature = EXCLUDED.feature, created_at = EXCLUDED.created_at, \
+             expires_at = EXCLUDED.expires_at, borrowed_until = EXCLUDED.borrowed_until",
+            &[
+                &ns,
+                &l.id,
+                &l.client,
+                &l.feature,
+                &l.created_at,
+                &l.expires_at,
+                &l.borrowed_until,
+            ],
+        ),
+        Change::DeleteLease(id) => conn.execute(
+            "DELETE FROM entitle_leases WHERE namespace = $1 AND id = $2",
+            &[&ns, id],
+        ),
+        Change::PutCounter(c) => conn.execute(
+            "INSERT INTO entitle_counters (namespace, license_id, code, period_start, used) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, license_id, code) \
+             DO UPDATE SET period_start = EXCLUDED.period_start, used = EXCLUDED.used",
+            &[
+                &ns,
+                &c.license_id,
+                &c.code,
+                &c.period_start,
+                &signed(c.used),
+            ],
+        ),
+    }?;
+    Ok(())
+}
+
+/// Whether a change holds a text PostgreSQL cannot store (a NUL
+/// character): refused before it reaches the batch, so that it cannot
+/// fail the other mutations committed with it.
+pub(super) fn holds_nul(change: &Change) -> bool {
+    let nul = |s: &str| s.contains('\0');
+    match change {
+        Change::Set(Setting::Product(p)) => nul(p),
+        Change::Set(Setting::LatestSeen(_) | Setting::MaxIssuedAt(_)) => false,
+        Change::Set(Setting::Install(s)) => {
+            s.trusted_keys.iter().any(|k| nul(k))
+                || s.device.as_deref().is_some_and(nul)
+                || s.machine.as_deref().is_some_and(nul)
+        }
+        Change::PutLicense(l) => nul(&l.id) || nul(&l.token),
+        Change::DeleteLicense(id)
+        | Change::Serial(id, _)
+        | Change::Tombstone(id, _)
+        | Change::FirstUse(id, _)
+        | Change::DeleteUser(id)
+        | Change::Transfers(id, _)
+        | Change::DeleteLease(id) => nul(id),
+        Change::PutSigned(r) => nul(&r.token),
+        Change::PutUser(u) => nul(&u.id) || nul(&u.user_type),
+        Change::PutActivation(a) => {
+            nul(&a.license_id)
+                || nul(&a.fingerprint)
+                || nul(&a.hostname)
+                || matches!(&a.kind, ActivationKind::Certificate(t) if nul(t))
+        }
+        Change::DeleteActivation {
+            license_id,
+            fingerprint,
+        } => nul(license_id) || nul(fingerprint),
+        Change::PutLease(l) => {
+            nul(&l.id) || nul(&l.client) || l.feature.as_deref().is_some_and(nul)
+        }
+        Change::PutCounter(c) => nul(&c.license_id) || nul(&c.code),
+    }
+}

@@ -1,0 +1,170 @@
+//! The tables, made and checked by the store itself: every table is
+//! keyed by `namespace`, so one database holds any number of independent
+//! installs; `entitle_namespaces` holds each one's generation (the row
+//! every write transaction locks); `entitle_schema` the version of these
+//! tables, which an older entitle refuses.
+
+use super::database::{db_error, Conn};
+use crate::error::{Error, Result};
+
+/// The version of the PostgreSQL tables this crate writes. Tables written
+/// by an older version are brought up to date when opened; tables written
+/// by a newer one are refused (`STATE_CORRUPT`, naming the version).
+///
+/// ```
+/// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
+/// ```
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Taken, for the transaction, by whoever makes or migrates the tables:
+/// processes starting together make them once.
+const SCHEMA_LOCK: i64 = 0x656e_7469_746c_6500; // "entitle\0"
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS entitle_schema (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS entitle_namespaces (
+    namespace text PRIMARY KEY, generation bigint NOT NULL,
+    licenses_generation bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS entitle_settings (
+    namespace text NOT NULL, key text NOT NULL, value text NOT NULL,
+    PRIMARY KEY (namespace, key));
+CREATE TABLE IF NOT EXISTS entitle_licenses (
+    namespace text NOT NULL, id text NOT NULL, token text NOT NULL,
+    added_at bigint NOT NULL, revoked boolean NOT NULL, PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_serials (
+    namespace text NOT NULL, id text NOT NULL, serial bigint NOT NULL,
+    PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_tombstones (
+    namespace text NOT NULL, id text NOT NULL, at bigint NOT NULL,
+    PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_first_use (
+    namespace text NOT NULL, id text NOT NULL, at bigint NOT NULL,
+    PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_signed (
+    namespace text NOT NULL, digest text NOT NULL, typ text NOT NULL, token text NOT NULL,
+    added_at bigint NOT NULL, PRIMARY KEY (namespace, digest));
+CREATE TABLE IF NOT EXISTS entitle_users (
+    namespace text NOT NULL, id text NOT NULL, user_type text NOT NULL,
+    added_at bigint NOT NULL, last_active_at bigint NOT NULL, PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_activations (
+    namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
+    activated_at bigint NOT NULL, expires_at bigint, certificate boolean NOT NULL,
+    hostname text NOT NULL, vm boolean NOT NULL, token text,
+    PRIMARY KEY (namespace, license_id, fingerprint));
+CREATE TABLE IF NOT EXISTS entitle_transfers (
+    namespace text NOT NULL, license_id text NOT NULL, count bigint NOT NULL,
+    PRIMARY KEY (namespace, license_id));
+CREATE TABLE IF NOT EXISTS entitle_leases (
+    namespace text NOT NULL, id text NOT NULL, client text NOT NULL, feature text,
+    created_at bigint NOT NULL, expires_at bigint NOT NULL, borrowed_until bigint,
+    PRIMARY KEY (namespace, id));
+CREATE TABLE IF NOT EXISTS entitle_counters (
+    namespace text NOT NULL, license_id text NOT NULL, code text NOT NULL,
+    period_start bigint NOT NULL, used bigint NOT NULL, PRIMARY KEY (namespace, license_id, code));
+";
+
+/// Makes the tables if they are missing, checks their version (refusing a
+/// newer one), and makes `namespace`'s row if it has none; returns the
+/// namespace's generation.
+pub(super) fn prepare(conn: &mut Conn, location: &str, namespace: &str) -> Result<u64> {
+    let sql = |e| db_error(location, std::time::Duration::ZERO, e);
+    // The common case, in one round trip: the tables are there and current.
+    let current = match conn
+        .client
+        .query_opt("SELECT version FROM entitle_schema", &[])
+    {
+        Ok(Some(row)) => check_version(row.try_get(0).map_err(sql)?, location)?,
+        // No tables yet (or no version row): made below, under the lock.
+        Ok(None) => false,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => false,
+        Err(e) => return Err(sql(e)),
+    };
+    if !current {
+        make_tables(conn, location)?;
+    }
+    conn.execute(
+        "INSERT INTO entitle_namespaces (namespace, generation, licenses_generation) \
+         VALUES ($1, 0, 0) ON CONFLICT (namespace) DO NOTHING",
+        &[&namespace],
+    )
+    .map_err(sql)?;
+    let row = conn
+        .query(
+            "SELECT generation FROM entitle_namespaces WHERE namespace = $1",
+            &[&namespace],
+        )
+        .map_err(sql)?;
+    let generation: i64 = match row.first() {
+        Some(row) => row.try_get(0).map_err(sql)?,
+        None => {
+            return Err(Error::StateCorrupt {
+                path: location.to_owned(),
+                detail: "its namespace row vanished as it was made".into(),
+            })
+        }
+    };
+    Ok(u64::try_from(generation).unwrap_or(0))
+}
+
+/// Whether tables of `version` are current; an error if they are newer
+/// than this entitle reads.
+fn check_version(version: i32, location: &str) -> Result<bool> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::StateCorrupt {
+            path: location.to_owned(),
+            detail: format!(
+                "its tables were written by a newer entitle (schema version {version}; \
+                 this one reads up to {SCHEMA_VERSION}): upgrade entitle"
+            ),
+        });
+    }
+    Ok(version == SCHEMA_VERSION)
+}
+
+/// Makes (or migrates) the tables in one transaction, under an advisory
+/// lock so that processes starting at once do it one at a time.
+fn make_tables(conn: &mut Conn, location: &str) -> Result<()> {
+    let sql = |e| db_error(location, std::time::Duration::ZERO, e);
+    conn.client.batch_execute("BEGIN").map_err(sql)?;
+    let made = (|| {
+        conn.client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(sql)?;
+        conn.client.batch_execute(TABLES).map_err(sql)?;
+        let version: Option<i32> = conn
+            .client
+            .query_opt("SELECT version FROM entitle_schema", &[])
+            .map_err(sql)?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(sql)?;
+        match version {
+            None => {
+                conn.client
+                    .execute(
+                        "INSERT INTO entitle_schema (version) VALUES ($1)",
+                        &[&SCHEMA_VERSION],
+                    )
+                    .map_err(sql)?;
+            }
+            // Made by another process meanwhile, or older: no version
+            // before this one changed a table, so older is brought up by
+            // setting the version.
+            Some(version) if !check_version(version, location)? => {
+                conn.client
+                    .execute("UPDATE entitle_schema SET version = $1", &[&SCHEMA_VERSION])
+                    .map_err(sql)?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    })();
+    match made {
+        Ok(()) => conn.client.batch_execute("COMMIT").map_err(sql),
+        Err(e) => {
+            let _ = conn.client.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! PostgreSQL against the store contract (`tests/conformance/`), one test
+//! per part, and what is particular to it: namespaces, the schema version,
+//! connection failures, change notifications, many tenants in one
+//! process. Against a real server (`tests/pg_common/`).
+#![cfg(feature = "postgres")]
+
+mod common;
+mod conformance;
+mod pg_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use entitle::store::{PgStore, Store, PG_SCHEMA_VERSION};
+use entitle::{Engine, Reason, SystemClock};
+use pg_common::{fresh_database, namespace, psql, server_url};
+use serde_json::json;
+
+/// A fresh namespace on the test server, and how to open it (again).
+fn fresh() -> impl Fn() -> PgStore {
+    let url = server_url();
+    let ns = namespace("conformance");
+    move || PgStore::open(url, &ns).unwrap()
+}
+
+#[test]
+fn acknowledged_changes_survive_reopening() {
+    conformance::acknowledged_changes_survive_reopening(fresh());
+}
+
+#[test]
+fn refused_and_abandoned_changes_leave_no_trace() {
+    conformance::refused_and_abandoned_changes_leave_no_trace(fresh());
+}
+
+#[test]
+fn a_transaction_is_all_or_nothing() {
+    conformance::a_transaction_is_all_or_nothing(fresh());
+}
+
+#[test]
+fn limits_hold_exactly_across_two_engines() {
+    conformance::limits_hold_exactly_across_two_engines(fresh());
+}
+
+#[test]
+fn another_engine_sees_a_change_within_a_second() {
+    conformance::another_engine_sees_a_change_within_a_second(fresh());
+}
+
+#[test]
+fn a_refresh_sees_every_kind_of_change() {
+    conformance::a_refresh_sees_every_kind_of_change(fresh());
+}
+
+/// Two namespaces in one database are two installs: licenses, users,
+/// limits and generations of one are nothing to the other.
+#[test]
+fn namespaces_are_independent() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let (a, b) = (namespace("tenant-a"), namespace("tenant-b"));
+    let open = |ns: &str| {
+        vendor
+            .builder(&clock)
+            .store(PgStore::open(server_url(), ns).unwrap())
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (open(&a), open(&b));
+    let one_seat = |id: &str| {
+        vendor.license(json!({"id": id, "seats": {"max": 1},
+            "features": [{"code": "export"}, {"code": "api", "consumption": {"max": 2}}]}))
+    };
+    first.add_license(&one_seat("lic-a")).unwrap();
+    assert_eq!(second.check_feature("export").reason(), Reason::NotLicensed);
+    let b_before = PgStore::open(server_url(), &b)
+        .unwrap()
+        .generation()
+        .unwrap();
+    first.add_user("ann", "member").unwrap();
+    first.consume("api", 2).unwrap();
+    assert_eq!(
+        PgStore::open(server_url(), &b)
+            .unwrap()
+            .generation()
+            .unwrap(),
+        b_before,
+        "a write in one namespace moved another's generation"
+    );
+    // The same limits, counted apart.
+    second.add_license(&one_seat("lic-b")).unwrap();
+    second.add_user("ann", "member").unwrap();
+    second.consume("api", 2).unwrap();
+    assert_eq!(
+        second.add_user("bob", "member").unwrap_err().code(),
+        "SEAT_LIMIT"
+    );
+    // A hard removal in one leaves the other's license alone.
+    first.remove_license("lic-a", true).unwrap();
+    let reopened_b = open(&b);
+    assert_eq!(reopened_b.check_feature("export").reason(), Reason::Ok);
+    assert_eq!(reopened_b.usage(0, 10).total, 1);
+    assert_eq!(reopened_b.consumption("api")[0].used, 2);
+    let reopened_a = open(&a);
+    assert_eq!(
+        reopened_a.check_feature("export").reason(),
+        Reason::NotLicensed
+    );
+    assert_eq!(
+        reopened_a
+            .add_license(&one_seat("lic-b"))
+            .map(drop)
+            .map_err(|e| e.code()),
+        Ok(()),
+        "lic-b is buried nowhere in namespace a"
+    );
+}
+
+/// Tables written by a newer entitle are refused, naming the version,
+/// rather than read as something they are not.
+#[test]
+fn a_schema_written_by_a_newer_entitle_is_refused_as_state_corrupt() {
+    let url = fresh_database("newer");
+    drop(PgStore::open(&url, "default").unwrap());
+    let newer = PG_SCHEMA_VERSION + 1;
+    psql(
+        &url,
+        &format!("UPDATE entitle_schema SET version = {newer}"),
+    );
+    let err = PgStore::open(&url, "default").unwrap_err();
+    assert_eq!(err.code(), "STATE_CORRUPT", "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("schema version {newer}")),
+        "{message}"
+    );
+    assert!(message.contains("upgrade entitle"), "{message}");
+}
+
+/// A database that is not there: an error naming the host and port and
+/// what to check, without the password, within the URL's connect_timeout.
+#[test]
+fn an_unreachable_database_is_a_clear_error_naming_host_and_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/licenses?connect_timeout=1");
+    let started = Instant::now();
+    let err = PgStore::open(&url, "default").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(err.code(), "STORE_UNAVAILABLE", "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains("pg_isready"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// A text PostgreSQL cannot store is refused as bad input before it
+/// reaches a batch shared with other mutations.
+#[test]
+fn a_nul_character_is_refused_not_sent() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let ns = namespace("nul");
+    let engine = vendor
+        .builder(&clock)
+        .store(PgStore::open(server_url(), &ns).unwrap())
+        .build()
+        .unwrap();
+    engine
+        .add_license(&vendor.license(json!({"id": "lic", "seats": {"max": 5}})))
+        .unwrap();
+    let err = engine.add_user("ann", "mem\0ber").unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
+    engine.add_user("ann", "member").unwrap();
+    assert_eq!(engine.usage(0, 10).total, 1);
+}
+
+fn entitle(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_entitle"))
+        .args(args)
+        .env_remove("ENTITLE_STATE")
+        .env_remove("ENTITLE_STORE")
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The listener: a change another process commits reaches this process
+/// by notification. While the listener listens nothing polls, so each
+/// generation seen here was told by PostgreSQL, within a fraction of a
+/// second; and an engine with background refresh has the new right
+/// within about a second.
+#[test]
+fn a_change_made_by_another_process_is_seen_within_a_second_by_notification() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let public = write(dir.path(), "vendor.pub", &vendor.key.public_key().to_pem());
+    let ns = namespace("listen");
+    let store_args = ["--store", server_url(), "--namespace", ns.as_str()];
+    let init = entitle(
+        &[
+            &store_args[..],
+            &["init", "--pub", &public, "--product", "acme"],
+        ]
+        .concat(),
+    );
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let engine = Engine::builder("acme")
+        .trust(vendor.key.public_key().clone())
+        .clock(SystemClock)
+        .store(PgStore::open(server_url(), &ns).unwrap())
+        .build()
+        .unwrap();
+    let observer = PgStore::open(server_url(), &ns).unwrap();
+    let since = Instant::now();
+    while !observer.listening() {
+        assert!(since.elapsed() < Duration::from_secs(5), "never listening");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (i, feature) in ["export", "render", "print"].iter().enumerate() {
+        let before = observer.generation().unwrap();
+        let license = write(
+            dir.path(),
+            &format!("lic{i}.lic"),
+            &vendor.license(
+                json!({"id": format!("lic{i}"), "issued_at": "2020-01-01T00:00:00Z",
+                "features": [{"code": feature}]}),
+            ),
+        );
+        let added = entitle(&[&store_args[..], &["license", "add", &license]].concat());
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let committed = Instant::now();
+        while observer.generation().unwrap() == before {
+            assert!(
+                committed.elapsed() < Duration::from_millis(500),
+                "change {i} not notified within 500 ms"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while !engine.check_feature(feature).allowed() {
+            assert!(
+                committed.elapsed() < Duration::from_millis(1500),
+                "the engine did not see change {i} within a second"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
