@@ -48,6 +48,11 @@ pub(super) struct Database {
     /// Whether the listener is connected and listening. While it is not,
     /// it polls the generations once a second instead.
     pub(super) listening: AtomicBool,
+    /// Why the listener's last attempt to connect failed, until one
+    /// succeeds (it tries once a second): while the server is down, calls
+    /// are refused at once rather than each waiting out the connect
+    /// timeout in turn behind the engine's writer lock.
+    pub(super) unreachable: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -112,12 +117,24 @@ impl Database {
             connect_wait,
             namespaces: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
+            unreachable: Mutex::new(None),
         })
     }
 
     /// A connection from the pool, or `STORE_UNAVAILABLE` naming where
     /// and why once the wait is over.
     pub(super) fn connection(&self, location: &str) -> Result<Pooled> {
+        if let Some(reason) = self.unreachable.lock().clone() {
+            // Known down: an idle connection may still serve (the server
+            // may refuse only new ones); otherwise refuse now.
+            return self.pool.try_get().ok_or_else(|| Error::StoreUnavailable {
+                location: location.to_owned(),
+                detail: format!(
+                    "the last attempt to connect failed ({reason}); entitle tries again \
+                     every second"
+                ),
+            });
+        }
         self.pool
             .get_timeout(self.connect_wait)
             .map_err(|e| Error::StoreUnavailable {
@@ -351,16 +368,17 @@ impl r2d2::ManageConnection for Connector {
 /// long (`STATE_LOCKED`), the tables are not the ones entitle writes
 /// (`STATE_CORRUPT`), or another failure of the server.
 pub(super) fn db_error(location: &str, waited: Duration, e: postgres::Error) -> Error {
+    let detail = explain(&e);
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection failed or was lost.
         return Error::StoreUnavailable {
             location: location.to_owned(),
-            detail: e.to_string(),
+            detail,
         };
     };
     let corrupt = |what: &str| Error::StateCorrupt {
         path: location.to_owned(),
-        detail: format!("{what} ({e})"),
+        detail: format!("{what} ({detail})"),
     };
     match code {
         c if *c == SqlState::LOCK_NOT_AVAILABLE => Error::StateLocked {
@@ -394,13 +412,31 @@ pub(super) fn db_error(location: &str, waited: Duration, e: postgres::Error) -> 
         {
             Error::StoreUnavailable {
                 location: location.to_owned(),
-                detail: e.to_string(),
+                detail,
             }
         }
         _ => Error::io(
             format!("reading or writing the state at {location}"),
-            std::io::Error::other(e.to_string()),
+            std::io::Error::other(detail),
         ),
+    }
+}
+
+/// A client error in words: the server's message and code when it sent
+/// one (the client's own text says only "db error"), else the client's
+/// text and its cause.
+pub(super) fn explain(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

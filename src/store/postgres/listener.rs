@@ -47,6 +47,7 @@ fn run(database: Weak<Database>) {
         match client.as_mut() {
             None => match db.connect_listener() {
                 Ok(mut fresh) => {
+                    *db.unreachable.lock() = None;
                     // Listening from here on; what came before is read.
                     let caught_up = db.poll(Some(&mut fresh)).is_ok();
                     db.listening.store(caught_up, Ordering::Release);
@@ -57,8 +58,9 @@ fn run(database: Weak<Database>) {
                         std::thread::sleep(TICK);
                     }
                 }
-                Err(_) => {
+                Err(e) => {
                     db.listening.store(false, Ordering::Release);
+                    *db.unreachable.lock() = Some(super::database::explain(&e));
                     let _ = db.poll(None);
                     drop(db);
                     std::thread::sleep(TICK);
