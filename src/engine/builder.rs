@@ -174,6 +174,18 @@ impl EngineBuilder {
                 },
             },
         };
+        let gate_epoch = self
+            .clock
+            .now()
+            .unix()
+            .saturating_sub(super::gate::word::EPOCH_BEFORE);
+        // Two instances of a program on one device each hold their own
+        // leases: the device, then this instance.
+        let instance = super::random_id("");
+        let client_id = match &config.device.fingerprint {
+            Some(fingerprint) => format!("{fingerprint}#{instance}"),
+            None => instance,
+        };
         let (generation, persisted) = store.store().load()?;
         if let Some(stored) = &persisted.settings.product {
             if *stored != config.product {
@@ -199,6 +211,9 @@ impl EngineBuilder {
                     has_features: false,
                 }),
                 registry: RwLock::default(),
+                gates: Mutex::default(),
+                gate_epoch,
+                client_id,
                 under_way: AtomicUsize::new(0),
                 unsynced: AtomicUsize::new(0),
             }),

@@ -13,9 +13,9 @@ use crate::engine::state::{
     Activations, Counters, DeviceActivations, DeviceContext, InstalledLicense, Leases, State, Users,
 };
 use crate::license::Feature;
-use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
 use crate::policy::Timeline;
+use crate::policy::{floating, seats};
 use crate::token::Keyring;
 
 /// How many upcoming "a user goes idle" instants the seat timeline covers.
@@ -35,6 +35,11 @@ pub(crate) struct FeatureEntry {
     tampered: Reason,
     limit: Timeline<Option<i64>>,
     limit_tampered: Option<i64>,
+    /// Some license grants it through a floating pool: a gate allows it
+    /// only while the program holds a lease.
+    pub(crate) leased: bool,
+    /// Some license meters it: a gate says when its quota is used up.
+    pub(crate) metered: bool,
 }
 
 impl FeatureEntry {
@@ -44,6 +49,8 @@ impl FeatureEntry {
             tampered: Reason::NotLicensed,
             limit: Timeline::constant(None),
             limit_tampered: None,
+            leased: false,
+            metered: false,
         }
     }
 
@@ -138,6 +145,10 @@ impl FeatureTable {
                 tampered: reason_at(now, true),
                 limit: Timeline::sample(breakpoints, |t| limit_at(t, false)),
                 limit_tampered: limit_at(now, true),
+                leased: granted_by
+                    .iter()
+                    .any(|&(i, _)| floating::grants_floating(views[i].license, code)),
+                metered: granted_by.iter().any(|(_, f)| f.consumption.is_some()),
             };
             let index = index_of(code);
             by_code.insert(code, entry.clone());
