@@ -149,7 +149,9 @@ impl Engine {
     }
 
     /// Renews a lease. `LEASE_EXPIRED` if it lapsed (its seat may be
-    /// someone else's now), `LEASE_NOT_FOUND` if there is no such lease.
+    /// someone else's now; check out again), `LEASE_NOT_FOUND` if there is
+    /// no such lease or it ended more than a day ago
+    /// (a lapsed lease is remembered for a day).
     pub fn heartbeat(&self, lease_id: &str) -> Result<Lease> {
         self.mutate(|plan| {
             let lease = live_lease(plan, lease_id)?;
@@ -178,7 +180,8 @@ impl Engine {
     }
 
     /// Borrows a leased seat for `secs` seconds: it stays taken without
-    /// heartbeats until then (for a laptop going on a trip).
+    /// heartbeats until then (for a laptop going on a trip), or until the
+    /// lease already ran if that is later: a borrow never shortens a lease.
     /// `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per the license.
     pub fn borrow(&self, lease_id: &str, secs: i64) -> Result<Lease> {
         if secs <= 0 {

@@ -93,14 +93,20 @@ pub fn pool<'a>(
     }
 }
 
-/// The leases past their end, freed: reclaimed lazily by any floating
-/// operation, so a lapsed seat is free the moment anyone asks, whether or
-/// not the engine runs its background refresh (a CLI does not), and the
-/// count of seats in use never depends on a thread having run.
+/// How long a lapsed lease is remembered after its end. It holds no seat
+/// (only live leases count), but a client coming back from a suspended
+/// laptop or a network outage hears `LEASE_EXPIRED`, which tells it what
+/// happened, rather than `LEASE_NOT_FOUND`.
+pub const LAPSED_KEPT_SECS: i64 = 24 * 3600;
+
+/// The leases lapsed for longer than [`LAPSED_KEPT_SECS`], deleted. A
+/// lapsed lease frees its seat the moment it ends, whether or not any
+/// thread has run (seats in use count only live leases); this only keeps
+/// the store from growing.
 pub fn reclaim<'a>(leases: impl IntoIterator<Item = &'a LeaseRecord>, now: i64) -> Vec<Change> {
     leases
         .into_iter()
-        .filter(|l| !l.live_at(now))
+        .filter(|l| l.expires_at.saturating_add(LAPSED_KEPT_SECS) <= now)
         .map(|l| Change::DeleteLease(l.id.clone()))
         .collect()
 }
@@ -146,7 +152,8 @@ pub fn renew(lease: &LeaseRecord, pool: &Pool, now: i64) -> LeaseRecord {
 }
 
 /// A live lease borrowed for `secs`: it holds its seat without
-/// heartbeats until then. `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per
+/// heartbeats until then, or until the lease already ended if that is
+/// later (a borrow never shortens a lease). `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per
 /// the pool's licenses.
 ///
 /// ```
@@ -168,7 +175,9 @@ pub fn borrow(
         Some(max) if secs > max => return Err(Reason::BorrowTooLong),
         Some(_) => {}
     }
-    let until = now.saturating_add(secs);
+    // Never shorter than the lease already runs (a borrow asked for less
+    // than a heartbeat gave, or than an earlier borrow).
+    let until = now.saturating_add(secs).max(lease.expires_at);
     Ok(LeaseRecord {
         expires_at: until,
         borrowed_until: Some(until),
