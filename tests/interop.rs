@@ -280,3 +280,46 @@ fn a_revocation_list_from_the_tool_decodes_in_pyjwt() {
         json!({"v": 1, "issued_at": NOW, "ids": ["lic_1"]})
     );
 }
+
+#[test]
+fn a_license_signed_by_the_builder_decodes_in_pyjwt() {
+    use entitle::license::{Feature, Kind, License, Seats};
+    use entitle::token::{armor, SigningKey, TokenType};
+    use entitle::Timestamp;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let key = SigningKey::generate().unwrap();
+    std::fs::write(dir.join("vendor.pub"), key.public_key().to_pem()).unwrap();
+    let token = License::builder("acme")
+        .id("lic_rust")
+        .issued_at(Timestamp::parse(NOW).unwrap())
+        .kind(Kind::TimeLimited)
+        .expires_at(Timestamp::parse("2027-01-01T00:00:00Z").unwrap())
+        .customer("Ünïcode GmbH")
+        .seats(Seats::new(3))
+        .feature(Feature::new("export").with_limit(50))
+        .sign(&key)
+        .unwrap();
+    std::fs::write(dir.join("rust.lic"), armor(&token, TokenType::License)).unwrap();
+
+    let decoded: Value =
+        serde_json::from_str(&python(dir, &["decode", "rust.lic", "vendor.pub"])).unwrap();
+    assert_eq!(
+        decoded["header"],
+        json!({"alg": "EdDSA", "kid": key.kid(), "typ": "license"})
+    );
+    let payload = &decoded["payload"];
+    assert_eq!(payload["v"], 1);
+    assert_eq!(payload["id"], "lic_rust");
+    assert_eq!(payload["product"], "acme");
+    assert_eq!(payload["issued_at"], NOW);
+    assert_eq!(payload["expires_at"], "2027-01-01T00:00:00Z");
+    assert_eq!(payload["kind"], "time_limited");
+    assert_eq!(payload["customer"], "Ünïcode GmbH");
+    assert_eq!(payload["seats"], json!({"max": 3}));
+    assert_eq!(
+        payload["features"],
+        json!([{"code": "export", "limit": 50}])
+    );
+}
