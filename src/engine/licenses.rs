@@ -309,8 +309,19 @@ impl Engine {
 
     /// Applies whatever signed file it is given: a license, a revocation
     /// list, a machine certificate or a key rotation, and says which.
+    /// Receipts and reports go the other way (to the vendor's books) and
+    /// are refused with `WRONG_TYPE`.
     pub fn apply(&self, text: &str) -> Result<Applied> {
-        self.apply_verified(token::verify_any(text, &self.keyring(), None)?)
+        match token::verify_any(text, &self.keyring(), None) {
+            Ok(verified) => self.apply_verified(verified),
+            // Signed by an install's key, which no install trusts: say what
+            // it is rather than which key is unknown.
+            Err(e) => Err(token::decode_unverified(text)
+                .ok()
+                .and_then(|t| t.header.get("typ")?.as_str().and_then(TokenType::parse))
+                .filter(|typ| matches!(typ, TokenType::Receipt | TokenType::Report))
+                .map_or(e, |typ| not_for_an_install(typ.as_str()))),
+        }
     }
 
     fn apply_verified(&self, verified: VerifiedToken) -> Result<Applied> {
@@ -357,6 +368,7 @@ impl Engine {
                     retired: rotation.retire,
                 })
             }
+            other => Err(not_for_an_install(other.as_str())),
         }
     }
 
@@ -414,6 +426,15 @@ impl Engine {
                     .then(|| LicenseInfo::of(l, validity::status(&view, now)))
             })
             .collect()
+    }
+}
+
+/// A receipt or report offered to an install: they are read by the
+/// vendor's books (`entitle --state BOOKS receipt|ingest FILE`).
+fn not_for_an_install(found: &str) -> Error {
+    Error::WrongType {
+        expected: "license, machine, revocations or keys",
+        found: found.to_owned(),
     }
 }
 
