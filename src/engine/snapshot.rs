@@ -16,7 +16,7 @@ use crate::license::Feature;
 use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
 use crate::policy::Timeline;
-use crate::token::Keyring;
+use crate::token::{Keyring, SigningKey};
 
 /// How many upcoming "a user goes idle" instants the seat timeline covers.
 /// Beyond them the last value holds, which can only err towards refusing
@@ -322,6 +322,8 @@ pub(crate) struct Snapshot {
     pub(crate) activations: Activations,
     pub(crate) leases: Leases,
     pub(crate) counters: Counters,
+    /// This install's own key, whose public half requests carry.
+    pub(crate) install_key: Option<Arc<SigningKey>>,
 }
 
 impl Snapshot {
@@ -352,6 +354,7 @@ impl Snapshot {
             activations: Activations::default(),
             leases: Leases::default(),
             counters: Counters::default(),
+            install_key: None,
         }
     }
 }
