@@ -270,7 +270,8 @@ impl Engine {
     /// revoked or hard-removed), `LICENSE_REPLAYED` (an older serial), or
     /// the verification errors.
     pub fn add_license(&self, token: &str) -> Result<String> {
-        let verified = VerifiedLicense::verify(token, &self.keyring())?;
+        let verified = VerifiedLicense::verify(token, &self.keyring())
+            .map_err(|e| install_signed_instead(token, e))?;
         let id = verified.id.clone();
         self.mutate(|plan| Ok((plan_add(plan, verified)?, ())))?;
         Ok(id)
@@ -314,13 +315,7 @@ impl Engine {
     pub fn apply(&self, text: &str) -> Result<Applied> {
         match token::verify_any(text, &self.keyring(), None) {
             Ok(verified) => self.apply_verified(verified),
-            // Signed by an install's key, which no install trusts: say what
-            // it is rather than which key is unknown.
-            Err(e) => Err(token::decode_unverified(text)
-                .ok()
-                .and_then(|t| t.header.get("typ")?.as_str().and_then(TokenType::parse))
-                .filter(|typ| matches!(typ, TokenType::Receipt | TokenType::Report))
-                .map_or(e, |typ| not_for_an_install(typ.as_str()))),
+            Err(e) => Err(install_signed_instead(text, e)),
         }
     }
 
@@ -427,6 +422,20 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// `error`, or `WRONG_TYPE` when `text` is a receipt or report: signed by
+/// an install's key, which no install trusts, it would otherwise be
+/// refused for its key, with advice about the vendor's keys.
+fn install_signed_instead(text: &str, error: Error) -> Error {
+    if !matches!(error, Error::UnknownKey { .. }) {
+        return error;
+    }
+    token::decode_unverified(text)
+        .ok()
+        .and_then(|t| t.header.get("typ")?.as_str().and_then(TokenType::parse))
+        .filter(|typ| matches!(typ, TokenType::Receipt | TokenType::Report))
+        .map_or(error, |typ| not_for_an_install(typ.as_str()))
 }
 
 /// A receipt or report offered to an install: they are read by the
