@@ -307,7 +307,10 @@ impl Engine {
         let (license, device) = (&claimed.license_id, &claimed.fingerprint);
         self.mutate(|plan| {
             let state = plan.state;
-            let rules = state.licenses.get(license).and_then(|l| l.verified.activations);
+            let rules = state
+                .licenses
+                .get(license)
+                .and_then(|l| l.verified.activations);
             let books = ReceiptBooks {
                 activation: state.activations.get(&(license.clone(), device.clone())),
                 accepted: state

@@ -233,9 +233,8 @@ pub(crate) fn state_from(
     state.product = settings.product;
     state.install = settings.install;
     if let Some(seed) = &settings.install_key {
-        let key = crate::engine::airgap::signing_key(seed).map_err(|e| {
-            corrupt(location, format!("its install key does not read ({e})"))
-        })?;
+        let key = crate::engine::airgap::signing_key(seed)
+            .map_err(|e| corrupt(location, format!("its install key does not read ({e})")))?;
         state.install_key = Some(Arc::new(key));
     }
     state.report_sequence = settings.report_sequence.unwrap_or(0);

@@ -161,9 +161,8 @@ pub fn accept_receipt(
         },
         other => other,
     })?;
-    let receipt = DeactivationReceipt::from_json(&serde_json::Value::Object(
-        verified.payload().clone(),
-    ))?;
+    let receipt =
+        DeactivationReceipt::from_json(&serde_json::Value::Object(verified.payload().clone()))?;
     if let Some(earlier) = books.accepted.iter().find(|r| r.nonce == receipt.nonce) {
         return Err(Error::ReceiptReplayed {
             license_id: receipt.license_id,

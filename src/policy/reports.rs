@@ -2,7 +2,9 @@
 //! books take a report they are given.
 
 use crate::error::Error;
-use crate::license::{FeatureUsage, License, LicenseUsage, UsageReport, DEFAULT_ACTIVE_WINDOW_SECS};
+use crate::license::{
+    FeatureUsage, License, LicenseUsage, UsageReport, DEFAULT_ACTIVE_WINDOW_SECS,
+};
 use crate::policy::consumption::{period, Counter};
 use crate::policy::seats::is_active;
 use crate::store::{Change, ReportRecord};

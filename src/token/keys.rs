@@ -62,9 +62,9 @@ impl PublicKey {
     /// assert_eq!(PublicKey::from_base64url("AAAA").unwrap_err().code(), "MALFORMED");
     /// ```
     pub fn from_base64url(text: &str) -> Result<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| {
-            Error::malformed("public key", "it is not base64url without padding")
-        })?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| Error::malformed("public key", "it is not base64url without padding"))?;
         let bytes: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::malformed("public key", "an Ed25519 public key is 32 bytes"))?;

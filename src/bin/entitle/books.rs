@@ -87,7 +87,9 @@ fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let engine = open_engine(globals)?;
     let ingested = engine.ingest_report(&text)?;
     let report = &ingested.report;
-    let expected = ingested.previous_sequence.map_or(1, |p| p.saturating_add(1));
+    let expected = ingested
+        .previous_sequence
+        .map_or(1, |p| p.saturating_add(1));
     let mut human = format!(
         "Recorded report {} from device `{}`, made {} (signed by its install, kid {}).",
         report.sequence, report.fingerprint, report.created_at, ingested.kid

@@ -140,7 +140,12 @@ fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failu
         .clone()
         .unwrap_or_else(|| install.device.clone());
     if let Some(out) = &args.receipt {
-        return deactivate_with_receipt(&install.engine, &fingerprint, args.license.as_deref(), out);
+        return deactivate_with_receipt(
+            &install.engine,
+            &fingerprint,
+            args.license.as_deref(),
+            out,
+        );
     }
     let ids = install.engine.deactivate(&fingerprint)?;
     let human = format!(
@@ -306,9 +311,10 @@ fn request(args: &RequestArgs, globals: &Globals) -> Result<Outcome, Failure> {
         request.license_id,
         request.fingerprint,
         request.hostname,
-        engine
-            .install_key()
-            .map_or(String::new(), |key| format!(", from install key {}", key.kid()))
+        engine.install_key().map_or(String::new(), |key| format!(
+            ", from install key {}",
+            key.kid()
+        ))
     );
     let outcome = match &args.out {
         Some(out) => {
