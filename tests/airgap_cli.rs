@@ -284,6 +284,17 @@ fn deactivate_receipt_run_again_writes_the_same_receipt() {
     let world = World::new(3);
     world.install("desk-1", "desk-1");
     world.activate("desk-1");
+    // A receipt that cannot be written: the deactivation stands, and says
+    // how to get its receipt.
+    let message = world.fails_in(
+        "desk-1",
+        &["deactivate", "--receipt", "no-such-dir/first.receipt"],
+        "IO_ERROR",
+    );
+    assert!(
+        message.contains("run `entitle deactivate --receipt FILE` again"),
+        "{message}"
+    );
     world.ok_in("desk-1", &["deactivate", "--receipt", "first.receipt"]);
     // The file is lost (or a crash came before it was written): again.
     world.at("2026-01-02T00:00:00Z");

@@ -170,7 +170,14 @@ fn deactivate_with_receipt(
     out: &Path,
 ) -> Result<Outcome, Failure> {
     let issued = engine.deactivate_with_receipt(fingerprint, license)?;
-    files::write_text(out, "deactivation receipt", &issued.token)?;
+    files::write_text(out, "deactivation receipt", &issued.token).map_err(|e| Error::Io {
+        context: format!(
+            "device `{fingerprint}` is deactivated and its receipt kept in the state, but \
+                 the receipt could not be written: run `entitle deactivate --receipt FILE` again \
+                 with a FILE that can be written ({e})"
+        ),
+        source: std::io::Error::other("the receipt file was not written"),
+    })?;
     let receipt = &issued.receipt;
     let done = if issued.again {
         format!(
@@ -242,7 +249,16 @@ fn report(args: &ReportArgs, globals: &Globals) -> Result<Outcome, Failure> {
     });
     let outcome = match &args.out {
         Some(out) => {
-            files::write_text(out, "usage report", &signed.token)?;
+            files::write_text(out, "usage report", &signed.token).map_err(|e| Error::Io {
+                context: format!(
+                    "usage report {} was signed but could not be written ({e}); the next report \
+                     is {} and the vendor will see {} missing",
+                    report.sequence,
+                    report.sequence.saturating_add(1),
+                    report.sequence
+                ),
+                source: std::io::Error::other("the report file was not written"),
+            })?;
             result["out"] = json!(out.display().to_string());
             let human = format!(
                 "{summary}\nWrote {out}.\n\
