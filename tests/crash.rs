@@ -279,6 +279,7 @@ fn kills_never_leave_a_receipt_without_its_deactivation() {
     let mut seed: u64 = 0x6a09_e667_f3bc_c908;
     let mut acked_in_all = 0;
     let mut mended = 0;
+    let mut verified = std::collections::HashSet::new();
     let started = Instant::now();
     for kill in 0..kills {
         let envs = [(RECEIPT_DIR_ENV, dir.as_str())];
@@ -286,19 +287,24 @@ fn kills_never_leave_a_receipt_without_its_deactivation() {
         let engine = open_desk(&dir);
         let key = engine.install_key().unwrap();
         // Every whole receipt file verifies and stands for a deactivation
-        // the state holds; one cut short by the kill is no receipt.
-        let mut written = 0;
+        // the state holds; one cut short by the kill is no receipt. (A
+        // file verified once is not again: verification is slow in a
+        // debug build, and a whole file never changes.)
         for entry in std::fs::read_dir(&receipts).unwrap() {
             let path = entry.unwrap().path();
+            if verified.contains(&path) {
+                continue;
+            }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             match DeactivationReceipt::verify(&text, &key) {
                 Ok(receipt) => {
                     assert_eq!(path.file_name().unwrap().to_str(), Some(&*receipt.nonce));
-                    written += 1;
+                    verified.insert(path);
                 }
                 Err(_) => std::fs::remove_file(&path).unwrap(),
             }
         }
+        let written = verified.len() as u64;
         let durable = transfers(tmp.path());
         assert!(
             written <= durable,
@@ -307,6 +313,10 @@ fn kills_never_leave_a_receipt_without_its_deactivation() {
         if !engine.activations().is_empty() {
             // Killed after the next activation: the last receipt was written.
             assert_eq!(written, durable, "kill {kill}: a receipt went missing");
+            continue;
+        }
+        if durable == 0 {
+            // Killed before the first activation: nothing to give again.
             continue;
         }
         // Deactivated: its receipt is kept in the state, written or not.
@@ -322,6 +332,7 @@ fn kills_never_leave_a_receipt_without_its_deactivation() {
             // state gives the receipt again, as `deactivate --receipt` does.
             assert!(!file.exists(), "kill {kill}");
             std::fs::write(&file, &again.token).unwrap();
+            verified.insert(file);
             mended += 1;
         } else {
             assert_eq!(std::fs::read_to_string(&file).unwrap(), again.token);
