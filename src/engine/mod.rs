@@ -4,6 +4,7 @@
 //! [`Store`](crate::store::Store), then published as an immutable
 //! snapshot. Readers load the snapshot without locking or allocating.
 
+mod airgap;
 mod builder;
 mod codes;
 mod consumption;
@@ -17,6 +18,7 @@ pub(crate) mod state;
 mod users;
 
 pub use crate::query::{Page, Query};
+pub use airgap::{AcceptedReceipt, IngestedReport, IssuedReceipt, SequenceGap, SignedReport};
 pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};
@@ -467,6 +469,7 @@ impl Engine {
             leases: writer.state.leases.clone(),
             counters: writer.state.counters.clone(),
             transfers: Arc::clone(&writer.state.transfers),
+            install_key: writer.state.install_key.clone(),
         });
         writer.built = Arc::clone(&snapshot);
         snapshot

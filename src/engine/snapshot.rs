@@ -16,7 +16,7 @@ use crate::license::Feature;
 use crate::policy::validity::{self, best, feature_reason};
 use crate::policy::Timeline;
 use crate::policy::{floating, seats};
-use crate::token::Keyring;
+use crate::token::{Keyring, SigningKey};
 
 /// How many upcoming "a user goes idle" instants the seat timeline covers.
 /// Beyond them the last value holds, which can only err towards refusing
@@ -334,6 +334,8 @@ pub(crate) struct Snapshot {
     pub(crate) leases: Leases,
     pub(crate) counters: Counters,
     pub(crate) transfers: Arc<rustc_hash::FxHashMap<String, u32>>,
+    /// This install's own key, whose public half requests carry.
+    pub(crate) install_key: Option<Arc<SigningKey>>,
 }
 
 impl Snapshot {
@@ -365,6 +367,7 @@ impl Snapshot {
             leases: Leases::default(),
             counters: Counters::default(),
             transfers: Arc::default(),
+            install_key: None,
         }
     }
 }

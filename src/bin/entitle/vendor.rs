@@ -481,6 +481,11 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     if let Some(end) = args.expires {
         document["expires_at"] = json!(end.to_rfc3339());
     }
+    // The device is bound to the install that asked: its receipts and
+    // reports are checked against this key (DESIGN section 10).
+    if let Some(key) = &request.install_key {
+        document["install_key"] = json!(key);
+    }
     MachineCertificate::from_json(&document)?;
 
     // A vendor without a licensing server counts activations in a state of
@@ -508,6 +513,7 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
         "expires_at": args.expires,
         "kid": key.kid(),
         "counted_in": counted_in,
+        "install_key": request.install_key,
     });
     let mut summary = format!(
         "Signed a machine certificate for license `{}` on device `{}` (host {}), {}.",
@@ -517,6 +523,14 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
         args.expires
             .map_or("with no end".to_owned(), |end| format!("valid until {end}")),
     );
+    if let Some(key) = request.install_key.as_deref() {
+        let kid = PublicKey::from_base64url(key)?;
+        summary.push_str(&format!(
+            "\nBound to the install key {} that asked: its deactivation receipts and usage \
+             reports are checked against it.",
+            kid.kid()
+        ));
+    }
     match &counted_in {
         Some(dir) => summary.push_str(&format!("\nCounted in the vendor state at {dir}.")),
         None => summary.push_str(
