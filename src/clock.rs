@@ -79,10 +79,17 @@ pub struct CoarseClock;
 impl Clock for CoarseClock {
     #[inline]
     fn now(&self) -> Timestamp {
-        match TICKED.load(Ordering::Relaxed) {
-            NOT_TICKING => coarse_system_now(),
-            ticked => Timestamp::from_unix(ticked),
-        }
+        Timestamp::from_unix(coarse_unix())
+    }
+}
+
+/// [`CoarseClock`]'s reading in Unix seconds, without the range check a
+/// [`Timestamp`] makes (a gate only compares it).
+#[inline(always)]
+pub(crate) fn coarse_unix() -> i64 {
+    match TICKED.load(Ordering::Relaxed) {
+        NOT_TICKING => coarse_system_now().unix(),
+        ticked => ticked,
     }
 }
 

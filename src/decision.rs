@@ -58,6 +58,9 @@ pub enum Reason {
     BorrowTooLong,
     /// The quota for this period is used up.
     ConsumptionLimit,
+    /// The feature is floating: this program may use it only while it holds
+    /// a lease on one of its seats ([`Engine::lease`](crate::Engine::lease)).
+    LeaseRequired,
 }
 
 impl Reason {
@@ -92,6 +95,7 @@ impl Reason {
             Reason::BorrowNotAllowed => "BORROW_NOT_ALLOWED",
             Reason::BorrowTooLong => "BORROW_TOO_LONG",
             Reason::ConsumptionLimit => "CONSUMPTION_LIMIT",
+            Reason::LeaseRequired => "LEASE_REQUIRED",
         }
     }
 
@@ -118,6 +122,8 @@ impl Reason {
             Reason::InGrace => 90,
             Reason::ExpiredKept => 85,
             Reason::ClockTampered => 60,
+            // A seat to take is closer to use than any other denial.
+            Reason::LeaseRequired | Reason::LeaseExpired => 58,
             Reason::NotActivated => 55,
             Reason::DeviceUnknown => 54,
             Reason::MaintenanceExpired => 50,

@@ -112,6 +112,58 @@ pub enum Error {
         found: String,
     },
 
+    /// A machine certificate for this device, but bound to another
+    /// install's key (DESIGN section 10). Same code as a certificate for
+    /// another device: it is not this install's.
+    #[error("this machine certificate binds device `{fingerprint}` to another install's key, not this install's (was the state made again after the request went out?); send this install's own request (`entitle request`) to the vendor")]
+    InstallKeyMismatch {
+        /// The device.
+        fingerprint: String,
+    },
+
+    /// A deactivation receipt the vendor's books cannot accept: forged,
+    /// altered, signed by another install, or for a device they do not
+    /// hold activated.
+    #[error("the deactivation receipt is refused: {detail}")]
+    ReceiptInvalid {
+        /// Why, and what to do.
+        detail: String,
+    },
+
+    /// A deactivation receipt accepted before: a receipt frees its slot
+    /// once.
+    #[error("this receipt (nonce `{nonce}`) for device `{fingerprint}` and license `{license_id}` was accepted at {accepted_at}, when its slot was freed; a receipt counts once. A device deactivated again brings a new receipt")]
+    ReceiptReplayed {
+        /// The license.
+        license_id: String,
+        /// The device.
+        fingerprint: String,
+        /// The receipt's nonce.
+        nonce: String,
+        /// When the books accepted it.
+        accepted_at: Timestamp,
+    },
+
+    /// A usage report the vendor's books cannot accept: forged, altered,
+    /// signed by another install, or from a device whose install key they
+    /// never recorded.
+    #[error("the usage report is refused: {detail}")]
+    ReportInvalid {
+        /// Why, and what to do.
+        detail: String,
+    },
+
+    /// A usage report ingested before (the same device and sequence).
+    #[error("report {sequence} from device `{fingerprint}` was ingested at {ingested_at} already; each report counts once. Ask the customer for their latest (`entitle report`)")]
+    ReportReplayed {
+        /// The device.
+        fingerprint: String,
+        /// The report's sequence number.
+        sequence: u64,
+        /// When the books ingested it.
+        ingested_at: Timestamp,
+    },
+
     /// No user with this id.
     #[error("no user `{id}` on this install; `entitle license usage` lists the users")]
     UserNotFound {
@@ -222,7 +274,13 @@ impl Error {
             Error::LicenseReplayed { .. } => "LICENSE_REPLAYED",
             Error::LicenseNotFound { .. } => "LICENSE_NOT_FOUND",
             Error::UserNotFound { .. } => "USER_NOT_FOUND",
-            Error::FingerprintMismatch { .. } => "FINGERPRINT_MISMATCH",
+            Error::FingerprintMismatch { .. } | Error::InstallKeyMismatch { .. } => {
+                "FINGERPRINT_MISMATCH"
+            }
+            Error::ReceiptInvalid { .. } => "RECEIPT_INVALID",
+            Error::ReceiptReplayed { .. } => "RECEIPT_REPLAYED",
+            Error::ReportInvalid { .. } => "REPORT_INVALID",
+            Error::ReportReplayed { .. } => "REPORT_REPLAYED",
             Error::Denied { reason, .. } => reason.code(),
             Error::StateCorrupt { .. } => "STATE_CORRUPT",
             Error::StateLocked { .. } => "STATE_LOCKED",

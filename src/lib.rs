@@ -40,7 +40,9 @@
 //!
 //! - [`token`] verifies and signs JWS/EdDSA tokens; [`license`] reads the
 //!   signed documents (licenses, machine certificates, revocation lists,
-//!   key rotations) and makes the proof types only verification can make.
+//!   key rotations from the vendor; deactivation receipts and usage
+//!   reports from an install, signed by its own key) and makes the proof
+//!   types only verification can make.
 //! - The policies (a crate-private `policy` module) are pure functions of
 //!   (state, licenses, now) returning the [`store::Change`]s a mutation
 //!   makes, or a denial.

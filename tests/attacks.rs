@@ -1218,3 +1218,144 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
         .unwrap();
     assert_eq!(world.reason_in("copied", "cad"), "OK");
 }
+
+// ---- the way back: receipts and reports (DESIGN section 10) -----------------
+
+/// An install (`state`, device `desk-1`) activated through the vendor's
+/// books (`books`) for `vendor_counted()` with two transfers.
+fn activated_through_the_books() -> World {
+    let world = World::installed(&["--fingerprint", "desk-1"]);
+    let mut spec = vendor_counted();
+    spec["activations"]["max_transfers"] = json!(2);
+    world.issue("cad.lic", spec);
+    world.ok_in(
+        "books",
+        &["init", "--pub", "vendor.pub", "--product", "acme"],
+    );
+    world.ok_in("books", &["license", "add", "cad.lic"]);
+    world.ok(&["license", "add", "cad.lic"]);
+    world.ok(&["request", "--out", "desk.req"]);
+    world.ok_in(
+        "books",
+        &[
+            "respond",
+            "--key",
+            "vendor.key",
+            "--request",
+            "desk.req",
+            "--out",
+            "desk.machine",
+        ],
+    );
+    world.ok(&["apply", "desk.machine"]);
+    assert_eq!(world.reason("cad"), "OK");
+    world
+}
+
+fn books_code(world: &World, args: &[&str]) -> String {
+    let value = json_out(&world.run("books", args));
+    value["error"]["code"].as_str().unwrap_or("OK").to_owned()
+}
+
+#[test]
+fn an_install_key_written_into_the_state_signs_receipts_the_books_refuse() {
+    let world = activated_through_the_books();
+    // The attacker puts a key of their own choosing in the state.
+    world
+        .sqlite("state")
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'install_key'",
+            params!["QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI"],
+        )
+        .unwrap();
+    world.ok(&["deactivate", "--receipt", "desk.receipt"]);
+    assert_eq!(
+        books_code(&world, &["receipt", "desk.receipt"]),
+        "RECEIPT_INVALID"
+    );
+    world.ok(&["report", "--out", "desk.report"]);
+    assert_eq!(
+        books_code(&world, &["ingest", "desk.report"]),
+        "REPORT_INVALID"
+    );
+    // A key that is not one leaves a state that does not open.
+    world
+        .sqlite("state")
+        .execute("UPDATE meta SET value = 'x' WHERE key = 'install_key'", [])
+        .unwrap();
+    world.fails(&["report"], "STATE_CORRUPT");
+}
+
+#[test]
+fn a_kept_receipt_edited_in_the_state_is_refused_by_the_books() {
+    let world = activated_through_the_books();
+    world.ok(&["deactivate", "--receipt", "first.receipt"]);
+    // Rewrite the kept receipt with a nonce the books have not seen,
+    // signature kept.
+    let db = world.sqlite("state");
+    let token: String = db
+        .query_row("SELECT token FROM issued_receipts", [], |r| r.get(0))
+        .unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["nonce"] = json!("fresh-nonce");
+    let edited = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        parts[2]
+    );
+    db.execute("UPDATE issued_receipts SET token = ?1", params![edited])
+        .unwrap();
+    // The install will not hand it out as its own, and the books would
+    // not take it: the genuine receipt frees the slot, once.
+    world.fails(
+        &["deactivate", "--receipt", "again.receipt"],
+        "STATE_CORRUPT",
+    );
+    world.write("edited.receipt", &edited);
+    assert_eq!(
+        books_code(&world, &["receipt", "edited.receipt"]),
+        "RECEIPT_INVALID"
+    );
+    assert_eq!(books_code(&world, &["receipt", "first.receipt"]), "OK");
+    assert_eq!(
+        books_code(&world, &["receipt", "first.receipt"]),
+        "RECEIPT_REPLAYED"
+    );
+}
+
+#[test]
+fn lowering_the_report_sequence_only_gets_reports_refused_as_replays() {
+    let world = activated_through_the_books();
+    world.ok(&["report", "--out", "r1.report"]);
+    assert_eq!(books_code(&world, &["ingest", "r1.report"]), "OK");
+    world
+        .sqlite("state")
+        .execute(
+            "UPDATE meta SET value = '0' WHERE key = 'report_sequence'",
+            [],
+        )
+        .unwrap();
+    world.ok(&["report", "--out", "again.report"]);
+    assert_eq!(
+        books_code(&world, &["ingest", "again.report"]),
+        "REPORT_REPLAYED"
+    );
+}
+
+/// What the README says a receipt cannot prove: a copy of the state,
+/// taken with its key, signs as the install. The copy's receipt frees the
+/// slot in the books while the original keeps its activation. Kept as a
+/// test so that the threat model's words stay true.
+#[test]
+fn a_state_copied_with_its_key_signs_a_receipt_the_books_accept_as_the_readme_says() {
+    let world = activated_through_the_books();
+    world.copy_state("state", "copy");
+    world.ok_in("copy", &["deactivate", "--receipt", "copy.receipt"]);
+    assert_eq!(books_code(&world, &["receipt", "copy.receipt"]), "OK");
+    assert_eq!(world.reason("cad"), "OK", "the original is still activated");
+}

@@ -195,6 +195,10 @@ fn a_missing_state_is_state_missing_for_every_install_command() {
         &["lease", "list"],
         &["consume", "api"],
         &["consumption", "api"],
+        &["deactivate", "--receipt", "nowhere.receipt"],
+        &["report", "--out", "nowhere.report"],
+        &["receipt", "team.lic"],
+        &["ingest", "team.lic"],
     ];
     let before = world.snapshot();
     for command in commands {
@@ -203,6 +207,8 @@ fn a_missing_state_is_state_missing_for_every_install_command() {
         assert!(message.contains("entitle init"), "{message}");
         assert!(!world.path("nowhere").exists(), "{command:?} made a state");
     }
+    assert!(!world.path("nowhere.receipt").exists());
+    assert!(!world.path("nowhere.report").exists());
     assert_eq!(world.snapshot(), before);
 }
 

@@ -25,6 +25,9 @@ fn the_demo_runs_and_tells_the_whole_story() {
         "IN_GRACE",
         "cad: EXPIRED",
         "CLOCK_TAMPERED",
+        "REPORT_REPLAYED",
+        "the books accept the receipt and free the slot",
+        "RECEIPT_REPLAYED",
     ] {
         assert!(
             text.contains(expected),

@@ -145,7 +145,14 @@ fn issue_keeps_given_fields_and_prints_the_token_without_out() {
     );
     let out = entitle(
         dir.path(),
-        &["issue", "--key", "vendor.key", "--spec", "spec.json"],
+        &[
+            "issue",
+            "--key",
+            "vendor.key",
+            "--spec",
+            "spec.json",
+            "--allow-unknown",
+        ],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let token = stdout(&out);
@@ -344,6 +351,272 @@ fn a_bad_spec_is_malformed_and_names_the_field() {
         let message = json_error(&out, "MALFORMED");
         assert!(message.contains(hint), "{text}: {message}");
         assert!(message.contains("spec.json"), "names the file: {message}");
+    }
+}
+
+/// `entitle --json issue --key vendor.key --spec spec.json --out x.lic`, plus `extra`.
+fn issue_json(dir: &TempDir, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--json",
+        "issue",
+        "--key",
+        "vendor.key",
+        "--spec",
+        "spec.json",
+        "--out",
+        "x.lic",
+        "--now",
+        NOW,
+    ];
+    args.extend_from_slice(extra);
+    entitle(dir.path(), &args)
+}
+
+#[test]
+fn a_misspelt_top_level_field_is_refused_with_the_name_it_meant() {
+    let (dir, _) = vendor_dir();
+    // Without the check, this would be a perpetual license.
+    spec(
+        &dir,
+        json!({"product": "acme", "kind": "time_limited", "expire_at": "2027-01-01T00:00:00Z"}),
+    );
+    let message = json_error(&issue_json(&dir, &[]), "MALFORMED");
+    assert!(
+        message.contains("unknown field `expire_at` (did you mean `expires_at`?)"),
+        "{message}"
+    );
+    assert!(message.contains("spec.json"), "names the file: {message}");
+    assert!(message.contains("--allow-unknown"), "{message}");
+    assert!(!dir.path().join("x.lic").exists(), "nothing is signed");
+
+    let human = entitle(
+        dir.path(),
+        &["issue", "--key", "vendor.key", "--spec", "spec.json"],
+    );
+    assert_eq!(code(&human), 1);
+    assert!(human.stdout.is_empty(), "no token on stdout");
+    assert!(
+        stderr(&human).contains("error [MALFORMED]")
+            && stderr(&human).contains("did you mean `expires_at`?"),
+        "{}",
+        stderr(&human)
+    );
+
+    // A field that is near no known name is named all the same.
+    spec(&dir, json!({"product": "acme", "colour": "blue"}));
+    let message = json_error(&issue_json(&dir, &[]), "MALFORMED");
+    assert!(message.contains("unknown field `colour`"), "{message}");
+    assert!(!message.contains("did you mean"), "{message}");
+}
+
+#[test]
+fn misspelt_nested_fields_are_each_refused_by_their_path() {
+    let (dir, _) = vendor_dir();
+    spec(
+        &dir,
+        json!({
+            "product": "acme",
+            "seats": {"max": 5, "hardmax": 7},
+            "activations": {"max": 2, "max_transfer": 1},
+            "floating": {"seats": 2, "lease_secs": 60, "borrow_max": 600},
+            "features": [
+                {"code": "export", "limt": 3},
+                {"code": "api", "consumption": {"max": 10, "rest": "monthly"},
+                 "floating": {"seats": 1, "lease_secs": 60, "linger": 5}}
+            ]
+        }),
+    );
+    let message = json_error(&issue_json(&dir, &[]), "MALFORMED");
+    for expected in [
+        "unknown field `seats.hardmax` (did you mean `seats.hard_max`?)",
+        "unknown field `activations.max_transfer` (did you mean `activations.max_transfers`?)",
+        "unknown field `floating.borrow_max`",
+        "unknown field `features[0].limt` (did you mean `features[0].limit`?)",
+        "unknown field `features[1].consumption.rest` (did you mean `features[1].consumption.reset`?)",
+        "unknown field `features[1].floating.linger`",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    assert!(!dir.path().join("x.lic").exists());
+}
+
+#[test]
+fn a_misspelt_required_field_says_which_name_it_meant() {
+    let (dir, _) = vendor_dir();
+    spec(&dir, json!({"prodcut": "acme"}));
+    let message = json_error(&issue_json(&dir, &[]), "MALFORMED");
+    assert!(message.contains("`product`"), "{message}");
+    assert!(
+        message.contains("unknown field `prodcut` (did you mean `product`?)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn free_form_fields_take_any_keys() {
+    let (dir, _) = vendor_dir();
+    spec(
+        &dir,
+        json!({
+            "product": "acme",
+            "customer": {"name": "Example Ltd", "address": {"city": "Leeds"}},
+            "metadata": {"order": 1234, "lines": [{"sku": "A-1", "qty": null}]},
+            "custom_fields": {"region": "eu", "expire_at": "not ours to check"},
+            "features": [{"code": "export"}]
+        }),
+    );
+    let out = issue_json(&dir, &[]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert_eq!(json_out(&out)["warnings"], json!([]));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn allow_unknown_signs_the_fields_and_an_install_keeps_them() {
+    let (dir, _) = vendor_dir();
+    spec(
+        &dir,
+        json!({"id": "lic_next", "product": "acme", "x_future_field": {"level": 2},
+               "features": [{"code": "export", "x_future_limit": 9}]}),
+    );
+    let out = issue_json(&dir, &["--allow-unknown"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let issued = json_out(&out);
+    let codes: Vec<&Value> = issued["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["code"])
+        .collect();
+    assert_eq!(codes, [&json!("UNKNOWN_FIELD"), &json!("UNKNOWN_FIELD")]);
+    assert!(
+        stderr(&out).contains("warning: unknown field `x_future_field`")
+            && stderr(&out).contains("`features[0].x_future_limit`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The install accepts the license, grants what it knows of it, and
+    // keeps the signed document whole, unknown fields included.
+    let state = ["--state", "st"];
+    let init = entitle(
+        dir.path(),
+        &[
+            &state[..],
+            &["init", "--pub", "vendor.pub", "--product", "acme"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code(&init), 0, "{}", stderr(&init));
+    let added = entitle(
+        dir.path(),
+        &[&state[..], &["--json", "license", "add", "x.lic"]].concat(),
+    );
+    assert_eq!(code(&added), 0, "{}", stdout(&added));
+    let check = entitle(
+        dir.path(),
+        &[&state[..], &["--json", "check", "export"]].concat(),
+    );
+    assert_eq!(json_out(&check)["allowed"], true);
+
+    let db = rusqlite::Connection::open(dir.path().join("st/state.sqlite")).unwrap();
+    let token: String = db
+        .query_row(
+            "SELECT token FROM licenses WHERE id = 'lic_next'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let keyring = entitle::token::Keyring::from_pems([std::fs::read_to_string(
+        dir.path().join("vendor.pub"),
+    )
+    .unwrap()
+    .as_str()])
+    .unwrap();
+    let stored = entitle::license::VerifiedLicense::verify(&token, &keyring).unwrap();
+    assert_eq!(stored.extra["x_future_field"], json!({"level": 2}));
+    assert_eq!(stored.features[0].extra["x_future_limit"], 9);
+}
+
+#[test]
+fn a_perpetual_license_with_an_expiry_is_issued_with_a_warning() {
+    let (dir, _) = vendor_dir();
+    spec(
+        &dir,
+        json!({"product": "acme", "expires_at": "2027-01-01T00:00:00Z"}),
+    );
+    let human = entitle(
+        dir.path(),
+        &[
+            "issue",
+            "--key",
+            "vendor.key",
+            "--spec",
+            "spec.json",
+            "--out",
+            "a.lic",
+        ],
+    );
+    assert_eq!(code(&human), 0, "still issued: {}", stderr(&human));
+    assert!(dir.path().join("a.lic").exists());
+    let warned = stderr(&human);
+    assert!(
+        warned.contains("warning: `kind` is `perpetual`")
+            && warned.contains("2027-01-01T00:00:00Z"),
+        "{warned}"
+    );
+
+    let out = issue_json(&dir, &[]);
+    assert_eq!(code(&out), 0);
+    let warnings = &json_out(&out)["warnings"];
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+    assert_eq!(warnings[0]["code"], "PERPETUAL_WITH_EXPIRY");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("time_limited"),
+        "says what to do: {warnings}"
+    );
+    assert!(
+        stderr(&out).contains("warning: `kind` is `perpetual`"),
+        "on stderr in JSON mode too: {}",
+        stderr(&out)
+    );
+
+    // Other kinds at odds with their end, and the kinds that fit.
+    for (bad, warning) in [
+        (json!({"kind": "subscription"}), "KIND_WITHOUT_END"),
+        (json!({"kind": "time_limited"}), "KIND_WITHOUT_END"),
+        (json!({"trial": true}), "TRIAL_WITHOUT_END"),
+        (
+            json!({"kind": "consumption", "features": [{"code": "api"}]}),
+            "CONSUMPTION_WITHOUT_METER",
+        ),
+    ] {
+        let mut document = bad.clone();
+        document["product"] = json!("acme");
+        spec(&dir, document);
+        let out = issue_json(&dir, &[]);
+        assert_eq!(code(&out), 0, "{bad}");
+        assert_eq!(
+            json_out(&out)["warnings"][0]["code"],
+            warning,
+            "{bad}: {}",
+            stdout(&out)
+        );
+    }
+    for good in [
+        json!({"product": "acme", "kind": "time_limited", "expires_at": "2027-01-01T00:00:00Z"}),
+        json!({"product": "acme", "kind": "subscription", "expires_at": "2027-01-01T00:00:00Z"}),
+        json!({"product": "acme", "trial": true, "trial_secs": 3600}),
+        json!({"product": "acme"}),
+    ] {
+        spec(&dir, good.clone());
+        let out = issue_json(&dir, &[]);
+        assert_eq!(code(&out), 0, "{good}");
+        assert_eq!(json_out(&out)["warnings"], json!([]), "{good}");
+        assert!(stderr(&out).is_empty(), "{good}: {}", stderr(&out));
     }
 }
 

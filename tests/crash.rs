@@ -1,7 +1,10 @@
 //! Crash injection: a worker process makes durable mutations and says which
 //! ones were acknowledged; it is killed with SIGKILL at random moments.
 //! After every kill the state must open, every acknowledged mutation must
-//! be there, and none may be applied twice.
+//! be there, and none may be applied twice. A third worker deactivates
+//! with receipts (`deactivate --receipt`): a receipt file must only ever
+//! stand for a durable deactivation, and one lost to the kill must be
+//! given again by the state.
 //!
 //! The short run is part of `cargo test`. The long one:
 //! `ENTITLE_CRASH_KILLS=1000 cargo test --release --test crash -- --nocapture`
@@ -13,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use entitle::device::Device;
+use entitle::license::DeactivationReceipt;
 use entitle::store::FileStore;
 use entitle::{Engine, SystemClock};
 use serde_json::json;
@@ -205,6 +210,147 @@ fn kills_never_lose_a_consume_acknowledged_by_a_group_commit() {
     }
     println!(
         "concurrent crash injection: {kills} kills survived, {acked_in_all} acknowledged consumes checked, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acked_in_all > 0, "the worker never acknowledged anything");
+}
+
+const RECEIPT_DIR_ENV: &str = "ENTITLE_CRASH_RECEIPT_DIR";
+
+/// An install on device `desk-1` over the state in `dir`.
+fn open_desk(dir: &str) -> Engine {
+    let vendor = Vendor::new();
+    Engine::builder("acme")
+        .trust(vendor.key.public_key().clone())
+        .clock(SystemClock)
+        .fingerprint("desk-1")
+        .store(FileStore::create(dir).unwrap())
+        .background_refresh(false)
+        .build()
+        .unwrap()
+}
+
+/// The receipt worker: runs only when spawned by
+/// `kills_never_leave_a_receipt_without_its_deactivation`. Over and over,
+/// as `entitle activate` then `entitle deactivate --receipt FILE` do:
+/// activate the device, deactivate it with a receipt (durable), then
+/// write the receipt's file, named by its nonce.
+#[test]
+fn crash_worker_receipts() {
+    let Ok(dir) = std::env::var(RECEIPT_DIR_ENV) else {
+        return;
+    };
+    let engine = open_desk(&dir);
+    let files = std::path::Path::new(&dir).join("receipts");
+    for n in 0u64.. {
+        engine.activate(&Device::new("desk-1")).unwrap();
+        let issued = engine.deactivate_with_receipt("desk-1", None).unwrap();
+        std::fs::write(files.join(&issued.receipt.nonce), &issued.token).unwrap();
+        println!("ACK {n}");
+    }
+}
+
+/// Transfers counted in the state: one per durable deactivation.
+fn transfers(dir: &std::path::Path) -> u64 {
+    let db = rusqlite::Connection::open(dir.join("state.sqlite")).unwrap();
+    db.query_row(
+        "SELECT count FROM transfers WHERE license_id = 'lic-node'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
+#[test]
+fn kills_never_leave_a_receipt_without_its_deactivation() {
+    let kills = std::env::var("ENTITLE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap().to_owned();
+    let receipts = tmp.path().join("receipts");
+    std::fs::create_dir(&receipts).unwrap();
+    let vendor = Vendor::new();
+    open_desk(&dir)
+        .add_license(&vendor.license(json!({"id": "lic-node",
+            "activations": {"max": 1}, "features": [{"code": "cad"}]})))
+        .unwrap();
+    let mut seed: u64 = 0x6a09_e667_f3bc_c908;
+    let mut acked_in_all = 0;
+    let mut mended = 0;
+    let mut verified = std::collections::HashSet::new();
+    let started = Instant::now();
+    for kill in 0..kills {
+        let envs = [(RECEIPT_DIR_ENV, dir.as_str())];
+        acked_in_all += run_and_kill("crash_worker_receipts", &envs, &mut seed).len();
+        let engine = open_desk(&dir);
+        let key = engine.install_key().unwrap();
+        // Every whole receipt file verifies and stands for a deactivation
+        // the state holds; one cut short by the kill is no receipt. (A
+        // file verified once is not again: verification is slow in a
+        // debug build, and a whole file never changes.)
+        for entry in std::fs::read_dir(&receipts).unwrap() {
+            let path = entry.unwrap().path();
+            if verified.contains(&path) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            match DeactivationReceipt::verify(&text, &key) {
+                Ok(receipt) => {
+                    assert_eq!(path.file_name().unwrap().to_str(), Some(&*receipt.nonce));
+                    verified.insert(path);
+                }
+                Err(_) => std::fs::remove_file(&path).unwrap(),
+            }
+        }
+        let written = verified.len() as u64;
+        let durable = transfers(tmp.path());
+        assert!(
+            written <= durable,
+            "kill {kill}: {written} receipts written for {durable} deactivations"
+        );
+        if !engine.activations().is_empty() {
+            // Killed after the next activation: the last receipt was written.
+            assert_eq!(written, durable, "kill {kill}: a receipt went missing");
+            continue;
+        }
+        if durable == 0 {
+            // Killed before the first activation: nothing to give again.
+            continue;
+        }
+        // Deactivated: its receipt is kept in the state, written or not.
+        assert!(
+            durable - written <= 1,
+            "kill {kill}: {written} of {durable}"
+        );
+        let again = engine.deactivate_with_receipt("desk-1", None).unwrap();
+        assert!(again.again, "kill {kill}: a second deactivation was made");
+        let file = receipts.join(&again.receipt.nonce);
+        if written < durable {
+            // The kill came between the deactivation and its file: the
+            // state gives the receipt again, as `deactivate --receipt` does.
+            assert!(!file.exists(), "kill {kill}");
+            std::fs::write(&file, &again.token).unwrap();
+            verified.insert(file);
+            mended += 1;
+        } else {
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), again.token);
+        }
+        assert_eq!(
+            transfers(tmp.path()),
+            durable,
+            "kill {kill}: no transfer counted again"
+        );
+    }
+    let durable = transfers(tmp.path());
+    assert_eq!(
+        std::fs::read_dir(&receipts).unwrap().count() as u64,
+        durable
+    );
+    println!(
+        "receipt crash injection: {kills} kills survived, {acked_in_all} acknowledged receipts, \
+         {durable} deactivations each with its receipt ({mended} given again after a kill), {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(acked_in_all > 0, "the worker never acknowledged anything");

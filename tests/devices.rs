@@ -170,6 +170,58 @@ fn borrowing_keeps_a_seat_without_heartbeats() {
 }
 
 #[test]
+fn a_heartbeat_on_a_lease_that_lapsed_and_lost_its_seat_says_lease_expired() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.engine(&clock);
+    engine
+        .add_license(&vendor.license(json!({"id": "lic",
+            "floating": {"seats": 1, "lease_secs": 60}})))
+        .unwrap();
+    let laptop = engine.checkout("laptop", None).unwrap();
+    // The laptop sleeps; its lease lapses and another client takes (and
+    // so reclaims) the seat.
+    clock.advance(600);
+    engine.checkout("desk", None).unwrap();
+    let err = engine.heartbeat(&laptop.id).unwrap_err();
+    assert_eq!(err.code(), "LEASE_EXPIRED", "{err}");
+    assert_eq!(engine.leases().len(), 1, "the lapsed lease holds no seat");
+    // A day after its end it is forgotten.
+    clock.advance(24 * 3600);
+    engine.checkout("desk", None).unwrap();
+    assert_eq!(
+        engine.heartbeat(&laptop.id).unwrap_err().code(),
+        "LEASE_NOT_FOUND"
+    );
+}
+
+#[test]
+fn a_borrow_never_shortens_a_lease() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.engine(&clock);
+    engine
+        .add_license(&vendor.license(json!({"id": "lic",
+            "floating": {"seats": 1, "lease_secs": 600, "borrow_max_secs": 3600}})))
+        .unwrap();
+    let lease = engine.checkout("laptop", None).unwrap();
+    let borrowed = engine.borrow(&lease.id, 60).unwrap();
+    assert_eq!(
+        borrowed.expires_at,
+        t(T0).plus_secs(600),
+        "kept its later end"
+    );
+    let long = engine.borrow(&lease.id, 3600).unwrap();
+    assert_eq!(long.expires_at, t(T0).plus_secs(3600));
+    let again = engine.borrow(&lease.id, 60).unwrap();
+    assert_eq!(
+        again.expires_at,
+        t(T0).plus_secs(3600),
+        "a shorter borrow keeps the longer"
+    );
+}
+
+#[test]
 fn feature_pools_and_node_locked_concurrency() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);

@@ -23,6 +23,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("machine", fuzz_targets::machine),
     ("revocations", fuzz_targets::revocations),
     ("keys", fuzz_targets::keys),
+    ("receipt", fuzz_targets::receipt),
+    ("report", fuzz_targets::report),
     ("filter", fuzz_targets::filter),
     ("state", fuzz_targets::state),
 ];
@@ -98,11 +100,13 @@ fn the_license_corpus_holds_valid_and_invalid_documents() {
 }
 
 #[test]
-fn the_machine_and_revocations_corpora_hold_tokens_that_verify() {
+fn the_signed_document_corpora_hold_tokens_that_verify() {
     for (name, target) in [
         ("machine", fuzz_targets::machine as Target),
         ("revocations", fuzz_targets::revocations),
         ("keys", fuzz_targets::keys),
+        ("receipt", fuzz_targets::receipt),
+        ("report", fuzz_targets::report),
     ] {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")

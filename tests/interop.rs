@@ -280,3 +280,145 @@ fn a_revocation_list_from_the_tool_decodes_in_pyjwt() {
         json!({"v": 1, "issued_at": NOW, "ids": ["lic_1"]})
     );
 }
+
+#[test]
+fn a_license_signed_by_the_builder_decodes_in_pyjwt() {
+    use entitle::license::{Feature, Kind, License, Seats};
+    use entitle::token::{armor, SigningKey, TokenType};
+    use entitle::Timestamp;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let key = SigningKey::generate().unwrap();
+    std::fs::write(dir.join("vendor.pub"), key.public_key().to_pem()).unwrap();
+    let token = License::builder("acme")
+        .id("lic_rust")
+        .issued_at(Timestamp::parse(NOW).unwrap())
+        .kind(Kind::TimeLimited)
+        .expires_at(Timestamp::parse("2027-01-01T00:00:00Z").unwrap())
+        .customer("Ünïcode GmbH")
+        .seats(Seats::new(3))
+        .feature(Feature::new("export").with_limit(50))
+        .sign(&key)
+        .unwrap();
+    std::fs::write(dir.join("rust.lic"), armor(&token, TokenType::License)).unwrap();
+
+    let decoded: Value =
+        serde_json::from_str(&python(dir, &["decode", "rust.lic", "vendor.pub"])).unwrap();
+    assert_eq!(
+        decoded["header"],
+        json!({"alg": "EdDSA", "kid": key.kid(), "typ": "license"})
+    );
+    let payload = &decoded["payload"];
+    assert_eq!(payload["v"], 1);
+    assert_eq!(payload["id"], "lic_rust");
+    assert_eq!(payload["product"], "acme");
+    assert_eq!(payload["issued_at"], NOW);
+    assert_eq!(payload["expires_at"], "2027-01-01T00:00:00Z");
+    assert_eq!(payload["kind"], "time_limited");
+    assert_eq!(payload["customer"], "Ünïcode GmbH");
+    assert_eq!(payload["seats"], json!({"max": 3}));
+    assert_eq!(
+        payload["features"],
+        json!([{"code": "export", "limit": 50}])
+    );
+}
+
+/// Runs `jose.py` expecting it to fail (a token PyJWT must refuse).
+fn python_refuses(dir: &Path, args: &[&str]) -> String {
+    let script = script();
+    let script = script.to_str().expect("a UTF-8 checkout path");
+    let all: Vec<&str> = std::iter::once(script)
+        .chain(args.iter().copied())
+        .collect();
+    let output = run("python3", &all, dir, PYTHON_HINT);
+    assert!(!output.status.success(), "jose.py {args:?} accepted it");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn pyjwt_answers_a_request_and_verifies_receipts_and_reports_with_the_install_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The vendor is all Python: its key, its license, its answers.
+    let kid = python(dir, &["keygen", "py"]);
+    let claims = json!({"v": 1, "id": "lic_py", "product": "acme", "issued_at": NOW,
+        "activations": {"max": 1, "counted_by": "vendor"},
+        "features": [{"code": "cad"}, {"code": "api", "consumption": {"reset": "monthly"}}]});
+    let license = python(
+        dir,
+        &["sign", "py.key", &kid, "license", &claims.to_string()],
+    );
+    std::fs::write(dir.join("py.lic"), license).unwrap();
+
+    let desk = |args: &[&str]| {
+        let all: Vec<&str> = ["--state", "desk", "--now", NOW]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        let (code, value) = entitle(dir, &all);
+        assert_eq!(code, 0, "entitle {args:?}: {value}");
+        value
+    };
+    let init = desk(&[
+        "init",
+        "--pub",
+        "py.pub",
+        "--product",
+        "acme",
+        "--fingerprint",
+        "desk-1",
+    ]);
+    let x = init["install_key"].as_str().unwrap().to_owned();
+    desk(&["license", "add", "py.lic"]);
+    desk(&["request", "--out", "desk.request"]);
+    let certificate = python(dir, &["respond", "py.key", &kid, "desk.request", NOW]);
+    std::fs::write(dir.join("desk.machine"), certificate).unwrap();
+    assert_eq!(desk(&["apply", "desk.machine"])["applied"], "machine");
+    assert_eq!(desk(&["check", "cad"])["reason"], "OK");
+    desk(&["consume", "api", "--amount", "3"]);
+
+    // What the install signs, PyJWT verifies with its public key alone,
+    // and Python's RFC 7638 thumbprint of that key is the header's kid.
+    desk(&["report", "--out", "desk.report"]);
+    let report: Value =
+        serde_json::from_str(&python(dir, &["decode-raw", "desk.report", &x])).unwrap();
+    assert_eq!(
+        report["header"],
+        json!({"alg": "EdDSA", "kid": report["thumbprint"], "typ": "report"})
+    );
+    assert_eq!(report["thumbprint"], init["install_kid"]);
+    assert_eq!(
+        report["payload"],
+        json!({"v": 1, "fingerprint": "desk-1", "created_at": NOW, "sequence": 1,
+               "licenses": [{"id": "lic_py", "active_users": 0, "activations": 1,
+                             "features": [{"code": "api", "used": 3,
+                                           "period_starts_at": NOW}]}]})
+    );
+    desk(&["deactivate", "--receipt", "desk.receipt"]);
+    let receipt: Value =
+        serde_json::from_str(&python(dir, &["decode-raw", "desk.receipt", &x])).unwrap();
+    assert_eq!(receipt["header"]["typ"], "receipt");
+    assert_eq!(receipt["header"]["kid"], report["thumbprint"]);
+    let payload = &receipt["payload"];
+    assert_eq!(
+        (
+            &payload["v"],
+            &payload["license_id"],
+            &payload["fingerprint"],
+            &payload["deactivated_at"]
+        ),
+        (&json!(1), &json!("lic_py"), &json!("desk-1"), &json!(NOW))
+    );
+    assert!(payload["nonce"].as_str().is_some_and(|n| !n.is_empty()));
+    // Another key does not verify them.
+    let stranger = entitle::token::SigningKey::from_seed(&[5; 32])
+        .public_key()
+        .to_base64url();
+    let refused = python_refuses(dir, &["decode-raw", "desk.receipt", &stranger]);
+    assert!(
+        refused.contains("Signature verification failed"),
+        "{refused}"
+    );
+}

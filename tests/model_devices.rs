@@ -43,7 +43,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::RemoveL2),
         3 => (0u8..4).prop_map(Op::Activate),
         1 => (0u8..4).prop_map(Op::Deactivate),
-        5 => (0u8..4, any::<bool>()).prop_map(|(c, f)| Op::Checkout(c, f)),
+        // Client 4 is the engine itself (its own client id, on device 0).
+        5 => (0u8..5, any::<bool>()).prop_map(|(c, f)| Op::Checkout(c, f)),
         3 => (0u8..6).prop_map(Op::Heartbeat),
         2 => (0u8..6).prop_map(Op::Checkin),
         2 => (0u8..6, prop_oneof![Just(0i64), 1i64..400]).prop_map(|(l, s)| Op::Borrow(l, s)),
@@ -84,6 +85,20 @@ fn rank(code: &str) -> u8 {
         "NOT_ACTIVATED" => 55,
         "EXPIRED" => 40,
         _ => 10,
+    }
+}
+
+/// As `best`, with the gates' lease reasons ranked above every other
+/// denial but a tampered clock.
+fn gate_best(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |code: &str| match code {
+        "LEASE_REQUIRED" | "LEASE_EXPIRED" => 58,
+        other => rank(other),
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
     }
 }
 
@@ -137,7 +152,7 @@ impl Model {
         };
         let mut reason = "NOT_LICENSED";
         match self.l1() {
-            "OK" if self.devices.contains(&client) => {
+            "OK" if self.devices.contains(&device_of(client)) => {
                 pool.seats += 2;
                 pool.lease_secs = 60;
                 pool.borrow_max = Some(300);
@@ -165,9 +180,104 @@ impl Model {
             .count() as u64
     }
 
+    /// What the engine itself (client 4) holds in a pool.
+    fn held(&self, render: bool) -> &'static str {
+        let mine = self
+            .leases
+            .values()
+            .filter(|l| l.client == 4 && l.render == render);
+        let mut held = "NONE";
+        for lease in mine {
+            if lease.expires > self.now {
+                return "LIVE";
+            }
+            held = "LAPSED";
+        }
+        held
+    }
+
+    /// A gate's answer for a grant through a floating pool that would
+    /// otherwise allow.
+    fn leased(&self, render: bool) -> &'static str {
+        match self.held(render) {
+            "LIVE" => "OK",
+            "LAPSED" => "LEASE_EXPIRED",
+            _ => "LEASE_REQUIRED",
+        }
+    }
+
+    /// The metered candidates for `api` now, first charged first:
+    /// (license, period, max, overage).
+    fn api_candidates(&self) -> (&'static str, Vec<(u8, i64, u64, u64)>) {
+        let day = (self.now - BASE)
+            .div_euclid(DAY)
+            .max(self.last_period.get(&1).copied().unwrap_or(i64::MIN));
+        let mut candidates = Vec::new();
+        // L1 is node-locked: on this engine's device, dev0.
+        let l1 = match self.l1() {
+            "OK" if !self.devices.contains(&0) => "NOT_ACTIVATED",
+            other => other,
+        };
+        if l1 == "OK" {
+            candidates.push((1, day, 10, 3));
+        }
+        if self.l2 {
+            candidates.push((2, 0, 5, 0));
+        }
+        (l1, candidates)
+    }
+
+    /// What the `render` gate says: only L2 grants it, through its own
+    /// pool.
+    fn render_gate(&self) -> &'static str {
+        if self.l2 {
+            self.leased(true)
+        } else {
+            "NOT_LICENSED"
+        }
+    }
+
+    /// What the `api` gate says: granted by L1 and L2, both through their
+    /// license-level pools, and metered.
+    fn api_gate(&self) -> &'static str {
+        let (l1, candidates) = self.api_candidates();
+        let l1 = if l1 == "OK" { self.leased(false) } else { l1 };
+        let l2 = if self.l2 {
+            self.leased(false)
+        } else {
+            "NOT_LICENSED"
+        };
+        let reason = gate_best(l1, l2);
+        if reason != "OK" || candidates.is_empty() {
+            return reason;
+        }
+        let fits = |&(l, p, max, over): &(u8, i64, u64, u64), with_overage: bool| {
+            let used = self.used.get(&(l, p)).copied().unwrap_or(0);
+            used < max + if with_overage { over } else { 0 }
+        };
+        if candidates.iter().any(|c| fits(c, false)) {
+            "OK"
+        } else if candidates.iter().any(|c| fits(c, true)) {
+            "OVERAGE"
+        } else {
+            "CONSUMPTION_LIMIT"
+        }
+    }
+
+    /// A lapsed lease holds no seat; it is forgotten a day after its end
+    /// (until then a heartbeat hears `LEASE_EXPIRED`).
     fn reclaim(&mut self) {
         let now = self.now;
-        self.leases.retain(|_, l| l.expires > now);
+        self.leases.retain(|_, l| l.expires + DAY > now);
+    }
+}
+
+/// The device a client is: client 4, the engine itself, is on dev0.
+fn device_of(client: u8) -> u8 {
+    if client == 4 {
+        0
+    } else {
+        client
     }
 }
 
@@ -203,6 +313,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         "features": [{"code": "api", "consumption": {"max": 5}},
                      {"code": "render", "floating": {"seats": 1, "lease_secs": 45}}]}),
     );
+    // Gates, taken before any license: their words follow every change.
+    let api = engine.feature("api");
+    let render = engine.feature("render");
+    let check_gates = |m: &Model, op: &str| -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            api.check().reason().code(),
+            m.api_gate(),
+            "api gate after {}",
+            op
+        );
+        prop_assert_eq!(
+            render.check().reason().code(),
+            m.render_gate(),
+            "render gate after {}",
+            op
+        );
+        Ok(())
+    };
     engine.add_license(&l1).unwrap();
     let mut m = Model {
         now: BASE,
@@ -217,6 +345,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
 
     for op in ops {
+        check_gates(&m, "the previous step")?;
         let expected: &'static str;
         let actual: &'static str;
         match op.clone() {
@@ -255,7 +384,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
             }
             Op::Checkout(c, render) => {
-                let result = engine.checkout(&format!("dev{c}"), render.then_some("render"));
+                let client = match c {
+                    4 => engine.client_id().to_owned(),
+                    c => format!("dev{c}"),
+                };
+                let result = engine.checkout(&client, render.then_some("render"));
                 actual = code(&result);
                 expected = match m.pool(c, render) {
                     Err(reason) => reason,
@@ -350,7 +483,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             }) if secs > max => "BORROW_TOO_LONG",
                             Ok(_) => {
                                 let now = m.now;
-                                m.leases.get_mut(&id).unwrap().expires = now + secs;
+                                // A borrow never shortens a lease.
+                                let lease = m.leases.get_mut(&id).unwrap();
+                                lease.expires = lease.expires.max(now + secs);
                                 "OK"
                             }
                         },
@@ -361,21 +496,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let result = engine.consume("api", amount);
                 actual = code(&result);
                 // Candidates, first to expire first: L1 (daily, 10 + 3), then L2 (5).
-                let day = (m.now - BASE)
-                    .div_euclid(DAY)
-                    .max(m.last_period.get(&1).copied().unwrap_or(i64::MIN));
-                let mut candidates: Vec<(u8, i64, u64, u64)> = Vec::new();
-                // L1 is node-locked: on this engine's device, dev0.
-                let l1 = match m.l1() {
-                    "OK" if !m.devices.contains(&0) => "NOT_ACTIVATED",
-                    other => other,
-                };
-                if l1 == "OK" {
-                    candidates.push((1, day, 10, 3));
-                }
-                if m.l2 {
-                    candidates.push((2, 0, 5, 0));
-                }
+                let (l1, candidates) = m.api_candidates();
                 expected = if candidates.is_empty() {
                     l1
                 } else {
@@ -452,6 +573,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let model_active: BTreeSet<String> = m.devices.iter().map(|d| format!("dev{d}")).collect();
         prop_assert_eq!(active, model_active);
     }
+    check_gates(&m, "the last step")?;
     Ok(())
 }
 

@@ -81,3 +81,156 @@ fn a_state_written_by_an_older_entitle_opens_whole_and_takes_changes() {
     );
     assert_eq!(ok(&state, &["license", "status"])["active_user_count"], 2);
 }
+
+/// `tests/fixtures/state-0f5f16d/` was written by the CLI built from commit
+/// 0f5f16d (format 2, before installs had keys), all at
+/// 2026-06-01T00:00:00Z: `keygen --out vendor` (kept beside the states,
+/// with the license it issued, `desk.lic`: `lic-desk`, one device counted
+/// by the vendor, two transfers, `api` metered at 100 a month); the
+/// vendor's books `books` (`init`, `license add desk.lic`); the install
+/// `desk` (`init --fingerprint desk-1`, `license add desk.lic`, `request`,
+/// answered by `--state books respond`, `apply`, `user add alice`,
+/// `consume api --amount 7`).
+const FORMAT_2: &str = "tests/fixtures/state-0f5f16d";
+
+/// A copy of the format 2 fixture: its `books` and `desk` states, its
+/// vendor key and license.
+fn format_2_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["vendor.key", "vendor.pub", "desk.lic"] {
+        std::fs::copy(Path::new(FORMAT_2).join(name), dir.path().join(name)).unwrap();
+    }
+    for state in ["books", "desk"] {
+        std::fs::create_dir(dir.path().join(state)).unwrap();
+        std::fs::copy(
+            Path::new(FORMAT_2).join(state).join("state.sqlite"),
+            dir.path().join(state).join("state.sqlite"),
+        )
+        .unwrap();
+    }
+    // The desk was made on the fixture's machine; on this one it would be
+    // a moved state with no device. Name this machine as its home, as if
+    // the test ran where the fixture was made.
+    let db = rusqlite::Connection::open(dir.path().join("desk/state.sqlite")).unwrap();
+    match entitle::device::machine_fingerprint() {
+        Some(here) => db.execute("UPDATE meta SET value = ?1 WHERE key = 'machine'", [here]),
+        None => db.execute("DELETE FROM meta WHERE key = 'machine'", []),
+    }
+    .unwrap();
+    dir
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_entitle"))
+        .current_dir(dir)
+        .args(["--now", NOW, "--json"])
+        .args(args)
+        .output()
+        .expect("the entitle binary runs");
+    (exit_code(&out), json_out(&out))
+}
+
+fn ok_in(dir: &Path, args: &[&str]) -> Value {
+    let (code, value) = run_in(dir, args);
+    assert_eq!(code, 0, "{args:?}: {value}");
+    value
+}
+
+fn fails_in(dir: &Path, args: &[&str], expected: &str) -> String {
+    let (code, value) = run_in(dir, args);
+    assert_eq!(value["error"]["code"], expected, "{args:?}: {value}");
+    assert_eq!(code, 1);
+    value["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_format_2_state_gets_an_install_key_and_an_activation_answered_before_is_freed_by_hand() {
+    let dir = format_2_copy();
+    let dir = dir.path();
+    let desk = ["--state", "desk"];
+    let books = ["--state", "books"];
+
+    // Everything it held holds, and it now has an install key.
+    assert_eq!(ok_in(dir, &at(&desk, &["check", "cad"]))["reason"], "OK");
+    assert_eq!(ok_in(dir, &at(&desk, &["consumption", "api"]))["used"], 7);
+    let request = ok_in(dir, &at(&desk, &["request", "--out", "desk.request"]));
+    let key = request["request"]["install_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = ok_in(dir, &at(&desk, &["request"]));
+    assert_eq!(
+        again["request"]["install_key"],
+        key.as_str(),
+        "kept, not made again"
+    );
+    let db = rusqlite::Connection::open(dir.join("desk/state.sqlite")).unwrap();
+    let version: String = db
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'format_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "3");
+
+    // The books answered its request before installs had keys: they cannot
+    // check its receipts or reports, and say how to free the slot by hand.
+    let listed = ok_in(dir, &at(&books, &["activation", "list"]));
+    assert_eq!(listed["items"][0]["install_key"], Value::Null);
+    ok_in(dir, &at(&desk, &["report", "--out", "desk.report"]));
+    fails_in(
+        dir,
+        &at(&books, &["ingest", "desk.report"]),
+        "REPORT_INVALID",
+    );
+    ok_in(dir, &at(&desk, &["deactivate", "--receipt", "old.receipt"]));
+    let message = fails_in(
+        dir,
+        &at(&books, &["receipt", "old.receipt"]),
+        "RECEIPT_INVALID",
+    );
+    assert!(
+        message.contains("entitle --state BOOKS deactivate --fingerprint desk-1"),
+        "{message}"
+    );
+    ok_in(dir, &at(&books, &["deactivate", "--fingerprint", "desk-1"]));
+
+    // Answered again, now with its key, the way back works.
+    ok_in(dir, &at(&desk, &["request", "--out", "desk.request"]));
+    ok_in(
+        dir,
+        &at(
+            &books,
+            &[
+                "respond",
+                "--key",
+                "vendor.key",
+                "--request",
+                "desk.request",
+                "--out",
+                "desk.machine",
+            ],
+        ),
+    );
+    ok_in(dir, &at(&desk, &["apply", "desk.machine"]));
+    ok_in(dir, &at(&desk, &["report", "--out", "desk2.report"]));
+    assert_eq!(
+        ok_in(dir, &at(&books, &["ingest", "desk2.report"]))["sequence"],
+        2
+    );
+    ok_in(dir, &at(&desk, &["deactivate", "--receipt", "new.receipt"]));
+    let accepted = ok_in(dir, &at(&books, &["receipt", "new.receipt"]));
+    assert_eq!(
+        (
+            accepted["transfers"].as_u64(),
+            accepted["max_transfers"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+}
+
+/// `state` (`["--state", DIR]`) then `args`.
+fn at<'a>(state: &[&'a str; 2], args: &[&'a str]) -> Vec<&'a str> {
+    [&state[..], args].concat()
+}

@@ -50,3 +50,9 @@ fn a_refresh_sees_every_kind_of_change() {
     let (_dir, open) = fresh();
     conformance::a_refresh_sees_every_kind_of_change(open);
 }
+
+#[test]
+fn the_way_back_survives_reopening() {
+    let (_dir, open) = fresh();
+    conformance::the_way_back_survives_reopening(open);
+}

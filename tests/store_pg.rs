@@ -55,6 +55,11 @@ fn a_refresh_sees_every_kind_of_change() {
     conformance::a_refresh_sees_every_kind_of_change(fresh());
 }
 
+#[test]
+fn the_way_back_survives_reopening() {
+    conformance::the_way_back_survives_reopening(fresh());
+}
+
 /// Two namespaces in one database are two installs: licenses, users,
 /// limits and generations of one are nothing to the other.
 #[test]
@@ -138,6 +143,53 @@ fn a_schema_written_by_a_newer_entitle_is_refused_as_state_corrupt() {
         "{message}"
     );
     assert!(message.contains("upgrade entitle"), "{message}");
+}
+
+/// Tables of schema version 1 (before the air-gapped way back: no
+/// receipts, no reports, activations without an install key) are brought
+/// up to this version when opened, keeping every row: what the old rows
+/// granted they still grant, and the state gains an install key.
+#[test]
+fn a_version_1_schema_is_migrated_keeping_its_rows() {
+    let url = fresh_database("version1");
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let license = vendor.license(json!({"id": "lic", "seats": {"max": 2},
+        "activations": {"max": 2}, "features": [{"code": "cad"}]}));
+    let open = || {
+        vendor
+            .builder(&clock)
+            .fingerprint("desk-1")
+            .store(PgStore::open(&url, "default").unwrap())
+            .build()
+            .unwrap()
+    };
+    {
+        let engine = open();
+        engine.add_license(&license).unwrap();
+        engine.activate_this_device().unwrap();
+        engine.add_user("ann", "member").unwrap();
+    }
+    // What version 1 wrote: the same tables less what version 2 added.
+    psql(
+        &url,
+        "DROP TABLE entitle_issued_receipts, entitle_accepted_receipts, entitle_reports; \
+         ALTER TABLE entitle_activations DROP COLUMN install_key; \
+         DELETE FROM entitle_settings WHERE key IN ('install_key', 'report_sequence'); \
+         UPDATE entitle_schema SET version = 1",
+    );
+    let engine = open();
+    assert_eq!(
+        psql(&url, "SELECT version FROM entitle_schema"),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    assert!(engine.check_feature("cad").allowed());
+    assert_eq!(engine.usage(0, 10).users.len(), 1);
+    let activations = engine.activations();
+    assert_eq!(activations.len(), 1);
+    assert_eq!(activations[0].install_key, None);
+    assert!(engine.install_key().is_some());
+    assert_eq!(engine.usage_report().unwrap().report.sequence, 1);
 }
 
 /// A database that is not there: an error naming the host and port and

@@ -11,9 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use entitle::engine::ActivationRequest;
-use entitle::license::{KeyRotation, License, MachineCertificate, RevocationList, VerifiedLicense};
-use entitle::store::FileStore;
-use entitle::token::{self, Keyring, SigningKey, TokenType};
+use entitle::license::{
+    DeactivationReceipt, KeyRotation, License, MachineCertificate, RevocationList, UsageReport,
+    VerifiedLicense,
+};
+use entitle::policy::activation::{accept_receipt, ReceiptBooks};
+use entitle::policy::reports::{ingest_report, ReportBooks};
+use entitle::store::{ActivationRecord, FileStore};
+use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType};
 use entitle::Engine;
 
 /// The seed of the one key the `token` target trusts; the corpus holds
@@ -123,6 +128,98 @@ pub fn keys(data: &[u8]) -> entitle::Result<()> {
             for kid in &rotation.retire {
                 assert!(next.get(kid).is_none(), "retired {kid} is still trusted");
             }
+        }
+    }
+    signed.or(payload).map(drop)
+}
+
+/// The install key the `receipt` and `report` targets verify against: the
+/// fixed key's public half (the corpus holds tokens it signed).
+fn install_key() -> &'static PublicKey {
+    static KEY: OnceLock<PublicKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_seed(&FUZZ_KEY_SEED).public_key().clone())
+}
+
+/// `receipt`: the bytes as a receipt payload (read as a verified token's
+/// payload is), as a receipt token verified against the fixed install key,
+/// read unverified as the books first read one, and through the books'
+/// decision with an activation bound to that key. What verifies reads the
+/// same unverified, and the books accept exactly what verifies.
+pub fn receipt(data: &[u8]) -> entitle::Result<()> {
+    let payload = entitle::fuzzing::parse_strict_json(data, "deactivation receipt")
+        .and_then(|value| DeactivationReceipt::from_json(&value));
+    let text = String::from_utf8_lossy(data);
+    let signed = DeactivationReceipt::verify(&text, install_key());
+    let claimed = DeactivationReceipt::read_unverified(&text);
+    for receipt in [&payload, &signed, &claimed].into_iter().flatten() {
+        let written = serde_json::to_value(receipt).expect("a receipt serializes");
+        let reread = DeactivationReceipt::from_json(&written);
+        assert_eq!(
+            reread.as_ref().ok(),
+            Some(receipt),
+            "round trip: {reread:?}"
+        );
+    }
+    if let Ok(signed) = &signed {
+        assert_eq!(claimed.as_ref().ok(), Some(signed), "read unverified");
+    }
+    if let Ok(claimed) = &claimed {
+        let mut activation = ActivationRecord::default();
+        activation.license_id = claimed.license_id.clone();
+        activation.fingerprint = claimed.fingerprint.clone();
+        activation.install_key = Some(install_key().to_base64url());
+        let books = ReceiptBooks {
+            activation: Some(&activation),
+            ..ReceiptBooks::default()
+        };
+        let accepted = accept_receipt(&text, &books, 0);
+        assert_eq!(
+            accepted.is_ok(),
+            signed.is_ok(),
+            "the books accept what verifies: {:?}",
+            accepted.err()
+        );
+    }
+    signed.or(payload).map(drop)
+}
+
+/// `report`: the bytes as a usage report payload, as a report token
+/// verified against the fixed install key, read unverified, and through
+/// the books' decision with that key recorded for its device. What
+/// verifies reads the same unverified, and the books take exactly what
+/// verifies.
+pub fn report(data: &[u8]) -> entitle::Result<()> {
+    let payload = entitle::fuzzing::parse_strict_json(data, "usage report")
+        .and_then(|value| UsageReport::from_json(&value));
+    let text = String::from_utf8_lossy(data);
+    let signed = UsageReport::verify(&text, install_key());
+    let claimed = UsageReport::read_unverified(&text);
+    for report in [&payload, &signed, &claimed].into_iter().flatten() {
+        let written = serde_json::to_value(report).expect("a report serializes");
+        let reread = UsageReport::from_json(&written);
+        assert_eq!(reread.as_ref().ok(), Some(report), "round trip: {reread:?}");
+    }
+    if let Ok(signed) = &signed {
+        assert_eq!(claimed.as_ref().ok(), Some(signed), "read unverified");
+    }
+    if claimed.is_ok() {
+        let key = install_key().to_base64url();
+        let books = ReportBooks {
+            keys: vec![key.as_str()],
+            ingested: Vec::new(),
+        };
+        let taken = ingest_report(&text, &books, 0);
+        assert_eq!(
+            taken.is_ok(),
+            signed.is_ok(),
+            "the books take what verifies: {:?}",
+            taken.err()
+        );
+        if let Ok(taken) = taken {
+            assert!(taken
+                .missing
+                .iter()
+                .all(|g| g.from <= g.to && g.to < taken.report.sequence));
         }
     }
     signed.or(payload).map(drop)

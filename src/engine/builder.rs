@@ -174,6 +174,18 @@ impl EngineBuilder {
                 },
             },
         };
+        let gate_epoch = self
+            .clock
+            .now()
+            .unix()
+            .saturating_sub(super::gate::word::EPOCH_BEFORE);
+        // Two instances of a program on one device each hold their own
+        // leases: the device, then this instance.
+        let instance = super::random_id("");
+        let client_id = match &config.device.fingerprint {
+            Some(fingerprint) => format!("{fingerprint}#{instance}"),
+            None => instance,
+        };
         let (generation, persisted) = store.store().load()?;
         if let Some(stored) = &persisted.settings.product {
             if *stored != config.product {
@@ -185,6 +197,14 @@ impl EngineBuilder {
             }
         }
         let needs_product = persisted.settings.product.is_none();
+        // Every state gets its own install key the first time it is opened
+        // without one (a new state, or one older entitle wrote): made
+        // here, outside the writer lock, and kept only if no other
+        // process got there first.
+        let new_install_key = match persisted.settings.install_key {
+            Some(_) => None,
+            None => Some(crate::engine::airgap::new_seed()?),
+        };
         let state = state_from(persisted, &config, &store.store().location(), None)?;
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -199,6 +219,9 @@ impl EngineBuilder {
                     has_features: false,
                 }),
                 registry: RwLock::default(),
+                gates: Mutex::default(),
+                gate_epoch,
+                client_id,
                 under_way: AtomicUsize::new(0),
                 unsynced: AtomicUsize::new(0),
             }),
@@ -208,6 +231,9 @@ impl EngineBuilder {
             let mut changes = Vec::new();
             if needs_product {
                 changes.push(Change::Set(Setting::Product(plan.config.product.clone())));
+            }
+            if let (None, Some(seed)) = (&plan.state.install_key, new_install_key) {
+                changes.push(Change::Set(Setting::InstallKey(seed)));
             }
             Ok((changes, ()))
         })?;
@@ -249,6 +275,12 @@ pub(crate) fn state_from(
     state.max_issued_at = settings.max_issued_at.unwrap_or(i64::MIN);
     state.product = settings.product;
     state.install = settings.install;
+    if let Some(seed) = &settings.install_key {
+        let key = crate::engine::airgap::signing_key(seed)
+            .map_err(|e| corrupt(location, format!("its install key does not read ({e})")))?;
+        state.install_key = Some(Arc::new(key));
+    }
+    state.report_sequence = settings.report_sequence.unwrap_or(0);
     match previous.filter(|p| p.signed == persisted.signed) {
         // The same signed facts as before: the keys they lead to are known.
         Some(previous) => {
@@ -410,6 +442,15 @@ pub(crate) fn state_from(
     }
     for counter in persisted.counters {
         state.apply(Change::PutCounter(counter));
+    }
+    for receipt in persisted.issued_receipts {
+        state.apply(Change::PutIssuedReceipt(receipt));
+    }
+    for receipt in persisted.accepted_receipts {
+        state.apply(Change::PutAcceptedReceipt(receipt));
+    }
+    for report in persisted.reports {
+        state.apply(Change::PutReport(report));
     }
     Ok(state)
 }

@@ -40,7 +40,7 @@ pub struct Consumed {
 /// The licenses that may be charged for `code` at `now`, in the order
 /// they are charged: from the licenses installed, this device's
 /// activations and the counters kept (a mutation's state, or a snapshot).
-fn candidates<'a>(
+pub(crate) fn candidates<'a>(
     licenses: impl IntoIterator<Item = &'a Arc<InstalledLicense>>,
     activations: &DeviceActivations,
     counters: &Counters,

@@ -35,6 +35,10 @@ pub struct ActivationInfo {
     pub vm: bool,
     /// Its certificate has ended: the device counts no longer.
     pub lapsed: bool,
+    /// The install key bound to the device (base64url of 32 bytes): in
+    /// the vendor's books, what its receipts and reports are checked
+    /// against.
+    pub install_key: Option<String>,
 }
 
 /// An offline activation request, as a person carries it to the vendor.
@@ -52,6 +56,12 @@ pub struct ActivationRequest {
     pub nonce: String,
     /// When the request was made.
     pub created_at: Timestamp,
+    /// The public key of the install making the request (base64url of its
+    /// 32 bytes): the vendor binds the device to it in the certificate and
+    /// checks the install's receipts and reports against it. Absent from
+    /// requests made before installs had keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_key: Option<String>,
 }
 
 fn unlocked(installed: &InstalledLicense) -> crate::policy::LicenseView<'_> {
@@ -163,6 +173,7 @@ impl Engine {
                             kind: ActivationKind::Counted,
                             hostname: device.hostname.clone(),
                             vm: device.vm,
+                            install_key: None,
                     }));
                 }
                 ids.push(id.clone());
@@ -240,6 +251,7 @@ impl Engine {
                 certificate: r.kind != ActivationKind::Counted,
                 vm: r.vm,
                 lapsed: !r.live_at(now),
+                install_key: r.install_key.clone(),
             })
             .collect()
     }
@@ -271,6 +283,13 @@ impl Engine {
                 }
             }
         };
+        let install_key = self
+            .inner
+            .snapshot
+            .load()
+            .install_key
+            .as_ref()
+            .map(|key| key.public_key().to_base64url());
         Ok(ActivationRequest {
             v: 1,
             license_id,
@@ -278,6 +297,7 @@ impl Engine {
             hostname: crate::device::hostname(),
             nonce: crate::engine::random_id(""),
             created_at: self.now(),
+            install_key,
         })
     }
 
@@ -319,6 +339,19 @@ impl Engine {
                     id: cert.license_id.clone(),
                 }
             })?;
+            // A certificate binds the device to the install that asked for
+            // it: one bound to another install's key (a state made again
+            // since the request went out) would have its receipts and
+            // reports refused by the vendor's books.
+            if let (Some(own), Some(bound), Some(key)) =
+                (own, &cert.install_key, &plan.state.install_key)
+            {
+                if own == cert.fingerprint && *bound != key.public_key().to_base64url() {
+                    return Err(Error::InstallKeyMismatch {
+                        fingerprint: cert.fingerprint.clone(),
+                    });
+                }
+            }
             if cert.expires_at.is_some_and(|end| end.unix() <= plan.now) {
                 return Err(Error::denied(
                     Reason::Expired,
@@ -361,6 +394,7 @@ impl Engine {
                 kind: ActivationKind::Certificate(token.clone()),
                 hostname: crate::device::hostname(),
                 vm: plan.config.device.vm,
+                install_key: cert.install_key.clone(),
             }));
             Ok((changes, ()))
         })
@@ -408,6 +442,7 @@ impl Engine {
                         kind: ActivationKind::Recorded,
                         hostname: request.hostname.clone(),
                         vm: false,
+                        install_key: request.install_key.clone(),
                 })],
                 (),
             ))
@@ -450,6 +485,14 @@ impl ActivationRequest {
                     format!("field `{field}` must be 1 to 256 printable characters"),
                 ));
             }
+        }
+        if let Some(key) = &request.install_key {
+            crate::token::PublicKey::from_base64url(key).map_err(|_| {
+                Error::malformed(
+                    "activation request",
+                    "field `install_key` must be the base64url of a 32-byte Ed25519 public key",
+                )
+            })?;
         }
         Ok(request)
     }

@@ -49,10 +49,12 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
         .map(|l| l.view(Activation::NotLocked))
         .collect();
     let is_activated = |license: &License| {
-        state
-            .activations
-            .get(&(license.id.clone(), client.to_owned()))
-            .is_some_and(|r| r.live_at(plan.now))
+        devices_named_by(client).any(|device| {
+            state
+                .activations
+                .get(&(license.id.clone(), device.to_owned()))
+                .is_some_and(|r| r.live_at(plan.now))
+        })
     };
     floating::pool(
         &views,
@@ -74,6 +76,12 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
         };
         Error::denied(reason, message)
     })
+}
+
+/// The devices a client id can name: itself, or the part before a `#`
+/// (`DEVICE#INSTANCE`: an instance of a program on an activated device).
+fn devices_named_by(client: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(client).chain(client.match_indices('#').map(|(i, _)| &client[..i]))
 }
 
 /// Whether some installed license gives `code` a floating pool of its own.
@@ -114,6 +122,16 @@ impl Engine {
     /// license-level pool). The same client checking out again renews its
     /// lease. `FLOATING_EXHAUSTED` when no seat is free, with the instant
     /// the next lease ends as `retry_at`.
+    ///
+    /// A program taking a seat for itself uses [`Engine::lease`], which
+    /// checks out as [`Engine::client_id`], heartbeats and checks in; this
+    /// call is for a program handing out seats to others (a license server).
+    ///
+    /// The client id names who holds the seat. On a node-locked license
+    /// (one with `activations`) it must name a device activated for that
+    /// license: its fingerprint, optionally followed by `#` and anything
+    /// that tells instances on that device apart (`"3f2a…#editor-4242"`);
+    /// otherwise `NOT_ACTIVATED`. Elsewhere any id will do (a user, a host).
     pub fn checkout(&self, client: &str, feature: Option<&str>) -> Result<Lease> {
         crate::ident::check("a client id", client)?;
         let new_id = random_id("lease_");
@@ -149,7 +167,9 @@ impl Engine {
     }
 
     /// Renews a lease. `LEASE_EXPIRED` if it lapsed (its seat may be
-    /// someone else's now), `LEASE_NOT_FOUND` if there is no such lease.
+    /// someone else's now; check out again), `LEASE_NOT_FOUND` if there is
+    /// no such lease or it ended more than a day ago
+    /// (a lapsed lease is remembered for a day).
     pub fn heartbeat(&self, lease_id: &str) -> Result<Lease> {
         self.mutate(|plan| {
             let lease = live_lease(plan, lease_id)?;
@@ -178,7 +198,8 @@ impl Engine {
     }
 
     /// Borrows a leased seat for `secs` seconds: it stays taken without
-    /// heartbeats until then (for a laptop going on a trip).
+    /// heartbeats until then (for a laptop going on a trip), or until the
+    /// lease already ran if that is later: a borrow never shortens a lease.
     /// `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per the license.
     pub fn borrow(&self, lease_id: &str, secs: i64) -> Result<Lease> {
         if secs <= 0 {
@@ -206,6 +227,22 @@ impl Engine {
     /// Ends a borrow early, freeing the seat.
     pub fn return_borrow(&self, lease_id: &str) -> Result<()> {
         self.checkin(lease_id)
+    }
+
+    /// The client id this engine takes its own leases under
+    /// ([`Engine::lease`]): its device's fingerprint, `#`, and a name for
+    /// this instance, so that two instances of a program on one machine
+    /// each hold their own seat, and both count as that device on a
+    /// node-locked license.
+    ///
+    /// ```
+    /// let engine = entitle::Engine::builder("acme").fingerprint("3f2a").build().unwrap();
+    /// assert!(engine.client_id().starts_with("3f2a#"));
+    /// let other = entitle::Engine::builder("acme").fingerprint("3f2a").build().unwrap();
+    /// assert_ne!(engine.client_id(), other.client_id());
+    /// ```
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
     }
 
     /// The live leases.

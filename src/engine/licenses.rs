@@ -213,7 +213,8 @@ impl Engine {
     /// revoked or hard-removed), `LICENSE_REPLAYED` (an older serial), or
     /// the verification errors.
     pub fn add_license(&self, token: &str) -> Result<String> {
-        let verified = VerifiedLicense::verify(token, &self.keyring())?;
+        let verified = VerifiedLicense::verify(token, &self.keyring())
+            .map_err(|e| install_signed_instead(token, e))?;
         let id = verified.id.clone();
         self.mutate(|plan| Ok((plan_add(plan, verified)?, ())))?;
         Ok(id)
@@ -257,8 +258,13 @@ impl Engine {
 
     /// Applies whatever signed file it is given: a license, a revocation
     /// list, a machine certificate or a key rotation, and says which.
+    /// Receipts and reports go the other way (to the vendor's books) and
+    /// are refused with `WRONG_TYPE`.
     pub fn apply(&self, text: &str) -> Result<Applied> {
-        self.apply_verified(token::verify_any(text, &self.keyring(), None)?)
+        match token::verify_any(text, &self.keyring(), None) {
+            Ok(verified) => self.apply_verified(verified),
+            Err(e) => Err(install_signed_instead(text, e)),
+        }
     }
 
     fn apply_verified(&self, verified: VerifiedToken) -> Result<Applied> {
@@ -305,6 +311,7 @@ impl Engine {
                     retired: rotation.retire,
                 })
             }
+            other => Err(not_for_an_install(other.as_str())),
         }
     }
 
@@ -343,6 +350,29 @@ impl Engine {
             })
             .map(|l| shown.info(l))
             .collect()
+    }
+}
+
+/// `error`, or `WRONG_TYPE` when `text` is a receipt or report: signed by
+/// an install's key, which no install trusts, it would otherwise be
+/// refused for its key, with advice about the vendor's keys.
+fn install_signed_instead(text: &str, error: Error) -> Error {
+    if !matches!(error, Error::UnknownKey { .. }) {
+        return error;
+    }
+    token::decode_unverified(text)
+        .ok()
+        .and_then(|t| t.header.get("typ")?.as_str().and_then(TokenType::parse))
+        .filter(|typ| matches!(typ, TokenType::Receipt | TokenType::Report))
+        .map_or(error, |typ| not_for_an_install(typ.as_str()))
+}
+
+/// A receipt or report offered to an install: they are read by the
+/// vendor's books (`entitle --state BOOKS receipt|ingest FILE`).
+fn not_for_an_install(found: &str) -> Error {
+    Error::WrongType {
+        expected: "license, machine, revocations or keys",
+        found: found.to_owned(),
     }
 }
 

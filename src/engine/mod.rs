@@ -4,11 +4,13 @@
 //! [`Store`](crate::store::Store), then published as an immutable
 //! snapshot. Readers load the snapshot without locking or allocating.
 
+mod airgap;
 mod builder;
 mod codes;
 mod consumption;
 mod devices;
 mod floating;
+mod gate;
 mod info;
 pub(crate) mod licenses;
 pub(crate) mod snapshot;
@@ -16,10 +18,12 @@ pub(crate) mod state;
 mod users;
 
 pub use crate::query::{Page, Query};
+pub use airgap::{AcceptedReceipt, IngestedReport, IssuedReceipt, SequenceGap, SignedReport};
 pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};
 pub use floating::Lease;
+pub use gate::FeatureGate;
 pub use info::{
     license_query, ActivationsInfo, ConsumptionInfo, FeatureInfo, FloatingInfo, LicenseInfo,
     SeatsInfo,
@@ -115,6 +119,14 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Feature codes to stable indices, for gates. Only grows.
     registry: RwLock<FxHashMap<Box<str>, u32>>,
+    /// The words of the gates handed out, by code index. Held while a
+    /// snapshot is published, so words are always the latest snapshot's.
+    gates: Mutex<FxHashMap<u32, Arc<gate::Slot>>>,
+    /// The instant gate words count time from.
+    gate_epoch: i64,
+    /// This engine's client id for the leases it takes itself: its
+    /// device's fingerprint and `#` and a name for this instance.
+    client_id: String,
     /// Mutations started and not yet committed to the store: the store
     /// lets them join the group of commits it is about to sync.
     under_way: AtomicUsize,
@@ -235,15 +247,6 @@ impl Engine {
         let snapshot = self.inner.snapshot.load();
         let now = self.inner.clock.now_coarse();
         snapshot.seats.decide(now, snapshot.tamper_below)
-    }
-
-    /// A handle for one feature, resolved once: the fastest check there
-    /// is. It follows later license changes.
-    pub fn feature(&self, code: &str) -> FeatureGate {
-        FeatureGate {
-            engine: self.clone(),
-            index: self.index_of(code),
-        }
     }
 
     /// The quota for `code` (the sum of `limit` over licenses that grant it
@@ -466,21 +469,10 @@ impl Engine {
             leases: writer.state.leases.clone(),
             counters: writer.state.counters.clone(),
             transfers: Arc::clone(&writer.state.transfers),
+            install_key: writer.state.install_key.clone(),
         });
         writer.built = Arc::clone(&snapshot);
         snapshot
-    }
-
-    /// Publishes `snapshot` unless a later one is out already (a mutation
-    /// whose sync returned first, covering this one).
-    fn publish(&self, snapshot: Arc<Snapshot>) {
-        self.inner.snapshot.rcu(|current| {
-            if current.seq < snapshot.seq {
-                Arc::clone(&snapshot)
-            } else {
-                Arc::clone(current)
-            }
-        });
     }
 
     /// Brings the engine up to date: picks up changes other processes made
@@ -623,40 +615,4 @@ pub(crate) fn random_id(prefix: &str) -> String {
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}{hex}")
-}
-
-/// A handle on one feature, resolved once by [`Engine::feature`].
-///
-/// ```
-/// # use entitle::{Engine};
-/// let engine = Engine::builder("acme").build().unwrap();
-/// let gate = engine.feature("export");
-/// assert!(!gate.check().allowed());
-/// ```
-#[derive(Clone)]
-pub struct FeatureGate {
-    engine: Engine,
-    index: u32,
-}
-
-impl FeatureGate {
-    /// Whether the feature may be used now: no hash, no lock, no allocation.
-    #[inline]
-    pub fn check(&self) -> Decision {
-        let inner = &*self.engine.inner;
-        let snapshot = inner.snapshot.load();
-        let now = inner.clock.now_coarse();
-        snapshot
-            .features
-            .by_index(self.index)
-            .decide(now, snapshot.tamper_below)
-    }
-}
-
-impl std::fmt::Debug for FeatureGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeatureGate")
-            .field("index", &self.index)
-            .finish()
-    }
 }

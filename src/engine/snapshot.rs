@@ -13,10 +13,10 @@ use crate::engine::state::{
     Activations, Counters, DeviceActivations, DeviceContext, InstalledLicense, Leases, State, Users,
 };
 use crate::license::Feature;
-use crate::policy::seats;
 use crate::policy::validity::{self, best, feature_reason};
 use crate::policy::Timeline;
-use crate::token::Keyring;
+use crate::policy::{floating, seats};
+use crate::token::{Keyring, SigningKey};
 
 /// How many upcoming "a user goes idle" instants the seat timeline covers.
 /// Beyond them the last value holds, which can only err towards refusing
@@ -35,6 +35,11 @@ pub(crate) struct FeatureEntry {
     tampered: Reason,
     limit: Timeline<Option<i64>>,
     limit_tampered: Option<i64>,
+    /// Some license grants it through a floating pool: a gate allows it
+    /// only while the program holds a lease.
+    pub(crate) leased: bool,
+    /// Some license meters it: a gate says when its quota is used up.
+    pub(crate) metered: bool,
 }
 
 impl FeatureEntry {
@@ -44,6 +49,8 @@ impl FeatureEntry {
             tampered: Reason::NotLicensed,
             limit: Timeline::constant(None),
             limit_tampered: None,
+            leased: false,
+            metered: false,
         }
     }
 
@@ -138,6 +145,10 @@ impl FeatureTable {
                 tampered: reason_at(now, true),
                 limit: Timeline::sample(breakpoints, |t| limit_at(t, false)),
                 limit_tampered: limit_at(now, true),
+                leased: granted_by
+                    .iter()
+                    .any(|&(i, _)| floating::grants_floating(views[i].license, code)),
+                metered: granted_by.iter().any(|(_, f)| f.consumption.is_some()),
             };
             let index = index_of(code);
             by_code.insert(code, entry.clone());
@@ -323,6 +334,8 @@ pub(crate) struct Snapshot {
     pub(crate) leases: Leases,
     pub(crate) counters: Counters,
     pub(crate) transfers: Arc<rustc_hash::FxHashMap<String, u32>>,
+    /// This install's own key, whose public half requests carry.
+    pub(crate) install_key: Option<Arc<SigningKey>>,
 }
 
 impl Snapshot {
@@ -354,6 +367,7 @@ impl Snapshot {
             leases: Leases::default(),
             counters: Counters::default(),
             transfers: Arc::default(),
+            install_key: None,
         }
     }
 }

@@ -13,9 +13,10 @@ use crate::license::{CountedBy, KeyRotation, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
 use crate::store::{
-    ActivationRecord, Change, InstallSettings, LeaseRecord, Setting, SignedKind, SignedRecord,
+    AcceptedReceiptRecord, ActivationRecord, Change, InstallSettings, IssuedReceiptRecord,
+    LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
 };
-use crate::token::Keyring;
+use crate::token::{Keyring, SigningKey};
 
 /// A license on this install.
 #[derive(Debug, Clone)]
@@ -202,6 +203,17 @@ pub(crate) struct State {
     pub leases: Leases,
     /// Consumption counters.
     pub counters: Counters,
+    /// This install's own signing key (its receipts and reports), once
+    /// made. Zeroed when the last holder drops it; never printed.
+    pub install_key: Option<Arc<SigningKey>>,
+    /// The sequence number of the last usage report signed here.
+    pub report_sequence: u64,
+    /// Receipts this install signed, by license and device.
+    pub issued_receipts: BTreeMap<(String, String), IssuedReceiptRecord>,
+    /// Receipts the vendor's books accepted, by license, device and nonce.
+    pub accepted_receipts: BTreeMap<(String, String, String), AcceptedReceiptRecord>,
+    /// Usage reports the vendor's books ingested, by device and sequence.
+    pub reports: BTreeMap<(String, u64), ReportRecord>,
 }
 
 impl State {
@@ -223,6 +235,12 @@ impl State {
             Change::Set(Setting::MaxIssuedAt(t)) => self.max_issued_at = t,
             Change::Set(Setting::Product(p)) => self.product = Some(p),
             Change::Set(Setting::Install(s)) => self.install = Some(s),
+            Change::Set(Setting::InstallKey(seed)) => {
+                // An unreadable seed is refused when the state is read
+                // (`state_from`); a plan only ever sets a good one.
+                self.install_key = crate::engine::airgap::signing_key(&seed).ok().map(Arc::new);
+            }
+            Change::Set(Setting::ReportSequence(n)) => self.report_sequence = n,
             Change::PutLicense(record) => {
                 // The plan hands over the license it verified; a record
                 // without one (read back) is verified here.
@@ -307,6 +325,17 @@ impl State {
                     used: c.used,
                 };
                 self.counters.insert((c.license_id, c.code), counter);
+            }
+            Change::PutIssuedReceipt(r) => {
+                let key = (r.license_id.clone(), r.fingerprint.clone());
+                self.issued_receipts.insert(key, r);
+            }
+            Change::PutAcceptedReceipt(r) => {
+                let key = (r.license_id.clone(), r.fingerprint.clone(), r.nonce.clone());
+                self.accepted_receipts.insert(key, r);
+            }
+            Change::PutReport(r) => {
+                self.reports.insert((r.fingerprint.clone(), r.sequence), r);
             }
         }
     }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::ident::is_name;
 pub use crate::license::feature::Feature;
+use crate::license::{issue, LicenseBuilder};
 use crate::time::Timestamp;
 use crate::token;
 
@@ -16,6 +17,15 @@ pub const MAX_FEATURES: usize = 1024;
 pub use crate::ident::MAX_NAME_LEN;
 /// The most `assigned_users` one license may name.
 pub const MAX_ASSIGNED_USERS: usize = 100_000;
+
+/// The schema version this crate writes and reads.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The id a license gets when its vendor gives none: `lic_` and 16 random
+/// hex digits. `entitle issue` and [`LicenseBuilder`] both use it.
+pub(crate) fn new_license_id() -> String {
+    crate::engine::random_id("lic_")
+}
 
 /// The default window within which a user counts as active: 365 days.
 pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
@@ -186,6 +196,37 @@ pub struct Seats {
 }
 
 impl Seats {
+    /// `max` licensed seats, no overage, the default active window.
+    ///
+    /// ```
+    /// use entitle::license::Seats;
+    ///
+    /// let seats = Seats::new(5).with_hard_max(7).with_active_window_secs(30 * 24 * 3600);
+    /// assert_eq!((seats.max, seats.hard_max(), seats.active_window_secs()), (5, 7, 2_592_000));
+    /// assert_eq!(Seats::new(5).hard_max(), 5);
+    /// ```
+    pub const fn new(max: u32) -> Self {
+        Seats {
+            max,
+            hard_max: None,
+            active_window_secs: None,
+        }
+    }
+
+    /// Users beyond `max` up to `hard_max` are allowed as overage. See
+    /// [`Seats::new`].
+    pub const fn with_hard_max(mut self, hard_max: u32) -> Self {
+        self.hard_max = Some(hard_max);
+        self
+    }
+
+    /// A user holds a seat while active within this many seconds. See
+    /// [`Seats::new`].
+    pub const fn with_active_window_secs(mut self, secs: i64) -> Self {
+        self.active_window_secs = Some(secs);
+        self
+    }
+
     /// `hard_max`, defaulting to `max`.
     pub fn hard_max(&self) -> u32 {
         self.hard_max.unwrap_or(self.max)
@@ -222,6 +263,49 @@ pub struct Activations {
     pub counted_by: CountedBy,
 }
 
+impl Activations {
+    /// Node-locked to any number of devices, with any number of
+    /// transfers, counted by the install.
+    ///
+    /// ```
+    /// use entitle::license::{Activations, CountedBy};
+    ///
+    /// let any = Activations::unlimited();
+    /// assert_eq!((any.max, any.max_transfers), (None, None));
+    /// let two = Activations::up_to(2).with_max_transfers(1).with_counted_by(CountedBy::Vendor);
+    /// assert_eq!((two.max, two.max_transfers, two.counted_by), (Some(2), Some(1), CountedBy::Vendor));
+    /// ```
+    pub const fn unlimited() -> Self {
+        Activations {
+            max: None,
+            max_transfers: None,
+            counted_by: CountedBy::Install,
+        }
+    }
+
+    /// Node-locked to at most `max` devices at once. See
+    /// [`Activations::unlimited`].
+    pub const fn up_to(max: u32) -> Self {
+        Activations {
+            max: Some(max),
+            ..Activations::unlimited()
+        }
+    }
+
+    /// At most this many deactivations (0: none). See
+    /// [`Activations::unlimited`].
+    pub const fn with_max_transfers(mut self, max_transfers: u32) -> Self {
+        self.max_transfers = Some(max_transfers);
+        self
+    }
+
+    /// Who counts the devices. See [`Activations::unlimited`].
+    pub const fn with_counted_by(mut self, counted_by: CountedBy) -> Self {
+        self.counted_by = counted_by;
+        self
+    }
+}
+
 /// Concurrent floating seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Floating {
@@ -232,6 +316,31 @@ pub struct Floating {
     /// Borrowing allowed up to this many seconds, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub borrow_max_secs: Option<i64>,
+}
+
+impl Floating {
+    /// A pool of `seats` leased for `lease_secs` at a time, no borrowing.
+    ///
+    /// ```
+    /// use entitle::license::Floating;
+    ///
+    /// let pool = Floating::new(10, 300).with_borrow_max_secs(7 * 24 * 3600);
+    /// assert_eq!((pool.seats, pool.lease_secs, pool.borrow_max_secs), (10, 300, Some(604_800)));
+    /// ```
+    pub const fn new(seats: u32, lease_secs: i64) -> Self {
+        Floating {
+            seats,
+            lease_secs,
+            borrow_max_secs: None,
+        }
+    }
+
+    /// Borrowing allowed for up to this many seconds (on a license's pool
+    /// only). See [`Floating::new`].
+    pub const fn with_borrow_max_secs(mut self, secs: i64) -> Self {
+        self.borrow_max_secs = Some(secs);
+        self
+    }
 }
 
 /// A metered feature.
@@ -246,6 +355,48 @@ pub struct Consumption {
     /// When the counter resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<Reset>,
+}
+
+impl Consumption {
+    /// Metered without a limit: every use is counted, none refused.
+    ///
+    /// ```
+    /// use entitle::license::{Consumption, Reset};
+    ///
+    /// assert_eq!(Consumption::unlimited().max, None);
+    /// let monthly = Consumption::up_to(1000).with_overage(100).with_reset(Reset::Monthly);
+    /// assert_eq!((monthly.max, monthly.overage, monthly.reset), (Some(1000), Some(100), Some(Reset::Monthly)));
+    /// ```
+    pub const fn unlimited() -> Self {
+        Consumption {
+            max: None,
+            overage: None,
+            reset: None,
+        }
+    }
+
+    /// At most `max` units (per period, with a reset). See
+    /// [`Consumption::unlimited`].
+    pub const fn up_to(max: u64) -> Self {
+        Consumption {
+            max: Some(max),
+            ..Consumption::unlimited()
+        }
+    }
+
+    /// Extra units allowed beyond `max`, flagged as overage. See
+    /// [`Consumption::unlimited`].
+    pub const fn with_overage(mut self, overage: u64) -> Self {
+        self.overage = Some(overage);
+        self
+    }
+
+    /// The counter resets at the start of each such period. See
+    /// [`Consumption::unlimited`].
+    pub const fn with_reset(mut self, reset: Reset) -> Self {
+        self.reset = Some(reset);
+        self
+    }
 }
 
 /// Calendar periods in UTC.
@@ -316,17 +467,43 @@ impl License {
         };
         let mut document = Map::new();
         if !spec.contains_key("v") {
-            document.insert("v".into(), Value::from(1));
+            document.insert("v".into(), Value::from(SCHEMA_VERSION));
         }
         if !spec.contains_key("id") {
-            document.insert("id".into(), Value::from(crate::engine::random_id("lic_")));
+            document.insert("id".into(), Value::from(new_license_id()));
         }
         if !spec.contains_key("issued_at") {
             document.insert("issued_at".into(), Value::from(issued_at.to_rfc3339()));
         }
         document.extend(spec);
-        let license = License::from_json(&Value::Object(document.clone()))?;
+        let license = License::from_json(&Value::Object(document.clone())).map_err(|error| {
+            // A misspelt field is often why a required one is missing:
+            // `prodcut` says more than "missing field `product`".
+            let unknown = issue::unknown_in(&document, None);
+            match error {
+                Error::Malformed { what, detail } if !unknown.is_empty() => Error::Malformed {
+                    what,
+                    detail: format!("{detail}; also {}", issue::list(&unknown)),
+                },
+                other => other,
+            }
+        })?;
         Ok((license, document))
+    }
+
+    /// A builder of a license to sign, for vendors writing Rust: typed
+    /// fields instead of JSON, checked as every install will read them.
+    /// See [`LicenseBuilder`].
+    ///
+    /// ```
+    /// use entitle::license::{Feature, License};
+    ///
+    /// let license = License::builder("acme").feature(Feature::new("export")).build().unwrap();
+    /// assert_eq!(license.product, "acme");
+    /// assert!(license.id.starts_with("lic_"));
+    /// ```
+    pub fn builder(product: impl Into<String>) -> LicenseBuilder {
+        LicenseBuilder::new(product)
     }
 
     /// The feature with this code, if the license grants it.
@@ -342,7 +519,7 @@ impl License {
                 format!("field `{field}` {rule}"),
             ))
         };
-        if self.v != 1 {
+        if self.v != SCHEMA_VERSION {
             return bad("v", "must be 1 (this version reads schema 1)");
         }
         name_ok("id", &self.id)?;

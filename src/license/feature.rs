@@ -35,3 +35,60 @@ pub struct Feature {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+impl Feature {
+    /// A feature granted as such: no end of its own, no quota, no meter,
+    /// no pool. The `with_` methods add them, for
+    /// [`LicenseBuilder::feature`](crate::license::LicenseBuilder::feature).
+    ///
+    /// ```
+    /// use entitle::license::{Consumption, Feature, Floating, Reset};
+    /// use entitle::Timestamp;
+    ///
+    /// let end = Timestamp::parse("2027-01-01T00:00:00Z").unwrap();
+    /// let export = Feature::new("export")
+    ///     .with_limit(3)
+    ///     .with_expires_at(end)
+    ///     .with_consumption(Consumption::up_to(100).with_reset(Reset::Daily))
+    ///     .with_floating(Floating::new(2, 600));
+    /// assert_eq!((export.code.as_str(), export.limit, export.expires_at), ("export", Some(3), Some(end)));
+    /// assert_eq!(export.consumption.unwrap().max, Some(100));
+    /// assert_eq!(export.floating.unwrap().seats, 2);
+    /// ```
+    pub fn new(code: impl Into<String>) -> Self {
+        Feature {
+            code: code.into(),
+            expires_at: None,
+            limit: None,
+            consumption: None,
+            floating: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The feature ends at this instant, before the license. See
+    /// [`Feature::new`].
+    pub fn with_expires_at(mut self, expires_at: impl Into<Timestamp>) -> Self {
+        self.expires_at = Some(expires_at.into());
+        self
+    }
+
+    /// A quota, summed over valid licenses by `Engine::limit`. See
+    /// [`Feature::new`].
+    pub fn with_limit(mut self, limit: i64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// A metered feature. See [`Feature::new`].
+    pub fn with_consumption(mut self, consumption: Consumption) -> Self {
+        self.consumption = Some(consumption);
+        self
+    }
+
+    /// The feature's own pool of concurrent seats. See [`Feature::new`].
+    pub fn with_floating(mut self, floating: Floating) -> Self {
+        self.floating = Some(floating);
+        self
+    }
+}

@@ -1,16 +1,26 @@
 //! The signed documents: licenses, revocation lists, offline machine
-//! certificates and key rotations, and the proof types that only verification can make.
+//! certificates and key rotations (signed by the vendor), deactivation
+//! receipts and usage reports (signed by an install's own key), and the
+//! proof types that only verification can make.
 
+mod builder;
 mod document;
 mod feature;
+mod issue;
+mod receipt;
+mod report;
 mod revocations;
 mod rotation;
 
 pub use crate::policy::validity::LicenseStatus;
+pub use builder::LicenseBuilder;
 pub use document::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
     DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_FEATURES, MAX_NAME_LEN,
 };
+pub use issue::{IssueWarning, UnknownField};
+pub use receipt::DeactivationReceipt;
+pub use report::{FeatureUsage, LicenseUsage, UsageReport, MAX_REPORTED_LICENSES};
 pub use revocations::{MachineCertificate, RevocationList, MAX_REVOKED_IDS};
 pub use rotation::{KeyRotation, MAX_ROTATED_KEYS};
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::ident::is_name;
 use crate::time::Timestamp;
-use crate::token::{self, Keyring, TokenType};
+use crate::token::{self, Keyring, PublicKey, TokenType};
 
 /// The most ids one revocation list may carry.
 pub const MAX_REVOKED_IDS: usize = 10_000;
@@ -86,6 +86,12 @@ pub struct MachineCertificate {
     /// The activation stops counting at this instant, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// The public key of the install the request came from (base64url of
+    /// 32 bytes), repeated from the request: the device is bound to that
+    /// install, whose receipts and reports the vendor's books check
+    /// against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_key: Option<String>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -106,6 +112,14 @@ impl MachineCertificate {
                 "machine certificate",
                 "fields `license_id` and `fingerprint` must be 1 to 256 printable characters",
             ));
+        }
+        if let Some(key) = &cert.install_key {
+            PublicKey::from_base64url(key).map_err(|_| {
+                Error::malformed(
+                    "machine certificate",
+                    "field `install_key` must be the base64url of a 32-byte Ed25519 public key",
+                )
+            })?;
         }
         Ok(cert)
     }

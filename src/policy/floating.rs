@@ -93,14 +93,20 @@ pub fn pool<'a>(
     }
 }
 
-/// The leases past their end, freed: reclaimed lazily by any floating
-/// operation, so a lapsed seat is free the moment anyone asks, whether or
-/// not the engine runs its background refresh (a CLI does not), and the
-/// count of seats in use never depends on a thread having run.
+/// How long a lapsed lease is remembered after its end. It holds no seat
+/// (only live leases count), but a client coming back from a suspended
+/// laptop or a network outage hears `LEASE_EXPIRED`, which tells it what
+/// happened, rather than `LEASE_NOT_FOUND`.
+pub const LAPSED_KEPT_SECS: i64 = 24 * 3600;
+
+/// The leases lapsed for longer than [`LAPSED_KEPT_SECS`], deleted. A
+/// lapsed lease frees its seat the moment it ends, whether or not any
+/// thread has run (seats in use count only live leases); this only keeps
+/// the store from growing.
 pub fn reclaim<'a>(leases: impl IntoIterator<Item = &'a LeaseRecord>, now: i64) -> Vec<Change> {
     leases
         .into_iter()
-        .filter(|l| !l.live_at(now))
+        .filter(|l| l.expires_at.saturating_add(LAPSED_KEPT_SECS) <= now)
         .map(|l| Change::DeleteLease(l.id.clone()))
         .collect()
 }
@@ -146,7 +152,8 @@ pub fn renew(lease: &LeaseRecord, pool: &Pool, now: i64) -> LeaseRecord {
 }
 
 /// A live lease borrowed for `secs`: it holds its seat without
-/// heartbeats until then. `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per
+/// heartbeats until then, or until the lease already ended if that is
+/// later (a borrow never shortens a lease). `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per
 /// the pool's licenses.
 ///
 /// ```
@@ -168,10 +175,96 @@ pub fn borrow(
         Some(max) if secs > max => return Err(Reason::BorrowTooLong),
         Some(_) => {}
     }
-    let until = now.saturating_add(secs);
+    // Never shorter than the lease already runs (a borrow asked for less
+    // than a heartbeat gave, or than an earlier borrow).
+    let until = now.saturating_add(secs).max(lease.expires_at);
     Ok(LeaseRecord {
         expires_at: until,
         borrowed_until: Some(until),
         ..lease.clone()
     })
+}
+
+/// What a program holds in a floating pool at an instant: a live lease
+/// (until when), one that lapsed, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// A live lease, ending then.
+    Live(i64),
+    /// A lease that lapsed (its seat may be someone else's now).
+    Lapsed,
+    /// No lease.
+    None,
+}
+
+/// What `client` holds in the pool `key` (a feature's own pool, or the
+/// license-level one for `None`) at `now`.
+pub fn held<'a>(
+    leases: impl IntoIterator<Item = &'a LeaseRecord>,
+    client: &str,
+    key: Option<&str>,
+    now: i64,
+) -> Held {
+    leases
+        .into_iter()
+        .filter(|l| l.client == client && l.feature.as_deref() == key)
+        .fold(Held::None, |acc, l| match (acc, l.live_at(now)) {
+            (Held::Live(a), true) => Held::Live(a.max(l.expires_at)),
+            (_, true) => Held::Live(l.expires_at),
+            (Held::Live(a), false) => Held::Live(a),
+            (_, false) => Held::Lapsed,
+        })
+}
+
+/// The pool leases for `code` are taken from: the feature's own, when a
+/// license gives it one (`Some(code)`), else the license-level pool.
+pub fn pool_key<'a>(views: &[LicenseView<'_>], code: &'a str) -> Option<&'a str> {
+    views
+        .iter()
+        .any(|v| {
+            v.license
+                .feature(code)
+                .is_some_and(|f| f.floating.is_some())
+        })
+        .then_some(code)
+}
+
+/// Whether a license grants `code` through a floating pool (the feature's
+/// own, or the license-level one): then its grant holds for a program
+/// only while the program holds a lease.
+pub fn grants_floating(license: &License, code: &str) -> bool {
+    license
+        .feature(code)
+        .is_some_and(|f| f.floating.is_some() || license.floating.is_some())
+}
+
+/// A gate's answer for `code` on a program that holds `held` in the
+/// feature's pool: as [`feature_decision`](crate::policy::validity::feature_decision),
+/// except that a grant through a floating pool allows only while the
+/// lease is live (`LEASE_REQUIRED` without one, `LEASE_EXPIRED` once it
+/// lapsed). A grant without a pool allows by itself.
+pub fn gate_reason(
+    views: &[LicenseView<'_>],
+    code: &str,
+    ctx: &Context,
+    now: i64,
+    tampered: bool,
+    held: Held,
+) -> Reason {
+    let mut reason = Reason::NotLicensed;
+    for view in views {
+        let Some(feature) = view.license.feature(code) else {
+            continue;
+        };
+        let mut r = crate::policy::validity::feature_reason(view, feature, ctx, now, tampered);
+        if r.allows() && grants_floating(view.license, code) {
+            r = match held {
+                Held::Live(_) => r,
+                Held::Lapsed => Reason::LeaseExpired,
+                Held::None => Reason::LeaseRequired,
+            };
+        }
+        reason = best(reason, r);
+    }
+    reason
 }

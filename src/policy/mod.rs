@@ -8,6 +8,7 @@ pub mod activation;
 pub mod consumption;
 pub mod floating;
 pub mod guard;
+pub mod reports;
 pub mod seats;
 pub mod timeline;
 pub mod validity;

@@ -119,6 +119,11 @@ pub struct ActivationRecord {
     pub hostname: String,
     /// The device declared or was detected as a virtual machine.
     pub vm: bool,
+    /// The public key of the install on the device (base64url of its 32
+    /// bytes), as its activation request carried it: what the vendor's
+    /// books check the install's deactivation receipts and usage reports
+    /// against. `None` for activations made before installs had keys.
+    pub install_key: Option<String>,
 }
 
 impl ActivationRecord {
@@ -211,6 +216,98 @@ pub struct SignedRecord {
     pub added_at: i64,
 }
 
+/// The install's own Ed25519 signing key, which signs its deactivation
+/// receipts and usage reports: the 32-byte secret seed, base64url without
+/// padding, as the state keeps it. A secret: its `Debug` never shows it,
+/// and it is zeroed when dropped.
+///
+/// ```
+/// use entitle::store::InstallKeySeed;
+/// let seed = InstallKeySeed::new("c2VjcmV0".to_owned());
+/// assert!(!format!("{seed:?}").contains("c2VjcmV0"));
+/// assert_eq!(seed.expose(), "c2VjcmV0");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct InstallKeySeed(zeroize::Zeroizing<String>);
+
+impl InstallKeySeed {
+    /// The seed as base64url text (taken as given: the engine checks it
+    /// when it reads the state).
+    pub fn new(base64url: String) -> Self {
+        InstallKeySeed(zeroize::Zeroizing::new(base64url))
+    }
+
+    /// The secret itself, for a store to write. Named so that every use
+    /// stands out in review.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InstallKeySeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InstallKeySeed(<secret>)")
+    }
+}
+
+/// A deactivation receipt this install signed, kept (one per license and
+/// device, the latest) so that it can be written out again: a crash
+/// between the deactivation and the file leaves the receipt here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuedReceiptRecord {
+    /// The license the device was deactivated for.
+    pub license_id: String,
+    /// The device.
+    pub fingerprint: String,
+    /// When it was deactivated (Unix seconds).
+    pub deactivated_at: i64,
+    /// The receipt's nonce.
+    pub nonce: String,
+    /// The compact token, signed by the install key.
+    pub token: String,
+}
+
+/// A deactivation receipt the vendor's books accepted: the activation it
+/// names was freed then, and the same receipt again is refused
+/// (`RECEIPT_REPLAYED`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcceptedReceiptRecord {
+    /// The license the device was deactivated for.
+    pub license_id: String,
+    /// The device.
+    pub fingerprint: String,
+    /// The receipt's nonce: a receipt is known by it.
+    pub nonce: String,
+    /// The install key it verified against (base64url of 32 bytes).
+    pub install_key: String,
+    /// When the install says it deactivated the device (Unix seconds).
+    pub deactivated_at: i64,
+    /// When the books accepted it (Unix seconds).
+    pub accepted_at: i64,
+    /// The compact token, as signed.
+    pub token: String,
+}
+
+/// A usage report the vendor's books ingested from one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReportRecord {
+    /// The device that reported.
+    pub fingerprint: String,
+    /// Its sequence number: one report per device and sequence.
+    pub sequence: u64,
+    /// The install key it verified against (base64url of 32 bytes).
+    pub install_key: String,
+    /// When the install made it (Unix seconds).
+    pub created_at: i64,
+    /// When the books ingested it (Unix seconds).
+    pub ingested_at: i64,
+    /// The compact token, as signed.
+    pub token: String,
+}
+
 /// What `entitle init` fixes about an install it makes: the keys and
 /// release date the command-line tool trusts, the device it names and the
 /// machine it was made on. A program's own state has none: a program
@@ -240,6 +337,11 @@ pub enum Setting {
     MaxIssuedAt(i64),
     /// What `entitle init` fixed.
     Install(InstallSettings),
+    /// The install's own signing key (set once, when the state is first
+    /// opened without one).
+    InstallKey(InstallKeySeed),
+    /// The sequence number of the last usage report this install signed.
+    ReportSequence(u64),
 }
 
 /// The settings of an install, as read back.
@@ -254,6 +356,10 @@ pub struct Settings {
     pub max_issued_at: Option<i64>,
     /// What `entitle init` fixed, if it made this state.
     pub install: Option<InstallSettings>,
+    /// The install's own signing key, once made.
+    pub install_key: Option<InstallKeySeed>,
+    /// The sequence number of the last usage report signed here.
+    pub report_sequence: Option<u64>,
 }
 
 /// Everything a store holds.
@@ -282,6 +388,13 @@ pub struct Persisted {
     pub counters: Vec<CounterRecord>,
     /// Revocation lists and key rotations, as signed.
     pub signed: Vec<SignedRecord>,
+    /// Deactivation receipts this install signed (the latest per license
+    /// and device).
+    pub issued_receipts: Vec<IssuedReceiptRecord>,
+    /// Deactivation receipts the vendor's books accepted.
+    pub accepted_receipts: Vec<AcceptedReceiptRecord>,
+    /// Usage reports the vendor's books ingested.
+    pub reports: Vec<ReportRecord>,
 }
 
 /// One durable step. Every mutation is a list of these, written in one
@@ -325,6 +438,13 @@ pub enum Change {
     DeleteLease(String),
     /// Sets a consumption counter.
     PutCounter(CounterRecord),
+    /// Keeps the receipt this install signed for a deactivation (replacing
+    /// the one kept for the same license and device).
+    PutIssuedReceipt(IssuedReceiptRecord),
+    /// Records a receipt the vendor's books accepted.
+    PutAcceptedReceipt(AcceptedReceiptRecord),
+    /// Records a usage report the vendor's books ingested.
+    PutReport(ReportRecord),
 }
 
 /// Where the engine's state lives.

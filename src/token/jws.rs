@@ -196,8 +196,8 @@ pub fn verify(text: &str, keyring: &Keyring, expected: TokenType) -> Result<Veri
     verify_any(text, keyring, Some(expected))
 }
 
-/// Like [`verify`], but accepts any of the three token types (for `apply`,
-/// which takes whatever file it is given).
+/// Like [`verify`], but accepts a token of any type when `expected` is
+/// `None` (for `apply`, which takes whatever file it is given).
 pub fn verify_any(
     text: &str,
     keyring: &Keyring,
@@ -270,7 +270,10 @@ pub(crate) fn verify_signature(
     let signature = parts.signature.ok_or(Error::SignatureInvalid)?;
     key.verify_bytes(parts.signing_input(), &signature)?;
     let typ = TokenType::parse(typ_text).ok_or_else(|| Error::WrongType {
-        expected: expected.map_or("license, machine or revocations", TokenType::as_str),
+        expected: expected.map_or(
+            "license, machine, revocations, keys, receipt or report",
+            TokenType::as_str,
+        ),
         found: typ_text.chars().take(100).collect(),
     })?;
     if parts.armor_type.is_some_and(|label| label != typ) {

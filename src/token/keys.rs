@@ -50,6 +50,32 @@ impl PublicKey {
         Ok(PublicKey::from_verifying_key(key))
     }
 
+    /// A public key from the base64url (no padding) of its 32 bytes: how
+    /// key rotations, activation requests and machine certificates carry
+    /// one (the JWK `x` of RFC 8037).
+    ///
+    /// ```
+    /// use entitle::token::{PublicKey, SigningKey};
+    /// let key = SigningKey::from_seed(&[7; 32]);
+    /// let x = key.public_key().to_base64url();
+    /// assert_eq!(PublicKey::from_base64url(&x).unwrap().kid(), key.kid());
+    /// assert_eq!(PublicKey::from_base64url("AAAA").unwrap_err().code(), "MALFORMED");
+    /// ```
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| Error::malformed("public key", "it is not base64url without padding"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::malformed("public key", "an Ed25519 public key is 32 bytes"))?;
+        PublicKey::from_bytes(&bytes)
+    }
+
+    /// The base64url (no padding) of the 32 bytes.
+    pub fn to_base64url(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.as_bytes())
+    }
+
     fn from_verifying_key(key: ed25519_dalek::VerifyingKey) -> Self {
         let kid = thumbprint(key.as_bytes());
         PublicKey { key, kid }

@@ -69,6 +69,11 @@ pub enum TokenType {
     Revocations,
     /// A key rotation: the keys an install trusts from now on.
     Keys,
+    /// An install's receipt for a device it deactivated offline, signed by
+    /// the install's own key (DESIGN section 10).
+    Receipt,
+    /// An install's usage report, signed by the install's own key.
+    Report,
 }
 
 impl TokenType {
@@ -79,6 +84,8 @@ impl TokenType {
             TokenType::Machine => "machine",
             TokenType::Revocations => "revocations",
             TokenType::Keys => "keys",
+            TokenType::Receipt => "receipt",
+            TokenType::Report => "report",
         }
     }
 
@@ -89,18 +96,22 @@ impl TokenType {
             "machine" => Some(TokenType::Machine),
             "revocations" => Some(TokenType::Revocations),
             "keys" => Some(TokenType::Keys),
+            "receipt" => Some(TokenType::Receipt),
+            "report" => Some(TokenType::Report),
             _ => None,
         }
     }
 
     /// The label in the armor lines (`LICENSE`, `MACHINE`, `REVOCATIONS`,
-    /// `KEYS`).
+    /// `KEYS`, `RECEIPT`, `REPORT`).
     pub(crate) const fn armor_label(self) -> &'static str {
         match self {
             TokenType::License => "LICENSE",
             TokenType::Machine => "MACHINE",
             TokenType::Revocations => "REVOCATIONS",
             TokenType::Keys => "KEYS",
+            TokenType::Receipt => "RECEIPT",
+            TokenType::Report => "REPORT",
         }
     }
 
@@ -110,6 +121,8 @@ impl TokenType {
             "MACHINE" => Some(TokenType::Machine),
             "REVOCATIONS" => Some(TokenType::Revocations),
             "KEYS" => Some(TokenType::Keys),
+            "RECEIPT" => Some(TokenType::Receipt),
+            "REPORT" => Some(TokenType::Report),
             _ => None,
         }
     }

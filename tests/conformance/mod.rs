@@ -299,3 +299,92 @@ pub fn a_refresh_sees_every_kind_of_change<S: Store>(open: impl Fn() -> S) {
         [Reason::Suspended, Reason::Revoked, Reason::NotLicensed]
     );
 }
+
+/// What the air-gapped way back keeps (DESIGN section 10) is there when
+/// the state is opened again: the install key and report sequence, the
+/// receipt kept for a deactivation; and, in the vendor's books, the
+/// install key recorded with an activation, the receipts accepted and the
+/// reports ingested (so replays are still refused).
+pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let license = vendor.license(json!({"id": "lic",
+        "activations": {"max": 1, "counted_by": "vendor"}, "features": [{"code": "cad"}]}));
+    let install_on = |store: S| {
+        vendor
+            .builder(&clock)
+            .fingerprint("desk-1")
+            .store(store)
+            .build()
+            .unwrap()
+    };
+    // A program's install elsewhere (in memory), and this state as both an
+    // install of its own and the vendor's books for the first.
+    let remote = vendor
+        .builder(&clock)
+        .fingerprint("desk-9")
+        .build()
+        .unwrap();
+    remote.add_license(&license).unwrap();
+    let (key, kept, report, receipt) = {
+        let engine = install_on(open());
+        engine.add_license(&license).unwrap();
+        let request = remote.activation_request(None).unwrap();
+        engine.record_issued_certificate(&request, None).unwrap();
+        remote
+            .apply(&vendor.sign(
+                json!({"v": 1, "license_id": "lic", "fingerprint": "desk-9",
+                       "issued_at": T0, "install_key": request.install_key}),
+                entitle::token::TokenType::Machine,
+            ))
+            .unwrap();
+        let report = remote.usage_report().unwrap().token;
+        engine.ingest_report(&report).unwrap();
+        let receipt = remote
+            .deactivate_with_receipt("desk-9", None)
+            .unwrap()
+            .token;
+        engine.accept_receipt(&receipt).unwrap();
+        // Its own device, activated and deactivated with a receipt.
+        engine
+            .apply(&vendor.sign(
+                json!({"v": 1, "license_id": "lic", "fingerprint": "desk-1", "issued_at": T0}),
+                entitle::token::TokenType::Machine,
+            ))
+            .unwrap();
+        let kept = engine.deactivate_with_receipt("desk-1", None).unwrap();
+        assert_eq!(engine.usage_report().unwrap().report.sequence, 1);
+        (engine.install_key().unwrap(), kept, report, receipt)
+    };
+    let engine = install_on(open());
+    assert_eq!(engine.install_key().unwrap(), key, "the same install key");
+    assert_eq!(engine.usage_report().unwrap().report.sequence, 2);
+    let again = engine.deactivate_with_receipt("desk-1", None).unwrap();
+    assert!(again.again);
+    assert_eq!(again.token, kept.token);
+    assert_eq!(
+        engine.accept_receipt(&receipt).unwrap_err().code(),
+        "RECEIPT_REPLAYED"
+    );
+    assert_eq!(
+        engine.ingest_report(&report).unwrap_err().code(),
+        "REPORT_REPLAYED"
+    );
+    // The device's next report verifies with the key the books kept.
+    assert_eq!(
+        engine
+            .ingest_report(&remote.usage_report().unwrap().token)
+            .unwrap()
+            .previous_sequence,
+        Some(1)
+    );
+    let request = remote.activation_request(None).unwrap();
+    engine.record_issued_certificate(&request, None).unwrap();
+    drop(engine);
+    let recorded = install_on(open())
+        .activations()
+        .into_iter()
+        .find(|a| a.fingerprint == "desk-9")
+        .unwrap();
+    assert_eq!(recorded.install_key, request.install_key);
+}

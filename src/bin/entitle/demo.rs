@@ -273,7 +273,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
     vendor_books.add_license(&sign(&locked, &vendor, TokenType::License)?)?;
     vendor_books.record_issued_certificate(&request, None)?;
     let cert = json!({"v": 1, "license_id": request.license_id, "fingerprint": request.fingerprint,
-        "issued_at": clock.now().to_string()});
+        "issued_at": clock.now().to_string(), "install_key": request.install_key});
     let cert = armor(
         &sign(&cert, &vendor, TokenType::Machine)?,
         TokenType::Machine,
@@ -352,6 +352,43 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
     story.say(format!(
         "offline-export (perpetual): {}",
         engine.check_feature("offline-export").reason()
+    ));
+
+    story.chapter("11. Back to the vendor: a usage report, and a device retired offline");
+    let report = engine.usage_report()?;
+    story.say(format!(
+        "the install signs usage report {} with its own key {} (a file carried to the vendor)",
+        report.report.sequence, report.kid
+    ));
+    let ingested = vendor_books.ingest_report(&report.token)?;
+    story.say(format!(
+        "the vendor's books verify it against the key the request carried, and record it: \
+         {} license(s) accounted for",
+        ingested.report.licenses.len()
+    ));
+    story.say(format!(
+        "the same report again: {}",
+        refused(vendor_books.ingest_report(&report.token))?
+    ));
+    let receipt = engine.deactivate_with_receipt(&request.fingerprint, Some("lic_offline"))?;
+    story.say(format!(
+        "{} is retired offline, with a receipt the install signs; offline-export: {}",
+        receipt.receipt.fingerprint,
+        engine.check_feature("offline-export").reason()
+    ));
+    let accepted = vendor_books.accept_receipt(&receipt.token)?;
+    story.say(format!(
+        "the books accept the receipt and free the slot ({} transfer used)",
+        accepted.transfers
+    ));
+    vendor_books.record_issued_certificate(&other, None)?;
+    story.say(format!(
+        "so the second device ({}) can be activated now",
+        other.fingerprint
+    ));
+    story.say(format!(
+        "the receipt again: {}",
+        refused(vendor_books.accept_receipt(&receipt.token))?
     ));
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! Node-locked devices: `activate`, `deactivate`, `activation list`, and
-//! `request`, the install's half of an offline activation.
+//! Node-locked devices: `activate`, `deactivate`, `activation list`;
+//! `request`, the install's half of an offline activation; and what flows
+//! back to the vendor from an air-gapped install: `deactivate --receipt`
+//! and `report`, signed by the install's own key.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
@@ -20,13 +22,16 @@ use crate::{files, Globals};
 pub enum DeviceCommand {
     /// Activate this device (or the one named) for node-locked licenses.
     Activate(ActivateArgs),
-    /// Deactivate a device, freeing its slot (counts one transfer).
+    /// Deactivate a device, freeing its slot (counts one transfer); with
+    /// --receipt, write a signed receipt for the vendor's books.
     Deactivate(DeactivateArgs),
     /// The devices activated here.
     #[command(subcommand)]
     Activation(ActivationCommand),
     /// Write an offline activation request to send to the vendor.
     Request(RequestArgs),
+    /// Write a usage report signed by this install, to send to the vendor.
+    Report(ReportArgs),
 }
 
 /// Runs one device command.
@@ -36,6 +41,7 @@ pub fn run(command: DeviceCommand, globals: &Globals) -> Result<Outcome, Failure
         DeviceCommand::Deactivate(args) => deactivate(&args, globals),
         DeviceCommand::Activation(ActivationCommand::List) => activation_list(globals),
         DeviceCommand::Request(args) => request(&args, globals),
+        DeviceCommand::Report(args) => report(&args, globals),
     }
 }
 
@@ -56,6 +62,24 @@ pub struct DeactivateArgs {
     /// The device to deactivate [default: this install's fingerprint].
     #[arg(long, value_name = "F", value_parser = NonEmptyStringValueParser::new())]
     fingerprint: Option<String>,
+    /// Write a deactivation receipt, signed by this install, to FILE: the
+    /// vendor's books free the slot with `entitle --state BOOKS receipt
+    /// FILE`. Run again after a crash or a lost file, it writes the same
+    /// receipt again.
+    #[arg(long, value_name = "FILE")]
+    receipt: Option<PathBuf>,
+    /// With --receipt: the license to deactivate the device for, when it is
+    /// activated for several (a receipt covers one).
+    #[arg(long, value_name = "ID", requires = "receipt", value_parser = NonEmptyStringValueParser::new())]
+    license: Option<String>,
+}
+
+/// `entitle report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the report here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 /// `entitle activation ...`.
@@ -146,6 +170,14 @@ fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failu
         (None, Some(this)) => this.to_owned(),
         (None, None) => return Err(device_unknown().into()),
     };
+    if let Some(out) = &args.receipt {
+        return deactivate_with_receipt(
+            &install.engine,
+            &fingerprint,
+            args.license.as_deref(),
+            out,
+        );
+    }
     let ids = install.engine.deactivate(&fingerprint)?;
     let human = format!(
         "Deactivated device `{fingerprint}` for license(s): {}; each counted one transfer.\n\
@@ -156,6 +188,123 @@ fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failu
         json!({"fingerprint": fingerprint, "license_ids": ids}),
         human,
     ))
+}
+
+/// `entitle deactivate --receipt FILE`: the deactivation and its receipt
+/// are made durable together first; only then is the file written, so a
+/// receipt on disk always stands for a deactivation that happened, and a
+/// crash in between is mended by running the command again.
+fn deactivate_with_receipt(
+    engine: &entitle::Engine,
+    fingerprint: &str,
+    license: Option<&str>,
+    out: &Path,
+) -> Result<Outcome, Failure> {
+    let issued = engine.deactivate_with_receipt(fingerprint, license)?;
+    files::write_text(out, "deactivation receipt", &issued.token).map_err(|e| Error::Io {
+        context: format!(
+            "device `{fingerprint}` is deactivated and its receipt kept in the state, but \
+                 the receipt could not be written: run `entitle deactivate --receipt FILE` again \
+                 with a FILE that can be written ({e})"
+        ),
+        source: std::io::Error::other("the receipt file was not written"),
+    })?;
+    let receipt = &issued.receipt;
+    let done = if issued.again {
+        format!(
+            "Device `{fingerprint}` was deactivated for license `{}` at {} already; wrote its \
+             receipt again to {}.",
+            receipt.license_id,
+            receipt.deactivated_at,
+            out.display()
+        )
+    } else {
+        format!(
+            "Deactivated device `{fingerprint}` for license `{}`; counted one transfer.\n\
+             Wrote the receipt, signed by this install (kid {}), to {}.",
+            receipt.license_id,
+            issued.kid,
+            out.display()
+        )
+    };
+    let human = format!(
+        "{done}\nNext: carry {out} to the vendor, who frees the slot in their books with \
+         `entitle --state BOOKS receipt {out}`; then a new device can be activated.",
+        out = out.display()
+    );
+    Ok(Outcome::new(
+        json!({
+            "fingerprint": fingerprint,
+            "license_ids": [receipt.license_id],
+            "receipt": to_json(receipt),
+            "kid": issued.kid,
+            "again": issued.again,
+            "out": out.display().to_string(),
+        }),
+        human,
+    ))
+}
+
+/// `entitle report`.
+fn report(args: &ReportArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let engine = open_engine(globals)?;
+    let signed = engine.usage_report()?;
+    let report = &signed.report;
+    let mut summary = format!(
+        "Usage report {} of device `{}`, signed by this install (kid {}):",
+        report.sequence, report.fingerprint, signed.kid
+    );
+    if report.licenses.is_empty() {
+        summary.push_str("\n  no license is installed.");
+    }
+    for license in &report.licenses {
+        let _ = write!(
+            summary,
+            "\n  license {}: {} active user(s), {} activation(s)",
+            license.id, license.active_users, license.activations
+        );
+        for feature in &license.features {
+            let _ = write!(summary, "\n    {}: {} used", feature.code, feature.used);
+            if let Some(start) = feature.period_starts_at {
+                let _ = write!(summary, " since {start}");
+            }
+        }
+    }
+    let mut result = json!({
+        "fingerprint": report.fingerprint,
+        "sequence": report.sequence,
+        "created_at": report.created_at,
+        "kid": signed.kid,
+        "report": to_json(report),
+        "token": signed.token,
+    });
+    let outcome = match &args.out {
+        Some(out) => {
+            files::write_text(out, "usage report", &signed.token).map_err(|e| Error::Io {
+                context: format!(
+                    "usage report {} was signed but could not be written ({e}); the next report \
+                     is {} and the vendor will see {} missing",
+                    report.sequence,
+                    report.sequence.saturating_add(1),
+                    report.sequence
+                ),
+                source: std::io::Error::other("the report file was not written"),
+            })?;
+            result["out"] = json!(out.display().to_string());
+            let human = format!(
+                "{summary}\nWrote {out}.\n\
+                 Next: send {out} to the vendor, who records it with \
+                 `entitle --state BOOKS ingest {out}`.",
+                out = out.display()
+            );
+            Outcome::new(result, human)
+        }
+        None => Outcome::new(result, signed.token.clone()).with_note(format!(
+            "{summary}\nThe report is on stdout; save it with --out FILE and send it to the \
+             vendor, who records it with `entitle --state BOOKS ingest FILE`."
+        )),
+    };
+    Ok(outcome)
 }
 
 /// `entitle activation list`.
@@ -205,8 +354,14 @@ fn request(args: &RequestArgs, globals: &Globals) -> Result<Outcome, Failure> {
         "request": to_json(&request),
     });
     let summary = format!(
-        "Activation request for license `{}` on this device (`{}`, host {}).",
-        request.license_id, request.fingerprint, request.hostname
+        "Activation request for license `{}` on this device (`{}`, host {}){}.",
+        request.license_id,
+        request.fingerprint,
+        request.hostname,
+        engine.install_key().map_or(String::new(), |key| format!(
+            ", from install key {}",
+            key.kid()
+        ))
     );
     let outcome = match &args.out {
         Some(out) => {

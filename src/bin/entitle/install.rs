@@ -186,14 +186,18 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
 
     let kids: Vec<String> = keyring.keys().map(|k| k.kid().to_owned()).collect();
     let fingerprint = settings.device_on(here.as_deref()).0;
+    // The install's own key, made with the state: its public half only.
+    let install_key = engine.install_key();
     let release_date = settings.release_date()?;
     let mut human = format!(
         "Initialised the install at {state} for product `{product}`.\n\
          Trusted vendor keys{compiled}: {count}: {kid_list}\n\
-         This device's fingerprint: {fingerprint}\n",
+         This device's fingerprint: {fingerprint}\n\
+         This install's own key (it signs receipts and usage reports): {install_kid}\n",
         fingerprint = fingerprint.as_deref().unwrap_or(
             "none (this machine gives no machine id: node-locked licenses cannot be used here)"
         ),
+        install_kid = install_key.as_ref().map_or("none", |k| k.kid()),
         product = args.product,
         compiled = if built_in::has_keys() {
             " (compiled into this build)"
@@ -219,6 +223,8 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
             "kids": kids,
             "fingerprint": fingerprint,
             "release_date": release_date,
+            "install_key": install_key.as_ref().map(|k| k.to_base64url()),
+            "install_kid": install_key.as_ref().map(|k| k.kid()),
         }),
         human,
     ))

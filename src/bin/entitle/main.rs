@@ -1,5 +1,6 @@
 //! `entitle`: the command-line tool for vendors (keys, issuing, revoking,
-//! offline activation) and for administrators of installs.
+//! offline activation, and the books that take receipts and usage reports)
+//! and for administrators of installs.
 //!
 //! `entitle [--state DIR | --store URL [--namespace NAME]] [--now RFC3339]
 //! [--json] <command>`: the global flags go before or after the command. Each group of commands lives in
@@ -7,6 +8,7 @@
 //! how it is printed and which exit status it gives.
 #![forbid(unsafe_code)]
 
+mod books;
 mod demo;
 mod devices;
 mod files;
@@ -122,6 +124,8 @@ enum Command {
     #[command(flatten)]
     Vendor(vendor::VendorCommand),
     #[command(flatten)]
+    Books(books::BooksCommand),
+    #[command(flatten)]
     Install(install::InstallCommand),
     /// Add, list and remove licenses; seat status and usage.
     #[command(subcommand)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Vendor(command) => vendor::run(command, &cli.globals),
+        Command::Books(command) => books::run(command, &cli.globals),
         Command::Install(command) => install::run(command, &cli.globals),
         Command::License(command) => licenses::run(command, &cli.globals),
         Command::User(command) => users::run(command, &cli.globals),

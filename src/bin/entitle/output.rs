@@ -43,7 +43,7 @@ pub struct Outcome {
     json: Value,
     human: String,
     note: Option<String>,
-    warning: Option<String>,
+    warnings: Vec<String>,
     denied: bool,
 }
 
@@ -55,7 +55,7 @@ impl Outcome {
             json,
             human: human.into(),
             note: None,
-            warning: None,
+            warnings: Vec::new(),
             denied: false,
         }
     }
@@ -74,9 +74,10 @@ impl Outcome {
     }
 
     /// Adds a warning: the command did what it was asked, but the result
-    /// may not be what was meant. Printed on stderr in both modes.
+    /// may not be what was meant. Printed on stderr in both modes, each
+    /// on its own line.
     pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
-        self.warning = Some(warning.into());
+        self.warnings.push(warning.into());
         self
     }
 
@@ -92,7 +93,7 @@ impl Outcome {
 pub fn finish(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
     match result {
         Ok(outcome) => {
-            if let Some(warning) = &outcome.warning {
+            for warning in &outcome.warnings {
                 eprintln!("warning: {}", warning.trim_end());
             }
             let printed = if json {

@@ -71,6 +71,12 @@ pub struct IssueArgs {
     /// Write the armored license here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Sign a spec with fields this version does not know (fields for a
+    /// newer version of entitle): installs keep them but ignore them.
+    /// Without it such a spec is refused, since a misspelt field would
+    /// be ignored too.
+    #[arg(long)]
+    allow_unknown: bool,
 }
 
 /// `entitle verify`.
@@ -221,13 +227,64 @@ fn issue(args: &IssueArgs, globals: &Globals) -> Result<Outcome, Error> {
     let spec = files::read_text(&args.spec, "license spec")?;
     let (license, document) =
         License::from_spec(&spec, globals.now()).map_err(|e| in_file(e, &args.spec))?;
+    let unknown = license.unknown_fields(&document);
+    if !unknown.is_empty() && !args.allow_unknown {
+        let fields: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        return Err(in_file(
+            Error::Malformed {
+                what: "license spec",
+                detail: format!(
+                    "{}. Installs keep fields they do not know but ignore them, so this license \
+                     would not do what the spec says: correct the names, or pass \
+                     --allow-unknown to sign them as they are (fields for a newer version of \
+                     entitle)",
+                    fields.join("; ")
+                ),
+            },
+            &args.spec,
+        ));
+    }
     let document = Value::Object(document);
 
     let kid = args.kid.as_deref().unwrap_or(key.kid());
     let compact = token::sign_with_kid(&document, &key, kid, TokenType::License)?;
     let armored = armor_checked(&compact, TokenType::License, "signed license")?;
 
-    let mut result = json!({"id": license.id, "kid": kid});
+    let mut warnings: Vec<(&str, String)> = unknown
+        .iter()
+        .map(|field| {
+            (
+                "UNKNOWN_FIELD",
+                format!("{field}: signed as given; installs keep it but ignore it"),
+            )
+        })
+        .collect();
+    warnings.extend(
+        license
+            .issue_warnings()
+            .iter()
+            .map(|warning| (warning.code(), warning.to_string())),
+    );
+    if kid != key.kid() {
+        warnings.push((
+            "KID_NOT_THUMBPRINT",
+            format!(
+                "the header names kid `{kid}`, but installs know this key as `{}` (its RFC 7638 \
+                 thumbprint): `entitle` installs will refuse this license with UNKNOWN_KEY; only \
+                 other JOSE verifiers that use your kid will accept it.",
+                key.kid()
+            ),
+        ));
+    }
+
+    let mut result = json!({
+        "id": license.id,
+        "kid": kid,
+        "warnings": warnings
+            .iter()
+            .map(|(code, message)| json!({"code": code, "message": message}))
+            .collect::<Vec<_>>(),
+    });
     let summary = format!(
         "Issued license `{}` for product `{}`, signed by kid {kid}.",
         license.id, license.product
@@ -250,13 +307,8 @@ fn issue(args: &IssueArgs, globals: &Globals) -> Result<Outcome, Error> {
              send it to the customer, who installs it with `entitle license add FILE`."
         )),
     };
-    if kid != key.kid() {
-        outcome = outcome.with_warning(format!(
-            "the header names kid `{kid}`, but installs know this key as `{}` (its RFC 7638 \
-             thumbprint): `entitle` installs will refuse this license with UNKNOWN_KEY; only \
-             other JOSE verifiers that use your kid will accept it.",
-            key.kid()
-        ));
+    for (_, message) in warnings {
+        outcome = outcome.with_warning(message);
     }
     Ok(with_token(outcome, &armored, &compact))
 }
@@ -429,6 +481,11 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     if let Some(end) = args.expires {
         document["expires_at"] = json!(end.to_rfc3339());
     }
+    // The device is bound to the install that asked: its receipts and
+    // reports are checked against this key (DESIGN section 10).
+    if let Some(key) = &request.install_key {
+        document["install_key"] = json!(key);
+    }
     MachineCertificate::from_json(&document)?;
 
     // A vendor without a licensing server counts activations in a state of
@@ -456,6 +513,7 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
         "expires_at": args.expires,
         "kid": key.kid(),
         "counted_in": counted_in,
+        "install_key": request.install_key,
     });
     let mut summary = format!(
         "Signed a machine certificate for license `{}` on device `{}` (host {}), {}.",
@@ -465,6 +523,14 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
         args.expires
             .map_or("with no end".to_owned(), |end| format!("valid until {end}")),
     );
+    if let Some(key) = request.install_key.as_deref() {
+        let kid = PublicKey::from_base64url(key)?;
+        summary.push_str(&format!(
+            "\nBound to the install key {} that asked: its deactivation receipts and usage \
+             reports are checked against it.",
+            kid.kid()
+        ));
+    }
     match &counted_in {
         Some(dir) => summary.push_str(&format!("\nCounted in the vendor state at {dir}.")),
         None => summary.push_str(

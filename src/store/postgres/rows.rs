@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    ActivationKind, ActivationRecord, Change, CounterRecord, InstallSettings, LeaseRecord,
-    LicenseRecord, Persisted, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, InstallKeySeed,
+    InstallSettings, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
+    Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 
 /// A failure reading or writing rows: the client's, or a row that does
@@ -41,6 +42,9 @@ mod key {
     pub const RELEASE_DATE: &str = "release_date";
     pub const DEVICE: &str = "fingerprint";
     pub const MACHINE: &str = "machine";
+    /// The install's secret seed (base64url): the one secret a state holds.
+    pub const INSTALL_KEY: &str = "install_key";
+    pub const REPORT_SEQUENCE: &str = "report_sequence";
 }
 
 fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize, table: &str) -> Rows<T> {
@@ -56,7 +60,8 @@ fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// The tables that change only with licenses (their tokens are large), as
+/// The tables that change seldom and hold large tokens (licenses and what
+/// goes with them; the receipts and reports a vendor's books keep), as
 /// last read, with the `licenses_generation` they were read at: a refresh
 /// after another engine's change reads them again only if they changed.
 #[derive(Debug, Default)]
@@ -67,6 +72,8 @@ pub(super) struct Cached {
     tombstones: Vec<(String, i64)>,
     first_use: Vec<(String, i64)>,
     signed: Vec<SignedRecord>,
+    accepted_receipts: Vec<AcceptedReceiptRecord>,
+    reports: Vec<ReportRecord>,
 }
 
 /// Whether a change touches a table [`Cached`] keeps.
@@ -77,7 +84,9 @@ pub(super) fn changes_licenses(change: &Change) -> bool {
         | Change::Serial(..)
         | Change::Tombstone(..)
         | Change::FirstUse(..)
-        | Change::PutSigned(_) => true,
+        | Change::PutSigned(_)
+        | Change::PutAcceptedReceipt(_)
+        | Change::PutReport(_) => true,
         Change::Set(_)
         | Change::PutUser(_)
         | Change::DeleteUser(_)
@@ -86,7 +95,8 @@ pub(super) fn changes_licenses(change: &Change) -> bool {
         | Change::Transfers(..)
         | Change::PutLease(_)
         | Change::DeleteLease(_)
-        | Change::PutCounter(_) => false,
+        | Change::PutCounter(_)
+        | Change::PutIssuedReceipt(_) => false,
     }
 }
 
@@ -161,6 +171,49 @@ pub(super) fn read_all(
                     })
                 })
                 .collect::<Rows<_>>()?,
+            accepted_receipts: conn
+                .query(
+                    "SELECT license_id, fingerprint, nonce, install_key, deactivated_at, \
+                     accepted_at, token FROM entitle_accepted_receipts WHERE namespace = $1 \
+                     ORDER BY license_id, fingerprint, nonce",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| {
+                    let t = "accepted_receipts";
+                    Ok(AcceptedReceiptRecord {
+                        license_id: get(r, 0, t)?,
+                        fingerprint: get(r, 1, t)?,
+                        nonce: get(r, 2, t)?,
+                        install_key: get(r, 3, t)?,
+                        deactivated_at: get(r, 4, t)?,
+                        accepted_at: get(r, 5, t)?,
+                        token: get(r, 6, t)?,
+                    })
+                })
+                .collect::<Rows<_>>()?,
+            reports: conn
+                .query(
+                    "SELECT fingerprint, sequence, install_key, created_at, ingested_at, token \
+                     FROM entitle_reports WHERE namespace = $1 ORDER BY fingerprint, sequence",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| {
+                    let t = "reports";
+                    let sequence: i64 = get(r, 1, t)?;
+                    Ok(ReportRecord {
+                        fingerprint: get(r, 0, t)?,
+                        sequence: u64::try_from(sequence).map_err(|_| {
+                            RowError::Corrupt("a row of reports has a negative sequence".into())
+                        })?,
+                        install_key: get(r, 2, t)?,
+                        created_at: get(r, 3, t)?,
+                        ingested_at: get(r, 4, t)?,
+                        token: get(r, 5, t)?,
+                    })
+                })
+                .collect::<Rows<_>>()?,
         };
         *cached = fresh;
     }
@@ -183,7 +236,7 @@ pub(super) fn read_all(
     let activations = conn
         .query(
             "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, \
-             vm, token FROM entitle_activations WHERE namespace = $1 \
+             vm, token, install_key FROM entitle_activations WHERE namespace = $1 \
              ORDER BY license_id, fingerprint",
             &[ns],
         )?
@@ -203,6 +256,7 @@ pub(super) fn read_all(
                 kind,
                 hostname: get(r, 5, t)?,
                 vm: get(r, 6, t)?,
+                install_key: get(r, 8, t)?,
             })
         })
         .collect::<Rows<_>>()?;
@@ -255,6 +309,24 @@ pub(super) fn read_all(
             })
         })
         .collect::<Rows<_>>()?;
+    let issued_receipts = conn
+        .query(
+            "SELECT license_id, fingerprint, deactivated_at, nonce, token \
+             FROM entitle_issued_receipts WHERE namespace = $1 ORDER BY license_id, fingerprint",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            let t = "issued_receipts";
+            Ok(IssuedReceiptRecord {
+                license_id: get(r, 0, t)?,
+                fingerprint: get(r, 1, t)?,
+                deactivated_at: get(r, 2, t)?,
+                nonce: get(r, 3, t)?,
+                token: get(r, 4, t)?,
+            })
+        })
+        .collect::<Rows<_>>()?;
     Ok(Persisted {
         settings,
         licenses: cached.licenses.clone(),
@@ -267,6 +339,9 @@ pub(super) fn read_all(
         leases,
         counters,
         signed: cached.signed.clone(),
+        issued_receipts,
+        accepted_receipts: cached.accepted_receipts.clone(),
+        reports: cached.reports.clone(),
     })
 }
 
@@ -312,11 +387,25 @@ pub(super) fn read_settings(conn: &mut Conn, namespace: &str) -> Rows<Settings> 
             machine: meta.get(key::MACHINE).cloned(),
         }),
     };
+    let report_sequence = number(key::REPORT_SEQUENCE)?
+        .map(|n| {
+            u64::try_from(n).map_err(|_| {
+                RowError::Corrupt(format!(
+                    "the setting `{}` is negative",
+                    key::REPORT_SEQUENCE
+                ))
+            })
+        })
+        .transpose()?;
     Ok(Settings {
         product: meta.get(key::PRODUCT).cloned(),
         latest_seen: number(key::LATEST_SEEN)?,
         max_issued_at: number(key::MAX_ISSUED_AT)?,
         install,
+        install_key: meta
+            .get(key::INSTALL_KEY)
+            .map(|seed| InstallKeySeed::new(seed.clone())),
+        report_sequence,
     })
 }
 
@@ -349,6 +438,13 @@ fn write_setting(conn: &mut Conn, ns: &str, setting: &Setting) -> Rows<()> {
             set(conn, ns, key::DEVICE, s.device.as_deref())?;
             set(conn, ns, key::MACHINE, s.machine.as_deref())
         }
+        Setting::InstallKey(seed) => set(conn, ns, key::INSTALL_KEY, Some(seed.expose())),
+        Setting::ReportSequence(n) => set(
+            conn,
+            ns,
+            key::REPORT_SEQUENCE,
+            Some(&signed(*n).to_string()),
+        ),
     }
 }
 
@@ -411,12 +507,12 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
             let certificate = a.kind != ActivationKind::Counted;
             conn.execute(
                 "INSERT INTO entitle_activations (namespace, license_id, fingerprint, \
-                 activated_at, expires_at, certificate, hostname, vm, token) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 activated_at, expires_at, certificate, hostname, vm, token, install_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (namespace, license_id, fingerprint) DO UPDATE SET \
                  activated_at = EXCLUDED.activated_at, expires_at = EXCLUDED.expires_at, \
                  certificate = EXCLUDED.certificate, hostname = EXCLUDED.hostname, \
-                 vm = EXCLUDED.vm, token = EXCLUDED.token",
+                 vm = EXCLUDED.vm, token = EXCLUDED.token, install_key = EXCLUDED.install_key",
                 &[
                     &ns,
                     &a.license_id,
@@ -427,6 +523,7 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                     &a.hostname,
                     &a.vm,
                     &token,
+                    &a.install_key,
                 ],
             )
         }
@@ -475,6 +572,55 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &signed(c.used),
             ],
         ),
+        Change::PutIssuedReceipt(r) => conn.execute(
+            "INSERT INTO entitle_issued_receipts (namespace, license_id, fingerprint, \
+             deactivated_at, nonce, token) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (namespace, license_id, fingerprint) DO UPDATE SET \
+             deactivated_at = EXCLUDED.deactivated_at, nonce = EXCLUDED.nonce, \
+             token = EXCLUDED.token",
+            &[
+                &ns,
+                &r.license_id,
+                &r.fingerprint,
+                &r.deactivated_at,
+                &r.nonce,
+                &r.token,
+            ],
+        ),
+        Change::PutAcceptedReceipt(r) => conn.execute(
+            "INSERT INTO entitle_accepted_receipts (namespace, license_id, fingerprint, nonce, \
+             install_key, deactivated_at, accepted_at, token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (namespace, license_id, fingerprint, nonce) DO UPDATE SET \
+             install_key = EXCLUDED.install_key, deactivated_at = EXCLUDED.deactivated_at, \
+             accepted_at = EXCLUDED.accepted_at, token = EXCLUDED.token",
+            &[
+                &ns,
+                &r.license_id,
+                &r.fingerprint,
+                &r.nonce,
+                &r.install_key,
+                &r.deactivated_at,
+                &r.accepted_at,
+                &r.token,
+            ],
+        ),
+        Change::PutReport(r) => conn.execute(
+            "INSERT INTO entitle_reports (namespace, fingerprint, sequence, install_key, \
+             created_at, ingested_at, token) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (namespace, fingerprint, sequence) DO UPDATE SET \
+             install_key = EXCLUDED.install_key, created_at = EXCLUDED.created_at, \
+             ingested_at = EXCLUDED.ingested_at, token = EXCLUDED.token",
+            &[
+                &ns,
+                &r.fingerprint,
+                &signed(r.sequence),
+                &r.install_key,
+                &r.created_at,
+                &r.ingested_at,
+                &r.token,
+            ],
+        ),
     }?;
     Ok(())
 }
@@ -486,7 +632,10 @@ pub(super) fn holds_nul(change: &Change) -> bool {
     let nul = |s: &str| s.contains('\0');
     match change {
         Change::Set(Setting::Product(p)) => nul(p),
-        Change::Set(Setting::LatestSeen(_) | Setting::MaxIssuedAt(_)) => false,
+        Change::Set(
+            Setting::LatestSeen(_) | Setting::MaxIssuedAt(_) | Setting::ReportSequence(_),
+        ) => false,
+        Change::Set(Setting::InstallKey(seed)) => nul(seed.expose()),
         Change::Set(Setting::Install(s)) => {
             s.trusted_keys.iter().any(|k| nul(k))
                 || s.device.as_deref().is_some_and(nul)
@@ -506,6 +655,7 @@ pub(super) fn holds_nul(change: &Change) -> bool {
             nul(&a.license_id)
                 || nul(&a.fingerprint)
                 || nul(&a.hostname)
+                || a.install_key.as_deref().is_some_and(nul)
                 || matches!(&a.kind, ActivationKind::Certificate(t) if nul(t))
         }
         Change::DeleteActivation {
@@ -516,5 +666,16 @@ pub(super) fn holds_nul(change: &Change) -> bool {
             nul(&l.id) || nul(&l.client) || l.feature.as_deref().is_some_and(nul)
         }
         Change::PutCounter(c) => nul(&c.license_id) || nul(&c.code),
+        Change::PutIssuedReceipt(r) => {
+            nul(&r.license_id) || nul(&r.fingerprint) || nul(&r.nonce) || nul(&r.token)
+        }
+        Change::PutAcceptedReceipt(r) => {
+            nul(&r.license_id)
+                || nul(&r.fingerprint)
+                || nul(&r.nonce)
+                || nul(&r.install_key)
+                || nul(&r.token)
+        }
+        Change::PutReport(r) => nul(&r.fingerprint) || nul(&r.install_key) || nul(&r.token),
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS entitle_users (
 CREATE TABLE IF NOT EXISTS entitle_activations (
     namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
     activated_at bigint NOT NULL, expires_at bigint, certificate boolean NOT NULL,
-    hostname text NOT NULL, vm boolean NOT NULL, token text,
+    hostname text NOT NULL, vm boolean NOT NULL, token text, install_key text,
     PRIMARY KEY (namespace, license_id, fingerprint));
 CREATE TABLE IF NOT EXISTS entitle_transfers (
     namespace text NOT NULL, license_id text NOT NULL, count bigint NOT NULL,
@@ -62,6 +62,23 @@ CREATE TABLE IF NOT EXISTS entitle_leases (
 CREATE TABLE IF NOT EXISTS entitle_counters (
     namespace text NOT NULL, license_id text NOT NULL, code text NOT NULL,
     period_start bigint NOT NULL, used bigint NOT NULL, PRIMARY KEY (namespace, license_id, code));
+CREATE TABLE IF NOT EXISTS entitle_issued_receipts (
+    namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
+    deactivated_at bigint NOT NULL, nonce text NOT NULL, token text NOT NULL,
+    PRIMARY KEY (namespace, license_id, fingerprint));
+CREATE TABLE IF NOT EXISTS entitle_accepted_receipts (
+    namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
+    nonce text NOT NULL, install_key text NOT NULL, deactivated_at bigint NOT NULL,
+    accepted_at bigint NOT NULL, token text NOT NULL,
+    PRIMARY KEY (namespace, license_id, fingerprint, nonce));
+CREATE TABLE IF NOT EXISTS entitle_reports (
+    namespace text NOT NULL, fingerprint text NOT NULL, sequence bigint NOT NULL,
+    install_key text NOT NULL, created_at bigint NOT NULL, ingested_at bigint NOT NULL,
+    token text NOT NULL, PRIMARY KEY (namespace, fingerprint, sequence));
+-- Version 2 (the air-gapped way back): activations recorded by version 1
+-- have no install key; their receipts cannot be checked, as in the file
+-- store's format 3.
+ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS install_key text;
 ";
 
 /// Makes the tables if they are missing, checks their version (refusing a
@@ -148,8 +165,9 @@ fn make_tables(conn: &mut Conn, location: &str) -> Result<()> {
                     )
                     .map_err(sql)?;
             }
-            // Made by another process meanwhile, or older: no version
-            // before this one changed a table, so older is brought up by
+            // Made by another process meanwhile, or older: [`TABLES`]
+            // adds what each version since added (new tables, the
+            // activations' install key), so older is brought up by
             // setting the version.
             Some(version) if !check_version(version, location)? => {
                 conn.client

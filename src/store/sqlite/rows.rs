@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    ActivationKind, ActivationRecord, Change, CounterRecord, InstallSettings, LeaseRecord,
-    LicenseRecord, Persisted, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, InstallKeySeed,
+    InstallSettings, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
+    Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 use crate::Timestamp;
 
@@ -27,6 +28,9 @@ mod key {
     pub const RELEASE_DATE: &str = "release_date";
     pub const DEVICE: &str = "fingerprint";
     pub const MACHINE: &str = "machine";
+    /// The install's secret seed (base64url): the one secret a state holds.
+    pub const INSTALL_KEY: &str = "install_key";
+    pub const REPORT_SEQUENCE: &str = "report_sequence";
 }
 
 pub(super) fn read_generation(conn: &Connection) -> rusqlite::Result<u64> {
@@ -76,6 +80,8 @@ pub(super) struct Cached {
     tombstones: Option<(String, Vec<(String, i64)>)>,
     first_use: Option<(String, Vec<(String, i64)>)>,
     signed: Option<(String, Vec<SignedRecord>)>,
+    accepted_receipts: Option<(String, Vec<AcceptedReceiptRecord>)>,
+    reports: Option<(String, Vec<ReportRecord>)>,
 }
 
 /// Reads `table` with `read`, or takes it from `cached` when its version
@@ -154,7 +160,7 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
             conn,
             &meta,
             "activations",
-            "license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token",
+            "license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key",
             |r| {
                 let kind = match (r.get::<_, i64>(4)? != 0, r.get::<_, Option<String>>(7)?) {
                     (false, _) => ActivationKind::Counted,
@@ -169,6 +175,7 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                     kind,
                     hostname: r.get(5)?,
                     vm: r.get::<_, i64>(6)? != 0,
+                    install_key: r.get(8)?,
                 })
             },
         )?,
@@ -218,6 +225,63 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                 })
             })
         })?,
+        issued_receipts: read_table(
+            conn,
+            &meta,
+            "issued_receipts",
+            "license_id, fingerprint, deactivated_at, nonce, token",
+            |r| {
+                Ok(IssuedReceiptRecord {
+                    license_id: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    deactivated_at: r.get(2)?,
+                    nonce: r.get(3)?,
+                    token: r.get(4)?,
+                })
+            },
+        )?,
+        accepted_receipts: read_versioned(
+            &meta,
+            &mut cached.accepted_receipts,
+            "accepted_receipts",
+            || {
+                read_table(
+                    conn,
+                    &meta,
+                    "accepted_receipts",
+                    "license_id, fingerprint, nonce, install_key, deactivated_at, accepted_at, token",
+                    |r| {
+                        Ok(AcceptedReceiptRecord {
+                            license_id: r.get(0)?,
+                            fingerprint: r.get(1)?,
+                            nonce: r.get(2)?,
+                            install_key: r.get(3)?,
+                            deactivated_at: r.get(4)?,
+                            accepted_at: r.get(5)?,
+                            token: r.get(6)?,
+                        })
+                    },
+                )
+            },
+        )?,
+        reports: read_versioned(&meta, &mut cached.reports, "reports", || {
+            read_table(
+                conn,
+                &meta,
+                "reports",
+                "fingerprint, sequence, install_key, created_at, ingested_at, token",
+                |r| {
+                    Ok(ReportRecord {
+                        fingerprint: r.get(0)?,
+                        sequence: unsigned(r, 1)?,
+                        install_key: r.get(2)?,
+                        created_at: r.get(3)?,
+                        ingested_at: r.get(4)?,
+                        token: r.get(5)?,
+                    })
+                },
+            )
+        })?,
     })
 }
 
@@ -249,11 +313,25 @@ fn settings(meta: &BTreeMap<String, String>) -> rusqlite::Result<Settings> {
             machine: meta.get(key::MACHINE).cloned(),
         }),
     };
+    let report_sequence = number(key::REPORT_SEQUENCE)?
+        .map(|n| {
+            u64::try_from(n).map_err(|_| {
+                corrupt_rows(format!(
+                    "the setting `{}` is negative",
+                    key::REPORT_SEQUENCE
+                ))
+            })
+        })
+        .transpose()?;
     Ok(Settings {
         product: meta.get(key::PRODUCT).cloned(),
         latest_seen: number(key::LATEST_SEEN)?,
         max_issued_at: number(key::MAX_ISSUED_AT)?,
         install,
+        install_key: meta
+            .get(key::INSTALL_KEY)
+            .map(|seed| InstallKeySeed::new(seed.clone())),
+        report_sequence,
     })
 }
 
@@ -287,6 +365,12 @@ fn write_setting(conn: &Connection, setting: &Setting) -> rusqlite::Result<()> {
             set_meta(conn, key::DEVICE, s.device.as_deref())?;
             set_meta(conn, key::MACHINE, s.machine.as_deref())
         }
+        Setting::InstallKey(seed) => set_meta(conn, key::INSTALL_KEY, Some(seed.expose())),
+        Setting::ReportSequence(n) => set_meta(
+            conn,
+            key::REPORT_SEQUENCE,
+            Some(&i64::try_from(*n).unwrap_or(i64::MAX).to_string()),
+        ),
     }
 }
 
@@ -343,7 +427,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
             };
             run(
                 conn,
-                "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     a.license_id,
                     a.fingerprint,
@@ -353,6 +437,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
                     a.hostname,
                     a.vm as i64,
                     token,
+                    a.install_key,
                 ],
             )
         }
@@ -399,5 +484,35 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
             }
             Ok(())
         }
+        Change::PutIssuedReceipt(r) => run(
+            conn,
+            "INSERT OR REPLACE INTO issued_receipts (license_id, fingerprint, deactivated_at, nonce, token) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![r.license_id, r.fingerprint, r.deactivated_at, r.nonce, r.token],
+        ),
+        Change::PutAcceptedReceipt(r) => run(
+            conn,
+            "INSERT OR REPLACE INTO accepted_receipts (license_id, fingerprint, nonce, install_key, deactivated_at, accepted_at, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.license_id,
+                r.fingerprint,
+                r.nonce,
+                r.install_key,
+                r.deactivated_at,
+                r.accepted_at,
+                r.token
+            ],
+        ),
+        Change::PutReport(r) => run(
+            conn,
+            "INSERT OR REPLACE INTO reports (fingerprint, sequence, install_key, created_at, ingested_at, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                r.fingerprint,
+                i64::try_from(r.sequence).unwrap_or(i64::MAX),
+                r.install_key,
+                r.created_at,
+                r.ingested_at,
+                r.token
+            ],
+        ),
     }
 }

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS activations (
     license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, activated_at INTEGER NOT NULL,
     expires_at INTEGER, certificate INTEGER NOT NULL, hostname TEXT NOT NULL,
-    vm INTEGER NOT NULL, token TEXT, PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
+    vm INTEGER NOT NULL, token TEXT, install_key TEXT,
+    PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers (license_id TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY, client TEXT NOT NULL, feature TEXT, created_at INTEGER NOT NULL,
@@ -43,19 +44,37 @@ CREATE TABLE IF NOT EXISTS first_use (id TEXT PRIMARY KEY, at INTEGER NOT NULL) 
 CREATE TABLE IF NOT EXISTS signed (
     digest TEXT PRIMARY KEY, typ TEXT NOT NULL, token TEXT NOT NULL,
     added_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS issued_receipts (
+    license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, deactivated_at INTEGER NOT NULL,
+    nonce TEXT NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accepted_receipts (
+    license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, nonce TEXT NOT NULL,
+    install_key TEXT NOT NULL, deactivated_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,
+    token TEXT NOT NULL, PRIMARY KEY (license_id, fingerprint, nonce)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reports (
+    fingerprint TEXT NOT NULL, sequence INTEGER NOT NULL, install_key TEXT NOT NULL,
+    created_at INTEGER NOT NULL, ingested_at INTEGER NOT NULL, token TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, sequence)) WITHOUT ROWID;
 ";
 
-/// Brings a state written by format 1 up to this one, in the transaction
-/// that opens it: the `signed` table is made by [`SCHEMA`]; activations
-/// gain the certificate token (an old certificate row has none, and so
-/// grants nothing until its certificate is applied again).
+/// Brings a state written by an older format up to this one, in the
+/// transaction that opens it. The tables added since format 1 (`signed`
+/// in format 2; `issued_receipts`, `accepted_receipts` and `reports` in
+/// format 3) are made by [`SCHEMA`]. Activations gain the certificate
+/// token in format 2 (an old certificate row has none, and so grants
+/// nothing until its certificate is applied again) and the install key in
+/// format 3 (none for an activation recorded before installs had keys:
+/// its receipts cannot be checked, and the vendor frees it by hand).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('activations')")?;
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    if !columns.iter().any(|c| c == "token") {
-        conn.execute_batch("ALTER TABLE activations ADD COLUMN token TEXT")?;
+    for column in ["token", "install_key"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE activations ADD COLUMN {column} TEXT"))?;
+        }
     }
     Ok(())
 }
@@ -132,7 +151,7 @@ fn upgrade(conn: &Connection, shown: &str) -> Result<()> {
 /// same transaction as the rows; every load compares. A leaf page replaced
 /// by another table's valid page passes SQLite's structural check but not
 /// this one.
-const COUNTED: [(&str, &str); 10] = [
+const COUNTED: [(&str, &str); 13] = [
     ("licenses", "id = NEW.id"),
     ("serials", "id = NEW.id"),
     ("tombstones", "id = NEW.id"),
@@ -149,6 +168,18 @@ const COUNTED: [(&str, &str); 10] = [
     ),
     ("signed", "digest = NEW.digest"),
     ("first_use", "id = NEW.id"),
+    (
+        "issued_receipts",
+        "license_id = NEW.license_id AND fingerprint = NEW.fingerprint",
+    ),
+    (
+        "accepted_receipts",
+        "license_id = NEW.license_id AND fingerprint = NEW.fingerprint AND nonce = NEW.nonce",
+    ),
+    (
+        "reports",
+        "fingerprint = NEW.fingerprint AND sequence = NEW.sequence",
+    ),
 ];
 
 /// The tables of format 1: all present, or none (a new state). Tables
@@ -189,12 +220,20 @@ fn count_rows(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The tables that change only with licenses (their tokens are large):
-/// a trigger gives each a fresh random `version.<table>` on every change,
+/// The tables that change seldom and hold large tokens (licenses and what
+/// goes with them; the receipts and reports a vendor's books keep): a
+/// trigger gives each a fresh random `version.<table>` on every change,
 /// so a reader that read them at that version need not read them again
 /// (a refresh after another process's change reads only what changed).
-pub(super) const VERSIONED: [&str; 5] =
-    ["licenses", "serials", "tombstones", "signed", "first_use"];
+pub(super) const VERSIONED: [&str; 7] = [
+    "licenses",
+    "serials",
+    "tombstones",
+    "signed",
+    "first_use",
+    "accepted_receipts",
+    "reports",
+];
 
 fn version_rows(conn: &Connection) -> rusqlite::Result<()> {
     for table in VERSIONED {

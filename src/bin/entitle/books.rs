@@ -1,0 +1,168 @@
+//! The vendor's books take what air-gapped installs send back (DESIGN
+//! section 10): `receipt` frees the slot of a device deactivated offline,
+//! `ingest` records a usage report. Both act on the vendor's own state
+//! (`--state BOOKS`), the one `respond --state BOOKS` counted the
+//! activations in and recorded each install's key.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use entitle::engine::SequenceGap;
+use serde_json::json;
+
+use crate::output::{to_json, Failure, Outcome};
+use crate::state::open_engine;
+use crate::{files, Globals};
+
+/// The books' intake of receipts and reports.
+#[derive(Debug, Subcommand)]
+pub enum BooksCommand {
+    /// Free the slot of a device an install deactivated offline, on its
+    /// signed receipt (in the vendor's books: --state BOOKS).
+    Receipt(ReceiptArgs),
+    /// Record a usage report an install signed (in the vendor's books:
+    /// --state BOOKS).
+    Ingest(IngestArgs),
+}
+
+/// `entitle receipt`.
+#[derive(Debug, Args)]
+pub struct ReceiptArgs {
+    /// The receipt the install wrote (`entitle deactivate --receipt FILE`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// `entitle ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The report the install wrote (`entitle report --out FILE`).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Runs one of the books' commands.
+pub fn run(command: BooksCommand, globals: &Globals) -> Result<Outcome, Failure> {
+    match command {
+        BooksCommand::Receipt(args) => receipt(&args, globals),
+        BooksCommand::Ingest(args) => ingest(&args, globals),
+    }
+}
+
+/// `entitle --state BOOKS receipt FILE`.
+fn receipt(args: &ReceiptArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let text = files::read_text(&args.file, "deactivation receipt")?;
+    let engine = open_engine(globals)?;
+    let accepted = engine.accept_receipt(&text)?;
+    let receipt = &accepted.receipt;
+    let transfers = match accepted.max_transfers {
+        Some(max) => format!("{} of {max} transfer(s) used", accepted.transfers),
+        None => format!("{} transfer(s) used", accepted.transfers),
+    };
+    let human = format!(
+        "Accepted the receipt: device `{}` was deactivated for license `{}` at {} (signed by its \
+         install, kid {}).\nIts slot is free in these books; {transfers}.\n\
+         Next: answer the new device's request with `entitle --state BOOKS respond`.",
+        receipt.fingerprint, receipt.license_id, receipt.deactivated_at, accepted.kid
+    );
+    Ok(Outcome::new(
+        json!({
+            "accepted": true,
+            "license_id": receipt.license_id,
+            "fingerprint": receipt.fingerprint,
+            "deactivated_at": receipt.deactivated_at,
+            "nonce": receipt.nonce,
+            "kid": accepted.kid,
+            "transfers": accepted.transfers,
+            "max_transfers": accepted.max_transfers,
+        }),
+        human,
+    ))
+}
+
+/// `entitle --state BOOKS ingest FILE`.
+fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    let text = files::read_text(&args.file, "usage report")?;
+    let engine = open_engine(globals)?;
+    let ingested = engine.ingest_report(&text)?;
+    let report = &ingested.report;
+    let expected = ingested
+        .previous_sequence
+        .map_or(1, |p| p.saturating_add(1));
+    let mut human = format!(
+        "Recorded report {} from device `{}`, made {} (signed by its install, kid {}).",
+        report.sequence, report.fingerprint, report.created_at, ingested.kid
+    );
+    if report.licenses.is_empty() {
+        human.push_str("\n  It accounts for no license.");
+    }
+    for license in &report.licenses {
+        let _ = write!(
+            human,
+            "\n  license {}: {} active user(s), {} device(s) activated",
+            license.id, license.active_users, license.activations
+        );
+        for feature in &license.features {
+            let _ = write!(human, "\n    {}: {} used", feature.code, feature.used);
+            match feature.period_starts_at {
+                Some(start) => {
+                    let _ = write!(human, " in the period since {start}");
+                }
+                None => human.push_str(" in all"),
+            }
+        }
+    }
+    if ingested.late() {
+        let _ = write!(
+            human,
+            "\nIt came late (report {} arrived before it) and fills a gap.",
+            ingested.previous_sequence.unwrap_or(0)
+        );
+    } else if report.sequence != expected {
+        let _ = write!(
+            human,
+            "\nExpected report {expected} next, got {}.",
+            report.sequence
+        );
+    }
+    if ingested.missing.is_empty() {
+        human.push_str("\nNo report is missing from this device.");
+    } else {
+        let _ = write!(
+            human,
+            "\nMissing from this device: {}; ask the customer for them (the install cannot \
+             sign them again: each report is made once).",
+            gaps_text(&ingested.missing)
+        );
+    }
+    Ok(Outcome::new(
+        json!({
+            "ingested": true,
+            "fingerprint": report.fingerprint,
+            "sequence": report.sequence,
+            "created_at": report.created_at,
+            "kid": ingested.kid,
+            "previous_sequence": ingested.previous_sequence,
+            "expected_sequence": expected,
+            "late": ingested.late(),
+            "missing": to_json(&ingested.missing),
+            "licenses": to_json(&report.licenses),
+        }),
+        human,
+    ))
+}
+
+/// "3, 5-7" for people.
+fn gaps_text(gaps: &[SequenceGap]) -> String {
+    gaps.iter()
+        .map(|g| {
+            if g.from == g.to {
+                format!("report {}", g.from)
+            } else {
+                format!("reports {} to {}", g.from, g.to)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
