@@ -65,9 +65,35 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
+/// Where PostgreSQL's program `name` is: on `PATH`, or else in the
+/// newest of Debian's `/usr/lib/postgresql/<version>/bin`, which the
+/// server package does not put on `PATH`.
+pub fn pg_program(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path
+        .or_else(|| {
+            let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse().ok()?;
+                    let program = e.path().join("bin").join(name);
+                    program.is_file().then_some((version, program))
+                })
+                .collect();
+            versions.sort();
+            versions.pop().map(|(_, program)| program)
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// Runs SQL with `psql` on `url`, panicking with its output on failure.
 pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
+    let out = Command::new(pg_program("psql"))
         .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
         .stdin(Stdio::null())
         .output()
@@ -101,9 +127,10 @@ fn as_root() -> bool {
 /// A command run as the unprivileged `postgres` user when we are root
 /// (PostgreSQL refuses to run as root), as ourselves otherwise.
 fn as_postgres(program: &str) -> Command {
+    let program = pg_program(program);
     if as_root() {
         let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--", program]);
+        command.args(["-u", "postgres", "--"]).arg(program);
         command
     } else {
         Command::new(program)
@@ -220,10 +247,11 @@ impl Cluster {
     /// A process that outlives this one for as long as it takes to see it
     /// gone, then stops the cluster and removes its directory.
     fn watch(&self) {
+        let pg_ctl = pg_program("pg_ctl");
         let stop = if as_root() {
-            "runuser -u postgres -- pg_ctl"
+            format!("runuser -u postgres -- '{}'", pg_ctl.display())
         } else {
-            "pg_ctl"
+            format!("'{}'", pg_ctl.display())
         };
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
