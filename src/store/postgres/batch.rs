@@ -1,9 +1,12 @@
 //! Batching: the mutations an engine makes while a batch is open join one
 //! PostgreSQL transaction, which holds the namespace's row lock from its
-//! first mutation to its commit. A mutation's changes are written when it
-//! commits; the batch is committed once for all of them
-//! (`store/group.rs` decides when), with the new generation and its
-//! notification.
+//! first mutation to its commit. A mutation's changes are kept with the
+//! batch when it commits and written together before the batch commits
+//! (or before anything reads in its transaction), a row changed by several
+//! mutations once, with what the last one set: eight consumes of one
+//! feature are one `UPDATE`, not eight round trips with the writer lock
+//! held. The batch is committed once for all of them (`store/group.rs`
+//! decides when), with the new generation and its notification.
 //!
 //! A statement that fails aborts a PostgreSQL transaction whole, so a
 //! failed write fails the batch: every mutation in it fails at its sync
@@ -17,10 +20,10 @@ use std::sync::atomic::Ordering;
 use parking_lot::MutexGuard;
 
 use super::database::Pooled;
-use super::rows::{changes_licenses, holds_nul, read_all, write, Cached};
+use super::rows::{changes_licenses, holds_nul, read_all, write, Cached, RowError};
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::store::{Change, Persisted, Transaction};
+use crate::store::{Change, Persisted, Setting, Transaction};
 
 /// [`PgStore::batch_generation`] when no batch is open.
 pub(super) const NO_BATCH: u64 = u64::MAX;
@@ -48,6 +51,8 @@ struct Batch {
     licenses_changed: bool,
     /// Mutations committed into it.
     mutations: usize,
+    /// Their changes, in order, not yet written (see the module docs).
+    unwritten: Vec<Change>,
     /// A write failed: the transaction is aborted and cannot commit.
     broken: bool,
 }
@@ -81,53 +86,60 @@ impl PgStore {
 
     /// Begins the transaction a batch shares and locks the namespace,
     /// waiting (up to the lock timeout) for another writer to commit.
+    ///
+    /// One round trip: `BEGIN`, the lock timeout and the locking read go
+    /// as one simple query, the namespace as a literal. A durable write is
+    /// three round trips in all (this, its rows, the commit), as a bare
+    /// `BEGIN`/`UPDATE`/`COMMIT` is; each costs as much as the rows.
     fn begin_batch(&self) -> Result<Batch> {
         let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
-            self.lock_timeout.as_millis().max(1)
+            "BEGIN; SET LOCAL lock_timeout = {}; \
+             SELECT generation, licenses_generation FROM entitle_namespaces \
+             WHERE namespace = {} FOR UPDATE",
+            self.lock_timeout.as_millis().max(1),
+            literal(&self.namespace),
         );
         let mut conn = self.database.connection(&self.location)?;
-        if let Err(e) = conn.client.batch_execute(&begin) {
-            if !conn.client.is_closed() {
-                return Err(self.sql_error(e));
+        let locked = match conn.client.simple_query(&begin) {
+            Err(_) if conn.client.is_closed() => {
+                // A pooled connection the server closed since (a
+                // restart): nothing was done on it; try once on a fresh
+                // one.
+                drop(conn);
+                conn = self.database.connection(&self.location)?;
+                conn.client.simple_query(&begin)
             }
-            // A pooled connection the server closed since (a restart):
-            // nothing was done on it; try once on a fresh one.
-            drop(conn);
-            conn = self.database.connection(&self.location)?;
-            conn.client
-                .batch_execute(&begin)
-                .map_err(|e| self.sql_error(e))?;
-        }
-        let locked = conn.query(
-            "SELECT generation, licenses_generation FROM entitle_namespaces \
-             WHERE namespace = $1 FOR UPDATE",
-            &[&self.namespace],
-        );
+            locked => locked,
+        };
         let row = match locked {
-            Ok(rows) => rows.into_iter().next(),
+            Ok(messages) => messages.into_iter().find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            }),
             Err(e) => {
                 let _ = conn.client.batch_execute("ROLLBACK");
                 return Err(self.sql_error(e));
             }
         };
-        let read = row.map(|r| (r.try_get::<_, i64>(0), r.try_get::<_, i64>(1)));
-        let (generation, licenses_at) = match read {
-            Some((Ok(generation), Ok(licenses_at))) => (generation, licenses_at),
-            _ => {
-                let _ = conn.client.batch_execute("ROLLBACK");
-                return Err(Error::StateCorrupt {
-                    path: self.location.clone(),
-                    detail: "its namespace row is missing or unreadable".into(),
-                });
-            }
+        let number = |i: usize| {
+            row.as_ref()
+                .and_then(|r| r.get(i))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let (Some(generation), Some(licenses_at)) = (number(0), number(1)) else {
+            let _ = conn.client.batch_execute("ROLLBACK");
+            return Err(Error::StateCorrupt {
+                path: self.location.clone(),
+                detail: "its namespace row is missing or unreadable".into(),
+            });
         };
         Ok(Batch {
             conn,
-            generation: u64::try_from(generation).unwrap_or(0),
-            licenses_at: u64::try_from(licenses_at).unwrap_or(0),
+            generation,
+            licenses_at,
             licenses_changed: false,
             mutations: 0,
+            unwritten: Vec::new(),
             broken: false,
         })
     }
@@ -143,21 +155,30 @@ impl PgStore {
         if batch.broken {
             return Err(self.fail_batch(&mut session));
         }
+        if let Err(e) = batch.write_unwritten(&self.namespace) {
+            let cause = self.row_error(e);
+            let _ = self.fail_batch(&mut session);
+            return Err(cause);
+        }
+        // The new generation, its notification and `COMMIT` in one round
+        // trip (one simple query; the generation is a number, the
+        // namespace a literal). A statement that fails skips the rest,
+        // `COMMIT` included, and the batch is rolled back below.
         let generation = i64::try_from(batch.generation).unwrap_or(i64::MAX);
-        let payload = format!("{} {}", batch.generation, self.namespace);
-        let moved = batch.conn.query(
-            "WITH moved AS (UPDATE entitle_namespaces SET generation = $2, \
-             licenses_generation = CASE WHEN $3 THEN $2 ELSE licenses_generation END \
-             WHERE namespace = $1 RETURNING namespace) \
-             SELECT pg_notify('entitle_changes', $4) FROM moved",
-            &[
-                &self.namespace,
-                &generation,
-                &batch.licenses_changed,
-                &payload,
-            ],
+        let namespace = literal(&self.namespace);
+        let licenses_generation = if batch.licenses_changed {
+            generation.to_string()
+        } else {
+            "licenses_generation".to_owned()
+        };
+        let payload = literal(&format!("{} {}", batch.generation, self.namespace));
+        let commit = format!(
+            "WITH moved AS (UPDATE entitle_namespaces SET generation = {generation}, \
+             licenses_generation = {licenses_generation} \
+             WHERE namespace = {namespace} RETURNING namespace) \
+             SELECT pg_notify('entitle_changes', {payload}) FROM moved; COMMIT"
         );
-        match moved.and_then(|_| batch.conn.client.batch_execute("COMMIT")) {
+        match batch.conn.client.batch_execute(&commit) {
             Ok(()) => {
                 let (generation, mutations) = (batch.generation, batch.mutations);
                 self.group.batch_committed(mutations);
@@ -201,12 +222,14 @@ impl PgStore {
         let session = &mut *session;
         if let Some(batch) = &mut session.batch {
             let licenses_at = (!batch.licenses_changed).then_some(batch.licenses_at);
-            let read = read_all(
-                &mut batch.conn,
-                &self.namespace,
-                &mut session.cached,
-                licenses_at,
-            );
+            let read = batch.write_unwritten(&self.namespace).and_then(|()| {
+                read_all(
+                    &mut batch.conn,
+                    &self.namespace,
+                    &mut session.cached,
+                    licenses_at,
+                )
+            });
             return Ok((batch.generation, read.map_err(|e| self.row_error(e))?));
         }
         let mut conn = self.database.connection(&self.location)?;
@@ -246,6 +269,77 @@ impl PgStore {
     }
 }
 
+impl Batch {
+    /// Writes the changes kept since the last write, a row several of
+    /// them set once, with the last value. A failure aborts the
+    /// transaction: every mutation in the batch fails.
+    fn write_unwritten(&mut self, namespace: &str) -> std::result::Result<(), RowError> {
+        let changes = last_per_row(std::mem::take(&mut self.unwritten));
+        let written = changes
+            .iter()
+            .try_for_each(|change| write(&mut self.conn, namespace, change));
+        if written.is_err() {
+            self.broken = true;
+        }
+        written
+    }
+}
+
+/// The row a change sets whole (an upsert of every column, or a delete),
+/// so that of several changes to it only the last matters; `None` for a
+/// change that does not (one that keeps the first value, or writes several
+/// rows).
+fn whole_row(change: &Change) -> Option<(u8, &str, &str)> {
+    Some(match change {
+        Change::PutCounter(c) => (0, c.license_id.as_str(), c.code.as_str()),
+        Change::PutUser(u) => (1, u.id.as_str(), ""),
+        Change::DeleteUser(id) => (1, id.as_str(), ""),
+        Change::PutLease(l) => (2, l.id.as_str(), ""),
+        Change::DeleteLease(id) => (2, id.as_str(), ""),
+        Change::PutActivation(a) => (3, a.license_id.as_str(), a.fingerprint.as_str()),
+        Change::DeleteActivation {
+            license_id,
+            fingerprint,
+        } => (3, license_id.as_str(), fingerprint.as_str()),
+        Change::Set(Setting::LatestSeen(_)) => (4, "latest_seen", ""),
+        Change::Set(Setting::MaxIssuedAt(_)) => (4, "max_issued_at", ""),
+        Change::Set(Setting::ReportSequence(_)) => (4, "report_sequence", ""),
+        Change::Transfers(license_id, _) => (5, license_id.as_str(), ""),
+        _ => return None,
+    })
+}
+
+/// `changes` without those a later change to the same whole row
+/// supersedes; the rest in their order (changes to different rows do not
+/// depend on each other's order).
+fn last_per_row(changes: Vec<Change>) -> Vec<Change> {
+    if changes.len() < 2 {
+        return changes;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes.into_iter().rev() {
+        let superseded = match whole_row(&change) {
+            Some((table, a, b)) => !seen.insert((table, a.to_owned(), b.to_owned())),
+            None => false,
+        };
+        if !superseded {
+            kept.push(change);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// `text` as an SQL string literal: an escape string (`E'...'`), whose
+/// backslashes and quotes are doubled, reads the same whatever the
+/// server's `standard_conforming_strings`. NUL, which no PostgreSQL text
+/// holds, is refused before any text reaches here (a namespace has no
+/// control characters).
+fn literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 impl Drop for PgStore {
     fn drop(&mut self) {
         // Every mutation syncs before it returns, so a batch is open here
@@ -281,13 +375,17 @@ impl Transaction for PgTransaction<'_> {
             ));
         };
         let licenses_at = (!batch.licenses_changed).then_some(batch.licenses_at);
-        read_all(
-            &mut batch.conn,
-            &self.store.namespace,
-            &mut session.cached,
-            licenses_at,
-        )
-        .map_err(|e| self.store.row_error(e))
+        batch
+            .write_unwritten(&self.store.namespace)
+            .and_then(|()| {
+                read_all(
+                    &mut batch.conn,
+                    &self.store.namespace,
+                    &mut session.cached,
+                    licenses_at,
+                )
+            })
+            .map_err(|e| self.store.row_error(e))
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
@@ -309,18 +407,11 @@ impl Transaction for PgTransaction<'_> {
                 "a transaction committed after its batch ended".into(),
             ));
         };
-        let written = pending
-            .iter()
-            .try_for_each(|change| write(&mut batch.conn, &store.namespace, change));
-        if let Err(e) = written {
-            // The transaction is aborted: every mutation in it fails.
-            batch.broken = true;
-            return Err(store.row_error(e));
-        }
         self.open = false;
         batch.generation = next;
         batch.mutations += 1;
         batch.licenses_changed |= pending.iter().any(changes_licenses);
+        batch.unwritten.extend(pending);
         store.group.joined(batch.mutations);
         store.batch_generation.store(next, Ordering::Release);
         Ok(next)
@@ -347,5 +438,53 @@ impl Drop for PgTransaction<'_> {
                 .batch_generation
                 .store(NO_BATCH, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{last_per_row, literal};
+    use crate::store::{Change, CounterRecord, Setting};
+
+    #[test]
+    fn of_several_changes_to_one_row_only_the_last_is_written() {
+        let counter = |code: &str, used| {
+            Change::PutCounter(CounterRecord {
+                license_id: "lic".into(),
+                code: code.into(),
+                period_start: 0,
+                used,
+            })
+        };
+        let changes = vec![
+            counter("api", 1),
+            Change::Set(Setting::LatestSeen(10)),
+            Change::FirstUse("lic".into(), 5),
+            counter("api", 2),
+            counter("export", 1),
+            Change::FirstUse("lic".into(), 6),
+            Change::Set(Setting::LatestSeen(11)),
+            counter("api", 3),
+        ];
+        assert_eq!(
+            last_per_row(changes),
+            vec![
+                Change::FirstUse("lic".into(), 5),
+                counter("export", 1),
+                Change::FirstUse("lic".into(), 6),
+                Change::Set(Setting::LatestSeen(11)),
+                counter("api", 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_literal_doubles_quotes_and_backslashes() {
+        assert_eq!(literal("tenant-7"), "E'tenant-7'");
+        assert_eq!(literal("o'brien"), "E'o''brien'");
+        assert_eq!(
+            literal("a\\'; DROP TABLE x; --"),
+            "E'a\\\\''; DROP TABLE x; --'"
+        );
     }
 }
