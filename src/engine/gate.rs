@@ -203,8 +203,9 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
         let views = snapshot.views(device);
         let key = floating::pool_key(&views, code);
         let held = floating::held(snapshot.leases.values(), &inner.client_id, key, now);
-        if let Held::Live(end) = held {
-            bound(Some(end));
+        match held {
+            Held::Live(end) | Held::Lapsed(end) => bound(Some(end)),
+            Held::None => {}
         }
         reason = floating::gate_reason(&views, code, &device.ctx, now, tampered, held);
     }
