@@ -246,3 +246,42 @@ fn a_lease_that_lapsed_while_the_process_slept_is_taken_again_if_free() {
         t(T0).plus_secs(3600 + 300)
     );
 }
+
+#[test]
+fn errors_and_decisions_speak_to_an_end_user_without_commands() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.builder(&clock).fingerprint("desk").build().unwrap();
+    engine
+        .add_license(
+            &vendor.license(json!({"id": "lic", "features": [{"code": "cad"}],
+            "activations": {"max": 1, "counted_by": "vendor"}})),
+        )
+        .unwrap();
+    let errors = [
+        engine.remove_user("nobody").unwrap_err(),
+        engine.add_license("not a token").unwrap_err(),
+        engine.activate_this_device().unwrap_err(),
+        engine.heartbeat("lease_nope").unwrap_err(),
+        engine.deactivate("elsewhere").unwrap_err(),
+        FileStore::open(tempfile::tempdir().unwrap().path().join("x")).unwrap_err(),
+    ];
+    for error in &errors {
+        let text = error.to_string();
+        assert!(
+            !text.contains("`entitle "),
+            "a library error names a command: {text}"
+        );
+        let words = error.user_message();
+        assert!(words.ends_with('.') && !words.contains('`'), "{words}");
+    }
+    assert_eq!(
+        errors[2].user_message(),
+        "Your license must be activated by your vendor for this computer."
+    );
+    let denied = engine.check_feature("cad");
+    assert_eq!(
+        denied.message(),
+        "This computer is not activated for your license."
+    );
+}

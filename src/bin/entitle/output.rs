@@ -111,10 +111,18 @@ pub fn finish(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
         }
         Err(Failure::Usage(usage)) => usage_error(&usage, json),
         Err(Failure::Error(error)) => {
+            let hint = error_hint(&error);
             if json {
-                print_json(&error_json(error.code(), &error.to_string()));
+                let mut value = error_json(error.code(), &error.to_string());
+                if let Some(hint) = hint {
+                    value["error"]["hint"] = json!(hint);
+                }
+                print_json(&value);
             } else {
                 eprintln!("error [{}]: {error}", error.code());
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
             }
             ExitCode::from(EXIT_FAILURE)
         }
@@ -190,6 +198,39 @@ pub fn decision_json(decision: &Decision) -> Value {
         "allowed": decision.allowed(),
         "reason": decision.reason().code(),
         "until": decision.until(),
+    })
+}
+
+/// What the person at the command line can do about an error: the
+/// library's errors name no commands, the CLI adds its own.
+pub fn error_hint(error: &Error) -> Option<&'static str> {
+    Some(match error {
+        Error::UnknownKey { .. } => {
+            "apply the vendor's signed key rotation with `entitle apply FILE`."
+        }
+        Error::LicenseNotFound { .. } => "`entitle license list` shows the installed licenses.",
+        Error::UserNotFound { .. } => "`entitle license usage` lists the users.",
+        Error::FingerprintMismatch { .. } | Error::InstallKeyMismatch { .. } => {
+            "run `entitle request` and send its file to the vendor."
+        }
+        Error::ReportReplayed { .. } => "the customer makes a new one with `entitle report`.",
+        Error::StateMissing { .. } => "run `entitle init --pub KEY.pub --product CODE` first.",
+        Error::Denied { reason, .. } => match reason {
+            Reason::LeaseNotFound | Reason::LeaseExpired => {
+                "`entitle lease list` shows the live leases; `entitle lease checkout` takes a new one."
+            }
+            Reason::ActivationLimit => {
+                "`entitle activation list` shows the devices; free one with `entitle deactivate --fingerprint F`."
+            }
+            Reason::CertificateRequired => {
+                "run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return."
+            }
+            Reason::NotActivated => {
+                "`entitle activation list` shows the activated devices; `entitle activate` activates this one."
+            }
+            other => return reason_hint(*other),
+        },
+        _ => return None,
     })
 }
 
