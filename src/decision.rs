@@ -64,6 +64,38 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (`reason as usize` is its index).
+    pub(crate) const ALL: [Reason; 25] = {
+        use Reason::*;
+        [
+            Ok,
+            InGrace,
+            Overage,
+            ExpiredKept,
+            NotLicensed,
+            Expired,
+            NotYetValid,
+            Suspended,
+            Revoked,
+            MaintenanceExpired,
+            NotActivated,
+            DeviceUnknown,
+            SeatLimit,
+            ClockTampered,
+            ActivationLimit,
+            TransferLimit,
+            CertificateRequired,
+            VmNotAllowed,
+            FloatingExhausted,
+            LeaseExpired,
+            LeaseNotFound,
+            BorrowNotAllowed,
+            BorrowTooLong,
+            ConsumptionLimit,
+            LeaseRequired,
+        ]
+    };
+
     /// The stable code, e.g. `"IN_GRACE"`.
     ///
     /// ```
@@ -250,5 +282,23 @@ impl Decision {
 impl serde::Serialize for Reason {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_has_a_sentence_for_users_without_codes_or_commands() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of order");
+            let words = reason.message();
+            assert!(words.ends_with('.'), "{reason:?}: {words}");
+            assert!(
+                !words.contains('`') && !words.contains('_'),
+                "{reason:?}: {words}"
+            );
+        }
     }
 }
