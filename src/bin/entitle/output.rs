@@ -273,6 +273,33 @@ pub fn reason_hint(reason: Reason) -> Option<&'static str> {
     })
 }
 
+/// What a usage report accounts for, a line per license and metered
+/// feature, for people (the install that signs it and the books that
+/// ingest it say the same).
+pub fn report_lines(report: &entitle::license::UsageReport) -> String {
+    let mut text = String::new();
+    if report.licenses.is_empty() {
+        text.push_str("\n  It accounts for no license.");
+    }
+    for license in &report.licenses {
+        let _ = write!(
+            text,
+            "\n  license {}: {} active user(s), {} device(s) activated",
+            license.id, license.active_users, license.activations
+        );
+        for feature in &license.features {
+            let _ = write!(text, "\n    {}: {} used", feature.code, feature.used);
+            match feature.period_starts_at {
+                Some(start) => {
+                    let _ = write!(text, " in the period since {start}");
+                }
+                None => text.push_str(" in all"),
+            }
+        }
+    }
+    text
+}
+
 /// One line about a license, for people.
 pub fn license_line(info: &LicenseInfo) -> String {
     let mut line = format!("{}  {}  {}", info.id, info.status, info.kind);
