@@ -64,6 +64,38 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (`reason as usize` is its index).
+    pub(crate) const ALL: [Reason; 25] = {
+        use Reason::*;
+        [
+            Ok,
+            InGrace,
+            Overage,
+            ExpiredKept,
+            NotLicensed,
+            Expired,
+            NotYetValid,
+            Suspended,
+            Revoked,
+            MaintenanceExpired,
+            NotActivated,
+            DeviceUnknown,
+            SeatLimit,
+            ClockTampered,
+            ActivationLimit,
+            TransferLimit,
+            CertificateRequired,
+            VmNotAllowed,
+            FloatingExhausted,
+            LeaseExpired,
+            LeaseNotFound,
+            BorrowNotAllowed,
+            BorrowTooLong,
+            ConsumptionLimit,
+            LeaseRequired,
+        ]
+    };
+
     /// The stable code, e.g. `"IN_GRACE"`.
     ///
     /// ```
@@ -96,6 +128,55 @@ impl Reason {
             Reason::BorrowTooLong => "BORROW_TOO_LONG",
             Reason::ConsumptionLimit => "CONSUMPTION_LIMIT",
             Reason::LeaseRequired => "LEASE_REQUIRED",
+        }
+    }
+
+    /// A sentence fit for an application's dialog, in the words of its
+    /// user (no codes, no commands: the program adds what its user can do
+    /// about it, such as a button to enter a license key).
+    ///
+    /// ```
+    /// use entitle::Reason;
+    /// assert_eq!(Reason::Expired.message(), "Your license has expired.");
+    /// assert!(Reason::LeaseRequired.message().starts_with("This feature needs a seat"));
+    /// ```
+    pub const fn message(self) -> &'static str {
+        match self {
+            Reason::Ok => "Licensed.",
+            Reason::InGrace => {
+                "Your license has expired. You can keep working for a short grace period: please renew it."
+            }
+            Reason::Overage => "Licensed, above the amount your license includes.",
+            Reason::ExpiredKept => "Your license has expired. You can keep using what it included.",
+            Reason::NotLicensed => "Your license does not include this feature.",
+            Reason::Expired => "Your license has expired.",
+            Reason::NotYetValid => "Your license is not valid yet.",
+            Reason::Suspended => "Your license is suspended. Please contact your vendor.",
+            Reason::Revoked => "Your license has been revoked. Please contact your vendor.",
+            Reason::MaintenanceExpired => {
+                "This version was released after your maintenance period ended. Renew maintenance, or use an earlier version."
+            }
+            Reason::NotActivated => "This computer is not activated for your license.",
+            Reason::DeviceUnknown => {
+                "This computer cannot be identified, so a license locked to a computer cannot be used on it."
+            }
+            Reason::SeatLimit => "All the seats of your license are in use.",
+            Reason::ClockTampered => {
+                "The computer's clock is set earlier than it was. Please correct the date and time."
+            }
+            Reason::ActivationLimit => "Your license is activated on as many computers as it allows.",
+            Reason::TransferLimit => "Your license allows no more moves to another computer.",
+            Reason::CertificateRequired => {
+                "Your license must be activated by your vendor for this computer."
+            }
+            Reason::VmNotAllowed => "Your license cannot be used in a virtual machine.",
+            Reason::FloatingExhausted => "All the shared seats of your license are in use. Please try again later.",
+            Reason::LeaseExpired => "Your seat was released after a period without contact.",
+            Reason::LeaseNotFound => "Your seat is no longer held.",
+            Reason::BorrowNotAllowed => "Your license does not allow taking a seat offline.",
+            Reason::BorrowTooLong => "Your license allows taking a seat offline only for a shorter time.",
+            Reason::ConsumptionLimit => "You have used all of this feature your license includes for now.",
+            Reason::LeaseRequired => "This feature needs a seat, and none is held by this program.",
         }
     }
 
@@ -179,6 +260,16 @@ impl Decision {
         self.reason
     }
 
+    /// A sentence for the application's user ([`Reason::message`]).
+    ///
+    /// ```
+    /// let d = entitle::Decision::new(entitle::Reason::SeatLimit, None);
+    /// assert_eq!(d.message(), "All the seats of your license are in use.");
+    /// ```
+    pub const fn message(&self) -> &'static str {
+        self.reason.message()
+    }
+
     /// The instant this decision stops holding by the passage of time alone
     /// (a license expiring, grace ending, a license starting), if any.
     #[inline]
@@ -191,5 +282,23 @@ impl Decision {
 impl serde::Serialize for Reason {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn every_reason_has_a_sentence_for_users_without_codes_or_commands() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?} out of order");
+            let words = reason.message();
+            assert!(words.ends_with('.'), "{reason:?}: {words}");
+            assert!(
+                !words.contains('`') && !words.contains('_'),
+                "{reason:?}: {words}"
+            );
+        }
     }
 }

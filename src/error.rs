@@ -30,7 +30,7 @@ pub enum Error {
     SignatureInvalid,
 
     /// The token names a key the keyring does not hold.
-    #[error("no trusted public key has kid `{kid}`: the vendor signed this with a key this install does not trust; apply the vendor's signed key rotation (`entitle apply FILE`), or ask the vendor which key signed it")]
+    #[error("no trusted public key has kid `{kid}`: the vendor signed this with a key this install does not trust; apply the vendor's signed key rotation, or ask the vendor which key signed it")]
     UnknownKey {
         /// The `kid` the token named.
         kid: String,
@@ -97,14 +97,14 @@ pub enum Error {
     },
 
     /// No license with this id is installed.
-    #[error("no license `{id}` is installed; `entitle license list` shows the installed ones")]
+    #[error("no license `{id}` is installed")]
     LicenseNotFound {
         /// The license id.
         id: String,
     },
 
     /// A machine certificate for another device.
-    #[error("this machine certificate is for device `{found}`, but this device is `{expected}`; send this device's own request (`entitle request`) to the vendor")]
+    #[error("this machine certificate is for device `{found}`, but this device is `{expected}`; send this device's own activation request to the vendor")]
     FingerprintMismatch {
         /// This device's fingerprint.
         expected: String,
@@ -115,7 +115,7 @@ pub enum Error {
     /// A machine certificate for this device, but bound to another
     /// install's key (DESIGN section 10). Same code as a certificate for
     /// another device: it is not this install's.
-    #[error("this machine certificate binds device `{fingerprint}` to another install's key, not this install's (was the state made again after the request went out?); send this install's own request (`entitle request`) to the vendor")]
+    #[error("this machine certificate binds device `{fingerprint}` to another install's key, not this install's (was the state made again after the request went out?); send this install's own activation request to the vendor")]
     InstallKeyMismatch {
         /// The device.
         fingerprint: String,
@@ -154,7 +154,7 @@ pub enum Error {
     },
 
     /// A usage report ingested before (the same device and sequence).
-    #[error("report {sequence} from device `{fingerprint}` was ingested at {ingested_at} already; each report counts once. Ask the customer for their latest (`entitle report`)")]
+    #[error("report {sequence} from device `{fingerprint}` was ingested at {ingested_at} already; each report counts once. Ask the customer for their latest report")]
     ReportReplayed {
         /// The device.
         fingerprint: String,
@@ -165,7 +165,7 @@ pub enum Error {
     },
 
     /// No user with this id.
-    #[error("no user `{id}` on this install; `entitle license usage` lists the users")]
+    #[error("no user `{id}` on this install")]
     UserNotFound {
         /// The user id.
         id: String,
@@ -212,7 +212,7 @@ pub enum Error {
     },
 
     /// The state directory was never initialised.
-    #[error("no state at {path}: run `entitle init --pub KEY.pub --product CODE` first")]
+    #[error("no state at {path}: it must be initialised first")]
     StateMissing {
         /// Where the state was looked for.
         path: String,
@@ -289,6 +289,64 @@ impl Error {
             Error::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
             Error::Io { .. } => "IO_ERROR",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+        }
+    }
+
+    /// A sentence fit for an application's dialog: what happened, in its
+    /// user's words, without codes, paths or commands (log
+    /// [`Display`](std::fmt::Display) and [`Error::code`] for support).
+    ///
+    /// ```
+    /// let err = entitle::Error::SignatureInvalid;
+    /// assert_eq!(
+    ///     err.user_message(),
+    ///     "This license file is damaged or was not issued by your vendor."
+    /// );
+    /// ```
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            Error::Denied { reason, .. } => reason.message(),
+            Error::SignatureInvalid => {
+                "This license file is damaged or was not issued by your vendor."
+            }
+            Error::UnknownKey { .. } => {
+                "This license file was signed with a key this version does not know. Please contact your vendor."
+            }
+            Error::Malformed { .. } | Error::TooLarge { .. } | Error::WrongType { .. } => {
+                "This is not a valid license file."
+            }
+            Error::ProductMismatch { .. } => "This license is for another product.",
+            Error::LicenseRevoked { .. } => {
+                "This license has been revoked. Please contact your vendor."
+            }
+            Error::LicenseReplayed { .. } => {
+                "A newer copy of this license is already installed."
+            }
+            Error::LicenseNotFound { .. } => "This license is not installed.",
+            Error::UserNotFound { .. } => "There is no such user.",
+            Error::FingerprintMismatch { .. } | Error::InstallKeyMismatch { .. } => {
+                "This activation file is for another computer."
+            }
+            Error::ReceiptInvalid { .. } | Error::ReceiptReplayed { .. } => {
+                "This deactivation receipt cannot be accepted."
+            }
+            Error::ReportInvalid { .. } | Error::ReportReplayed { .. } => {
+                "This usage report cannot be accepted."
+            }
+            Error::StateCorrupt { .. } => {
+                "The license data on this computer is damaged. Please contact support."
+            }
+            Error::StateLocked { .. } => {
+                "The license data is busy in another program. Please try again."
+            }
+            Error::StateExists { .. } | Error::StateMissing { .. } => {
+                "The license data on this computer is not set up as expected. Please contact support."
+            }
+            Error::StoreUnavailable { .. } => {
+                "The license server's database cannot be reached. Please try again later."
+            }
+            Error::Io { .. } => "The license data could not be read or written.",
+            Error::InvalidArgument(_) => "The request was not valid.",
         }
     }
 

@@ -103,7 +103,7 @@ pub mod fuzzing {
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Reason};
-pub use engine::{Engine, EngineBuilder, FeatureGate};
+pub use engine::{Engine, EngineBuilder, FeatureGate, LeaseGuard};
 pub use error::{Error, Result};
 /// The JSON library whose types (`Value`, `Map`) appear in this crate's
 /// API, re-exported so that a program uses the same version.

@@ -448,3 +448,40 @@ fn reports_replayed_are_refused_and_gaps_reported_for_a_person() {
     world.fails_in("books", &["ingest", "desk-9.report"], "REPORT_INVALID");
     world.fails_in("books", &["ingest", "desk.lic"], "WRONG_TYPE");
 }
+
+#[test]
+fn activation_list_says_when_a_certificate_has_lapsed() {
+    let world = World::new(1);
+    world.install("desk", "desk-1");
+    world.ok_in("desk", &["request", "--out", "desk.request"]);
+    world.ok_in(
+        "books",
+        &[
+            "respond",
+            "--key",
+            "vendor.key",
+            "--request",
+            "desk.request",
+            "--expires",
+            "2026-01-08T00:00:00Z",
+            "--out",
+            "desk.machine",
+        ],
+    );
+    world.ok_in("desk", &["apply", "desk.machine"]);
+    let listed = world.ok_in("desk", &["activation", "list"]);
+    assert_eq!(count(&listed), 1, "{listed}");
+    assert_eq!(listed["items"][0]["lapsed"], false, "{listed}");
+    assert_eq!(listed["items"][0]["expires_at"], "2026-01-08T00:00:00Z");
+
+    world.at("2026-01-09T00:00:00Z");
+    let listed = world.ok_in("desk", &["activation", "list"]);
+    assert_eq!(
+        count(&listed),
+        1,
+        "a lapsed activation is still listed: {listed}"
+    );
+    assert_eq!(listed["items"][0]["lapsed"], true, "{listed}");
+    let (code, check) = world.json(&["--state", "desk", "check", "cad"]);
+    assert_eq!((code, &check["reason"]), (1, &json!("NOT_ACTIVATED")));
+}

@@ -1217,6 +1217,25 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
         )
         .unwrap();
     assert_eq!(world.reason_in("copied", "cad"), "OK");
+
+    // first_use: moved later, a trial runs again.
+    world.issue(
+        "trial.lic",
+        json!({"id": "lic_trial", "product": "acme", "trial": true, "trial_secs": 86400,
+               "features": [{"code": "trial_only"}]}),
+    );
+    world.ok(&["license", "add", "trial.lic"]);
+    assert_eq!(world.reason("trial_only"), "OK");
+    let world = world.at("2026-02-03T00:00:00Z");
+    assert_eq!(world.reason("trial_only"), "EXPIRED");
+    // (A connection of its own, closed before the CLI runs again: the
+    // CLI holds the file in exclusive locking mode.)
+    drop((db, copied));
+    let db = world.sqlite("state");
+    db.execute("UPDATE first_use SET at = at + 2 * 86400", [])
+        .unwrap();
+    drop(db);
+    assert_eq!(world.reason("trial_only"), "OK");
 }
 
 // ---- the way back: receipts and reports (DESIGN section 10) -----------------

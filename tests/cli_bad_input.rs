@@ -204,7 +204,7 @@ fn a_missing_state_is_state_missing_for_every_install_command() {
     for command in commands {
         let args = [&["--state", "nowhere"][..], command].concat();
         let message = world.fails(&args, "STATE_MISSING", 1);
-        assert!(message.contains("entitle init"), "{message}");
+        assert!(message.contains("initialised first"), "{message}");
         assert!(!world.path("nowhere").exists(), "{command:?} made a state");
     }
     assert!(!world.path("nowhere.receipt").exists());

@@ -6,9 +6,11 @@
 //!
 //! Covered: licenses (validity window, grace, `on_expiry`, `enabled`,
 //! feature expiry and limits, seats with soft and hard limits and active
-//! windows), replays by serial, soft and hard removal, revocation lists,
-//! named users, the clock-rollback guard and its way out (a token newer
-//! than every token seen), `refresh`. Not covered here: activations,
+//! windows), trials from first use (DESIGN section 7: the first-use record
+//! outlives soft and hard removal, re-adding never restarts a trial, a
+//! higher serial with a larger `trial_secs` extends it), replays by serial,
+//! soft and hard removal, revocation lists, named users, the clock-rollback
+//! guard and its way out (a token newer than every token seen), `refresh`. Not covered here: activations,
 //! floating leases, consumption, `maintenance_until`, `assigned_users`.
 //! Persistence: on the in-memory store, not covered (it keeps nothing);
 //! with the `postgres` feature the same sequences also run on PostgreSQL
@@ -78,6 +80,10 @@ struct LicenseSpec {
     expires_at: Option<i64>,
     grace_secs: i64,
     keep: bool,
+    /// `trial: true`; always so with `trial_secs`.
+    trial: bool,
+    /// Valid for this long from its id's first use on the install.
+    trial_secs: Option<i64>,
     seats: Option<SeatSpec>,
     features: Vec<FeatureSpec>,
 }
@@ -123,6 +129,12 @@ impl LicenseSpec {
         if self.keep {
             doc["on_expiry"] = json!("keep");
         }
+        if self.trial {
+            doc["trial"] = json!(true);
+        }
+        if let Some(secs) = self.trial_secs {
+            doc["trial_secs"] = json!(secs);
+        }
         if let Some(seats) = &self.seats {
             let mut s = json!({ "max": seats.max });
             if let Some(hard) = seats.hard_max {
@@ -140,6 +152,7 @@ impl LicenseSpec {
     fn time_dependent(&self) -> bool {
         self.starts_at.is_some()
             || self.expires_at.is_some()
+            || self.trial_secs.is_some()
             || self.features.iter().any(|f| f.expires_at.is_some())
     }
 }
@@ -209,6 +222,9 @@ fn license_spec() -> impl Strategy<Value = LicenseSpec> {
             prop_oneof![Just(0i64), 1i64..1000],
             any::<bool>(),
         ),
+        // Trials as long as a few steps, or as many big ones.
+        proptest::option::weighted(0.35, prop_oneof![1i64..600, 600i64..8000]),
+        prop::bool::weighted(0.1),
         proptest::option::weighted(0.7, seat_spec()),
         features,
     )
@@ -216,6 +232,8 @@ fn license_spec() -> impl Strategy<Value = LicenseSpec> {
             |(
                 (id, serial, issued_at, enabled),
                 (starts_at, expires_at, grace, keep),
+                trial_secs,
+                trial,
                 seats,
                 features,
             )| {
@@ -233,11 +251,42 @@ fn license_spec() -> impl Strategy<Value = LicenseSpec> {
                     expires_at,
                     grace_secs: grace,
                     keep,
+                    trial: trial || trial_secs.is_some(),
+                    trial_secs,
                     seats,
                     features,
                 }
             },
         )
+}
+
+/// Licenses to add, some of them the vendor's extension of a trial before
+/// them in the pool: the same id and terms, a higher serial and a longer
+/// `trial_secs`.
+fn license_pool() -> impl Strategy<Value = Vec<LicenseSpec>> {
+    (
+        proptest::collection::vec(license_spec(), 1..8),
+        proptest::collection::vec(
+            proptest::option::weighted(0.3, (any::<Index>(), 1i64..4000)),
+            8,
+        ),
+    )
+        .prop_map(|(mut specs, extensions)| {
+            for (i, extension) in extensions.into_iter().enumerate().skip(1) {
+                let Some((of, more)) = extension.filter(|_| i < specs.len()) else {
+                    continue;
+                };
+                let base = specs[of.index(i)].clone();
+                if let Some(secs) = base.trial_secs {
+                    specs[i] = LicenseSpec {
+                        serial: base.serial + 1,
+                        trial_secs: Some(secs + more),
+                        ..base
+                    };
+                }
+            }
+            specs
+        })
 }
 
 fn revocation_spec() -> impl Strategy<Value = RevocationSpec> {
@@ -339,6 +388,9 @@ struct Installed {
     spec: LicenseSpec,
     token: String,
     revoked: bool,
+    /// The install's first-use record of its id when it was added (the
+    /// record never changes once made).
+    first_use: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -371,6 +423,9 @@ struct Model {
     licenses: BTreeMap<usize, Installed>,
     serials: BTreeMap<usize, u64>,
     tombstones: BTreeSet<usize>,
+    /// When each id with a trial was first added: kept through removal,
+    /// soft or hard, and revocation.
+    first_use: BTreeMap<usize, i64>,
     users: BTreeMap<usize, User>,
 }
 
@@ -384,6 +439,7 @@ impl Model {
             licenses: BTreeMap::new(),
             serials: BTreeMap::new(),
             tombstones: BTreeSet::new(),
+            first_use: BTreeMap::new(),
             users: BTreeMap::new(),
         }
     }
@@ -394,16 +450,34 @@ impl Model {
 
     // -- what a license gives at an instant --
 
+    /// Where the license is valid here, `[start, end)` (`None`: open). A
+    /// trial's own window, `trial_secs` from its id's first use, is cut by
+    /// the license's dates.
+    fn window(l: &Installed) -> (Option<i64>, Option<i64>) {
+        let s = &l.spec;
+        let Some(secs) = s.trial_secs else {
+            return (s.starts_at, s.expires_at);
+        };
+        let first = l.first_use.expect("a trial added here has a first use");
+        let start = [s.starts_at, Some(first)].into_iter().flatten().max();
+        let end = [s.expires_at, Some(first + secs)]
+            .into_iter()
+            .flatten()
+            .min();
+        (start, end)
+    }
+
     fn status(l: &Installed, now: i64) -> &'static str {
         let s = &l.spec;
+        let (start, end) = Self::window(l);
         if l.revoked {
             "revoked"
         } else if !s.enabled {
             "suspended"
-        } else if s.starts_at.is_some_and(|start| now < start) {
+        } else if start.is_some_and(|start| now < start) {
             "pending"
         } else {
-            match s.expires_at {
+            match end {
                 Some(end) if now >= end + s.grace_secs => "expired",
                 Some(end) if now >= end => "grace",
                 _ => "active",
@@ -461,11 +535,12 @@ impl Model {
     fn some_valid_grant(&self, code: usize, now: i64, tampered: bool) -> bool {
         self.grants(code).any(|(l, f)| {
             let s = &l.spec;
+            let (start, end) = Self::window(l);
             !l.revoked
                 && s.enabled
                 && !(tampered && s.time_dependent())
-                && s.starts_at.is_none_or(|start| start <= now)
-                && (s.keep || s.expires_at.is_none_or(|end| now < end + s.grace_secs))
+                && start.is_none_or(|start| start <= now)
+                && (s.keep || end.is_none_or(|end| now < end + s.grace_secs))
                 && f.expires_at.is_none_or(|end| now < end)
         })
     }
@@ -566,6 +641,11 @@ impl Model {
         if !self.note_issued_at(spec.issued_at) {
             self.commit();
         }
+        // A trial's clock starts the first time its id is added here, and
+        // only then.
+        if spec.trial_secs.is_some() {
+            self.first_use.entry(spec.id).or_insert(self.now);
+        }
         let serial = self.serials.entry(spec.id).or_insert(spec.serial);
         *serial = (*serial).max(spec.serial);
         self.licenses.insert(
@@ -574,6 +654,7 @@ impl Model {
                 spec: spec.clone(),
                 token: token.to_owned(),
                 revoked: false,
+                first_use: self.first_use.get(&spec.id).copied(),
             },
         );
         Ok(None)
@@ -879,15 +960,45 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
         now
     );
 
-    let listed: Vec<(String, &str)> = engine
+    // Each license with its effective window (a trial's included), as a
+    // program shows it.
+    let offset = |at: Option<entitle::Timestamp>| at.map(|at| at.unix() - t(T0).unix());
+    type Shown = (
+        String,
+        &'static str,
+        bool,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let listed: Vec<Shown> = engine
         .license_infos()
         .into_iter()
-        .map(|l| (l.id, l.status.as_str()))
+        .map(|l| {
+            (
+                l.id,
+                l.status.as_str(),
+                l.trial,
+                offset(l.starts_at),
+                offset(l.expires_at),
+                offset(l.grace_ends_at),
+            )
+        })
         .collect();
-    let expected: Vec<(String, &str)> = model
+    let expected: Vec<Shown> = model
         .licenses
         .iter()
-        .map(|(id, l)| (IDS[*id].to_owned(), Model::status(l, now)))
+        .map(|(id, l)| {
+            let (start, end) = Model::window(l);
+            (
+                IDS[*id].to_owned(),
+                Model::status(l, now),
+                l.spec.trial,
+                start,
+                end,
+                end.map(|end| end + l.spec.grace_secs),
+            )
+        })
         .collect();
     prop_assert_eq!(listed, expected, "license_infos at {}", now);
 
@@ -1030,7 +1141,7 @@ proptest! {
 
     #[test]
     fn engine_agrees_with_the_reference_model(
-        licenses in proptest::collection::vec(license_spec(), 1..8),
+        licenses in license_pool(),
         revocations in proptest::collection::vec(revocation_spec(), 1..3),
         ops in proptest::collection::vec(op(), 1..50),
     ) {
@@ -1052,7 +1163,7 @@ proptest! {
 
     #[test]
     fn engine_agrees_with_the_reference_model_on_postgres(
-        licenses in proptest::collection::vec(license_spec(), 1..8),
+        licenses in license_pool(),
         revocations in proptest::collection::vec(revocation_spec(), 1..3),
         ops in proptest::collection::vec(op(), 1..50),
     ) {

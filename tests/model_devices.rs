@@ -191,7 +191,10 @@ impl Model {
             if lease.expires > self.now {
                 return "LIVE";
             }
-            held = "LAPSED";
+            // Forgotten a day after its end, reclaimed or not.
+            if lease.expires + DAY > self.now {
+                held = "LAPSED";
+            }
         }
         held
     }

@@ -251,8 +251,7 @@ impl Engine {
             let fingerprint = plan.config.device.fingerprint.clone().ok_or_else(|| {
                 Error::InvalidArgument(
                     "this engine was built without a device fingerprint, and a report names its \
-                     device; give it one (EngineBuilder::fingerprint, or `entitle init \
-                     --fingerprint`)"
+                     device; give it one (EngineBuilder::fingerprint)"
                         .into(),
                 )
             })?;
@@ -404,7 +403,7 @@ fn kept_receipt(
                 Reason::NotActivated,
                 format!(
                     "device `{fingerprint}` is not activated here{}, and no receipt was kept for \
-                     it; `entitle activation list` shows the devices",
+                     it",
                     license_id.map_or(String::new(), |id| format!(" for license `{id}`"))
                 ),
             ))

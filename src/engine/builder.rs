@@ -222,6 +222,7 @@ impl EngineBuilder {
                 gates: Mutex::default(),
                 gate_epoch,
                 client_id,
+                guards: Default::default(),
                 under_way: AtomicUsize::new(0),
                 unsynced: AtomicUsize::new(0),
             }),

@@ -76,10 +76,10 @@ fn denied_activation(reason: Reason, license: &str, plan: &Plan<'_>) -> Error {
                 .activations
                 .and_then(|a| a.max)
                 .unwrap_or(0);
-            format!("license `{license}` is already activated on its {max} allowed devices; deactivate one first (`entitle deactivate --fingerprint F`)")
+            format!("license `{license}` is already activated on its {max} allowed devices; deactivate one first")
         }
         Reason::VmNotAllowed => format!("license `{license}` may not be activated on a virtual machine"),
-        Reason::CertificateRequired => format!("license `{license}` is activated only by the vendor: run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return"),
+        Reason::CertificateRequired => format!("license `{license}` is activated only by the vendor: send an activation request to the vendor and apply the certificate they return"),
         Reason::TransferLimit => format!("license `{license}` has no transfers left: the device cannot be deactivated; ask the vendor"),
         other => format!("license `{license}` cannot activate a device now ({})", other.code()),
     };
@@ -182,7 +182,7 @@ impl Engine {
                 if vendor_only {
                     return Err(Error::denied(
                         Reason::CertificateRequired,
-                        "the node-locked license here is activated only by the vendor: run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return",
+                        "the node-locked license here is activated only by the vendor: send an activation request to the vendor and apply the certificate they return",
                     ));
                 }
                 return Err(Error::denied(
@@ -221,13 +221,16 @@ impl Engine {
                     license_id: license_id.clone(),
                     fingerprint: f.clone(),
                 });
-                changes.push(Change::Transfers(license_id.clone(), used.saturating_add(1)));
+                changes.push(Change::Transfers(
+                    license_id.clone(),
+                    used.saturating_add(1),
+                ));
                 ids.push(license_id.clone());
             }
             if ids.is_empty() {
                 return Err(Error::denied(
                     Reason::NotActivated,
-                    format!("device `{fingerprint}` is not activated here; `entitle activation list` shows the devices"),
+                    format!("device `{fingerprint}` is not activated here"),
                 ));
             }
             Ok((changes, ids))
@@ -278,8 +281,17 @@ impl Engine {
                     .collect();
                 match locked.as_slice() {
                     [only] => only.clone(),
-                    [] => return Err(Error::InvalidArgument("no node-locked license is installed: add the license first (`entitle license add FILE`)".into())),
-                    _ => return Err(Error::InvalidArgument(format!("several node-locked licenses are installed ({}); name one", locked.join(", ")))),
+                    [] => {
+                        return Err(Error::InvalidArgument(
+                            "no node-locked license is installed: add the license first".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "several node-locked licenses are installed ({}); name one",
+                            locked.join(", ")
+                        )))
+                    }
                 }
             }
         };

@@ -99,12 +99,11 @@ fn reclaim(plan: &Plan<'_>) -> Vec<Change> {
 }
 
 fn live_lease<'a>(plan: &'a Plan<'_>, id: &str) -> Result<&'a LeaseRecord> {
-    let lease = plan.state.leases.get(id).ok_or_else(|| {
-        Error::denied(
-            Reason::LeaseNotFound,
-            format!("no lease `{id}`; `entitle lease list` shows the live leases"),
-        )
-    })?;
+    let lease = plan
+        .state
+        .leases
+        .get(id)
+        .ok_or_else(|| Error::denied(Reason::LeaseNotFound, format!("no lease `{id}`")))?;
     if !lease.live_at(plan.now) {
         return Err(Error::denied(
             Reason::LeaseExpired,

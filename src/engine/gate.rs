@@ -203,8 +203,9 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
         let views = snapshot.views(device);
         let key = floating::pool_key(&views, code);
         let held = floating::held(snapshot.leases.values(), &inner.client_id, key, now);
-        if let Held::Live(end) = held {
-            bound(Some(end));
+        match held {
+            Held::Live(end) | Held::Lapsed(end) => bound(Some(end)),
+            Held::None => {}
         }
         reason = floating::gate_reason(&views, code, &device.ctx, now, tampered, held);
     }
@@ -262,35 +263,8 @@ pub(crate) mod word {
     /// Every reason, at its declaration index (`reason as usize`), padded
     /// to 64 so a masked index needs no bounds check.
     const REASONS: [Reason; 1 << REASON_BITS] = {
-        use Reason::*;
-        let listed = [
-            Ok,
-            InGrace,
-            Overage,
-            ExpiredKept,
-            NotLicensed,
-            Expired,
-            NotYetValid,
-            Suspended,
-            Revoked,
-            MaintenanceExpired,
-            NotActivated,
-            DeviceUnknown,
-            SeatLimit,
-            ClockTampered,
-            ActivationLimit,
-            TransferLimit,
-            CertificateRequired,
-            VmNotAllowed,
-            FloatingExhausted,
-            LeaseExpired,
-            LeaseNotFound,
-            BorrowNotAllowed,
-            BorrowTooLong,
-            ConsumptionLimit,
-            LeaseRequired,
-        ];
-        let mut all = [NotLicensed; 1 << REASON_BITS];
+        let listed = Reason::ALL;
+        let mut all = [Reason::NotLicensed; 1 << REASON_BITS];
         let mut i = 0;
         while i < listed.len() {
             all[i] = listed[i];

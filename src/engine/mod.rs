@@ -12,6 +12,7 @@ mod devices;
 mod floating;
 mod gate;
 mod info;
+mod lease;
 pub(crate) mod licenses;
 pub(crate) mod snapshot;
 pub(crate) mod state;
@@ -28,6 +29,7 @@ pub use info::{
     license_query, ActivationsInfo, ConsumptionInfo, FeatureInfo, FloatingInfo, LicenseInfo,
     SeatsInfo,
 };
+pub use lease::LeaseGuard;
 pub use licenses::Applied;
 pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
 
@@ -127,6 +129,8 @@ struct Inner {
     /// This engine's client id for the leases it takes itself: its
     /// device's fingerprint and `#` and a name for this instance.
     client_id: String,
+    /// The lease guards handed out ([`Engine::lease`]), by pool.
+    guards: lease::Guards,
     /// Mutations started and not yet committed to the store: the store
     /// lets them join the group of commits it is about to sync.
     under_way: AtomicUsize,

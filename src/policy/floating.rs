@@ -191,8 +191,9 @@ pub fn borrow(
 pub enum Held {
     /// A live lease, ending then.
     Live(i64),
-    /// A lease that lapsed (its seat may be someone else's now).
-    Lapsed,
+    /// A lease that lapsed (its seat may be someone else's now), until it
+    /// is forgotten at this instant ([`LAPSED_KEPT_SECS`] after its end).
+    Lapsed(i64),
     /// No lease.
     None,
 }
@@ -208,11 +209,16 @@ pub fn held<'a>(
     leases
         .into_iter()
         .filter(|l| l.client == client && l.feature.as_deref() == key)
-        .fold(Held::None, |acc, l| match (acc, l.live_at(now)) {
-            (Held::Live(a), true) => Held::Live(a.max(l.expires_at)),
-            (_, true) => Held::Live(l.expires_at),
-            (Held::Live(a), false) => Held::Live(a),
-            (_, false) => Held::Lapsed,
+        .filter(|l| now < l.expires_at.saturating_add(LAPSED_KEPT_SECS))
+        .fold(Held::None, |acc, l| {
+            let forgotten = l.expires_at.saturating_add(LAPSED_KEPT_SECS);
+            match (acc, l.live_at(now)) {
+                (Held::Live(a), true) => Held::Live(a.max(l.expires_at)),
+                (_, true) => Held::Live(l.expires_at),
+                (Held::Live(a), false) => Held::Live(a),
+                (Held::Lapsed(a), false) => Held::Lapsed(a.max(forgotten)),
+                (Held::None, false) => Held::Lapsed(forgotten),
+            }
         })
 }
 
@@ -260,7 +266,7 @@ pub fn gate_reason(
         if r.allows() && grants_floating(view.license, code) {
             r = match held {
                 Held::Live(_) => r,
-                Held::Lapsed => Reason::LeaseExpired,
+                Held::Lapsed(_) => Reason::LeaseExpired,
                 Held::None => Reason::LeaseRequired,
             };
         }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use entitle::engine::SequenceGap;
 use serde_json::json;
 
-use crate::output::{to_json, Failure, Outcome};
+use crate::output::{report_lines, to_json, Failure, Outcome};
 use crate::state::open_engine;
 use crate::{files, Globals};
 
@@ -94,25 +94,7 @@ fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
         "Recorded report {} from device `{}`, made {} (signed by its install, kid {}).",
         report.sequence, report.fingerprint, report.created_at, ingested.kid
     );
-    if report.licenses.is_empty() {
-        human.push_str("\n  It accounts for no license.");
-    }
-    for license in &report.licenses {
-        let _ = write!(
-            human,
-            "\n  license {}: {} active user(s), {} device(s) activated",
-            license.id, license.active_users, license.activations
-        );
-        for feature in &license.features {
-            let _ = write!(human, "\n    {}: {} used", feature.code, feature.used);
-            match feature.period_starts_at {
-                Some(start) => {
-                    let _ = write!(human, " in the period since {start}");
-                }
-                None => human.push_str(" in all"),
-            }
-        }
-    }
+    human.push_str(&report_lines(report));
     if ingested.late() {
         let _ = write!(
             human,

@@ -25,6 +25,7 @@ struct Story {
 
 impl Story {
     fn chapter(&mut self, title: &str) {
+        // The title, then the library calls behind the chapter.
         let _ = write!(self.text, "\n== {title}\n");
     }
 
@@ -90,7 +91,7 @@ fn tempfile_dir() -> Result<TempDir, Failure> {
 fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<(), Error> {
     let at = |secs: i64| start.plus_secs(secs).to_string();
 
-    story.chapter("1. The vendor makes a key pair and issues a license");
+    story.chapter("1. The vendor makes a key pair and issues a license  [SigningKey::generate, token::sign, armor]");
     let vendor = SigningKey::generate()?;
     story.say(format!(
         "key pair made; its kid (RFC 7638 thumbprint) is {}",
@@ -115,7 +116,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         token.len()
     ));
 
-    story.chapter("2. The install adds the license");
+    story.chapter("2. The install adds the license  [Engine::builder, FileStore::create, add_license, licenses]");
     let clock = ManualClock::new(start);
     let engine = Engine::builder("acme-cad")
         .trust(vendor.public_key().clone())
@@ -149,7 +150,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         refused(engine.add_license(&forged))?
     ));
 
-    story.chapter("3. Users take seats, into the soft band");
+    story.chapter("3. Users take seats, into the soft band  [add_user, can_add_user, status]");
     for user in ["ann", "bob", "cy"] {
         let d = engine.add_user(user, "designer")?;
         story.say(format!("add {user}: {}", d.reason()));
@@ -173,15 +174,28 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         status.active_user_count, status.license_seats, status.hard_seats
     ));
 
-    story.chapter("4. The application checks features (the hot path)");
+    story.chapter(
+        "4. The application checks features (the hot path)  [feature(..).check, lease, check_feature]",
+    );
     let gate = engine.feature("cad");
     story.say(format!(
-        "cad: {} (a FeatureGate, resolved once)",
+        "cad: {} (a FeatureGate, resolved once: this license's seats float, and the program holds none)",
+        gate.check().reason()
+    ));
+    let seat = engine.lease(None)?;
+    story.say(format!(
+        "the program takes its own seat (a lease guard, renewed in the background): cad {}",
+        gate.check().reason()
+    ));
+    drop(seat);
+    story.say(format!(
+        "the guard dropped, the seat is back in the pool: cad {}",
         gate.check().reason()
     ));
     let d = engine.check_feature("cad");
     story.say(format!(
-        "cad holds until {}",
+        "check_feature(\"cad\"), what the licenses allow whoever holds a seat: {} until {}",
+        d.reason(),
         d.until().map_or("-".into(), |t| t.to_string())
     ));
     story.say(format!(
@@ -195,7 +209,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
             .map_or("none".into(), |l| l.to_string())
     ));
 
-    story.chapter("5. Floating seats: lease, borrow, lapse");
+    story.chapter("5. Floating seats: lease, borrow, lapse  [checkout, borrow, heartbeat]");
     let laptop = engine.checkout("laptop-1", None)?;
     story.say(format!(
         "laptop-1 leased {} until {}",
@@ -223,7 +237,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
     let desk3 = engine.checkout("desk-3", None)?;
     story.say(format!("desk-3 now gets the freed seat: {}", desk3.id));
 
-    story.chapter("6. Metered feature, into overage");
+    story.chapter("6. Metered feature, into overage  [consume]");
     let c = engine.consume("api", 90)?;
     story.say(format!(
         "consume 90: used {} of {}",
@@ -244,7 +258,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         c.period_ends_at.map_or("never".into(), |t| t.to_string())
     ));
 
-    story.chapter("7. An air-gapped activation round trip");
+    story.chapter("7. An air-gapped activation round trip  [activate, activation_request, apply]");
     let locked = json!({
         "v": 1, "id": "lic_offline", "product": "acme-cad", "issued_at": start.to_string(),
         "activations": {"max": 1, "counted_by": "vendor"},
@@ -298,7 +312,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         engine.check_feature("offline-export").reason()
     ));
 
-    story.chapter("8. The vendor rotates its signing key");
+    story.chapter("8. The vendor rotates its signing key  [apply, add_license]");
     let next_key = SigningKey::generate()?;
     let renewal = json!({
         "v": 1, "id": "lic_addon", "product": "acme-cad", "issued_at": start.to_string(),
@@ -320,7 +334,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         engine.check_feature("simulate").reason()
     ));
 
-    story.chapter("9. Time passes: expiry, grace, and beyond");
+    story.chapter("9. Time passes: expiry, grace, and beyond  [check_feature, consume]");
     clock.set(start.plus_secs(30 * DAY + 3600));
     let d = engine.check_feature("cad");
     story.say(format!(
@@ -342,7 +356,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         refused(engine.consume("api", 1))?
     ));
 
-    story.chapter("10. Someone sets the clock back");
+    story.chapter("10. Someone sets the clock back  [refresh, check_feature]");
     engine.refresh()?;
     clock.set(start.plus_secs(20 * DAY));
     story.say(format!(
@@ -354,7 +368,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         engine.check_feature("offline-export").reason()
     ));
 
-    story.chapter("11. Back to the vendor: a usage report, and a device retired offline");
+    story.chapter("11. Back to the vendor: a usage report, and a device retired offline  [usage_report, deactivate_with_receipt, accept_receipt, ingest_report]");
     let report = engine.usage_report()?;
     story.say(format!(
         "the install signs usage report {} with its own key {} (a file carried to the vendor)",

@@ -12,7 +12,7 @@ use entitle::device::{detect_virtual_machine, Device};
 use entitle::{Error, Reason};
 use serde_json::json;
 
-use crate::output::to_json;
+use crate::output::{report_lines, to_json};
 use crate::output::{Failure, Outcome};
 use crate::state::{open_engine, open_install};
 use crate::{files, Globals};
@@ -254,22 +254,7 @@ fn report(args: &ReportArgs, globals: &Globals) -> Result<Outcome, Failure> {
         "Usage report {} of device `{}`, signed by this install (kid {}):",
         report.sequence, report.fingerprint, signed.kid
     );
-    if report.licenses.is_empty() {
-        summary.push_str("\n  no license is installed.");
-    }
-    for license in &report.licenses {
-        let _ = write!(
-            summary,
-            "\n  license {}: {} active user(s), {} activation(s)",
-            license.id, license.active_users, license.activations
-        );
-        for feature in &license.features {
-            let _ = write!(summary, "\n    {}: {} used", feature.code, feature.used);
-            if let Some(start) = feature.period_starts_at {
-                let _ = write!(summary, " since {start}");
-            }
-        }
-    }
+    summary.push_str(&report_lines(report));
     let mut result = json!({
         "fingerprint": report.fingerprint,
         "sequence": report.sequence,

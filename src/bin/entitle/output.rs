@@ -111,10 +111,18 @@ pub fn finish(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
         }
         Err(Failure::Usage(usage)) => usage_error(&usage, json),
         Err(Failure::Error(error)) => {
+            let hint = error_hint(&error);
             if json {
-                print_json(&error_json(error.code(), &error.to_string()));
+                let mut value = error_json(error.code(), &error.to_string());
+                if let Some(hint) = hint {
+                    value["error"]["hint"] = json!(hint);
+                }
+                print_json(&value);
             } else {
                 eprintln!("error [{}]: {error}", error.code());
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
             }
             ExitCode::from(EXIT_FAILURE)
         }
@@ -193,6 +201,39 @@ pub fn decision_json(decision: &Decision) -> Value {
     })
 }
 
+/// What the person at the command line can do about an error: the
+/// library's errors name no commands, the CLI adds its own.
+pub fn error_hint(error: &Error) -> Option<&'static str> {
+    Some(match error {
+        Error::UnknownKey { .. } => {
+            "apply the vendor's signed key rotation with `entitle apply FILE`."
+        }
+        Error::LicenseNotFound { .. } => "`entitle license list` shows the installed licenses.",
+        Error::UserNotFound { .. } => "`entitle license usage` lists the users.",
+        Error::FingerprintMismatch { .. } | Error::InstallKeyMismatch { .. } => {
+            "run `entitle request` and send its file to the vendor."
+        }
+        Error::ReportReplayed { .. } => "the customer makes a new one with `entitle report`.",
+        Error::StateMissing { .. } => "run `entitle init --pub KEY.pub --product CODE` first.",
+        Error::Denied { reason, .. } => match reason {
+            Reason::LeaseNotFound | Reason::LeaseExpired => {
+                "`entitle lease list` shows the live leases; `entitle lease checkout` takes a new one."
+            }
+            Reason::ActivationLimit => {
+                "`entitle activation list` shows the devices; free one with `entitle deactivate --fingerprint F`."
+            }
+            Reason::CertificateRequired => {
+                "run `entitle request`, send the file to the vendor, and `entitle apply` the certificate they return."
+            }
+            Reason::NotActivated => {
+                "`entitle activation list` shows the activated devices; `entitle activate` activates this one."
+            }
+            other => return reason_hint(*other),
+        },
+        _ => return None,
+    })
+}
+
 /// What a person can do about a reason, when there is something to do.
 pub fn reason_hint(reason: Reason) -> Option<&'static str> {
     Some(match reason {
@@ -230,6 +271,33 @@ pub fn reason_hint(reason: Reason) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// What a usage report accounts for, a line per license and metered
+/// feature, for people (the install that signs it and the books that
+/// ingest it say the same).
+pub fn report_lines(report: &entitle::license::UsageReport) -> String {
+    let mut text = String::new();
+    if report.licenses.is_empty() {
+        text.push_str("\n  It accounts for no license.");
+    }
+    for license in &report.licenses {
+        let _ = write!(
+            text,
+            "\n  license {}: {} active user(s), {} device(s) activated",
+            license.id, license.active_users, license.activations
+        );
+        for feature in &license.features {
+            let _ = write!(text, "\n    {}: {} used", feature.code, feature.used);
+            match feature.period_starts_at {
+                Some(start) => {
+                    let _ = write!(text, " in the period since {start}");
+                }
+                None => text.push_str(" in all"),
+            }
+        }
+    }
+    text
 }
 
 /// One line about a license, for people.
