@@ -244,6 +244,45 @@ impl Engine {
         &self.inner.client_id
     }
 
+    /// The licenses in force whose floating seats make up the pool a
+    /// lease of `feature` draws on (the license-level pool for `None`, or
+    /// for a feature without a pool of its own): what a license server's
+    /// lease token names.
+    #[cfg(feature = "server")]
+    pub(crate) fn pool_license_ids(&self, feature: Option<&str>) -> Vec<String> {
+        let snapshot = self.inner.snapshot.load();
+        let now = self.now().unix();
+        let tampered = now < snapshot.tamper_below;
+        let ctx = &self.inner.config.device.ctx;
+        let views: Vec<_> = snapshot
+            .licenses
+            .iter()
+            .map(|l| l.view(Activation::NotLocked))
+            .collect();
+        let own_pools = feature.is_some_and(|code| {
+            views.iter().any(|v| {
+                v.license
+                    .feature(code)
+                    .is_some_and(|f| f.floating.is_some())
+            })
+        });
+        views
+            .iter()
+            .filter(|view| {
+                let offers = match feature {
+                    Some(code) => match view.license.feature(code) {
+                        Some(f) if own_pools => f.floating.is_some(),
+                        Some(_) => view.license.floating.is_some(),
+                        None => false,
+                    },
+                    None => view.license.floating.is_some(),
+                };
+                offers && crate::policy::validity::grants_new(view, ctx, now, tampered)
+            })
+            .map(|view| view.license.id.clone())
+            .collect()
+    }
+
     /// The live leases.
     pub fn leases(&self) -> Vec<Lease> {
         let now = self.now().unix();

@@ -135,6 +135,13 @@ pub fn open_engine(globals: &Globals) -> Result<Engine, Failure> {
 
 /// Opens the state directory: the engine and the device it is.
 pub fn open_install(globals: &Globals) -> Result<Install, Error> {
+    open_install_with(globals, false)
+}
+
+/// Opens the state directory, with the engine refreshing its view of the
+/// state in the background or not (one command, one mutation: nothing to
+/// keep fresh afterwards; a server runs for long).
+pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Error> {
     let dir = globals.state_dir();
     let store = FileStore::open(&dir)?;
     let settings = Settings::read(&store, &dir)?;
@@ -143,8 +150,7 @@ pub fn open_install(globals: &Globals) -> Result<Install, Error> {
         .keyring(settings.keyring(&dir)?)
         .store(store)
         .virtual_machine(detect_virtual_machine())
-        // One command, one mutation: nothing to keep fresh afterwards.
-        .background_refresh(false);
+        .background_refresh(refresh);
     if let Some(device) = &device {
         builder = builder.fingerprint(device.as_str());
     }
