@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// Checkouts that may wait in line per pool.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_queue: usize,
+    /// How long one request may take, reading a slow client's body
+    /// included (a checkout's `wait_secs` comes on top).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
     /// Print the public key clients verify lease tokens with, and exit.
     #[arg(long)]
     print_lease_pub: bool,
@@ -104,6 +109,7 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.allow = allow;
     config.max_connections = args.max_connections;
     config.max_queue = args.max_queue;
+    config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
     let json = globals.json;
     server::run(opened.engine, config, |addr| {
         let mut stdout = std::io::stdout().lock();
