@@ -71,6 +71,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 mod decision;
 pub mod device;

@@ -40,6 +40,19 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// The lease a license server's token stands for.
+    pub(crate) fn from_token(token: &crate::token::LeaseToken) -> Lease {
+        Lease {
+            id: token.lease_id.clone(),
+            client: token.client.clone(),
+            feature: token.feature.clone(),
+            expires_at: token.expires_at,
+            borrowed_until: token.borrowed.then_some(token.expires_at),
+        }
+    }
+}
+
 /// The pool a client draws from in a plan.
 fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool> {
     let state = plan.state;

@@ -73,11 +73,21 @@ impl Server {
     /// admin token unless `args` say otherwise, and waits for its
     /// `listening on` line.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Server::start_on(dir, "127.0.0.1:0", args)
+    }
+
+    /// Starts `entitle serve` on `listen` (a loopback address: a restart
+    /// on the port a client knows).
+    pub fn start_on(dir: &Path, listen: &str, args: &[&str]) -> Server {
+        assert!(
+            listen.starts_with("127.0.0.1:"),
+            "tests listen on loopback only"
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_entitle"))
             .current_dir(dir)
             .env_remove("ENTITLE_STATE")
             .env_remove("ENTITLE_NOW")
-            .args(["--state", "state", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--state", "state", "serve", "--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
