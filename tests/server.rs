@@ -511,3 +511,31 @@ fn allow_lists_drop_clients_outside_them() {
     let server = Server::start(dir.path(), &["--allow", "127.0.0.0/8"]);
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+#[test]
+fn a_lingering_seat_returns_to_its_client_and_to_no_one_else_until_it_ends() {
+    let dir = install(json!({
+        "product": "acme",
+        "id": "lic_1",
+        "floating": {"seats": 1, "lease_secs": 60, "linger_secs": 2},
+    }));
+    let server = Server::start(dir.path(), &[]);
+    let a = server.post("/v1/leases", &json!({"client": "a"}));
+    let a_id = a.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.delete(&format!("/v1/leases/{a_id}")).status, 200);
+    let b = server.post("/v1/leases", &json!({"client": "b"}));
+    assert_eq!((b.status, b.code()), (409, "FLOATING_EXHAUSTED"));
+    let back = server.post("/v1/leases", &json!({"client": "a"}));
+    assert_eq!(back.status, 201, "{:?}", back.body);
+    let back_id = back.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.delete(&format!("/v1/leases/{back_id}")).status, 200);
+    // A waiting checkout gets the seat once the linger ends.
+    let started = Instant::now();
+    let b = server.post("/v1/leases", &json!({"client": "b", "wait_secs": 10}));
+    assert_eq!(b.status, 201, "{:?}", b.body);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}

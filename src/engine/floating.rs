@@ -173,6 +173,14 @@ impl Engine {
                 })?;
             let out = Lease::of(&lease);
             let mut changes = reclaim(plan);
+            // A seat lingering for this client was taken back as a new
+            // lease: the lingering record goes.
+            changes.extend(
+                in_pool
+                    .iter()
+                    .filter(|l| l.client == client && l.id != lease.id)
+                    .map(|l| Change::DeleteLease(l.id.clone())),
+            );
             changes.push(Change::PutLease(lease));
             Ok((changes, out))
         })
@@ -194,17 +202,25 @@ impl Engine {
         })
     }
 
-    /// Frees a lease's seat.
+    /// Frees a lease's seat, or, where the pool's licenses say
+    /// `linger_secs`, keeps it for the same client that long: its next
+    /// checkout gets the seat back at once, nobody else's does. The
+    /// lingering seat is listed by [`Engine::leases`] under the id
+    /// `linger_<lease id>`; checking that in frees it at once.
     pub fn checkin(&self, lease_id: &str) -> Result<()> {
         self.mutate(|plan| {
-            if !plan.state.leases.contains_key(lease_id) {
+            let Some(lease) = plan.state.leases.get(lease_id) else {
                 return Err(Error::denied(
                     Reason::LeaseNotFound,
                     format!("no lease `{lease_id}`"),
                 ));
-            }
+            };
+            let lingering = pool_for(plan, &lease.client, lease.feature.as_deref())
+                .ok()
+                .and_then(|pool| floating::checkin(lease, &pool, plan.now));
             let mut changes = reclaim(plan);
             changes.push(Change::DeleteLease(lease_id.to_owned()));
+            changes.extend(lingering.map(Change::PutLease));
             Ok((changes, ()))
         })
     }
