@@ -105,3 +105,60 @@ impl Drop for Place<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(usize),
+        Leave(usize),
+    }
+
+    proptest! {
+        /// Against a plain list: the head of each line is always the
+        /// earliest place still in it, a full line refuses, and leaving
+        /// (served, timed out, gone) never reorders the rest.
+        #[test]
+        fn lines_keep_first_come_first_served_order(
+            ops in prop::collection::vec(prop_oneof![
+                (0usize..2).prop_map(Op::Join),
+                (0usize..8).prop_map(Op::Leave),
+            ], 1..80)
+        ) {
+            const MAX: usize = 4;
+            let queues = Queues::default();
+            let pools = [None, Some("cad".to_owned())];
+            let mut places: Vec<(usize, Place<'_>)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Join(pool) => {
+                        let waiting = places.iter().filter(|(p, _)| *p == pool).count();
+                        match queues.join(&pools[pool], MAX) {
+                            Ok(place) => {
+                                prop_assert!(waiting < MAX);
+                                places.push((pool, place));
+                            }
+                            Err(Full) => prop_assert_eq!(waiting, MAX),
+                        }
+                    }
+                    Op::Leave(i) => {
+                        if i < places.len() {
+                            places.remove(i);
+                        }
+                    }
+                }
+                for (pool, key) in pools.iter().enumerate() {
+                    let mine: Vec<&Place<'_>> =
+                        places.iter().filter(|(p, _)| *p == pool).map(|(_, pl)| pl).collect();
+                    prop_assert_eq!(queues.len(key), mine.len());
+                    for (n, place) in mine.iter().enumerate() {
+                        prop_assert_eq!(place.is_head(), n == 0);
+                    }
+                }
+            }
+        }
+    }
+}
