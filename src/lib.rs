@@ -59,10 +59,10 @@
 //!
 //! - `cli` (default): the `entitle` command-line tool. Turn it off
 //!   (`default-features = false`) to link the engine alone.
-//! - `server`: [`server`], the license server behind `entitle serve`
-//!   (tokio, axum, a Prometheus exporter).
-//! - `client`: [`client`], a blocking client of that server whose lease
-//!   guard is the same [`LeaseGuard`] (ureq).
+//! - `server`: the `server` module, the license server behind `entitle
+//!   serve` (tokio, axum, a Prometheus exporter).
+//! - `client`: the `client` module, a blocking client of that server
+//!   whose lease guard is the same [`LeaseGuard`] (ureq).
 //! - `fuzzing`: reach the internals the fuzz targets exercise; not a
 //!   stable API.
 //!

@@ -357,7 +357,10 @@ pub fn lease(data: &[u8]) -> entitle::Result<()> {
         let written = serde_json::to_value(lease).expect("a lease serializes");
         let reread = LeaseToken::from_json(&written);
         assert_eq!(reread.as_ref().ok(), Some(lease), "round trip: {reread:?}");
-        assert!(lease.issued_at <= lease.expires_at, "a lease ends after it starts");
+        assert!(
+            lease.issued_at <= lease.expires_at,
+            "a lease ends after it starts"
+        );
     }
     signed.or(payload).map(drop)
 }
