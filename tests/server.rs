@@ -660,3 +660,39 @@ mod bad_input {
         assert_eq!(server.get("/healthz").status, 200);
     }
 }
+
+#[test]
+fn connections_beyond_the_cap_wait_until_one_closes() {
+    let dir = install(spec(1));
+    let server = Server::start(dir.path(), &["--max-connections", "2"]);
+    // Two idle connections take both slots (the second is accepted once
+    // the first is: a request on each proves it).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 12];
+        std::io::Read::read_exact(&mut stream, &mut buf).unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    // A third waits unanswered...
+    let mut third = TcpStream::connect(&server.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 12];
+    assert!(std::io::Read::read_exact(&mut third, &mut buf).is_err());
+    // ...until one of the two closes.
+    drop(held.pop());
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reply = read_reply(&mut third);
+    assert_eq!(reply.status, 200);
+}
