@@ -696,3 +696,40 @@ fn connections_beyond_the_cap_wait_until_one_closes() {
     let reply = read_reply(&mut third);
     assert_eq!(reply.status, 200);
 }
+
+#[test]
+fn a_client_trickling_its_headers_is_cut_off_once_its_patience_runs_out() {
+    let dir = install(spec(1));
+    // Patience: 1 s of request + 1 s of wait + 1 s.
+    let server = Server::start(
+        dir.path(),
+        &["--request-timeout-secs", "1", "--max-wait-secs", "1"],
+    );
+    let stream = TcpStream::connect(&server.addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let started = Instant::now();
+    let trickle = std::thread::spawn(move || {
+        // 60 bytes, one every 200 ms: 12 s if the server waited for all.
+        for byte in "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaa".bytes() {
+            if writer.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut reader = stream;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut reader, &mut raw);
+    let waited = started.elapsed();
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
+        "closed after {waited:?}"
+    );
+    trickle.join().unwrap();
+    // Others are still served.
+    assert_eq!(server.get("/healthz").status, 200);
+}

@@ -27,7 +27,7 @@ use crate::token::{LeaseToken, SigningKey};
 
 use super::metrics::Metrics;
 use super::queue::Queues;
-use super::{ServerConfig, MAX_BODY_BYTES, MAX_WAIT_SECS};
+use super::{ServerConfig, MAX_BODY_BYTES};
 
 /// The OpenAPI 3 document of every route, served at `/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -42,6 +42,7 @@ pub(crate) struct App {
     queues: Queues,
     max_queue: usize,
     request_timeout: Duration,
+    max_wait_secs: u64,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 }
@@ -63,6 +64,7 @@ impl App {
             queues: Queues::default(),
             max_queue: config.max_queue,
             request_timeout: config.request_timeout,
+            max_wait_secs: config.max_wait_secs,
             metrics: Metrics::new(),
             shutdown,
         })
@@ -457,11 +459,14 @@ fn exhausted(error: &ApiError) -> bool {
 async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
     let request: CheckoutBody = json_body(body)?;
     let wait = request.wait_secs.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
+    if wait > app.max_wait_secs {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_ARGUMENT",
-            format!("`wait_secs` is at most {MAX_WAIT_SECS}; ask again after that"),
+            format!(
+                "`wait_secs` is at most {} on this server; ask again after that",
+                app.max_wait_secs
+            ),
         ));
     }
     let pool = request.feature.clone();
@@ -735,7 +740,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
         // A checkout may wait in line for as long as it asked.
         let mut limit = app.request_timeout;
         if method == Method::POST && route == "/v1/leases" {
-            limit += Duration::from_secs(MAX_WAIT_SECS);
+            limit += Duration::from_secs(app.max_wait_secs);
         }
         match tokio::time::timeout(limit, next.run(request)).await {
             Ok(response) => response,

@@ -1,6 +1,6 @@
 //! The server's listener: a cap on connections, the `--allow` networks,
-//! and an idle timeout for clients that stop sending (mini-redis's
-//! semaphore, applied where connections are accepted).
+//! and a deadline for slow clients (mini-redis's semaphore, applied where
+//! connections are accepted).
 
 use std::future::Future;
 use std::io;
@@ -23,7 +23,7 @@ pub(crate) struct Guarded {
     tcp: TcpListener,
     allow: Vec<Cidr>,
     permits: Arc<Semaphore>,
-    idle: Duration,
+    patience: Duration,
 }
 
 impl Guarded {
@@ -31,13 +31,13 @@ impl Guarded {
         tcp: TcpListener,
         allow: Vec<Cidr>,
         max_connections: usize,
-        idle: Duration,
+        patience: Duration,
     ) -> Self {
         Guarded {
             tcp,
             allow,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
-            idle,
+            patience,
         }
     }
 }
@@ -72,8 +72,9 @@ impl axum::serve::Listener for Guarded {
                 Connection {
                     stream,
                     _permit: permit,
-                    idle: self.idle,
-                    deadline: Box::pin(tokio::time::sleep(self.idle)),
+                    patience: self.patience,
+                    asking: false,
+                    deadline: Box::pin(tokio::time::sleep(self.patience)),
                 },
                 peer,
             );
@@ -86,18 +87,34 @@ impl axum::serve::Listener for Guarded {
 }
 
 /// An accepted connection: its slot under the cap is freed when it
-/// closes; it is closed when neither side has moved for the idle time
-/// (a client that sends half a request and stops).
+/// closes. From the first byte of a request until the server writes its
+/// answer, the connection has the patience once, not per byte: a client
+/// that trickles its headers a byte at a time (which no request timeout
+/// sees, as the request has not begun) is closed when it runs out; so is
+/// one that sends nothing for as long between requests.
 pub(crate) struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
-    idle: Duration,
+    patience: Duration,
+    /// Bytes of a request came in that no answer has followed yet.
+    asking: bool,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Connection {
-    fn moved(&mut self) {
-        let next = Instant::now() + self.idle;
+    /// The client sent bytes: the clock starts if a request begins.
+    fn read_some(&mut self) {
+        if !self.asking {
+            self.asking = true;
+            let next = Instant::now() + self.patience;
+            self.deadline.as_mut().reset(next);
+        }
+    }
+
+    /// The server answered: patience for the next request.
+    fn wrote_some(&mut self) {
+        self.asking = false;
+        let next = Instant::now() + self.patience;
         self.deadline.as_mut().reset(next);
     }
 }
@@ -112,14 +129,14 @@ impl AsyncRead for Connection {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    self.moved();
+                    self.read_some();
                 }
                 Poll::Ready(result)
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "the client sent nothing for too long",
+                    "the client took too long to send its request",
                 ))),
                 Poll::Pending => Poll::Pending,
             },
@@ -135,7 +152,7 @@ impl AsyncWrite for Connection {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+            self.wrote_some();
         }
         written
     }
@@ -155,7 +172,7 @@ impl AsyncWrite for Connection {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+            self.wrote_some();
         }
         written
     }

@@ -40,7 +40,8 @@ pub use cidr::Cidr;
 /// The largest request body the server reads (64 KiB, as a token).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The longest a checkout may wait in a pool's queue (`wait_secs`).
+/// The longest a checkout may wait in a pool's queue (`wait_secs`), by
+/// default ([`ServerConfig::max_wait_secs`]).
 pub const MAX_WAIT_SECS: u64 = 60;
 
 /// How a server runs: where it listens, who may use it, and its limits.
@@ -69,12 +70,15 @@ pub struct ServerConfig {
     /// How long a request may take (reading a slow client's body
     /// included), besides the wait it asked for.
     pub request_timeout: Duration,
+    /// The longest `wait_secs` a checkout may ask for.
+    pub max_wait_secs: u64,
 }
 
 impl ServerConfig {
     /// A server on `listen` with the default limits: admin routes off,
     /// the install key as lease key, every client allowed, 1024
-    /// connections, 64 waiting per pool, 10 s per request.
+    /// connections, 64 waiting per pool, 10 s per request, waits of up to
+    /// 60 s.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
@@ -84,6 +88,7 @@ impl ServerConfig {
             max_connections: 1024,
             max_queue: 64,
             request_timeout: Duration::from_secs(10),
+            max_wait_secs: MAX_WAIT_SECS,
         }
     }
 }
@@ -147,8 +152,14 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let app = api::App::new(engine, lease_key, &config, shutdown_rx.clone());
     let router = api::router(app);
-    let idle = Duration::from_secs(MAX_WAIT_SECS) + config.request_timeout + config.request_timeout;
-    let listener = listener::Guarded::new(tcp, config.allow.clone(), config.max_connections, idle);
+    // A connection that has sent part of a request gets no longer than
+    // the longest request may take to be answered, however slowly it
+    // trickles (the request's own timeout answers first); one between
+    // requests, as long to send the next.
+    let patience =
+        config.request_timeout + Duration::from_secs(config.max_wait_secs) + Duration::from_secs(1);
+    let listener =
+        listener::Guarded::new(tcp, config.allow.clone(), config.max_connections, patience);
     ready(local);
     let mut stopping = shutdown_rx.clone();
     let signal = async move {

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
+    /// The longest a checkout may wait in line for a seat (`wait_secs`).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    max_wait_secs: u64,
     /// Print the public key clients verify lease tokens with, and exit.
     #[arg(long)]
     print_lease_pub: bool,
@@ -110,6 +114,7 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.max_connections = args.max_connections;
     config.max_queue = args.max_queue;
     config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
+    config.max_wait_secs = args.max_wait_secs;
     let json = globals.json;
     server::run(opened.engine, config, |addr| {
         let mut stdout = std::io::stdout().lock();
