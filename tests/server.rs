@@ -733,3 +733,38 @@ fn a_client_trickling_its_headers_is_cut_off_once_its_patience_runs_out() {
     // Others are still served.
     assert_eq!(server.get("/healthz").status, 200);
 }
+
+#[test]
+fn a_feature_without_a_pool_of_its_own_waits_in_the_license_pools_line() {
+    let dir = install(spec(1));
+    let server = Server::start(dir.path(), &[]);
+    let a = server.post("/v1/leases", &json!({"client": "a"}));
+    let a_id = a.body["id"].as_str().unwrap().to_owned();
+    let addr = server.addr.clone();
+    let b = std::thread::spawn(move || {
+        let body = json!({"client": "b", "feature": "cad", "wait_secs": 20}).to_string();
+        request(&addr, "POST", "/v1/leases", &[], Some(body.as_bytes()))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = server.addr.clone();
+    let c = std::thread::spawn(move || {
+        let body = json!({"client": "c", "wait_secs": 20}).to_string();
+        request(&addr, "POST", "/v1/leases", &[], Some(body.as_bytes()))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = server.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains(r#"entitle_lease_queue_length{pool="license"} 2"#),
+        "{}",
+        metrics.text
+    );
+    assert_eq!(server.delete(&format!("/v1/leases/{a_id}")).status, 200);
+    let b = b.join().unwrap();
+    assert_eq!((b.status, b.body["client"].as_str()), (201, Some("b")));
+    assert!(!c.is_finished(), "c came after b");
+    let b_id = b.body["id"].as_str().unwrap();
+    assert_eq!(server.delete(&format!("/v1/leases/{b_id}")).status, 200);
+    assert_eq!(c.join().unwrap().status, 201);
+}

@@ -312,6 +312,24 @@ impl Engine {
             .collect()
     }
 
+    /// The pool a checkout of `feature` draws on: the feature's own when
+    /// an installed license gives it one, else the license-level pool
+    /// (`None`), as [`Lease::feature`] names it.
+    #[cfg(feature = "server")]
+    pub(crate) fn pool_of(&self, feature: Option<&str>) -> Option<String> {
+        let code = feature?;
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .licenses
+            .iter()
+            .any(|l| {
+                l.verified
+                    .feature(code)
+                    .is_some_and(|f| f.floating.is_some())
+            })
+            .then(|| code.to_owned())
+    }
+
     /// The live leases.
     pub fn leases(&self) -> Vec<Lease> {
         let now = self.now().unix();

@@ -469,14 +469,21 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
             ),
         ));
     }
-    let pool = request.feature.clone();
     let client = request.client.as_str();
     let feature = request.feature.as_deref();
+    // One line per pool: a feature without a pool of its own waits with
+    // everyone drawing on the license-level pool.
+    let pool = app.engine.pool_of(feature);
     let queued = app.queues.len(&pool);
     // First come, first served: while others wait for this pool, a
     // newcomer does not take a seat past them (a client renewing the seat
-    // it holds does).
-    let renewing = queued > 0 && app.engine.leases().iter().any(|l| l.client == client);
+    // it holds, or taking back its lingering one, does).
+    let renewing = queued > 0
+        && app
+            .engine
+            .leases()
+            .iter()
+            .any(|l| l.client == client && l.feature == pool);
     if queued == 0 || renewing {
         match try_checkout(&app, client, feature).await {
             Ok(lease) => return created(lease),

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// The lines, by the pool a checkout names (its `feature`, or none).
+/// The lines, by the pool a checkout draws on (a feature's own, or the
+/// license-level pool: `None`).
 #[derive(Default)]
 pub(crate) struct Queues {
     lines: Mutex<HashMap<Option<String>, Line>>,
