@@ -2,8 +2,9 @@
 //! bench starts both): `GET /v1/features/{code}` against the server's
 //! smallest route (`GET /healthz`, a constant JSON object) in the same
 //! run, and checkout + check-in pairs, each client on its own keep-alive
-//! connection. Bounded: each scenario runs for `SERVER_BENCH_SECS`
-//! seconds (default 3), then the server is stopped with SIGTERM.
+//! connection (`SERVER_BENCH_CLIENTS`, default 32). Bounded: each
+//! scenario runs for `SERVER_BENCH_SECS` seconds (default 3), then the
+//! server is stopped with SIGTERM.
 //!
 //! `cargo bench --features server --bench server_load`
 
@@ -13,7 +14,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CLIENTS: usize = 32;
+/// Client threads, each on its own connection (`SERVER_BENCH_CLIENTS`).
+fn clients() -> usize {
+    std::env::var("SERVER_BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32)
+        .clamp(1, 256)
+}
 
 fn entitle(dir: &Path, args: &[&str]) {
     let status = Command::new(env!("CARGO_BIN_EXE_entitle"))
@@ -97,13 +105,13 @@ struct Figures {
     p99: Duration,
 }
 
-/// Runs `work` on `CLIENTS` threads, each with its own connection, for
+/// Runs `work` on `clients()` threads, each with its own connection, for
 /// `secs`: operations per second and latency percentiles.
 fn load(addr: &str, secs: u64, work: impl Fn(&mut Conn, usize) + Sync) -> Figures {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..CLIENTS)
+        let handles: Vec<_> = (0..clients())
             .map(|i| {
                 let work = &work;
                 scope.spawn(move || {
@@ -175,7 +183,10 @@ fn main() {
     entitle(path, &["license", "add", "l.lic"]);
     let (mut server, addr) = start(path);
 
-    println!("{CLIENTS} clients, each on its own keep-alive connection, {secs} s per scenario");
+    println!(
+        "{} clients, each on its own keep-alive connection, {secs} s per scenario",
+        clients()
+    );
     println!("| scenario | per second | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
     let hello = load(&addr, secs, |c, _| {
