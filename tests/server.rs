@@ -768,3 +768,46 @@ fn a_feature_without_a_pool_of_its_own_waits_in_the_license_pools_line() {
     assert_eq!(server.delete(&format!("/v1/leases/{b_id}")).status, 200);
     assert_eq!(c.join().unwrap().status, 201);
 }
+
+#[test]
+fn serve_with_json_prints_exactly_one_object_saying_where_it_listens() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = install(spec(1));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_entitle"))
+        .current_dir(dir.path())
+        .env_remove("ENTITLE_STATE")
+        .args([
+            "--json",
+            "--state",
+            "state",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let said: Value = serde_json::from_str(&line).unwrap();
+    let url = said["listening"].as_str().unwrap();
+    let addr = url.strip_prefix("http://").unwrap();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{url}"
+    );
+    assert_eq!(request(addr, "GET", "/healthz", &[], None).status, 200);
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "nothing after the one object");
+}

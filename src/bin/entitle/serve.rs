@@ -125,10 +125,10 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
         };
         let _ = stdout.flush();
     })?;
-    Ok(Outcome::new(
-        json!({"stopped": true}),
-        "stopped: every request acknowledged is in the state.",
-    ))
+    // Said on stderr: stdout carried the one line (or JSON object) saying
+    // where the server listened.
+    eprintln!("stopped: every request acknowledged is in the state.");
+    Ok(Outcome::new(json!({"stopped": true}), "").already_printed())
 }
 
 /// Without the `server` feature: says how to get it.
