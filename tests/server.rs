@@ -130,6 +130,18 @@ fn every_client_route_answers_as_the_cli_does() {
         );
     }
     assert!(metrics.text.contains(r#"route="/v1/leases",status="201""#));
+    // A made-up method is refused, and counted under one label whatever
+    // its name: no client can grow the metrics without bound.
+    for method in ["FOO", "BAR1"] {
+        let reply = request(&server.addr, method, "/healthz", &[], None);
+        assert_eq!((reply.status, reply.code()), (405, "METHOD_NOT_ALLOWED"));
+    }
+    let metrics = server.get("/metrics").text;
+    assert!(
+        !metrics.contains("FOO") && !metrics.contains("BAR1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="OTHER",route="/healthz",status="405"} 2"#));
 }
 
 #[test]

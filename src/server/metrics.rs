@@ -64,6 +64,12 @@ impl Metrics {
     }
 
     pub(crate) fn request(&self, method: &str, route: &str, status: u16) {
+        // Any token is a method to HTTP: a label per made-up method would
+        // let a client grow the registry without bound.
+        let method = match method {
+            "GET" | "POST" | "DELETE" | "PUT" | "PATCH" | "HEAD" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.requests
             .get_or_create(&[
                 ("method", method.to_owned()),
