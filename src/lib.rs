@@ -59,6 +59,10 @@
 //!
 //! - `cli` (default): the `entitle` command-line tool. Turn it off
 //!   (`default-features = false`) to link the engine alone.
+//! - `server`: the `server` module, the license server behind `entitle
+//!   serve` (tokio, axum, a Prometheus exporter).
+//! - `client`: the `client` module, a blocking client of that server
+//!   whose lease guard is the same [`LeaseGuard`] (ureq).
 //! - `fuzzing`: reach the internals the fuzz targets exercise; not a
 //!   stable API.
 //!
@@ -67,6 +71,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 mod decision;
 pub mod device;
@@ -86,6 +92,8 @@ pub mod query;
 #[cfg(not(feature = "fuzzing"))]
 #[allow(dead_code)]
 mod query;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 mod time;
 pub mod token;

@@ -25,6 +25,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("keys", fuzz_targets::keys),
     ("receipt", fuzz_targets::receipt),
     ("report", fuzz_targets::report),
+    ("lease", fuzz_targets::lease),
     ("filter", fuzz_targets::filter),
     ("state", fuzz_targets::state),
 ];
@@ -107,6 +108,7 @@ fn the_signed_document_corpora_hold_tokens_that_verify() {
         ("keys", fuzz_targets::keys),
         ("receipt", fuzz_targets::receipt),
         ("report", fuzz_targets::report),
+        ("lease", fuzz_targets::lease),
     ] {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")

@@ -18,7 +18,7 @@ use entitle::license::{
 use entitle::policy::activation::{accept_receipt, ReceiptBooks};
 use entitle::policy::reports::{ingest_report, ReportBooks};
 use entitle::store::{ActivationRecord, FileStore};
-use entitle::token::{self, Keyring, PublicKey, SigningKey, TokenType};
+use entitle::token::{self, Keyring, LeaseToken, PublicKey, SigningKey, TokenType};
 use entitle::Engine;
 
 /// The seed of the one key the `token` target trusts; the corpus holds
@@ -342,4 +342,25 @@ fn listing() -> &'static Engine {
         }
         engine
     })
+}
+
+/// `lease`: the bytes as a lease token payload (read as a verified
+/// token's payload is), and as a lease token verified against the fixed
+/// key (a client's reading of its server's lease, online or borrowed).
+/// What reads, writes back to the same.
+pub fn lease(data: &[u8]) -> entitle::Result<()> {
+    let payload = entitle::fuzzing::parse_strict_json(data, "lease token")
+        .and_then(|value| LeaseToken::from_json(&value));
+    let text = String::from_utf8_lossy(data);
+    let signed = LeaseToken::verify(&text, install_key());
+    for lease in [&payload, &signed].into_iter().flatten() {
+        let written = serde_json::to_value(lease).expect("a lease serializes");
+        let reread = LeaseToken::from_json(&written);
+        assert_eq!(reread.as_ref().ok(), Some(lease), "round trip: {reread:?}");
+        assert!(
+            lease.issued_at <= lease.expires_at,
+            "a lease ends after it starts"
+        );
+    }
+    signed.or(payload).map(drop)
 }

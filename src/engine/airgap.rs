@@ -153,6 +153,13 @@ impl Engine {
             .map(|key| key.public_key().clone())
     }
 
+    /// This install's own signing key: what a license server signs its
+    /// lease tokens with when it is given no lease key of its own.
+    #[cfg(feature = "server")]
+    pub(crate) fn install_signing_key(&self) -> Option<std::sync::Arc<SigningKey>> {
+        self.inner.snapshot.load().install_key.clone()
+    }
+
     /// Deactivates `fingerprint` for one license (`license_id`, or the one
     /// license it is activated for) and signs a receipt for the vendor's
     /// books with the install key, counting one transfer

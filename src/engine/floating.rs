@@ -40,6 +40,19 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// The lease a license server's token stands for.
+    pub(crate) fn from_token(token: &crate::token::LeaseToken) -> Lease {
+        Lease {
+            id: token.lease_id.clone(),
+            client: token.client.clone(),
+            feature: token.feature.clone(),
+            expires_at: token.expires_at,
+            borrowed_until: token.borrowed.then_some(token.expires_at),
+        }
+    }
+}
+
 /// The pool a client draws from in a plan.
 fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool> {
     let state = plan.state;
@@ -160,6 +173,14 @@ impl Engine {
                 })?;
             let out = Lease::of(&lease);
             let mut changes = reclaim(plan);
+            // A seat lingering for this client was taken back as a new
+            // lease: the lingering record goes.
+            changes.extend(
+                in_pool
+                    .iter()
+                    .filter(|l| l.client == client && l.id != lease.id)
+                    .map(|l| Change::DeleteLease(l.id.clone())),
+            );
             changes.push(Change::PutLease(lease));
             Ok((changes, out))
         })
@@ -181,17 +202,25 @@ impl Engine {
         })
     }
 
-    /// Frees a lease's seat.
+    /// Frees a lease's seat, or, where the pool's licenses say
+    /// `linger_secs`, keeps it for the same client that long: its next
+    /// checkout gets the seat back at once, nobody else's does. The
+    /// lingering seat is listed by [`Engine::leases`] under the id
+    /// `linger_<lease id>`; checking that in frees it at once.
     pub fn checkin(&self, lease_id: &str) -> Result<()> {
         self.mutate(|plan| {
-            if !plan.state.leases.contains_key(lease_id) {
+            let Some(lease) = plan.state.leases.get(lease_id) else {
                 return Err(Error::denied(
                     Reason::LeaseNotFound,
                     format!("no lease `{lease_id}`"),
                 ));
-            }
+            };
+            let lingering = pool_for(plan, &lease.client, lease.feature.as_deref())
+                .ok()
+                .and_then(|pool| floating::checkin(lease, &pool, plan.now));
             let mut changes = reclaim(plan);
             changes.push(Change::DeleteLease(lease_id.to_owned()));
+            changes.extend(lingering.map(Change::PutLease));
             Ok((changes, ()))
         })
     }
@@ -242,6 +271,63 @@ impl Engine {
     /// ```
     pub fn client_id(&self) -> &str {
         &self.inner.client_id
+    }
+
+    /// The licenses in force whose floating seats make up the pool a
+    /// lease of `feature` draws on (the license-level pool for `None`, or
+    /// for a feature without a pool of its own): what a license server's
+    /// lease token names.
+    #[cfg(feature = "server")]
+    pub(crate) fn pool_license_ids(&self, feature: Option<&str>) -> Vec<String> {
+        let snapshot = self.inner.snapshot.load();
+        let now = self.now().unix();
+        let tampered = now < snapshot.tamper_below;
+        let ctx = &self.inner.config.device.ctx;
+        let views: Vec<_> = snapshot
+            .licenses
+            .iter()
+            .map(|l| l.view(Activation::NotLocked))
+            .collect();
+        let own_pools = feature.is_some_and(|code| {
+            views.iter().any(|v| {
+                v.license
+                    .feature(code)
+                    .is_some_and(|f| f.floating.is_some())
+            })
+        });
+        views
+            .iter()
+            .filter(|view| {
+                let offers = match feature {
+                    Some(code) => match view.license.feature(code) {
+                        Some(f) if own_pools => f.floating.is_some(),
+                        Some(_) => view.license.floating.is_some(),
+                        None => false,
+                    },
+                    None => view.license.floating.is_some(),
+                };
+                offers && crate::policy::validity::grants_new(view, ctx, now, tampered)
+            })
+            .map(|view| view.license.id.clone())
+            .collect()
+    }
+
+    /// The pool a checkout of `feature` draws on: the feature's own when
+    /// an installed license gives it one, else the license-level pool
+    /// (`None`), as [`Lease::feature`] names it.
+    #[cfg(feature = "server")]
+    pub(crate) fn pool_of(&self, feature: Option<&str>) -> Option<String> {
+        let code = feature?;
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .licenses
+            .iter()
+            .any(|l| {
+                l.verified
+                    .feature(code)
+                    .is_some_and(|f| f.floating.is_some())
+            })
+            .then(|| code.to_owned())
     }
 
     /// The live leases.

@@ -23,8 +23,9 @@ use crate::engine::floating::Lease;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
-/// Where a guard's seat comes from: this engine's state, or (later) a
-/// license server. Every call is a round trip that may fail.
+/// Where a guard's seat comes from: this engine's state, a license
+/// server (`client::Client`), or a borrowed token held offline. Every
+/// call is a round trip that may fail.
 pub(crate) trait Holder: Send + Sync + 'static {
     /// Takes (or renews) the seat of `feature`'s pool.
     fn checkout(&self, feature: Option<&str>) -> Result<Lease>;
@@ -272,6 +273,92 @@ impl LeaseGuard {
     fn downgrade(&self) -> Weak<Handle> {
         Arc::downgrade(&self.handle)
     }
+
+    /// The guard as a map of guards remembers it, without keeping its
+    /// seat (a license server's client keeps one guard per pool too).
+    #[cfg(feature = "client")]
+    pub(crate) fn weak(&self) -> WeakGuard {
+        WeakGuard(self.downgrade())
+    }
+
+    /// A guard over a borrowed lease token that a license server signed
+    /// (saved to disk before a laptop left the network): verified with
+    /// the server's public key, it holds until the borrow ends, with no
+    /// server to reach. `check()` allows until then and says
+    /// `LEASE_EXPIRED` after; dropping it frees nothing (the server frees
+    /// the seat when the borrow ends, or when the client returns it).
+    ///
+    /// Refused: a token another key signed (`SIGNATURE_INVALID`), a lease
+    /// that was not borrowed (`BORROW_NOT_ALLOWED`: it needs heartbeats),
+    /// or one already ended (`LEASE_EXPIRED`).
+    ///
+    /// ```
+    /// use entitle::token::{LeaseToken, SigningKey};
+    /// use entitle::{LeaseGuard, Timestamp};
+    ///
+    /// let server = SigningKey::from_seed(&[9; 32]);
+    /// let now = entitle::Clock::now(&entitle::SystemClock);
+    /// let trip = LeaseToken::new("lease_1", vec!["lic_1".into()], "laptop-3", Some("cad"),
+    ///     now, Timestamp::from_unix(now.unix() + 7 * 86_400), true);
+    /// let saved = trip.sign(&server).unwrap(); // what the laptop wrote to disk
+    ///
+    /// let seat = LeaseGuard::borrowed(&saved, server.public_key()).unwrap();
+    /// assert!(seat.check().allowed());
+    /// ```
+    pub fn borrowed(token: &str, server_key: &crate::token::PublicKey) -> Result<LeaseGuard> {
+        let lease = crate::token::LeaseToken::verify(token, server_key)?;
+        let offline = Offline;
+        if !lease.borrowed {
+            return Err(Error::denied(
+                Reason::BorrowNotAllowed,
+                format!(
+                    "lease `{}` was not borrowed: it holds only while the server renews it",
+                    lease.lease_id
+                ),
+            ));
+        }
+        if !lease.live_at(offline.now()) {
+            return Err(Error::denied(
+                Reason::LeaseExpired,
+                format!(
+                    "the borrow of lease `{}` ended at {}",
+                    lease.lease_id, lease.expires_at
+                ),
+            ));
+        }
+        let held = Lease::from_token(&lease);
+        LeaseGuard::hold(Box::new(offline), lease.feature.as_deref(), held)
+    }
+}
+
+/// What holds a borrowed seat off the network: nothing to reach. Every
+/// renewal fails as an outage does, so the guard keeps its lease until it
+/// ends; a check-in frees nothing.
+struct Offline;
+
+impl Holder for Offline {
+    fn checkout(&self, _feature: Option<&str>) -> Result<Lease> {
+        Err(offline())
+    }
+
+    fn heartbeat(&self, _lease_id: &str) -> Result<Lease> {
+        Err(offline())
+    }
+
+    fn checkin(&self, _lease_id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn now(&self) -> Timestamp {
+        crate::clock::Clock::now(&crate::clock::SystemClock)
+    }
+}
+
+fn offline() -> Error {
+    Error::io(
+        "renewing a borrowed lease",
+        std::io::Error::other("a borrowed lease is held offline until it ends"),
+    )
 }
 
 /// The guards an engine has handed out, by pool: one lease per pool per
@@ -280,6 +367,14 @@ pub(crate) type Guards = Mutex<rustc_hash::FxHashMap<Option<String>, WeakGuard>>
 
 /// A guard as the engine remembers it: without keeping its seat.
 pub(crate) struct WeakGuard(Weak<Handle>);
+
+impl WeakGuard {
+    /// The guard, while some clone of it lives.
+    #[cfg(feature = "client")]
+    pub(crate) fn upgrade(&self) -> Option<LeaseGuard> {
+        self.0.upgrade().map(|handle| LeaseGuard { handle })
+    }
+}
 
 impl Engine {
     /// Takes a floating seat from the pool of `feature` (or the

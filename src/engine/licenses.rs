@@ -363,7 +363,12 @@ fn install_signed_instead(text: &str, error: Error) -> Error {
     token::decode_unverified(text)
         .ok()
         .and_then(|t| t.header.get("typ")?.as_str().and_then(TokenType::parse))
-        .filter(|typ| matches!(typ, TokenType::Receipt | TokenType::Report))
+        .filter(|typ| {
+            matches!(
+                typ,
+                TokenType::Receipt | TokenType::Report | TokenType::Lease
+            )
+        })
         .map_or(error, |typ| not_for_an_install(typ.as_str()))
 }
 

@@ -12,7 +12,7 @@ mod devices;
 mod floating;
 mod gate;
 mod info;
-mod lease;
+pub(crate) mod lease;
 pub(crate) mod licenses;
 pub(crate) mod snapshot;
 pub(crate) mod state;

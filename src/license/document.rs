@@ -316,6 +316,11 @@ pub struct Floating {
     /// Borrowing allowed up to this many seconds, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub borrow_max_secs: Option<i64>,
+    /// After a check-in the seat stays with its client for this many
+    /// seconds (FlexNet's LINGER): the client gets it back at once,
+    /// nobody else does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger_secs: Option<i64>,
 }
 
 impl Floating {
@@ -332,6 +337,7 @@ impl Floating {
             seats,
             lease_secs,
             borrow_max_secs: None,
+            linger_secs: None,
         }
     }
 
@@ -339,6 +345,17 @@ impl Floating {
     /// only). See [`Floating::new`].
     pub const fn with_borrow_max_secs(mut self, secs: i64) -> Self {
         self.borrow_max_secs = Some(secs);
+        self
+    }
+
+    /// A checked-in seat stays with its client for this many seconds.
+    ///
+    /// ```
+    /// let pool = entitle::license::Floating::new(10, 300).with_linger_secs(120);
+    /// assert_eq!(pool.linger_secs, Some(120));
+    /// ```
+    pub const fn with_linger_secs(mut self, secs: i64) -> Self {
+        self.linger_secs = Some(secs);
         self
     }
 }
@@ -634,6 +651,12 @@ fn floating_ok(field: impl Fn() -> String, floating: &Floating) -> Result<()> {
         return Err(Error::malformed(
             "license",
             format!("field `{}.borrow_max_secs` must not be negative", field()),
+        ));
+    }
+    if floating.linger_secs.is_some_and(|l| l < 0) {
+        return Err(Error::malformed(
+            "license",
+            format!("field `{}.linger_secs` must not be negative", field()),
         ));
     }
     Ok(())

@@ -318,6 +318,7 @@ fn every_field() -> License {
         seats: 1,
         lease_secs: 1,
         borrow_max_secs: Some(1),
+        linger_secs: Some(1),
     };
     License {
         v: 1,

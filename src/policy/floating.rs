@@ -18,6 +18,9 @@ pub struct Pool {
     pub lease_secs: i64,
     /// The longest borrow allowed, if any contributing license allows it.
     pub borrow_max_secs: Option<i64>,
+    /// How long a checked-in seat stays with its client: the longest of
+    /// the contributing licenses' `linger_secs` (0: none).
+    pub linger_secs: i64,
 }
 
 /// The pool `feature` (or the license-level pool, for `None`) offers a
@@ -47,6 +50,7 @@ pub fn pool<'a>(
         seats: 0,
         lease_secs: i64::MAX,
         borrow_max_secs: None,
+        linger_secs: 0,
     };
     let mut reason = Reason::NotLicensed;
     for view in views {
@@ -79,6 +83,7 @@ pub fn pool<'a>(
         reason = Reason::Ok;
         pool.seats = pool.seats.saturating_add(u64::from(floating.seats));
         pool.lease_secs = pool.lease_secs.min(floating.lease_secs);
+        pool.linger_secs = pool.linger_secs.max(floating.linger_secs.unwrap_or(0));
         if !own_pools {
             pool.borrow_max_secs = match (pool.borrow_max_secs, floating.borrow_max_secs) {
                 (Some(a), Some(b)) => Some(a.max(b)),
@@ -124,6 +129,17 @@ pub fn checkout(
     now: i64,
 ) -> Result<LeaseRecord, Denial> {
     if let Some(own) = in_pool.iter().find(|l| l.client == client) {
+        if is_lingering(own) {
+            // The seat lingering after its check-in: back to its client
+            // at once, as a new lease.
+            return Ok(LeaseRecord {
+                id: new_id.to_owned(),
+                created_at: now,
+                expires_at: now.saturating_add(pool.lease_secs),
+                borrowed_until: None,
+                ..(*own).clone()
+            });
+        }
         return Ok(renew(own, pool, now));
     }
     if (in_pool.len() as u64) >= pool.seats {
@@ -139,6 +155,45 @@ pub fn checkout(
         created_at: now,
         expires_at: now.saturating_add(pool.lease_secs),
         borrowed_until: None,
+    })
+}
+
+/// The id prefix of a seat lingering after its check-in.
+pub const LINGER_PREFIX: &str = "linger_";
+
+/// Whether a lease record is a seat lingering after its check-in: it
+/// holds the seat for its client, but gives no right (the client checked
+/// in) until the client checks out again.
+pub fn is_lingering(lease: &LeaseRecord) -> bool {
+    lease.id.starts_with(LINGER_PREFIX)
+}
+
+/// A check-in of a live `lease` from `pool`: the seat lingers with its
+/// client for the pool's `linger_secs` (a record the client's next
+/// checkout takes back), or is free at once (`None`). A lingering seat
+/// checked in again is freed.
+///
+/// ```
+/// use entitle::policy::floating::{checkin, checkout, Pool};
+/// let pool = Pool { seats: 1, lease_secs: 60, borrow_max_secs: None, linger_secs: 30 };
+/// let lease = checkout(&pool, &[], "desk-1", None, "lease_1", 0).unwrap();
+/// let lingering = checkin(&lease, &pool, 10).unwrap();
+/// assert_eq!(lingering.expires_at, 40);
+/// // Nobody else gets the seat...
+/// assert!(checkout(&pool, &[&lingering], "desk-2", None, "lease_2", 11).is_err());
+/// // ...its client gets it back at once.
+/// let back = checkout(&pool, &[&lingering], "desk-1", None, "lease_3", 11).unwrap();
+/// assert_eq!((back.id.as_str(), back.expires_at), ("lease_3", 71));
+/// ```
+pub fn checkin(lease: &LeaseRecord, pool: &Pool, now: i64) -> Option<LeaseRecord> {
+    if pool.linger_secs <= 0 || is_lingering(lease) || !lease.live_at(now) {
+        return None;
+    }
+    Some(LeaseRecord {
+        id: format!("{LINGER_PREFIX}{}", lease.id),
+        expires_at: now.saturating_add(pool.linger_secs),
+        borrowed_until: None,
+        ..lease.clone()
     })
 }
 
@@ -159,7 +214,7 @@ pub fn renew(lease: &LeaseRecord, pool: &Pool, now: i64) -> LeaseRecord {
 /// ```
 /// use entitle::policy::floating::{borrow, Pool};
 /// use entitle::Reason;
-/// let pool = Pool { seats: 1, lease_secs: 60, borrow_max_secs: Some(3600) };
+/// let pool = Pool { seats: 1, lease_secs: 60, borrow_max_secs: Some(3600), linger_secs: 0 };
 /// let lease = Default::default();
 /// assert_eq!(borrow(&lease, &pool, 3600, 0).unwrap().borrowed_until, Some(3600));
 /// assert_eq!(borrow(&lease, &pool, 3601, 0).unwrap_err(), Reason::BorrowTooLong);
@@ -209,6 +264,8 @@ pub fn held<'a>(
     leases
         .into_iter()
         .filter(|l| l.client == client && l.feature.as_deref() == key)
+        // A lingering seat gives no right: its client checked it in.
+        .filter(|l| !is_lingering(l))
         .filter(|l| now < l.expires_at.saturating_add(LAPSED_KEPT_SECS))
         .fold(Held::None, |acc, l| {
             let forgotten = l.expires_at.saturating_add(LAPSED_KEPT_SECS);

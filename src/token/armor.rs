@@ -70,7 +70,7 @@ pub fn dearmor(text: &str) -> Result<(String, Option<TokenType>)> {
         Error::malformed(
             "armor",
             format!(
-                "unknown armor label `{label}`; expected LICENSE, MACHINE, REVOCATIONS, KEYS, RECEIPT or REPORT"
+                "unknown armor label `{label}`; expected LICENSE, MACHINE, REVOCATIONS, KEYS, RECEIPT, REPORT or LEASE"
             ),
         )
     })?;

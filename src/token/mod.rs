@@ -13,6 +13,7 @@ mod armor;
 mod json;
 mod jws;
 mod keys;
+mod lease;
 
 pub use armor::{armor, dearmor};
 pub use jws::{
@@ -20,6 +21,7 @@ pub use jws::{
     MAX_TOKEN_BYTES,
 };
 pub use keys::{thumbprint, Keyring, PublicKey, SigningKey};
+pub use lease::LeaseToken;
 
 pub(crate) use json::{from_value, read};
 pub(crate) use jws::verify_signature;
@@ -74,6 +76,9 @@ pub enum TokenType {
     Receipt,
     /// An install's usage report, signed by the install's own key.
     Report,
+    /// A floating seat a license server leased to a client, signed by the
+    /// server's lease key (DESIGN section 9).
+    Lease,
 }
 
 impl TokenType {
@@ -86,6 +91,7 @@ impl TokenType {
             TokenType::Keys => "keys",
             TokenType::Receipt => "receipt",
             TokenType::Report => "report",
+            TokenType::Lease => "lease",
         }
     }
 
@@ -98,12 +104,13 @@ impl TokenType {
             "keys" => Some(TokenType::Keys),
             "receipt" => Some(TokenType::Receipt),
             "report" => Some(TokenType::Report),
+            "lease" => Some(TokenType::Lease),
             _ => None,
         }
     }
 
     /// The label in the armor lines (`LICENSE`, `MACHINE`, `REVOCATIONS`,
-    /// `KEYS`, `RECEIPT`, `REPORT`).
+    /// `KEYS`, `RECEIPT`, `REPORT`, `LEASE`).
     pub(crate) const fn armor_label(self) -> &'static str {
         match self {
             TokenType::License => "LICENSE",
@@ -112,6 +119,7 @@ impl TokenType {
             TokenType::Keys => "KEYS",
             TokenType::Receipt => "RECEIPT",
             TokenType::Report => "REPORT",
+            TokenType::Lease => "LEASE",
         }
     }
 
@@ -123,6 +131,7 @@ impl TokenType {
             "KEYS" => Some(TokenType::Keys),
             "RECEIPT" => Some(TokenType::Receipt),
             "REPORT" => Some(TokenType::Report),
+            "LEASE" => Some(TokenType::Lease),
             _ => None,
         }
     }

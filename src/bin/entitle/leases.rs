@@ -80,10 +80,21 @@ pub fn run(command: LeaseCommand, globals: &Globals) -> Result<Outcome, Failure>
         }
         LeaseCommand::Checkin(args) => {
             engine.checkin(&args.id)?;
-            Ok(Outcome::new(
-                json!({"id": args.id, "checked_in": true}),
-                format!("Checked in lease `{}`; its seat is free.", args.id),
-            ))
+            let linger_id = format!("linger_{}", args.id);
+            let lingering = engine.leases().into_iter().find(|l| l.id == linger_id);
+            let human = match &lingering {
+                Some(seat) => format!(
+                    "Checked in lease `{}`; its seat stays with client `{}` until {} (linger), \
+                     then is free.",
+                    args.id, seat.client, seat.expires_at
+                ),
+                None => format!("Checked in lease `{}`; its seat is free.", args.id),
+            };
+            let mut json = json!({"id": args.id, "checked_in": true});
+            if let Some(seat) = lingering {
+                json["lingering_until"] = json!(seat.expires_at);
+            }
+            Ok(Outcome::new(json, human))
         }
         LeaseCommand::Borrow(args) => {
             let lease = engine.borrow(&args.id, args.secs)?;
@@ -127,6 +138,9 @@ fn lease_line(lease: &Lease) -> String {
     );
     if lease.borrowed_until.is_some() {
         line.push_str(" (borrowed)");
+    }
+    if lease.id.starts_with("linger_") {
+        line.push_str(" (lingering after its check-in: only this client gets it back)");
     }
     line
 }

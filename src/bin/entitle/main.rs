@@ -16,6 +16,7 @@ mod install;
 mod leases;
 mod licenses;
 mod output;
+mod serve;
 mod state;
 mod users;
 mod vendor;
@@ -140,6 +141,9 @@ enum Command {
     Lease(leases::LeaseCommand),
     /// A guided walk through everything, in a temporary directory.
     Demo,
+    /// Serve this install's floating seats, checks and admin API over
+    /// HTTP to a LAN (builds with the `server` feature).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Devices(command) => devices::run(command, &cli.globals),
         Command::Lease(command) => leases::run(command, &cli.globals),
         Command::Demo => demo::run(cli.globals.now),
+        Command::Serve(args) => serve::run(&args, &cli.globals),
     };
     output::finish(outcome, cli.globals.json)
 }

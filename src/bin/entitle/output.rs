@@ -45,6 +45,7 @@ pub struct Outcome {
     note: Option<String>,
     warnings: Vec<String>,
     denied: bool,
+    printed: bool,
 }
 
 impl Outcome {
@@ -57,7 +58,17 @@ impl Outcome {
             note: None,
             warnings: Vec::new(),
             denied: false,
+            printed: false,
         }
+    }
+
+    /// Marks the outcome as printed already, by a command that speaks as
+    /// it runs (`serve` says where it listens): nothing more goes to
+    /// stdout, so `--json` still prints exactly one object.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub fn already_printed(mut self) -> Self {
+        self.printed = true;
+        self
     }
 
     /// The JSON form, to add fields to.
@@ -96,7 +107,9 @@ pub fn finish(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
             for warning in &outcome.warnings {
                 eprintln!("warning: {}", warning.trim_end());
             }
-            let printed = if json {
+            let printed = if outcome.printed {
+                true
+            } else if json {
                 print_json(&outcome.json)
             } else {
                 if let Some(note) = &outcome.note {

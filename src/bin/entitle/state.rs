@@ -249,6 +249,13 @@ pub fn open_engine(globals: &Globals) -> Result<Engine, Failure> {
 
 /// Opens the state: the engine and the device it is.
 pub fn open_install(globals: &Globals) -> Result<Install, Error> {
+    open_install_with(globals, false)
+}
+
+/// Opens the state, with the engine refreshing its view of the state in
+/// the background or not (one command, one mutation: nothing to keep
+/// fresh afterwards; a server runs for long).
+pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Error> {
     let location = globals.location()?;
     let store = Opened::open(&location, false)?;
     let settings = Settings::read(&store, &location)?;
@@ -257,8 +264,7 @@ pub fn open_install(globals: &Globals) -> Result<Install, Error> {
     let mut builder = store
         .attach(builder)
         .virtual_machine(detect_virtual_machine())
-        // One command, one mutation: nothing to keep fresh afterwards.
-        .background_refresh(false);
+        .background_refresh(refresh);
     if let Some(device) = &device {
         builder = builder.fingerprint(device.as_str());
     }

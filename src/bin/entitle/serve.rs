@@ -1,0 +1,143 @@
+//! `entitle serve`: the license server over this install's state
+//! (DESIGN section 9), in builds with the `server` feature.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use entitle::Error;
+
+use crate::output::{Failure, Outcome};
+use crate::Globals;
+
+/// `entitle serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen, ADDR:PORT (port 0 picks a free port; the line
+    /// `listening on http://ADDR:PORT` names it).
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        required_unless_present = "print_lease_pub"
+    )]
+    listen: Option<SocketAddr>,
+    /// A file holding the admin API's bearer token (without it the admin
+    /// routes are off).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// The PEM PKCS#8 Ed25519 key to sign lease tokens with [default: the
+    /// install's own key, kept in the state].
+    #[arg(long, value_name = "FILE")]
+    lease_key: Option<PathBuf>,
+    /// Serve only clients in this network (repeatable), e.g.
+    /// 192.168.1.0/24; others are disconnected unread.
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Checkouts that may wait in line per pool.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_queue: usize,
+    /// How long one request may take, reading a slow client's body
+    /// included (a checkout's `wait_secs` comes on top).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
+    /// The longest a checkout may wait in line for a seat (`wait_secs`).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    max_wait_secs: u64,
+    /// Print the public key clients verify lease tokens with, and exit.
+    #[arg(long)]
+    print_lease_pub: bool,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+#[cfg(feature = "server")]
+pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use entitle::server::{self, Cidr, ServerConfig};
+    use entitle::token::SigningKey;
+    use serde_json::json;
+
+    use crate::files;
+    use crate::state::open_install_with;
+
+    let mut allow = Vec::new();
+    for text in &args.allow {
+        allow.push(text.parse::<Cidr>()?);
+    }
+    let lease_key = match &args.lease_key {
+        Some(path) => Some(Arc::new(SigningKey::from_pem(&files::read_text(
+            path,
+            "lease key file",
+        )?)?)),
+        None => None,
+    };
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let token = files::read_text(path, "admin token file")?
+                .trim()
+                .to_owned();
+            if token.len() < 16 {
+                return Err(Error::InvalidArgument(format!(
+                    "the admin token in {} is shorter than 16 characters; use a long random one",
+                    path.display()
+                ))
+                .into());
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    // A server runs for long: its engine refreshes its view of the state
+    // in the background (the CLI may change it meanwhile).
+    let opened = open_install_with(globals, !args.print_lease_pub)?;
+    if args.print_lease_pub {
+        let key = server::lease_key(&opened.engine, lease_key)?;
+        let pem = key.public_key().to_pem();
+        return Ok(Outcome::new(
+            json!({"kid": key.kid(), "public_key": pem}),
+            pem.trim_end().to_owned(),
+        ));
+    }
+    let Some(listen) = args.listen else {
+        return Err(Error::InvalidArgument("`--listen ADDR:PORT` is required".into()).into());
+    };
+    let mut config = ServerConfig::new(listen);
+    config.admin_token = admin_token;
+    config.lease_key = lease_key;
+    config.allow = allow;
+    config.max_connections = args.max_connections;
+    config.max_queue = args.max_queue;
+    config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
+    config.max_wait_secs = args.max_wait_secs;
+    let json = globals.json;
+    server::run(opened.engine, config, |addr| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if json {
+            writeln!(stdout, "{}", json!({"listening": format!("http://{addr}")}))
+        } else {
+            writeln!(stdout, "listening on http://{addr}")
+        };
+        let _ = stdout.flush();
+    })?;
+    // Said on stderr: stdout carried the one line (or JSON object) saying
+    // where the server listened.
+    eprintln!("stopped: every request acknowledged is in the state.");
+    Ok(Outcome::new(json!({"stopped": true}), "").already_printed())
+}
+
+/// Without the `server` feature: says how to get it.
+#[cfg(not(feature = "server"))]
+pub fn run(_args: &ServeArgs, _globals: &Globals) -> Result<Outcome, Failure> {
+    Err(Error::InvalidArgument(
+        "this build of entitle has no server: build it with `cargo build --release --features \
+         server`"
+            .into(),
+    )
+    .into())
+}

@@ -1,0 +1,373 @@
+//! A blocking client of a license server (`entitle serve`, DESIGN
+//! section 9), behind the `client` feature: a desktop application on a
+//! LAN takes its floating seat from the server and holds it with the same
+//! [`LeaseGuard`] an engine hands out.
+//!
+//! Every lease the server answers is a signed token, verified here with
+//! the server's public key (`entitle serve --print-lease-pub`) before the
+//! guard believes it. The guard heartbeats on a background thread at a
+//! third of the lease, checks the seat in when the last clone is dropped,
+//! rides out a server that is unreachable until its lease ends (the
+//! server keeps leases across a restart, so the next heartbeat finds it
+//! again; a lease that lapsed meanwhile is taken again when a seat is
+//! free), and [`LeaseGuard::check`] allows only while the lease is live.
+//!
+//! A laptop leaving the network borrows its seat
+//! ([`Client::borrow`]), saves the token, and later holds it offline with
+//! [`LeaseGuard::borrowed`] until the borrow ends.
+//!
+//! ```no_run
+//! use entitle::client::Client;
+//! use entitle::token::PublicKey;
+//!
+//! # fn main() -> entitle::Result<()> {
+//! // Shipped with the application, or configured by the administrator.
+//! let server_key = PublicKey::from_pem(&std::fs::read_to_string("lease.pub").unwrap())?;
+//! let client = Client::connect("http://licenses.lan:8740", server_key)?;
+//!
+//! // On start: take a seat of the `cad` pool, or tell the user why not.
+//! let seat = match client.lease(Some("cad")) {
+//!     Ok(seat) => seat,
+//!     Err(e) => {
+//!         eprintln!("{}", e.user_message());
+//!         return Ok(());
+//!     }
+//! };
+//! // Before each licensed action:
+//! if seat.check().allowed() {
+//!     // ... the feature works
+//! }
+//! // Before a trip: borrow for a week and keep the token.
+//! let token = client.borrow(&seat, 7 * 86_400)?;
+//! std::fs::write("cad.lease", &token).unwrap();
+//! drop(seat); // the borrow keeps the seat on the server until it ends
+//!
+//! // On the train, no network:
+//! let saved = std::fs::read_to_string("cad.lease").unwrap();
+//! let seat = entitle::LeaseGuard::borrowed(&saved, client.server_key())?;
+//! assert!(seat.check().allowed());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::decision::Reason;
+use crate::engine::lease::{Holder, WeakGuard};
+use crate::engine::{Lease, LeaseGuard};
+use crate::error::{Error, Result};
+use crate::token::{LeaseToken, PublicKey};
+
+/// A license server and the key its leases are signed with.
+///
+/// Connecting reaches nothing yet: the first lease does, so an
+/// application starts (and holds a borrowed token) with no server around.
+pub struct Client {
+    remote: Arc<Remote>,
+    guards: Mutex<rustc_hash::FxHashMap<Option<String>, WeakGuard>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.remote.base)
+            .field("client_id", &self.remote.client_id)
+            .finish()
+    }
+}
+
+/// What a guard's heartbeat thread shares with the client.
+struct Remote {
+    base: String,
+    agent: ureq::Agent,
+    server_key: PublicKey,
+    client_id: String,
+}
+
+impl Client {
+    /// A client of the server at `url` (`http://host:port`), trusting
+    /// leases signed by `server_key`. Its client id is this machine's
+    /// fingerprint and a random instance name (`FINGERPRINT#INSTANCE`),
+    /// as [`Engine::client_id`](crate::Engine::client_id) is, so that a
+    /// node-locked license on the server counts this device.
+    ///
+    /// ```
+    /// let key = entitle::token::SigningKey::from_seed(&[9; 32]);
+    /// let client = entitle::client::Client::connect("http://127.0.0.1:8740",
+    ///     key.public_key().clone()).unwrap();
+    /// assert!(client.client_id().contains('#'));
+    /// assert!(entitle::client::Client::connect("ftp://x", key.public_key().clone()).is_err());
+    /// ```
+    pub fn connect(url: &str, server_key: PublicKey) -> Result<Client> {
+        let base = url.trim_end_matches('/');
+        let valid = (base.starts_with("http://") || base.starts_with("https://"))
+            && base.len() > "https://".len()
+            && !base.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(Error::InvalidArgument(format!(
+                "`{}` is not a license server's address: write http://HOST:PORT",
+                url.chars().take(200).collect::<String>()
+            )));
+        }
+        let device = crate::device::machine_fingerprint().unwrap_or_else(|| "device".to_owned());
+        let client_id = format!("{device}#{}", crate::engine::random_id("client_"));
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build();
+        Ok(Client {
+            remote: Arc::new(Remote {
+                base: base.to_owned(),
+                agent,
+                server_key,
+                client_id,
+            }),
+            guards: Mutex::new(Default::default()),
+        })
+    }
+
+    /// The same client under another id (a user, a host name): the
+    /// server leases seats by client id, and the same id renews its seat.
+    pub fn with_client_id(self, client_id: &str) -> Result<Client> {
+        crate::ident::check("a client id", client_id)?;
+        let remote = Remote {
+            base: self.remote.base.clone(),
+            agent: self.remote.agent.clone(),
+            server_key: self.remote.server_key.clone(),
+            client_id: client_id.to_owned(),
+        };
+        Ok(Client {
+            remote: Arc::new(remote),
+            guards: Mutex::new(Default::default()),
+        })
+    }
+
+    /// The id this client takes seats under.
+    pub fn client_id(&self) -> &str {
+        &self.remote.client_id
+    }
+
+    /// The key the server's leases must be signed with.
+    pub fn server_key(&self) -> &PublicKey {
+        &self.remote.server_key
+    }
+
+    /// Takes a floating seat from the server's pool of `feature` (or the
+    /// license-level pool) and holds it until the returned guard and all
+    /// its clones are dropped. Asking again for the same pool while a
+    /// guard lives returns that guard.
+    ///
+    /// Fails as the server refuses (`FLOATING_EXHAUSTED` with `retry_at`,
+    /// `NOT_LICENSED`...), with `SIGNATURE_INVALID` when the lease is not
+    /// signed by the server's key, and with an I/O error when the server
+    /// cannot be reached.
+    pub fn lease(&self, feature: Option<&str>) -> Result<LeaseGuard> {
+        let mut guards = self.guards.lock();
+        guards.retain(|_, weak| weak.upgrade().is_some());
+        let key = feature.map(str::to_owned);
+        if let Some(guard) = guards.get(&key).and_then(WeakGuard::upgrade) {
+            return Ok(guard);
+        }
+        let lease = self.remote.checkout(feature)?;
+        let guard = LeaseGuard::hold(Box::new(Arc::clone(&self.remote)), feature, lease)?;
+        guards.insert(key, guard.weak());
+        Ok(guard)
+    }
+
+    /// Borrows the seat `guard` holds for `secs` seconds: the server keeps
+    /// it without heartbeats until then. Returns the signed lease token
+    /// (`borrowed: true`), to be saved and held offline with
+    /// [`LeaseGuard::borrowed`]. `BORROW_NOT_ALLOWED` or
+    /// `BORROW_TOO_LONG` per the server's licenses; `LEASE_EXPIRED` if
+    /// the guard holds no lease now.
+    pub fn borrow(&self, guard: &LeaseGuard, secs: i64) -> Result<String> {
+        let Some(lease) = guard.lease() else {
+            return Err(Error::denied(
+                Reason::LeaseExpired,
+                "this guard holds no lease to borrow now; take a seat first",
+            ));
+        };
+        let path = format!("/v1/leases/{}/borrow", encode(&lease.id));
+        let answer = self
+            .remote
+            .call("POST", &path, Some(json!({"secs": secs})))?;
+        let (_, token) = self.remote.verified(&answer, Some(&lease.id))?;
+        Ok(token)
+    }
+}
+
+/// A path segment, percent-encoded where it must be.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Remote {
+    /// One request: the answer's JSON, or the server's error as this
+    /// crate's (a refusal keeps its code; an unreachable server, a 5xx or
+    /// a garbled answer is an I/O error, which a guard rides out).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let request = self.agent.request(method, &url);
+        let sent = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        let unreachable = |detail: String| {
+            Error::io(
+                format!("reaching the license server at {}", self.base),
+                std::io::Error::other(detail),
+            )
+        };
+        match sent {
+            Ok(response) => response
+                .into_json::<Value>()
+                .map_err(|e| unreachable(format!("its answer is not JSON: {e}"))),
+            Err(ureq::Error::Status(status, response)) => {
+                let body: Value = response.into_json().unwrap_or(Value::Null);
+                Err(server_error(status, &body).unwrap_or_else(|| {
+                    unreachable(format!("it answered {status} without an error body"))
+                }))
+            }
+            Err(ureq::Error::Transport(transport)) => Err(unreachable(transport.to_string())),
+        }
+    }
+
+    /// The verified lease in an answer: its token checked with the
+    /// server's key, for this client, and (when given) this lease id.
+    fn verified(&self, answer: &Value, lease_id: Option<&str>) -> Result<(Lease, String)> {
+        let text = answer["token"]
+            .as_str()
+            .ok_or_else(|| Error::malformed("lease answer", "it has no `token`"))?;
+        let token = LeaseToken::verify(text, &self.server_key)?;
+        if token.client != self.client_id
+            || lease_id.is_some_and(|id| id != token.lease_id)
+            || answer["id"].as_str() != Some(token.lease_id.as_str())
+        {
+            return Err(Error::malformed(
+                "lease answer",
+                "its token is for another client or lease",
+            ));
+        }
+        Ok((Lease::from_token(&token), text.to_owned()))
+    }
+}
+
+impl Holder for Arc<Remote> {
+    fn checkout(&self, feature: Option<&str>) -> Result<Lease> {
+        let mut body = json!({"client": self.client_id});
+        if let Some(feature) = feature {
+            body["feature"] = json!(feature);
+        }
+        let answer = self.call("POST", "/v1/leases", Some(body))?;
+        Ok(self.verified(&answer, None)?.0)
+    }
+
+    fn heartbeat(&self, lease_id: &str) -> Result<Lease> {
+        let path = format!("/v1/leases/{}/heartbeat", encode(lease_id));
+        let answer = self.call("POST", &path, Some(json!({})))?;
+        Ok(self.verified(&answer, Some(lease_id))?.0)
+    }
+
+    fn checkin(&self, lease_id: &str) -> Result<()> {
+        let path = format!("/v1/leases/{}", encode(lease_id));
+        self.call("DELETE", &path, None).map(drop)
+    }
+
+    fn now(&self) -> Timestamp {
+        SystemClock.now()
+    }
+}
+
+/// The server's `{"error": {"code", "message", "retry_at"?}}` as an
+/// [`Error`]: a refusal by policy keeps its reason; anything the client
+/// cannot act on but retry (a 5xx) is `None`, an outage.
+fn server_error(status: u16, body: &Value) -> Option<Error> {
+    if status >= 500 {
+        return None;
+    }
+    let error = &body["error"];
+    let code = error["code"].as_str()?;
+    let message = format!(
+        "the license server refused: {}",
+        error["message"].as_str().unwrap_or(code)
+    );
+    let retry_at = error["retry_at"]
+        .as_str()
+        .and_then(|t| Timestamp::parse(t).ok());
+    Some(match reason_of(code) {
+        Some(reason) => Error::Denied {
+            reason,
+            message,
+            retry_at,
+        },
+        None => match code {
+            "SIGNATURE_INVALID" => Error::SignatureInvalid,
+            "MALFORMED" | "TOO_LARGE" => Error::malformed("request to the license server", message),
+            _ => Error::InvalidArgument(format!("{message} ({code})")),
+        },
+    })
+}
+
+/// The reason a code names, for the refusals a server sends.
+fn reason_of(code: &str) -> Option<Reason> {
+    const REASONS: &[Reason] = &[
+        Reason::NotLicensed,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::Suspended,
+        Reason::Revoked,
+        Reason::MaintenanceExpired,
+        Reason::NotActivated,
+        Reason::DeviceUnknown,
+        Reason::SeatLimit,
+        Reason::ClockTampered,
+        Reason::ActivationLimit,
+        Reason::TransferLimit,
+        Reason::CertificateRequired,
+        Reason::VmNotAllowed,
+        Reason::FloatingExhausted,
+        Reason::LeaseExpired,
+        Reason::LeaseNotFound,
+        Reason::BorrowNotAllowed,
+        Reason::BorrowTooLong,
+        Reason::ConsumptionLimit,
+        Reason::LeaseRequired,
+    ];
+    REASONS.iter().copied().find(|r| r.code() == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_refusals_keep_their_reason_and_outages_are_io() {
+        let body = json!({"error": {"code": "FLOATING_EXHAUSTED", "message": "all 2 in use",
+            "retry_at": "2026-01-01T00:10:00Z"}});
+        match server_error(409, &body) {
+            Some(Error::Denied {
+                reason, retry_at, ..
+            }) => {
+                assert_eq!(reason, Reason::FloatingExhausted);
+                assert_eq!(retry_at, Timestamp::parse("2026-01-01T00:10:00Z").ok());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(server_error(503, &body).is_none());
+        assert!(server_error(400, &Value::Null).is_none());
+        assert_eq!(encode("lease_1a/../x"), "lease_1a%2F..%2Fx");
+    }
+}

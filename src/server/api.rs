@@ -1,0 +1,822 @@
+//! The routes of DESIGN section 9: handlers, their JSON, and how an
+//! [`Error`] becomes a status and `{"error": {"code", "message"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::decision::Reason;
+use crate::engine::{license_query, Engine, Lease};
+use crate::error::Error;
+use crate::time::Timestamp;
+use crate::token::{LeaseToken, SigningKey};
+
+use super::metrics::Metrics;
+use super::queue::Queues;
+use super::{ServerConfig, MAX_BODY_BYTES};
+
+/// The OpenAPI 3 document of every route, served at `/openapi.json`.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// What every handler shares.
+pub(crate) struct App {
+    engine: Engine,
+    lease_key: Arc<SigningKey>,
+    /// SHA-256 of the admin token: compared digest to digest, in constant
+    /// time, so neither its bytes nor its length leak through timing.
+    admin_token: Option<[u8; 32]>,
+    queues: Queues,
+    max_queue: usize,
+    request_timeout: Duration,
+    max_wait_secs: u64,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    pub(crate) fn new(
+        engine: Engine,
+        lease_key: Arc<SigningKey>,
+        config: &ServerConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<App> {
+        Arc::new(App {
+            engine,
+            lease_key,
+            admin_token: config
+                .admin_token
+                .as_deref()
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            queues: Queues::default(),
+            max_queue: config.max_queue,
+            request_timeout: config.request_timeout,
+            max_wait_secs: config.max_wait_secs,
+            metrics: Metrics::new(),
+            shutdown,
+        })
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+// ---- errors -----------------------------------------------------------------
+
+/// An error as the server answers it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_at: Option<Timestamp>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_at: None,
+        }
+    }
+
+    fn shutting_down() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SHUTTING_DOWN",
+            "the server is shutting down; retry in a moment",
+        )
+    }
+}
+
+/// The status section 9 gives an engine error.
+fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::LicenseNotFound { .. } | Error::UserNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Denied {
+            reason: Reason::LeaseNotFound,
+            ..
+        } => StatusCode::NOT_FOUND,
+        Error::Denied { .. }
+        | Error::LicenseRevoked { .. }
+        | Error::LicenseReplayed { .. }
+        | Error::ReceiptReplayed { .. }
+        | Error::ReportReplayed { .. }
+        | Error::StateExists { .. } => StatusCode::CONFLICT,
+        Error::StateLocked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::StateCorrupt { .. } | Error::StateMissing { .. } | Error::Io { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let retry_at = match &error {
+            Error::Denied { retry_at, .. } => *retry_at,
+            _ => None,
+        };
+        ApiError {
+            status: status_of(&error),
+            code: error.code(),
+            message: error.to_string(),
+            retry_at,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(at) = self.retry_at {
+            body["error"]["retry_at"] = json!(at);
+            body["retry_at"] = json!(at);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn ok(value: Value) -> Answer {
+    Ok(Json(value).into_response())
+}
+
+fn created(value: Value) -> Answer {
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+/// A library value as JSON (plain data: this cannot fail; were it to, a
+/// `null` beats a panic).
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Runs an engine call that may block (a mutation waits for the store's
+/// commit) on the blocking pool, off the workers that read requests.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the request's work stopped unexpectedly; retry",
+        )),
+    }
+}
+
+// ---- input ------------------------------------------------------------------
+
+fn body_error(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TOO_LARGE",
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            format!("the request body could not be read: {rejection}"),
+        )
+    }
+}
+
+/// A JSON body of the shape `T` (unknown fields refused, so a misspelt
+/// field is an error rather than ignored).
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| body_error(&r))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            format!("the request body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+/// A text body (an armored token).
+fn text_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+    let bytes = body.map_err(|r| body_error(&r))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            "the request body is not UTF-8 text",
+        )
+    })
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            format!("the query string is wrong: {}", e.body_text()),
+        )
+    })
+}
+
+fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(p)| p).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            format!("the path is wrong: {}", e.body_text()),
+        )
+    })
+}
+
+// ---- admin ------------------------------------------------------------------
+
+/// Lets an admin request through, or says why not: `404` when the admin
+/// routes are off, `401` without the right bearer token.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &app.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "the admin routes are off on this server (it was started without \
+             --admin-token-file)",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| Sha256::digest(token.trim().as_bytes()));
+    let matches = presented.is_some_and(|digest| {
+        digest
+            .iter()
+            .zip(expected.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "this route needs `Authorization: Bearer <admin token>` with the server's admin \
+             token",
+        ))
+    }
+}
+
+async fn admin_add_license(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let text = text_body(body)?;
+    let engine = app.engine.clone();
+    let info = blocking(move || {
+        let id = engine.add_license(&text)?;
+        Ok(engine.license_infos().into_iter().find(|l| l.id == id))
+    })
+    .await?;
+    created(to_json(&info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    filter: Option<String>,
+    order: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn admin_list_licenses(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let q = query(params)?;
+    let parsed = license_query(
+        q.filter.as_deref(),
+        q.order.as_deref(),
+        q.limit,
+        q.cursor.as_deref(),
+    )?;
+    let page = app.engine.licenses(&parsed)?;
+    ok(json!({"items": to_json(&page.items), "next_cursor": page.next_cursor}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    hard: bool,
+}
+
+async fn admin_remove_license(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<RemoveQuery>, QueryRejection>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let id = path(id)?;
+    let hard = query(params)?.hard;
+    let engine = app.engine.clone();
+    let removed_id = id.clone();
+    let removed = blocking(move || engine.remove_license(&removed_id, hard)).await?;
+    let mut value = match removed {
+        Some(info) => to_json(&info),
+        None => json!({"id": id}),
+    };
+    value["removed"] = json!(true);
+    value["hard"] = json!(hard);
+    value["removed_at"] = json!(app.engine.now());
+    ok(value)
+}
+
+async fn admin_status(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
+    authorize(&app, &headers)?;
+    ok(to_json(&app.engine.status()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    #[serde(default)]
+    offset: usize,
+    size: Option<usize>,
+}
+
+async fn admin_usage(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<Query<UsageQuery>, QueryRejection>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let q = query(params)?;
+    let size = q.size.unwrap_or(10);
+    if !(1..=1000).contains(&size) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "`size` is 1 to 1000",
+        ));
+    }
+    ok(to_json(&app.engine.usage(q.offset, size)))
+}
+
+async fn admin_apply(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    authorize(&app, &headers)?;
+    let text = text_body(body)?;
+    let engine = app.engine.clone();
+    let applied = blocking(move || engine.apply(&text)).await?;
+    ok(to_json(&applied))
+}
+
+// ---- leases -----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckoutBody {
+    client: String,
+    #[serde(default)]
+    feature: Option<String>,
+    #[serde(default)]
+    wait_secs: Option<u64>,
+}
+
+/// A lease as the server answers it: its fields and its signed token.
+fn lease_answer(engine: &Engine, key: &SigningKey, lease: &Lease) -> crate::Result<Value> {
+    let borrowed = lease.borrowed_until.is_some();
+    let token = LeaseToken::new(
+        lease.id.as_str(),
+        engine.pool_license_ids(lease.feature.as_deref()),
+        lease.client.as_str(),
+        lease.feature.as_deref(),
+        engine.now().min(lease.expires_at),
+        lease.expires_at,
+        borrowed,
+    )
+    .sign(key)?;
+    let mut value = to_json(lease);
+    value["borrowed"] = json!(borrowed);
+    value["token"] = json!(token);
+    Ok(value)
+}
+
+async fn try_checkout(
+    app: &Arc<App>,
+    client: &str,
+    feature: Option<&str>,
+) -> Result<Value, ApiError> {
+    let engine = app.engine.clone();
+    let key = Arc::clone(&app.lease_key);
+    let client = client.to_owned();
+    let feature = feature.map(str::to_owned);
+    blocking(move || {
+        let lease = engine.checkout(&client, feature.as_deref())?;
+        lease_answer(&engine, &key, &lease)
+    })
+    .await
+}
+
+fn exhausted(error: &ApiError) -> bool {
+    error.code == Reason::FloatingExhausted.code()
+}
+
+async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
+    let request: CheckoutBody = json_body(body)?;
+    let wait = request.wait_secs.unwrap_or(0);
+    if wait > app.max_wait_secs {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            format!(
+                "`wait_secs` is at most {} on this server; ask again after that",
+                app.max_wait_secs
+            ),
+        ));
+    }
+    let client = request.client.as_str();
+    let feature = request.feature.as_deref();
+    // One line per pool: a feature without a pool of its own waits with
+    // everyone drawing on the license-level pool.
+    let pool = app.engine.pool_of(feature);
+    let queued = app.queues.len(&pool);
+    // First come, first served: while others wait for this pool, a
+    // newcomer does not take a seat past them (a client renewing the seat
+    // it holds, or taking back its lingering one, does).
+    let renewing = queued > 0
+        && app
+            .engine
+            .leases()
+            .iter()
+            .any(|l| l.client == client && l.feature == pool);
+    if queued == 0 || renewing {
+        match try_checkout(&app, client, feature).await {
+            Ok(lease) => return created(lease),
+            Err(e) if exhausted(&e) && wait > 0 => {}
+            Err(e) => return Err(e),
+        }
+    } else if wait == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "FLOATING_EXHAUSTED",
+            format!(
+                "{queued} checkout(s) wait in line for this pool; ask with `wait_secs` to \
+                 queue behind them"
+            ),
+        ));
+    }
+    let place = app.queues.join(&pool, app.max_queue).map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "QUEUE_FULL",
+            format!(
+                "{} checkouts already wait for this pool, the most this server queues; retry \
+                 later",
+                app.max_queue
+            ),
+        )
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut shutdown = app.shutdown.clone();
+    let mut last = None;
+    loop {
+        let moved = Arc::clone(&place.moved);
+        let notified = moved.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut retry_at = None;
+        if place.is_head() {
+            match try_checkout(&app, client, feature).await {
+                Ok(lease) => {
+                    drop(place);
+                    return created(lease);
+                }
+                Err(e) if exhausted(&e) => {
+                    retry_at = e.retry_at;
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let mut error = last
+                .unwrap_or_else(|| ApiError::new(StatusCode::CONFLICT, "FLOATING_EXHAUSTED", ""));
+            error.message = format!(
+                "no floating seat came free in the {wait} s this checkout waited in line; {}",
+                if error.message.is_empty() {
+                    "retry later"
+                } else {
+                    error.message.as_str()
+                }
+            );
+            return Err(error);
+        }
+        // Woken by a check-in or by the line moving; else at the instant
+        // the next lease ends, and at least once a second (a seat freed
+        // by another process sharing the state wakes no one).
+        let mut nap = (deadline - now).min(Duration::from_secs(1));
+        if let Some(at) = retry_at {
+            let secs = (at.unix() - app.engine.now().unix()).max(0) as u64;
+            nap = nap.min(Duration::from_secs(secs));
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep(nap) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Err(ApiError::shutting_down()),
+        }
+    }
+}
+
+async fn heartbeat(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Answer {
+    let id = path(id)?;
+    let engine = app.engine.clone();
+    let key = Arc::clone(&app.lease_key);
+    ok(blocking(move || {
+        let lease = engine.heartbeat(&id)?;
+        lease_answer(&engine, &key, &lease)
+    })
+    .await?)
+}
+
+async fn checkin(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Answer {
+    let id = path(id)?;
+    let engine = app.engine.clone();
+    let lease_id = id.clone();
+    blocking(move || engine.checkin(&lease_id)).await?;
+    app.queues.seat_freed();
+    ok(json!({"id": id, "checked_in": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BorrowBody {
+    secs: i64,
+}
+
+async fn borrow(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let id = path(id)?;
+    let request: BorrowBody = json_body(body)?;
+    let engine = app.engine.clone();
+    let key = Arc::clone(&app.lease_key);
+    ok(blocking(move || {
+        let lease = engine.borrow(&id, request.secs)?;
+        lease_answer(&engine, &key, &lease)
+    })
+    .await?)
+}
+
+// ---- features, consumption, users -------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckQuery {
+    user: Option<String>,
+}
+
+async fn check_feature(
+    State(app): State<Arc<App>>,
+    code: Result<Path<String>, PathRejection>,
+    params: Result<Query<CheckQuery>, QueryRejection>,
+) -> Answer {
+    let code = path(code)?;
+    let user = query(params)?.user;
+    let decision = match &user {
+        Some(user) => app.engine.check_feature_for(user, &code),
+        None => app.engine.check_feature(&code),
+    };
+    let mut value = json!({
+        "feature": code,
+        "allowed": decision.allowed(),
+        "reason": decision.reason().code(),
+        "until": decision.until(),
+    });
+    if let Some(user) = user {
+        value["user"] = json!(user);
+    }
+    ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeBody {
+    feature: String,
+    amount: u64,
+}
+
+async fn consume(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
+    let request: ConsumeBody = json_body(body)?;
+    let engine = app.engine.clone();
+    let amount = request.amount;
+    let consumed = blocking(move || engine.consume(&request.feature, amount)).await?;
+    let mut value = to_json(&consumed);
+    value["amount"] = json!(amount);
+    ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    id: String,
+    #[serde(default = "default_user_type")]
+    user_type: String,
+}
+
+fn default_user_type() -> String {
+    "user".to_owned()
+}
+
+async fn add_user(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
+    let request: UserBody = json_body(body)?;
+    let engine = app.engine.clone();
+    let (id, user_type) = (request.id.clone(), request.user_type.clone());
+    let decision = blocking(move || engine.add_user(&id, &user_type)).await?;
+    let status = app.engine.status();
+    created(json!({
+        "id": request.id,
+        "user_type": request.user_type,
+        "allowed": decision.allowed(),
+        "reason": decision.reason().code(),
+        "overage": decision.reason() == Reason::Overage,
+        "active_user_count": status.active_user_count,
+    }))
+}
+
+async fn remove_user(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let id = path(id)?;
+    let engine = app.engine.clone();
+    let user = id.clone();
+    blocking(move || engine.remove_user(&user)).await?;
+    ok(json!({"id": id, "removed": true}))
+}
+
+// ---- service ----------------------------------------------------------------
+
+async fn healthz(State(app): State<Arc<App>>) -> Answer {
+    if app.stopping() {
+        return Err(ApiError::shutting_down());
+    }
+    ok(json!({"status": "ok", "product": app.engine.product()}))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = app.metrics.render(&app.engine, &app.queues);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such route; see /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
+/// Every request: refused once the server is stopping, bounded in time
+/// (a slow client's body included), and counted.
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = if app.stopping() {
+        ApiError::shutting_down().into_response()
+    } else {
+        // A checkout may wait in line for as long as it asked.
+        let mut limit = app.request_timeout;
+        if method == Method::POST && route == "/v1/leases" {
+            limit += Duration::from_secs(app.max_wait_secs);
+        }
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "TIMEOUT",
+                format!("the request took over {} s", limit.as_secs()),
+            )
+            .into_response(),
+        }
+    };
+    app.metrics
+        .request(method.as_str(), &route, response.status().as_u16());
+    response
+}
+
+// ---- the router -------------------------------------------------------------
+
+/// The routes, as data: the router is built from this table, and the
+/// OpenAPI test compares it with the document.
+fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+    vec![
+        (Method::POST, "/admin/license", post(admin_add_license)),
+        (Method::GET, "/admin/license", get(admin_list_licenses)),
+        (
+            Method::DELETE,
+            "/admin/license/{id}",
+            delete(admin_remove_license),
+        ),
+        (Method::GET, "/admin/license/status", get(admin_status)),
+        (Method::GET, "/admin/license/usage", get(admin_usage)),
+        (Method::POST, "/admin/apply", post(admin_apply)),
+        (Method::POST, "/v1/leases", post(checkout)),
+        (Method::POST, "/v1/leases/{id}/heartbeat", post(heartbeat)),
+        (Method::DELETE, "/v1/leases/{id}", delete(checkin)),
+        (Method::POST, "/v1/leases/{id}/borrow", post(borrow)),
+        (Method::GET, "/v1/features/{code}", get(check_feature)),
+        (Method::POST, "/v1/consume", post(consume)),
+        (Method::POST, "/v1/users", post(add_user)),
+        (Method::DELETE, "/v1/users/{id}", delete(remove_user)),
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics)),
+        (Method::GET, "/openapi.json", get(openapi)),
+    ]
+}
+
+/// Every route the server answers, as (method, path template): what
+/// `/openapi.json` must describe, no more and no less.
+///
+/// ```
+/// let routes = entitle::server::routes();
+/// assert!(routes.contains(&("POST".to_string(), "/v1/leases".to_string())));
+/// ```
+pub fn routes() -> Vec<(String, String)> {
+    table()
+        .into_iter()
+        .map(|(method, path, _)| (method.to_string(), path.to_owned()))
+        .collect()
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let mut router = Router::new();
+    for (_, path, handler) in table() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .with_state(app)
+}
