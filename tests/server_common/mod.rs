@@ -79,6 +79,12 @@ impl Server {
     /// Starts `entitle serve` on `listen` (a loopback address: a restart
     /// on the port a client knows).
     pub fn start_on(dir: &Path, listen: &str, args: &[&str]) -> Server {
+        Server::start_over(dir, &["--state", "state"], listen, args)
+    }
+
+    /// Starts `entitle serve` over the state `location` names (`--state
+    /// DIR`, or `--store URL --namespace NAME`).
+    pub fn start_over(dir: &Path, location: &[&str], listen: &str, args: &[&str]) -> Server {
         assert!(
             listen.starts_with("127.0.0.1:"),
             "tests listen on loopback only"
@@ -87,7 +93,8 @@ impl Server {
             .current_dir(dir)
             .env_remove("ENTITLE_STATE")
             .env_remove("ENTITLE_NOW")
-            .args(["--state", "state", "serve", "--listen", listen])
+            .args(location)
+            .args(["serve", "--listen", listen])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
