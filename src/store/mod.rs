@@ -362,6 +362,72 @@ pub struct Settings {
     pub report_sequence: Option<u64>,
 }
 
+/// The keys under which every backend keeps the settings, one row each.
+pub(crate) mod setting_key {
+    pub const PRODUCT: &str = "product";
+    pub const LATEST_SEEN: &str = "latest_seen";
+    pub const MAX_ISSUED_AT: &str = "max_issued_at";
+    /// A JSON array of PEM public keys; it marks a state `init` made.
+    pub const KEYS: &str = "keys";
+    /// The backend's own representation of an instant (see
+    /// [`Settings::from_rows`](super::Settings::from_rows)).
+    pub const RELEASE_DATE: &str = "release_date";
+    pub const DEVICE: &str = "fingerprint";
+    pub const MACHINE: &str = "machine";
+    /// The install's secret seed (base64url): the one secret a state holds.
+    pub const INSTALL_KEY: &str = "install_key";
+    pub const REPORT_SEQUENCE: &str = "report_sequence";
+}
+
+impl Settings {
+    /// The settings from their rows (key to text), as every backend keeps
+    /// them; `instant` reads the backend's representation of the release
+    /// date. `Err` says, for `STATE_CORRUPT`, which setting does not read.
+    pub(crate) fn from_rows(
+        rows: &std::collections::BTreeMap<String, String>,
+        instant: impl Fn(&str) -> std::result::Result<i64, String>,
+    ) -> std::result::Result<Settings, String> {
+        use setting_key as key;
+        let number = |k: &str| {
+            rows.get(k)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| format!("the setting `{k}` is not a number"))
+                })
+                .transpose()
+        };
+        let install = match rows.get(key::KEYS) {
+            None => None,
+            Some(keys) => Some(InstallSettings {
+                trusted_keys: serde_json::from_str(keys)
+                    .map_err(|e| format!("its trusted keys are not a JSON list of PEM ({e})"))?,
+                release_date: rows
+                    .get(key::RELEASE_DATE)
+                    .map(|t| instant(t))
+                    .transpose()?,
+                device: rows.get(key::DEVICE).cloned(),
+                machine: rows.get(key::MACHINE).cloned(),
+            }),
+        };
+        let report_sequence = number(key::REPORT_SEQUENCE)?
+            .map(|n| {
+                u64::try_from(n)
+                    .map_err(|_| format!("the setting `{}` is negative", key::REPORT_SEQUENCE))
+            })
+            .transpose()?;
+        Ok(Settings {
+            product: rows.get(key::PRODUCT).cloned(),
+            latest_seen: number(key::LATEST_SEEN)?,
+            max_issued_at: number(key::MAX_ISSUED_AT)?,
+            install,
+            install_key: rows
+                .get(key::INSTALL_KEY)
+                .map(|seed| InstallKeySeed::new(seed.clone())),
+            report_sequence,
+        })
+    }
+}
+
 /// Everything a store holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

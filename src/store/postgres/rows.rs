@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, InstallKeySeed,
-    InstallSettings, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
-    Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord,
+    IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
+    SignedKind, SignedRecord, UserRecord,
 };
 
 /// A failure reading or writing rows: the client's, or a row that does
@@ -32,20 +32,7 @@ impl From<postgres::Error> for RowError {
 type Rows<T> = std::result::Result<T, RowError>;
 
 /// The keys of `entitle_settings`.
-mod key {
-    pub const PRODUCT: &str = "product";
-    pub const LATEST_SEEN: &str = "latest_seen";
-    pub const MAX_ISSUED_AT: &str = "max_issued_at";
-    /// A JSON array of PEM public keys; it marks a state `init` made.
-    pub const KEYS: &str = "keys";
-    /// Unix seconds.
-    pub const RELEASE_DATE: &str = "release_date";
-    pub const DEVICE: &str = "fingerprint";
-    pub const MACHINE: &str = "machine";
-    /// The install's secret seed (base64url): the one secret a state holds.
-    pub const INSTALL_KEY: &str = "install_key";
-    pub const REPORT_SEQUENCE: &str = "report_sequence";
-}
+use crate::store::setting_key as key;
 
 fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize, table: &str) -> Rows<T> {
     row.try_get(i)
@@ -368,45 +355,12 @@ pub(super) fn read_settings(conn: &mut Conn, namespace: &str) -> Rows<Settings> 
         .iter()
         .map(|r| Ok((get(r, 0, "settings")?, get(r, 1, "settings")?)))
         .collect::<Rows<_>>()?;
-    let number = |k: &str| {
-        meta.get(k)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| RowError::Corrupt(format!("the setting `{k}` is not a number")))
-            })
-            .transpose()
-    };
-    let install = match meta.get(key::KEYS) {
-        None => None,
-        Some(keys) => Some(InstallSettings {
-            trusted_keys: serde_json::from_str(keys).map_err(|e| {
-                RowError::Corrupt(format!("its trusted keys are not a JSON list of PEM ({e})"))
-            })?,
-            release_date: number(key::RELEASE_DATE)?,
-            device: meta.get(key::DEVICE).cloned(),
-            machine: meta.get(key::MACHINE).cloned(),
-        }),
-    };
-    let report_sequence = number(key::REPORT_SEQUENCE)?
-        .map(|n| {
-            u64::try_from(n).map_err(|_| {
-                RowError::Corrupt(format!(
-                    "the setting `{}` is negative",
-                    key::REPORT_SEQUENCE
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(Settings {
-        product: meta.get(key::PRODUCT).cloned(),
-        latest_seen: number(key::LATEST_SEEN)?,
-        max_issued_at: number(key::MAX_ISSUED_AT)?,
-        install,
-        install_key: meta
-            .get(key::INSTALL_KEY)
-            .map(|seed| InstallKeySeed::new(seed.clone())),
-        report_sequence,
+    // The release date is kept as Unix seconds here.
+    Settings::from_rows(&meta, |text| {
+        text.parse::<i64>()
+            .map_err(|_| format!("the setting `{}` is not a number", key::RELEASE_DATE))
     })
+    .map_err(RowError::Corrupt)
 }
 
 fn set(conn: &mut Conn, namespace: &str, key: &str, value: Option<&str>) -> Rows<()> {

@@ -12,26 +12,14 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, InstallKeySeed,
-    InstallSettings, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
-    Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord,
+    IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
+    SignedKind, SignedRecord, UserRecord,
 };
 use crate::Timestamp;
 
 /// The `meta` keys of the settings.
-mod key {
-    pub const PRODUCT: &str = "product";
-    pub const LATEST_SEEN: &str = "latest_seen";
-    pub const MAX_ISSUED_AT: &str = "max_issued_at";
-    /// A JSON array of PEM public keys; it marks a state `init` made.
-    pub const KEYS: &str = "keys";
-    pub const RELEASE_DATE: &str = "release_date";
-    pub const DEVICE: &str = "fingerprint";
-    pub const MACHINE: &str = "machine";
-    /// The install's secret seed (base64url): the one secret a state holds.
-    pub const INSTALL_KEY: &str = "install_key";
-    pub const REPORT_SEQUENCE: &str = "report_sequence";
-}
+use crate::store::setting_key as key;
 
 pub(super) fn read_generation(conn: &Connection) -> rusqlite::Result<u64> {
     // Cached statements: a mutation runs this and BEGIN/COMMIT every time,
@@ -287,52 +275,13 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
 
 /// The settings, from the `meta` table.
 fn settings(meta: &BTreeMap<String, String>) -> rusqlite::Result<Settings> {
-    let number = |k: &str| {
-        meta.get(k)
-            .map(|v| {
-                v.parse::<i64>()
-                    .map_err(|_| corrupt_rows(format!("the setting `{k}` is not a number")))
-            })
-            .transpose()
-    };
-    let install = match meta.get(key::KEYS) {
-        None => None,
-        Some(keys) => Some(InstallSettings {
-            trusted_keys: serde_json::from_str(keys).map_err(|e| {
-                corrupt_rows(format!("its trusted keys are not a JSON list of PEM ({e})"))
-            })?,
-            release_date: meta
-                .get(key::RELEASE_DATE)
-                .map(|t| {
-                    Timestamp::parse(t)
-                        .map(Timestamp::unix)
-                        .map_err(|e| corrupt_rows(format!("its release date is unreadable ({e})")))
-                })
-                .transpose()?,
-            device: meta.get(key::DEVICE).cloned(),
-            machine: meta.get(key::MACHINE).cloned(),
-        }),
-    };
-    let report_sequence = number(key::REPORT_SEQUENCE)?
-        .map(|n| {
-            u64::try_from(n).map_err(|_| {
-                corrupt_rows(format!(
-                    "the setting `{}` is negative",
-                    key::REPORT_SEQUENCE
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(Settings {
-        product: meta.get(key::PRODUCT).cloned(),
-        latest_seen: number(key::LATEST_SEEN)?,
-        max_issued_at: number(key::MAX_ISSUED_AT)?,
-        install,
-        install_key: meta
-            .get(key::INSTALL_KEY)
-            .map(|seed| InstallKeySeed::new(seed.clone())),
-        report_sequence,
+    // The release date is kept as RFC 3339 text here.
+    Settings::from_rows(meta, |text| {
+        Timestamp::parse(text)
+            .map(Timestamp::unix)
+            .map_err(|e| format!("its release date is unreadable ({e})"))
     })
+    .map_err(corrupt_rows)
 }
 
 fn set_meta(conn: &Connection, key: &str, value: Option<&str>) -> rusqlite::Result<()> {
