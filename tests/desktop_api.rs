@@ -43,14 +43,21 @@ fn floating_license(vendor: &Vendor, seats: u64, lease_secs: i64) -> String {
     )
 }
 
-#[test]
-fn a_gate_of_a_floating_feature_allows_only_while_this_engine_holds_a_live_lease() {
+/// An engine on the device `desk` (its own memory store) holding one
+/// license with `seats` floating seats of `lease_secs`, and its clock.
+fn desk_with_pool(seats: u64, lease_secs: i64) -> (ManualClock, Engine) {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
     let engine = vendor.builder(&clock).fingerprint("desk").build().unwrap();
     engine
-        .add_license(&floating_license(&vendor, 2, 300))
+        .add_license(&floating_license(&vendor, seats, lease_secs))
         .unwrap();
+    (clock, engine)
+}
+
+#[test]
+fn a_gate_of_a_floating_feature_allows_only_while_this_engine_holds_a_live_lease() {
+    let (clock, engine) = desk_with_pool(2, 300);
     let cad = engine.feature("cad");
     // The license grants it, but a floating right is a seat held.
     assert!(engine.check_feature("cad").allowed());
@@ -142,12 +149,7 @@ fn two_instances_on_one_device_each_hold_their_own_lease() {
 
 #[test]
 fn an_engine_holds_one_seat_per_pool_and_the_last_clone_checks_it_in() {
-    let vendor = Vendor::new();
-    let clock = clock_at(T0);
-    let engine = vendor.builder(&clock).fingerprint("desk").build().unwrap();
-    engine
-        .add_license(&floating_license(&vendor, 1, 300))
-        .unwrap();
+    let (_clock, engine) = desk_with_pool(1, 300);
     let editor = engine.lease(Some("cad")).unwrap();
     // `view` has no pool of its own: it draws on the same license pool.
     let viewer = engine.lease(Some("view")).unwrap();
@@ -230,12 +232,7 @@ fn a_lost_lease_is_reported_and_retaken_when_a_seat_frees() {
 
 #[test]
 fn a_lease_that_lapsed_while_the_process_slept_is_taken_again_if_free() {
-    let vendor = Vendor::new();
-    let clock = clock_at(T0);
-    let engine = vendor.builder(&clock).fingerprint("desk").build().unwrap();
-    engine
-        .add_license(&floating_license(&vendor, 1, 300))
-        .unwrap();
+    let (clock, engine) = desk_with_pool(1, 300);
     let guard = engine.lease(None).unwrap();
     // A laptop lid closed for an hour: no beat ran.
     clock.advance(3600);
