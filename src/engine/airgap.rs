@@ -216,7 +216,7 @@ impl Engine {
                 license_id: license.clone(),
                 fingerprint: fingerprint.to_owned(),
                 deactivated_at: Timestamp::from_unix(plan.now),
-                nonce,
+                nonce: nonce.clone(),
                 extra: Default::default(),
             };
             let compact = receipt.sign(&key)?;

@@ -233,7 +233,7 @@ impl EngineBuilder {
             if needs_product {
                 changes.push(Change::Set(Setting::Product(plan.config.product.clone())));
             }
-            if let (None, Some(seed)) = (&plan.state.install_key, new_install_key) {
+            if let (None, Some(seed)) = (&plan.state.install_key, new_install_key.clone()) {
                 changes.push(Change::Set(Setting::InstallKey(seed)));
             }
             Ok((changes, ()))
@@ -539,6 +539,21 @@ impl Backend {
             #[cfg(feature = "postgres")]
             Backend::Pg(pg) => pg.abandoned(),
             Backend::Other(_) => {}
+        }
+    }
+
+    /// Whether the mutation committed at `generation`, whose sync failed,
+    /// stored nothing because another writer changed the state after it
+    /// was planned (a store that plans without a lock): planning it again
+    /// on what is stored is safe.
+    pub(crate) fn conflicted(&self, generation: u64) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.conflicted(generation),
+            _ => {
+                let _ = generation;
+                false
+            }
         }
     }
 }

@@ -216,7 +216,7 @@ impl Engine {
         let verified = VerifiedLicense::verify(token, &self.keyring())
             .map_err(|e| install_signed_instead(token, e))?;
         let id = verified.id.clone();
-        self.mutate(|plan| Ok((plan_add(plan, verified)?, ())))?;
+        self.mutate(|plan| Ok((plan_add(plan, verified.clone())?, ())))?;
         Ok(id)
     }
 
@@ -273,7 +273,7 @@ impl Engine {
             TokenType::License => {
                 let license = VerifiedLicense::from_token(verified)?;
                 let id = license.id.clone();
-                self.mutate(|plan| Ok((plan_add(plan, license)?, ())))?;
+                self.mutate(|plan| Ok((plan_add(plan, license.clone())?, ())))?;
                 Ok(Applied::License { id })
             }
             TokenType::Revocations => {

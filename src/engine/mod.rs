@@ -290,7 +290,7 @@ impl Engine {
                     detail: "its settings are fixed at creation".into(),
                 });
             }
-            Ok((vec![Change::Set(Setting::Install(settings))], ()))
+            Ok((vec![Change::Set(Setting::Install(settings.clone()))], ()))
         })
     }
 
@@ -309,9 +309,33 @@ impl Engine {
     /// plan (pure), persist, apply; then, once the store says the change
     /// is durable, publish it (DESIGN section 1: readers never see a right
     /// that a crash could take back).
+    ///
+    /// A store that plans without a lock (PostgreSQL, see its `batch`
+    /// module) may roll a commit back because another writer changed the
+    /// state first: nothing of it was stored, and the mutation is planned
+    /// again on what is, a few times at most (the store takes its lock
+    /// first after a conflict, so the second plan stands).
     pub(crate) fn mutate<T>(
         &self,
-        plan: impl FnOnce(&Plan<'_>) -> Result<(Vec<Change>, T)>,
+        mut plan: impl FnMut(&Plan<'_>) -> Result<(Vec<Change>, T)>,
+    ) -> Result<T> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let mut conflicted = false;
+            match self.mutate_once(&mut plan, &mut conflicted) {
+                Err(_) if conflicted && attempt < ATTEMPTS => attempt += 1,
+                done => return done,
+            }
+        }
+    }
+
+    /// One attempt of [`Engine::mutate`]; sets `conflicted` if its commit
+    /// was rolled back by a conflict.
+    fn mutate_once<T>(
+        &self,
+        plan: &mut impl FnMut(&Plan<'_>) -> Result<(Vec<Change>, T)>,
+        conflicted: &mut bool,
     ) -> Result<T> {
         let inner = &*self.inner;
         // Counted from before the lock is taken, so that a store grouping
@@ -410,6 +434,7 @@ impl Engine {
                 // rolled back: what the store holds, not memory, is the
                 // state now.
                 let _ = self.reload(now);
+                *conflicted = inner.store.conflicted(generation);
                 Err(e)
             }
         }

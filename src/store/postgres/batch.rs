@@ -1,12 +1,32 @@
 //! Batching: the mutations an engine makes while a batch is open join one
-//! PostgreSQL transaction, which holds the namespace's row lock from its
-//! first mutation to its commit. A mutation's changes are kept with the
-//! batch when it commits and written together before the batch commits
-//! (or before anything reads in its transaction), a row changed by several
-//! mutations once, with what the last one set: eight consumes of one
-//! feature are one `UPDATE`, not eight round trips with the writer lock
-//! held. The batch is committed once for all of them (`store/group.rs`
-//! decides when), with the new generation and its notification.
+//! PostgreSQL transaction. Their changes are kept with the batch and
+//! written when it commits (or before anything reads in its transaction),
+//! a row changed by several mutations once, with what the last one set:
+//! eight consumes of one feature are one `UPDATE`. The batch is committed
+//! once for all of them (`store/group.rs` decides when), with the new
+//! generation and its notification, in one round trip.
+//!
+//! Two ways to hold the namespace, decided per batch:
+//! - **Planned on what is known** (the usual case): the batch begins with
+//!   no transaction at all; its mutations are planned on the generation
+//!   this process knows (raised by its own commits and by the listener).
+//!   The commit is one simple query: `BEGIN`, `entitle_advance` (which
+//!   takes the namespace's row lock and moves it from that generation to
+//!   the batch's, or fails the transaction if another writer moved it
+//!   first), the rows, the notification, `COMMIT`. A durable write is one
+//!   round trip, as cheap as a bare commit of one row.
+//! - **Locked**: the batch's transaction locks the namespace's row
+//!   (`SELECT ... FOR UPDATE`) before anything is read, and every
+//!   mutation plans on what it read under the lock. A batch takes the
+//!   lock when something must be read in it (the engine's view is behind
+//!   what is known), and every batch does for a second after a conflict:
+//!   writers of several processes on one namespace then take turns rather
+//!   than fail each other's plans.
+//!
+//! A conflict (another writer moved the namespace between the plan and
+//! the commit) rolls the batch back whole; nothing of it is stored, and
+//! the engine plans its mutations again on what is stored
+//! ([`PgStore::conflicted`]).
 //!
 //! A statement that fails aborts a PostgreSQL transaction whole, so a
 //! failed write fails the batch: every mutation in it fails at its sync
@@ -15,12 +35,14 @@
 //! character) are refused before they reach the batch: what fails a write
 //! is the server or the connection, which would fail the batch anyway.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use super::database::Pooled;
-use super::rows::{changes_licenses, holds_nul, read_all, write, Cached, RowError};
+use super::database::{Pooled, CHANNEL};
+use super::rows::{self, changes_licenses, holds_nul, literal, read_all, Cached, RowError};
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::store::{Change, Persisted, Setting, Transaction};
@@ -28,24 +50,45 @@ use crate::store::{Change, Persisted, Setting, Transaction};
 /// [`PgStore::batch_generation`] when no batch is open.
 pub(super) const NO_BATCH: u64 = u64::MAX;
 
+/// How long after a conflict every batch takes the lock first.
+const CONTENDED_FOR: Duration = Duration::from_secs(1);
+
+/// How many conflicted batches [`Conflicts`] remembers: a mutation asks
+/// about its own right after its sync failed.
+const CONFLICTS_KEPT: usize = 64;
+
 /// The connection a batch holds, and what the store keeps between
 /// batches.
 #[derive(Default)]
 pub(super) struct Session {
-    /// The open batch, if any, and the connection its transaction is on.
+    /// The open batch, if any.
     batch: Option<Batch>,
     /// The highest generation a rolled-back batch handed out: never handed
     /// out again, so a later commit is not taken for a failed one.
     floor: u64,
     /// The tables that change only with licenses, as last read.
     cached: Cached,
+    /// Until when batches take the lock first (after a conflict).
+    contended_until: Option<Instant>,
 }
 
+/// The generations of the batches rolled back by a conflict, latest last:
+/// their mutations stored nothing, and may be planned again.
+#[derive(Debug, Default)]
+pub(super) struct Conflicts(VecDeque<(u64, u64)>);
+
 struct Batch {
-    conn: Pooled,
-    /// The generation the batch has reached, in its own transaction.
+    /// The transaction holding the namespace's row lock, if the batch has
+    /// taken it (see the module docs); `None` while it is planned on
+    /// `planned_on`.
+    locked: Option<Pooled>,
+    /// The namespace's generation the batch's mutations were planned on.
+    planned_on: u64,
+    /// The generation the batch has reached.
     generation: u64,
-    /// The namespace's `licenses_generation` when the batch began.
+    /// The first generation it handed out, once it has.
+    first: Option<u64>,
+    /// The namespace's `licenses_generation` when the lock was taken.
     licenses_at: u64,
     /// A mutation in the batch changed a table [`Cached`] keeps.
     licenses_changed: bool,
@@ -57,17 +100,40 @@ struct Batch {
     broken: bool,
 }
 
+impl Batch {
+    fn planned_on(generation: u64) -> Self {
+        Batch {
+            locked: None,
+            planned_on: generation,
+            generation,
+            first: None,
+            licenses_at: 0,
+            licenses_changed: false,
+            mutations: 0,
+            unwritten: Vec::new(),
+            broken: false,
+        }
+    }
+}
+
 impl PgStore {
     /// Starts a transaction in the open batch, opening one if none is.
     pub(super) fn begin_transaction(&self) -> Result<Box<dyn Transaction + '_>> {
         let mut session = self.session.lock();
         if session.batch.as_ref().is_some_and(|b| b.broken) {
-            let _ = self.fail_batch(&mut session);
+            let _ = self.fail_batch(&mut session, false);
         }
         let generation = match &session.batch {
             Some(batch) => batch.generation,
             None => {
-                let batch = self.begin_batch()?;
+                let contended = session
+                    .contended_until
+                    .is_some_and(|until| Instant::now() < until);
+                let batch = if contended {
+                    self.lock_namespace()?
+                } else {
+                    Batch::planned_on(self.known.load(Ordering::Acquire))
+                };
                 let generation = batch.generation;
                 self.known.fetch_max(generation, Ordering::AcqRel);
                 self.batch_generation.store(generation, Ordering::Release);
@@ -84,14 +150,12 @@ impl PgStore {
         }))
     }
 
-    /// Begins the transaction a batch shares and locks the namespace,
+    /// A batch in a transaction that holds the namespace's row lock,
     /// waiting (up to the lock timeout) for another writer to commit.
     ///
     /// One round trip: `BEGIN`, the lock timeout and the locking read go
-    /// as one simple query, the namespace as a literal. A durable write is
-    /// three round trips in all (this, its rows, the commit), as a bare
-    /// `BEGIN`/`UPDATE`/`COMMIT` is; each costs as much as the rows.
-    fn begin_batch(&self) -> Result<Batch> {
+    /// as one simple query, the namespace as a literal.
+    fn lock_namespace(&self) -> Result<Batch> {
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = {}; \
              SELECT generation, licenses_generation FROM entitle_namespaces \
@@ -133,54 +197,116 @@ impl PgStore {
                 detail: "its namespace row is missing or unreadable".into(),
             });
         };
-        Ok(Batch {
-            conn,
-            generation,
-            licenses_at,
-            licenses_changed: false,
-            mutations: 0,
-            unwritten: Vec::new(),
-            broken: false,
-        })
+        let mut batch = Batch::planned_on(generation);
+        batch.locked = Some(conn);
+        batch.licenses_at = licenses_at;
+        Ok(batch)
     }
 
-    /// Commits the open batch, if there is one: the generation it reached,
-    /// its notification, then `COMMIT`. On failure the batch is rolled
-    /// back and every mutation in it fails at its sync.
+    /// Makes the open batch a locked one, for a read in it. Its mutations
+    /// so far were planned on a generation: if another writer has moved
+    /// the namespace since, they conflict and are rolled back, and the
+    /// locked transaction becomes a new batch if `keep` (the caller is a
+    /// mutation about to plan in it), else is ended. Returns whether the
+    /// open batch is now locked.
+    fn lock_batch(&self, session: &mut Session, keep: bool) -> Result<bool> {
+        let Some(batch) = &mut session.batch else {
+            return Ok(false);
+        };
+        if batch.locked.is_some() {
+            return Ok(true);
+        }
+        let mut locked = self.lock_namespace()?;
+        if batch.mutations == 0 {
+            // Nothing planned yet: the batch starts from what is stored.
+            self.batch_generation
+                .store(locked.generation, Ordering::Release);
+            *batch = locked;
+        } else if locked.generation == batch.planned_on {
+            batch.locked = locked.locked.take();
+            batch.licenses_at = locked.licenses_at;
+        } else {
+            let _ = self.fail_batch(session, true);
+            if !keep {
+                if let Some(mut conn) = locked.locked.take() {
+                    let _ = conn.client.batch_execute("ROLLBACK");
+                }
+                return Ok(false);
+            }
+            self.batch_generation
+                .store(locked.generation, Ordering::Release);
+            session.batch = Some(locked);
+        }
+        Ok(true)
+    }
+
+    /// Commits the open batch, if there is one, in one round trip (see the
+    /// module docs). On failure the batch is rolled back and every
+    /// mutation in it fails at its sync.
     pub(super) fn commit_batch(&self) -> Result<()> {
         let mut session = self.session.lock();
         let Some(batch) = &mut session.batch else {
             return Ok(());
         };
         if batch.broken {
-            return Err(self.fail_batch(&mut session));
+            return Err(self.fail_batch(&mut session, false));
         }
-        if let Err(e) = batch.write_unwritten(&self.namespace) {
+        // Numbers and literals only (see `rows::Literal`); a statement
+        // that fails skips the rest, `COMMIT` included, and the batch is
+        // rolled back below.
+        let namespace = literal(&self.namespace);
+        let generation = i64::try_from(batch.generation).unwrap_or(i64::MAX);
+        let licenses = batch.licenses_changed.then_some(generation);
+        let mut sql = String::new();
+        if batch.locked.is_none() {
+            let planned_on = i64::try_from(batch.planned_on).unwrap_or(i64::MAX);
+            let licenses = licenses.map_or("NULL".to_owned(), |g| g.to_string());
+            sql = format!(
+                "BEGIN; SET LOCAL lock_timeout = {}; \
+                 SELECT entitle_advance({namespace}, {planned_on}, {generation}, {licenses});\n",
+                self.lock_timeout.as_millis().max(1),
+            );
+        }
+        if let Err(e) = batch.render_unwritten(&self.namespace, &mut sql) {
             let cause = self.row_error(e);
-            let _ = self.fail_batch(&mut session);
+            let _ = self.fail_batch(&mut session, false);
             return Err(cause);
         }
-        // The new generation, its notification and `COMMIT` in one round
-        // trip (one simple query; the generation is a number, the
-        // namespace a literal). A statement that fails skips the rest,
-        // `COMMIT` included, and the batch is rolled back below.
-        let generation = i64::try_from(batch.generation).unwrap_or(i64::MAX);
-        let namespace = literal(&self.namespace);
-        let licenses_generation = if batch.licenses_changed {
-            generation.to_string()
-        } else {
-            "licenses_generation".to_owned()
+        if batch.locked.is_some() {
+            let licenses = licenses.map_or("licenses_generation".to_owned(), |g| g.to_string());
+            sql.push_str(&format!(
+                "UPDATE entitle_namespaces SET generation = {generation}, \
+                 licenses_generation = {licenses} WHERE namespace = {namespace};\n"
+            ));
+        }
+        let announced = self.announcer.with_commit();
+        if announced {
+            let payload = literal(&self.announcer.payload(batch.generation));
+            sql.push_str(&format!("SELECT pg_notify('{CHANNEL}', {payload});\n"));
+        }
+        sql.push_str("COMMIT");
+        let committed = match &mut batch.locked {
+            Some(conn) => conn.client.batch_execute(&sql),
+            None => match self.database.connection(&self.location) {
+                Ok(mut conn) => {
+                    let committed = conn.client.batch_execute(&sql);
+                    if committed.is_err() {
+                        let _ = conn.client.batch_execute("ROLLBACK");
+                    }
+                    committed
+                }
+                Err(e) => {
+                    let _ = self.fail_batch(&mut session, false);
+                    return Err(e);
+                }
+            },
         };
-        let payload = literal(&format!("{} {}", batch.generation, self.namespace));
-        let commit = format!(
-            "WITH moved AS (UPDATE entitle_namespaces SET generation = {generation}, \
-             licenses_generation = {licenses_generation} \
-             WHERE namespace = {namespace} RETURNING namespace) \
-             SELECT pg_notify('entitle_changes', {payload}) FROM moved; COMMIT"
-        );
-        match batch.conn.client.batch_execute(&commit) {
+        match committed {
             Ok(()) => {
                 let (generation, mutations) = (batch.generation, batch.mutations);
+                if !announced {
+                    self.announcer.later(&self.database, generation);
+                }
                 self.group.batch_committed(mutations);
                 self.committed.fetch_max(generation, Ordering::AcqRel);
                 // Raised before the batch's own is withdrawn: the
@@ -191,19 +317,35 @@ impl PgStore {
                 Ok(())
             }
             Err(e) => {
+                let conflict = batch.locked.is_none()
+                    && e.code() == Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE);
                 let cause = self.sql_error(e);
-                let _ = self.fail_batch(&mut session);
+                let _ = self.fail_batch(&mut session, conflict);
                 Err(cause)
             }
         }
     }
 
     /// Rolls the open batch back and marks every generation it handed out
-    /// as failed, returning the error its mutations' syncs report.
-    fn fail_batch(&self, session: &mut Session) -> Error {
+    /// as failed, returning the error its mutations' syncs report. A
+    /// `conflict` stored nothing: its mutations may be planned again, and
+    /// batches take the lock first for a while.
+    fn fail_batch(&self, session: &mut Session, conflict: bool) -> Error {
         if let Some(mut batch) = session.batch.take() {
-            let _ = batch.conn.client.batch_execute("ROLLBACK");
+            if let Some(conn) = &mut batch.locked {
+                let _ = conn.client.batch_execute("ROLLBACK");
+            }
             session.floor = session.floor.max(batch.generation);
+            if conflict {
+                session.contended_until = Some(Instant::now() + CONTENDED_FOR);
+                if let Some(first) = batch.first {
+                    let mut conflicts = self.conflicts.lock();
+                    if conflicts.0.len() == CONFLICTS_KEPT {
+                        conflicts.0.pop_front();
+                    }
+                    conflicts.0.push_back((first, batch.generation));
+                }
+            }
             self.group.fail_through(batch.generation);
         }
         self.batch_generation.store(NO_BATCH, Ordering::Release);
@@ -213,6 +355,18 @@ impl PgStore {
         )
     }
 
+    /// Whether the mutation committed into the batch at `generation` was
+    /// rolled back because another writer moved the namespace after it
+    /// was planned: nothing of it is stored, and planning it again on
+    /// what is stored is safe.
+    pub(crate) fn conflicted(&self, generation: u64) -> bool {
+        self.conflicts
+            .lock()
+            .0
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&generation))
+    }
+
     /// Reads the whole state: in the open batch's transaction if there is
     /// one (what this process's engine already holds), else in a
     /// read-only snapshot of what is committed, so that the generation
@@ -220,17 +374,12 @@ impl PgStore {
     pub(super) fn load_state(&self) -> Result<(u64, Persisted)> {
         let mut session = self.session.lock();
         let session = &mut *session;
-        if let Some(batch) = &mut session.batch {
-            let licenses_at = (!batch.licenses_changed).then_some(batch.licenses_at);
-            let read = batch.write_unwritten(&self.namespace).and_then(|()| {
-                read_all(
-                    &mut batch.conn,
-                    &self.namespace,
-                    &mut session.cached,
-                    licenses_at,
-                )
-            });
-            return Ok((batch.generation, read.map_err(|e| self.row_error(e))?));
+        if self.lock_batch(session, false)? {
+            if let Some(batch) = &mut session.batch {
+                let licenses_at = (!batch.licenses_changed).then_some(batch.licenses_at);
+                let read = batch.read(&self.namespace, &mut session.cached, licenses_at);
+                return Ok((batch.generation, read.map_err(|e| self.row_error(e))?));
+            }
         }
         let mut conn = self.database.connection(&self.location)?;
         conn.client
@@ -270,18 +419,46 @@ impl PgStore {
 }
 
 impl Batch {
-    /// Writes the changes kept since the last write, a row several of
-    /// them set once, with the last value. A failure aborts the
-    /// transaction: every mutation in the batch fails.
-    fn write_unwritten(&mut self, namespace: &str) -> std::result::Result<(), RowError> {
+    /// Appends to `sql` the writes of the changes kept since the last
+    /// write, a row several of them set once, with the last value.
+    fn render_unwritten(
+        &mut self,
+        namespace: &str,
+        sql: &mut String,
+    ) -> std::result::Result<(), RowError> {
         let changes = last_per_row(std::mem::take(&mut self.unwritten));
-        let written = changes
+        changes
             .iter()
-            .try_for_each(|change| write(&mut self.conn, namespace, change));
-        if written.is_err() {
-            self.broken = true;
+            .try_for_each(|change| rows::write(sql, namespace, change))
+    }
+
+    /// Reads the whole state in the batch's locked transaction, its
+    /// changes so far written first. A failed write aborts the
+    /// transaction: every mutation in the batch fails.
+    fn read(
+        &mut self,
+        namespace: &str,
+        cached: &mut Cached,
+        licenses_at: Option<u64>,
+    ) -> std::result::Result<Persisted, RowError> {
+        let Some(conn) = &mut self.locked else {
+            return Err(RowError::Corrupt(
+                "a batch read before it was locked".into(),
+            ));
+        };
+        if !self.unwritten.is_empty() {
+            let mut sql = String::new();
+            let changes = last_per_row(std::mem::take(&mut self.unwritten));
+            let written = changes
+                .iter()
+                .try_for_each(|change| rows::write(&mut sql, namespace, change))
+                .and_then(|()| conn.client.batch_execute(&sql).map_err(RowError::from));
+            if let Err(e) = written {
+                self.broken = true;
+                return Err(e);
+            }
         }
-        written
+        read_all(conn, namespace, cached, licenses_at)
     }
 }
 
@@ -331,24 +508,22 @@ fn last_per_row(changes: Vec<Change>) -> Vec<Change> {
     kept
 }
 
-/// `text` as an SQL string literal: an escape string (`E'...'`), whose
-/// backslashes and quotes are doubled, reads the same whatever the
-/// server's `standard_conforming_strings`. NUL, which no PostgreSQL text
-/// holds, is refused before any text reaches here (a namespace has no
-/// control characters).
-fn literal(text: &str) -> String {
-    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 impl Drop for PgStore {
     fn drop(&mut self) {
         // Every mutation syncs before it returns, so a batch is open here
         // only if one's caller never got that far (a panic between commit
         // and sync): nobody was told it succeeded, and it is rolled back.
         let mut session = self.session.lock();
-        if let Some(mut batch) = session.batch.take() {
-            let _ = batch.conn.client.batch_execute("ROLLBACK");
+        if let Some(Batch {
+            locked: Some(mut conn),
+            ..
+        }) = session.batch.take()
+        {
+            let _ = conn.client.batch_execute("ROLLBACK");
         }
+        // A command-line run ends here: what it committed is announced
+        // before the process exits.
+        self.announcer.flush(&self.database, true);
     }
 }
 
@@ -368,24 +543,20 @@ impl Transaction for PgTransaction<'_> {
     }
 
     fn load(&mut self) -> Result<Persisted> {
+        let store = self.store;
         let session = &mut *self.session;
+        // What is read is what the mutation plans on: under the lock.
+        store.lock_batch(session, true)?;
         let Some(batch) = &mut session.batch else {
             return Err(Error::InvalidArgument(
                 "a transaction read after its batch ended".into(),
             ));
         };
+        self.generation = batch.generation;
         let licenses_at = (!batch.licenses_changed).then_some(batch.licenses_at);
         batch
-            .write_unwritten(&self.store.namespace)
-            .and_then(|()| {
-                read_all(
-                    &mut batch.conn,
-                    &self.store.namespace,
-                    &mut session.cached,
-                    licenses_at,
-                )
-            })
-            .map_err(|e| self.store.row_error(e))
+            .read(&store.namespace, &mut session.cached, licenses_at)
+            .map_err(|e| store.row_error(e))
     }
 
     fn write(&mut self, changes: &[Change]) -> Result<()> {
@@ -409,6 +580,7 @@ impl Transaction for PgTransaction<'_> {
         };
         self.open = false;
         batch.generation = next;
+        batch.first.get_or_insert(next);
         batch.mutations += 1;
         batch.licenses_changed |= pending.iter().any(changes_licenses);
         batch.unwritten.extend(pending);
@@ -431,8 +603,12 @@ impl Drop for PgTransaction<'_> {
             .as_ref()
             .is_some_and(|b| b.mutations == 0)
         {
-            if let Some(mut batch) = self.session.batch.take() {
-                let _ = batch.conn.client.batch_execute("ROLLBACK");
+            if let Some(Batch {
+                locked: Some(mut conn),
+                ..
+            }) = self.session.batch.take()
+            {
+                let _ = conn.client.batch_execute("ROLLBACK");
             }
             self.store
                 .batch_generation
@@ -443,7 +619,7 @@ impl Drop for PgTransaction<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{last_per_row, literal};
+    use super::last_per_row;
     use crate::store::{Change, CounterRecord, Setting};
 
     #[test]
@@ -475,16 +651,6 @@ mod tests {
                 Change::Set(Setting::LatestSeen(11)),
                 counter("api", 3),
             ]
-        );
-    }
-
-    #[test]
-    fn a_literal_doubles_quotes_and_backslashes() {
-        assert_eq!(literal("tenant-7"), "E'tenant-7'");
-        assert_eq!(literal("o'brien"), "E'o''brien'");
-        assert_eq!(
-            literal("a\\'; DROP TABLE x; --"),
-            "E'a\\\\''; DROP TABLE x; --'"
         );
     }
 }

@@ -41,6 +41,9 @@ pub(super) struct Database {
     /// The URL without its password, for messages.
     pub(super) shown: String,
     pool: r2d2::Pool<Connector>,
+    /// The thread that makes the pool's connections and sends deferred
+    /// announcements (one for the process).
+    scheduler: Arc<ScheduledThreadPool>,
     /// How long a call waits for a connection.
     pub(super) connect_wait: Duration,
     /// The generation last known of each namespace a store has open.
@@ -99,12 +102,13 @@ impl Database {
         // Connections are made when first needed (none at start), checked
         // by their use rather than by a round trip on every checkout: a
         // mutation is a few round trips, and one more each would show.
+        let scheduler = scheduler();
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
             .test_on_check_out(false)
             .connection_timeout(connect_wait)
-            .thread_pool(scheduler())
+            .thread_pool(scheduler.clone())
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Connector {
                 config: config.clone(),
@@ -114,6 +118,7 @@ impl Database {
             config,
             shown,
             pool,
+            scheduler,
             connect_wait,
             namespaces: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
@@ -177,6 +182,27 @@ impl Database {
         };
         known.fetch_max(generation, Ordering::AcqRel);
         known
+    }
+
+    /// Runs `job` on the scheduler's thread after `delay`.
+    pub(super) fn schedule(&self, delay: Duration, job: impl FnOnce() + Send + 'static) {
+        self.scheduler.execute_after(delay, job);
+    }
+
+    /// Notifies `payload` on [`CHANNEL`], on its own (see `announce.rs`):
+    /// on an idle pooled connection, or on any within the connect wait if
+    /// `waiting`. Whether it was sent.
+    pub(super) fn notify(&self, payload: &str, waiting: bool) -> bool {
+        let conn = if waiting {
+            self.pool.get_timeout(self.connect_wait).ok()
+        } else {
+            self.pool.try_get()
+        };
+        conn.is_some_and(|mut conn| {
+            conn.client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .is_ok()
+        })
     }
 
     /// A notification's payload, `"<generation> <namespace>"`: raises the

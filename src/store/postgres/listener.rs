@@ -5,6 +5,10 @@
 //! reads: the engines' refresher asks every engine once a second, and a
 //! thousand engines cost a thousand atomic loads, not a thousand queries.
 //!
+//! It also polls the generations once a second, in one query for every
+//! namespace open here: a process that commits and dies before it
+//! announces its commit (see `announce.rs`) notifies nobody.
+//!
 //! When its connection fails, the listener says so (stores then know the
 //! generations may be stale), polls the generations once a second with
 //! one query while it tries to connect again, and once listening again
@@ -13,7 +17,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -67,7 +71,7 @@ fn run(database: Weak<Database>) {
                 }
             },
             Some(listening) => {
-                if !hear(&db, listening) {
+                if !hear(&db, listening) || db.poll(Some(listening)).is_err() {
                     db.listening.store(false, Ordering::Release);
                     client = None;
                     let _ = db.poll(None);
@@ -77,14 +81,17 @@ fn run(database: Weak<Database>) {
     }
 }
 
-/// Hears notifications for up to a tick of silence; false once the
-/// connection has failed.
+/// Hears notifications for a tick; false once the connection has failed.
 fn hear(db: &Database, client: &mut Client) -> bool {
+    let until = Instant::now() + TICK;
     {
         let mut notifications = client.notifications();
-        let mut heard = notifications.timeout_iter(TICK);
         loop {
-            match heard.next() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match notifications.timeout_iter(left).next() {
                 Ok(Some(notification)) => db.notified(notification.payload()),
                 Ok(None) => break,
                 Err(_) => return false,

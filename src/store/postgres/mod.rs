@@ -5,29 +5,33 @@
 //! How it holds the store contract:
 //! - **Exact limits across hosts.** Every table is keyed by `namespace`;
 //!   each namespace has one row in `entitle_namespaces` holding its
-//!   generation. A write transaction locks that row (`SELECT ... FOR
-//!   UPDATE`) before it reads anything, so writers in a namespace take
-//!   turns across every process and host, and each decides on the latest
-//!   committed state. Namespaces never wait for each other.
+//!   generation, and every write transaction locks that row first, so
+//!   writers in a namespace take turns across every process and host.
+//!   Each decides on the latest committed state: either it read under
+//!   the lock, or it planned on a generation and its commit moves the row
+//!   on from exactly that one, failing (and planning again) if another
+//!   writer moved it first. Namespaces never wait for each other.
 //! - **Durable when acknowledged, all or nothing.** A mutation returns
 //!   once the transaction holding it has committed (`synchronous_commit`
-//!   on): a crash of the client before then leaves no trace, PostgreSQL
-//!   rolls the transaction back.
+//!   on), in one round trip with its rows: a crash of the client before
+//!   then leaves no trace, PostgreSQL rolls the transaction back.
 //! - **Batching, as the file store does.** Mutations made while a batch
 //!   is open join its transaction; one commit covers them all
 //!   (`store/group.rs` decides when), so eight threads get several times
 //!   the throughput of one.
-//! - **Change propagation at no cost.** The commit notifies the
-//!   namespace's new generation (`NOTIFY`); one listener thread per
-//!   database per process keeps the generations in memory, so
-//!   [`Store::generation`] is an atomic load. While the listener cannot
-//!   listen it polls once a second, and once back it polls again.
+//! - **Change propagation at no cost.** Commits notify the namespace's
+//!   new generation (`NOTIFY`, at most one every 100 ms from a store
+//!   writing in a loop: `announce`); one listener thread per database per
+//!   process keeps the generations in memory, so [`Store::generation`] is
+//!   an atomic load. The listener also polls them once a second, in one
+//!   query, for what no notification told it.
 //!
 //! The module is split by concern: `database` (the pool and the
-//! generations, shared by every store on one URL), `listener`, `schema`
-//! (tables, version), `rows` (records to SQL and back) and `batch` (the
-//! open transaction mutations share).
+//! generations, shared by every store on one URL), `listener`, `announce`
+//! (the notifications a store sends), `schema` (tables, version), `rows`
+//! (records to SQL and back) and `batch` (the commit mutations share).
 
+mod announce;
 mod batch;
 mod database;
 mod listener;
@@ -43,7 +47,8 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::store::group::{GroupCommit, Unsynced};
 use crate::store::{Persisted, Settings, Store, Transaction};
-use batch::{Session, NO_BATCH};
+use announce::Announcer;
+use batch::{Conflicts, Session, NO_BATCH};
 use database::{db_error, Database};
 use rows::RowError;
 
@@ -84,6 +89,10 @@ pub struct PgStore {
     /// store on it in this process and raised by the listener.
     known: Arc<AtomicU64>,
     session: Mutex<Session>,
+    /// The batches a conflict rolled back, for their mutations to ask.
+    conflicts: Mutex<Conflicts>,
+    /// Tells other processes of this store's commits.
+    announcer: Arc<Announcer>,
     /// The open batch's generation, or [`NO_BATCH`]: what
     /// [`Store::generation`] answers while a batch is open (the state this
     /// process's engine already holds).
@@ -130,6 +139,8 @@ impl PgStore {
             location,
             known,
             session: Mutex::new(Session::default()),
+            conflicts: Mutex::new(Conflicts::default()),
+            announcer: Announcer::new(namespace),
             batch_generation: AtomicU64::new(NO_BATCH),
             committed: AtomicU64::new(0),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,

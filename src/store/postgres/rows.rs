@@ -363,70 +363,166 @@ pub(super) fn read_settings(conn: &mut Conn, namespace: &str) -> Rows<Settings> 
     .map_err(RowError::Corrupt)
 }
 
-fn set(conn: &mut Conn, namespace: &str, key: &str, value: Option<&str>) -> Rows<()> {
+/// A value written into SQL text as a constant. A commit's writes go to
+/// the server as text (one simple query, with the commit itself), so
+/// every value is a literal: numbers and booleans as such, texts as
+/// escape strings (`E'...'`, backslashes and quotes doubled: they read
+/// the same whatever the server's `standard_conforming_strings`). NUL,
+/// which no PostgreSQL text holds, is refused before a change gets here
+/// ([`holds_nul`]); the client speaks UTF-8, in which no character's
+/// bytes hold a quote or a backslash.
+pub(super) trait Literal {
+    /// Appends the value as an SQL constant.
+    fn push_to(&self, sql: &mut String);
+}
+
+impl Literal for str {
+    fn push_to(&self, sql: &mut String) {
+        sql.push_str("E'");
+        for c in self.chars() {
+            if c == '\\' || c == '\'' {
+                sql.push(c);
+            }
+            sql.push(c);
+        }
+        sql.push('\'');
+    }
+}
+
+impl Literal for String {
+    fn push_to(&self, sql: &mut String) {
+        self.as_str().push_to(sql);
+    }
+}
+
+impl Literal for i64 {
+    fn push_to(&self, sql: &mut String) {
+        sql.push_str(&self.to_string());
+    }
+}
+
+impl Literal for bool {
+    fn push_to(&self, sql: &mut String) {
+        sql.push_str(if *self { "TRUE" } else { "FALSE" });
+    }
+}
+
+impl<T: Literal> Literal for Option<T> {
+    fn push_to(&self, sql: &mut String) {
+        match self {
+            Some(value) => value.push_to(sql),
+            None => sql.push_str("NULL"),
+        }
+    }
+}
+
+impl<T: Literal + ?Sized> Literal for &T {
+    fn push_to(&self, sql: &mut String) {
+        (**self).push_to(sql);
+    }
+}
+
+/// `text` as an SQL constant (see [`Literal`]).
+pub(super) fn literal(text: &str) -> String {
+    let mut sql = String::with_capacity(text.len() + 3);
+    text.push_to(&mut sql);
+    sql
+}
+
+/// Appends `template` to `sql` with `$1`, `$2`, ... replaced by the
+/// literals of `values`, and a `;`. Templates are entitle's own
+/// statements, whose only `$` are their placeholders.
+fn statement(sql: &mut String, template: &str, values: &[&dyn Literal]) {
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(rest.len() - at - 1, |end| end);
+        let number: usize = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        match number.checked_sub(1).and_then(|i| values.get(i)) {
+            Some(value) => value.push_to(sql),
+            // Not one of ours: kept as it is, for the server to refuse.
+            None => sql.push_str(&rest[at..at + 1 + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    sql.push_str(rest);
+    sql.push_str(";\n");
+}
+
+/// Appends the statement that sets `key` of `namespace` to `value` (or
+/// deletes it, for `None`).
+fn set(sql: &mut String, namespace: &str, key: &str, value: Option<&str>) {
     match value {
-        Some(value) => conn.execute(
+        Some(value) => statement(
+            sql,
             "INSERT INTO entitle_settings (namespace, key, value) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
             &[&namespace, &key, &value],
         ),
-        None => conn.execute(
+        None => statement(
+            sql,
             "DELETE FROM entitle_settings WHERE namespace = $1 AND key = $2",
             &[&namespace, &key],
-        ),
-    }?;
-    Ok(())
-}
-
-fn write_setting(conn: &mut Conn, ns: &str, setting: &Setting) -> Rows<()> {
-    match setting {
-        Setting::Product(p) => set(conn, ns, key::PRODUCT, Some(p)),
-        Setting::LatestSeen(t) => set(conn, ns, key::LATEST_SEEN, Some(&t.to_string())),
-        Setting::MaxIssuedAt(t) => set(conn, ns, key::MAX_ISSUED_AT, Some(&t.to_string())),
-        Setting::Install(s) => {
-            let keys = serde_json::to_string(&s.trusted_keys)
-                .map_err(|e| RowError::Corrupt(format!("trusted keys do not serialize ({e})")))?;
-            set(conn, ns, key::KEYS, Some(&keys))?;
-            let date = s.release_date.map(|t| t.to_string());
-            set(conn, ns, key::RELEASE_DATE, date.as_deref())?;
-            set(conn, ns, key::DEVICE, s.device.as_deref())?;
-            set(conn, ns, key::MACHINE, s.machine.as_deref())
-        }
-        Setting::InstallKey(seed) => set(conn, ns, key::INSTALL_KEY, Some(seed.expose())),
-        Setting::ReportSequence(n) => set(
-            conn,
-            ns,
-            key::REPORT_SEQUENCE,
-            Some(&signed(*n).to_string()),
         ),
     }
 }
 
-/// Writes one change into `namespace`, in the transaction open on `conn`.
-pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
+fn write_setting(sql: &mut String, ns: &str, setting: &Setting) -> Rows<()> {
+    match setting {
+        Setting::Product(p) => set(sql, ns, key::PRODUCT, Some(p)),
+        Setting::LatestSeen(t) => set(sql, ns, key::LATEST_SEEN, Some(&t.to_string())),
+        Setting::MaxIssuedAt(t) => set(sql, ns, key::MAX_ISSUED_AT, Some(&t.to_string())),
+        Setting::Install(s) => {
+            let keys = serde_json::to_string(&s.trusted_keys)
+                .map_err(|e| RowError::Corrupt(format!("trusted keys do not serialize ({e})")))?;
+            set(sql, ns, key::KEYS, Some(&keys));
+            let date = s.release_date.map(|t| t.to_string());
+            set(sql, ns, key::RELEASE_DATE, date.as_deref());
+            set(sql, ns, key::DEVICE, s.device.as_deref());
+            set(sql, ns, key::MACHINE, s.machine.as_deref());
+        }
+        Setting::InstallKey(seed) => set(sql, ns, key::INSTALL_KEY, Some(seed.expose())),
+        Setting::ReportSequence(n) => {
+            set(sql, ns, key::REPORT_SEQUENCE, Some(&signed(*n).to_string()))
+        }
+    }
+    Ok(())
+}
+
+/// Appends to `sql` the statements that write one change into
+/// `namespace`, each ended by `;`, its values as literals: the writes of
+/// a commit go to the server with it, in one round trip.
+pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
     match change {
-        Change::Set(setting) => return write_setting(conn, ns, setting),
-        Change::PutLicense(l) => conn.execute(
+        Change::Set(setting) => return write_setting(sql, ns, setting),
+        Change::PutLicense(l) => statement(
+            sql,
             "INSERT INTO entitle_licenses (namespace, id, token, added_at, revoked) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, id) DO UPDATE SET \
              token = EXCLUDED.token, added_at = EXCLUDED.added_at, revoked = EXCLUDED.revoked",
             &[&ns, &&*l.id, &&*l.token, &l.added_at, &l.revoked],
         ),
-        Change::DeleteLicense(id) => conn.execute(
+        Change::DeleteLicense(id) => statement(
+            sql,
             "DELETE FROM entitle_licenses WHERE namespace = $1 AND id = $2",
             &[&ns, id],
         ),
-        Change::Serial(id, serial) => conn.execute(
+        Change::Serial(id, serial) => statement(
+            sql,
             "INSERT INTO entitle_serials (namespace, id, serial) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, id) DO UPDATE SET serial = EXCLUDED.serial",
             &[&ns, id, &signed(*serial)],
         ),
-        Change::Tombstone(id, at) => conn.execute(
+        Change::Tombstone(id, at) => statement(
+            sql,
             "INSERT INTO entitle_tombstones (namespace, id, at) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, id) DO UPDATE SET at = EXCLUDED.at",
             &[&ns, id, at],
         ),
-        Change::FirstUse(id, at) => conn.execute(
+        Change::FirstUse(id, at) => statement(
+            sql,
             "INSERT INTO entitle_first_use (namespace, id, at) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, id) DO NOTHING",
             &[&ns, id, at],
@@ -436,20 +532,23 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            conn.execute(
+            statement(
+                sql,
                 "INSERT INTO entitle_signed (namespace, digest, typ, token, added_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, digest) DO NOTHING",
                 &[&ns, &digest, &r.kind.as_str(), &r.token, &r.added_at],
             )
         }
-        Change::PutUser(u) => conn.execute(
+        Change::PutUser(u) => statement(
+            sql,
             "INSERT INTO entitle_users (namespace, id, user_type, added_at, last_active_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, id) DO UPDATE SET \
              user_type = EXCLUDED.user_type, added_at = EXCLUDED.added_at, \
              last_active_at = EXCLUDED.last_active_at",
             &[&ns, &u.id, &u.user_type, &u.added_at, &u.last_active_at],
         ),
-        Change::DeleteUser(id) => conn.execute(
+        Change::DeleteUser(id) => statement(
+            sql,
             "DELETE FROM entitle_users WHERE namespace = $1 AND id = $2",
             &[&ns, id],
         ),
@@ -459,7 +558,8 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 ActivationKind::Counted | ActivationKind::Recorded => None,
             };
             let certificate = a.kind != ActivationKind::Counted;
-            conn.execute(
+            statement(
+                sql,
                 "INSERT INTO entitle_activations (namespace, license_id, fingerprint, \
                  activated_at, expires_at, certificate, hostname, vm, token, install_key) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -484,17 +584,20 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
         Change::DeleteActivation {
             license_id,
             fingerprint,
-        } => conn.execute(
+        } => statement(
+            sql,
             "DELETE FROM entitle_activations \
              WHERE namespace = $1 AND license_id = $2 AND fingerprint = $3",
             &[&ns, license_id, fingerprint],
         ),
-        Change::Transfers(license_id, n) => conn.execute(
+        Change::Transfers(license_id, n) => statement(
+            sql,
             "INSERT INTO entitle_transfers (namespace, license_id, count) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, license_id) DO UPDATE SET count = EXCLUDED.count",
             &[&ns, license_id, &i64::from(*n)],
         ),
-        Change::PutLease(l) => conn.execute(
+        Change::PutLease(l) => statement(
+            sql,
             "INSERT INTO entitle_leases (namespace, id, client, feature, created_at, \
              expires_at, borrowed_until) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (namespace, id) DO UPDATE SET client = EXCLUDED.client, \
@@ -510,11 +613,13 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &l.borrowed_until,
             ],
         ),
-        Change::DeleteLease(id) => conn.execute(
+        Change::DeleteLease(id) => statement(
+            sql,
             "DELETE FROM entitle_leases WHERE namespace = $1 AND id = $2",
             &[&ns, id],
         ),
-        Change::PutCounter(c) => conn.execute(
+        Change::PutCounter(c) => statement(
+            sql,
             "INSERT INTO entitle_counters (namespace, license_id, code, period_start, used) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, license_id, code) \
              DO UPDATE SET period_start = EXCLUDED.period_start, used = EXCLUDED.used",
@@ -526,7 +631,8 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &signed(c.used),
             ],
         ),
-        Change::PutIssuedReceipt(r) => conn.execute(
+        Change::PutIssuedReceipt(r) => statement(
+            sql,
             "INSERT INTO entitle_issued_receipts (namespace, license_id, fingerprint, \
              deactivated_at, nonce, token) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (namespace, license_id, fingerprint) DO UPDATE SET \
@@ -541,7 +647,8 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &r.token,
             ],
         ),
-        Change::PutAcceptedReceipt(r) => conn.execute(
+        Change::PutAcceptedReceipt(r) => statement(
+            sql,
             "INSERT INTO entitle_accepted_receipts (namespace, license_id, fingerprint, nonce, \
              install_key, deactivated_at, accepted_at, token) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -559,7 +666,8 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &r.token,
             ],
         ),
-        Change::PutReport(r) => conn.execute(
+        Change::PutReport(r) => statement(
+            sql,
             "INSERT INTO entitle_reports (namespace, fingerprint, sequence, install_key, \
              created_at, ingested_at, token) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (namespace, fingerprint, sequence) DO UPDATE SET \
@@ -575,7 +683,7 @@ pub(super) fn write(conn: &mut Conn, ns: &str, change: &Change) -> Rows<()> {
                 &r.token,
             ],
         ),
-    }?;
+    }
     Ok(())
 }
 
@@ -631,5 +739,49 @@ pub(super) fn holds_nul(change: &Change) -> bool {
                 || nul(&r.token)
         }
         Change::PutReport(r) => nul(&r.fingerprint) || nul(&r.install_key) || nul(&r.token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{literal, statement};
+
+    #[test]
+    fn a_literal_doubles_quotes_and_backslashes() {
+        assert_eq!(literal("tenant-7"), "E'tenant-7'");
+        assert_eq!(literal("o'brien"), "E'o''brien'");
+        assert_eq!(
+            literal("a\\'; DROP TABLE x; --"),
+            "E'a\\\\''; DROP TABLE x; --'"
+        );
+    }
+
+    #[test]
+    fn a_statement_takes_each_placeholder_from_its_values() {
+        let mut sql = String::new();
+        let (none, hostname): (Option<i64>, String) = (None, "h'1".into());
+        let values: [&dyn super::Literal; 11] = [
+            &"ns",
+            &"a",
+            &-5i64,
+            &i64::MIN,
+            &true,
+            &false,
+            &none,
+            &Some(7i64),
+            &hostname,
+            &Some("x"),
+            &"ten",
+        ];
+        statement(
+            &mut sql,
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &values,
+        );
+        assert_eq!(
+            sql,
+            "VALUES (E'ns', E'a', -5, -9223372036854775808, TRUE, FALSE, NULL, 7, \
+             E'h''1', E'x', E'ten', $12);\n"
+        );
     }
 }

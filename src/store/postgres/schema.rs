@@ -2,7 +2,8 @@
 //! keyed by `namespace`, so one database holds any number of independent
 //! installs; `entitle_namespaces` holds each one's generation (the row
 //! every write transaction locks); `entitle_schema` the version of these
-//! tables, which an older entitle refuses.
+//! tables, which an older entitle refuses; `entitle_advance` the check a
+//! commit planned without the row lock makes (see `batch.rs`).
 
 use super::database::{db_error, Conn};
 use crate::error::{Error, Result};
@@ -14,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -79,6 +80,22 @@ CREATE TABLE IF NOT EXISTS entitle_reports (
 -- have no install key; their receipts cannot be checked, as in the file
 -- store's format 3.
 ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS install_key text;
+-- Version 3 (commits in one round trip): moves a namespace from the
+-- generation its writer planned on to the next, or fails the transaction
+-- (serialization_failure) if another writer moved it first. Run first in
+-- a commit, it takes the row lock every writer takes.
+CREATE OR REPLACE FUNCTION entitle_advance(
+    ns text, planned_on bigint, next bigint, licenses bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE entitle_namespaces
+    SET generation = next, licenses_generation = COALESCE(licenses, licenses_generation)
+    WHERE namespace = ns AND generation = planned_on;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'entitle: namespace % moved past generation %', ns, planned_on
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+END $$;
 ";
 
 /// Makes the tables if they are missing, checks their version (refusing a
