@@ -217,27 +217,27 @@ impl PgStore {
             return Ok(true);
         }
         let mut locked = self.lock_namespace()?;
-        if batch.mutations == 0 {
-            // Nothing planned yet: the batch starts from what is stored.
-            self.batch_generation
-                .store(locked.generation, Ordering::Release);
-            *batch = locked;
-        } else if locked.generation == batch.planned_on {
+        if batch.mutations > 0 && locked.generation == batch.planned_on {
             batch.locked = locked.locked.take();
             batch.licenses_at = locked.licenses_at;
-        } else {
+            return Ok(true);
+        }
+        if batch.mutations > 0 {
             let _ = self.fail_batch(session, true);
-            if !keep {
-                if let Some(mut conn) = locked.locked.take() {
-                    let _ = conn.client.batch_execute("ROLLBACK");
-                }
-                return Ok(false);
-            }
+        }
+        if keep {
+            // The caller plans from what is stored.
             self.batch_generation
                 .store(locked.generation, Ordering::Release);
             session.batch = Some(locked);
+            return Ok(true);
         }
-        Ok(true)
+        session.batch = None;
+        self.batch_generation.store(NO_BATCH, Ordering::Release);
+        if let Some(mut conn) = locked.locked.take() {
+            let _ = conn.client.batch_execute("ROLLBACK");
+        }
+        Ok(false)
     }
 
     /// Commits the open batch, if there is one, in one round trip (see the

@@ -193,7 +193,8 @@ impl Database {
     /// on an idle pooled connection, or on any within the connect wait if
     /// `waiting`. Whether it was sent.
     pub(super) fn notify(&self, payload: &str, waiting: bool) -> bool {
-        let conn = if waiting {
+        // Known down: no waiting (the listeners poll once it is back).
+        let conn = if waiting && self.unreachable.lock().is_none() {
             self.pool.get_timeout(self.connect_wait).ok()
         } else {
             self.pool.try_get()
