@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use entitle::store::{PgStore, Store, PG_SCHEMA_VERSION};
+use entitle::store::{Change, PgStore, Store, PG_SCHEMA_VERSION};
 use entitle::{Engine, Reason, SystemClock};
 use pg_common::{fresh_database, namespace, psql, server_url};
 use serde_json::json;
@@ -427,4 +427,45 @@ fn the_last_of_a_burst_and_an_unannounced_commit_are_seen_by_other_processes() {
         ),
     );
     seen_within(60, Duration::from_millis(2500));
+}
+
+/// A batch holding mutations planned on a generation must read (another
+/// mutation's engine view is behind) and finds that another writer moved
+/// the namespace since: what it planned is rolled back (its sync fails,
+/// nothing of it stored) and the read, under the namespace's lock, sees
+/// what the other writer stored, on which the next mutation commits.
+#[test]
+fn a_batch_that_must_read_after_another_writer_moved_rolls_back_what_it_planned() {
+    let ns = namespace("moved");
+    let store = PgStore::open(server_url(), &ns).unwrap();
+    let mut first = store.begin().unwrap();
+    first
+        .write(&[Change::Transfers("planned".into(), 1)])
+        .unwrap();
+    let planned = first.commit().unwrap();
+    psql(
+        server_url(),
+        &format!(
+            "BEGIN; INSERT INTO entitle_transfers (namespace, license_id, count) \
+             VALUES ('{ns}', 'elsewhere', 7); UPDATE entitle_namespaces \
+             SET generation = generation + 1 WHERE namespace = '{ns}'; COMMIT"
+        ),
+    );
+    let mut second = store.begin().unwrap();
+    assert_eq!(
+        second.load().unwrap().transfers,
+        [("elsewhere".to_owned(), 7)]
+    );
+    second
+        .write(&[Change::Transfers("read".into(), 2)])
+        .unwrap();
+    let read = second.commit().unwrap();
+    assert!(store.sync(planned).is_err());
+    store.sync(read).unwrap();
+    let (_, mut stored) = PgStore::open(server_url(), &ns).unwrap().load().unwrap();
+    stored.transfers.sort();
+    assert_eq!(
+        stored.transfers,
+        [("elsewhere".to_owned(), 7), ("read".to_owned(), 2)]
+    );
 }
