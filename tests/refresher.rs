@@ -58,3 +58,47 @@ fn two_hundred_engines_share_one_refresher_thread_and_all_stay_fresh() {
     }
     drop(first);
 }
+
+/// A refresh racing this engine's own mutations never takes their commit
+/// for another process's change: an engine on the in-memory store (which
+/// keeps nothing to reload) keeps its licenses and counts through
+/// thousands of refreshes made while other threads consume. Before the
+/// stored generation was read under the writer lock, a commit landing
+/// between that read and the lock made the refresh reload an empty state
+/// (CI, `tests/model_floating.rs`: `NOT_LICENSED` mid-run).
+#[test]
+fn a_refresh_racing_mutations_never_reloads_over_them() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor
+        .builder(&clock)
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    engine
+        .add_license(&vendor.license(json!({"id": "lic", "features": [{"code": "api"}]})))
+        .unwrap();
+    const THREADS: u64 = 2;
+    const EACH: u64 = 3_000;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut refreshes = 0;
+            while engine.consumption("api").first().map_or(0, |c| c.used) < THREADS * EACH {
+                engine.refresh().unwrap();
+                refreshes += 1;
+                assert!(
+                    engine.check_feature("api").allowed(),
+                    "the license vanished after {refreshes} refreshes"
+                );
+            }
+        });
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..EACH {
+                    engine.consume("api", 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(engine.consumption("api")[0].used, THREADS * EACH);
+}

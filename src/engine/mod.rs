@@ -529,7 +529,11 @@ impl Engine {
             return self.mutate(|_| Ok((Vec::new(), ())));
         }
         let mut writer = inner.writer.lock();
-        if stored != writer.generation {
+        // A difference is read again under the writer lock: a mutation of
+        // this engine committed between the first read and the lock would
+        // look like another process's change, and an in-memory store,
+        // which keeps nothing, would reload an empty state over it.
+        if stored != writer.generation && inner.store.store().generation()? != writer.generation {
             drop(writer);
             return self.reload(now);
         } else if now >= horizon && inner.unsynced.load(Ordering::Acquire) == 0 {
