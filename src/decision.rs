@@ -61,11 +61,17 @@ pub enum Reason {
     /// The feature is floating: this program may use it only while it holds
     /// a lease on one of its seats ([`Engine::lease`](crate::Engine::lease)).
     LeaseRequired,
+    /// The machine certificate was given up on this install (a deactivation
+    /// receipt was made for it): the same certificate never activates again.
+    CertificateDeactivated,
+    /// The lease is borrowed: its seat is held until the borrow ends, and
+    /// it cannot be checked in early.
+    LeaseBorrowed,
 }
 
 impl Reason {
     /// Every reason, in declaration order (`reason as usize` is its index).
-    pub(crate) const ALL: [Reason; 25] = {
+    pub(crate) const ALL: [Reason; 27] = {
         use Reason::*;
         [
             Ok,
@@ -93,6 +99,8 @@ impl Reason {
             BorrowTooLong,
             ConsumptionLimit,
             LeaseRequired,
+            CertificateDeactivated,
+            LeaseBorrowed,
         ]
     };
 
@@ -128,6 +136,8 @@ impl Reason {
             Reason::BorrowTooLong => "BORROW_TOO_LONG",
             Reason::ConsumptionLimit => "CONSUMPTION_LIMIT",
             Reason::LeaseRequired => "LEASE_REQUIRED",
+            Reason::CertificateDeactivated => "CERTIFICATE_DEACTIVATED",
+            Reason::LeaseBorrowed => "LEASE_BORROWED",
         }
     }
 
@@ -177,6 +187,12 @@ impl Reason {
             Reason::BorrowTooLong => "Your license allows taking a seat offline only for a shorter time.",
             Reason::ConsumptionLimit => "You have used all of this feature your license includes for now.",
             Reason::LeaseRequired => "This feature needs a seat, and none is held by this program.",
+            Reason::CertificateDeactivated => {
+                "This activation file was given up when this computer was deactivated. Please ask your vendor for a new one."
+            }
+            Reason::LeaseBorrowed => {
+                "This seat is taken offline: it stays taken until the borrowing period ends."
+            }
         }
     }
 
