@@ -121,6 +121,41 @@ impl World {
         Connection::open(self.path(state).join("state.sqlite")).unwrap()
     }
 
+    /// `entitle` run as on another machine, whose machine id is `machine_id`:
+    /// in a private mount namespace with that id bound over the files the
+    /// operating system keeps it in (what the attacker did; needs root,
+    /// which CI has).
+    fn run_on(&self, machine_id: &str, state: &str, args: &[&str]) -> Output {
+        let id_file = self.path(&format!("machine-id.{machine_id}"));
+        std::fs::write(&id_file, format!("{machine_id}\n")).unwrap();
+        let script = "mount --bind \"$0\" /etc/machine-id && \
+            { [ ! -e /var/lib/dbus/machine-id ] || mount --bind \"$0\" /var/lib/dbus/machine-id; } && \
+            exec \"$@\"";
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .arg(&id_file)
+            .arg(env!("CARGO_BIN_EXE_entitle"))
+            .args(["--json", "--state", state, "--now", &self.now])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ENTITLE_STATE")
+            .env_remove("ENTITLE_NOW")
+            .output()
+            .expect("unshare runs");
+        assert!(
+            !out.stdout.is_empty(),
+            "another machine cannot be simulated here (unshare and mount need root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `check FEATURE` in `state` on the machine `machine_id`: its reason.
+    fn reason_on(&self, machine_id: &str, state: &str, feature: &str) -> String {
+        let value = json_out(&self.run_on(machine_id, state, &["check", feature]));
+        value["reason"].as_str().unwrap_or("(error)").to_owned()
+    }
+
     /// `cp -r`.
     fn copy_state(&self, from: &str, to: &str) {
         let target = self.path(to);
@@ -130,6 +165,23 @@ impl World {
             std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
         }
     }
+}
+
+/// The fingerprint of the machine whose id is `machine_id` (DESIGN
+/// section 7), computed as any party can.
+fn fingerprint_of(machine_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("entitle-device:{}", machine_id.trim()).as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This machine's fingerprint.
+fn this_machine() -> String {
+    let id = ["/var/lib/dbus/machine-id", "/etc/machine-id"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .expect("this machine has a machine id");
+    fingerprint_of(&id)
 }
 
 /// A node-locked license only the vendor activates, answered for device
@@ -321,11 +373,9 @@ fn a_cli_with_compiled_in_keys_ignores_keys_written_into_the_state() {
 
 // ---- 2. a copied state ----------------------------------------------------
 
-/// The state made on machine A (`machine-a`, whose default device is
-/// `machine-a` too), activated there, then copied here: on this machine
-/// the state names no device. A state records the machine it was made
-/// on, which here is this one; the copy's record is set to A's to show
-/// what opening it on another machine does.
+/// The state made and activated on this machine, then copied to machine
+/// B (a private mount namespace with another machine id, as the attacker
+/// did): there it names no activated device.
 #[test]
 fn copied_state_grants_nothing_on_another_machine() {
     let world = World::installed(&[]);
@@ -335,39 +385,83 @@ fn copied_state_grants_nothing_on_another_machine() {
                "features": [{"code": "cad"}]}),
     );
     world.ok(&["license", "add", "site.lic"]);
-    world.ok(&["activate", "--fingerprint", "machine-a"]);
-    // Made on A: the machine and device it recorded (a state from before
-    // this check recorded only the device).
-    world
-        .sqlite("state")
-        .execute_batch(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('machine', 'machine-a');
-             INSERT OR REPLACE INTO meta (key, value) VALUES ('fingerprint', 'machine-a');",
-        )
-        .unwrap();
+    world.ok(&["activate"]);
+    assert_eq!(world.reason("cad"), "OK");
     world.copy_state("state", "copied");
-    let check = json_out(&world.run("copied", &["check", "cad"]));
+    let check = json_out(&world.run_on("machine-b", "copied", &["check", "cad"]));
     assert_eq!(check["reason"], "NOT_ACTIVATED", "{check}");
     assert_eq!(check["state_moved"], true);
-    // Until this machine is activated (here: no slot left, as it should).
-    let out = world.run("copied", &["activate"]);
+    // Until machine B is activated (here: no slot left, as it should).
+    let out = world.run_on("machine-b", "copied", &["activate"]);
     assert_eq!(json_out(&out)["error"]["code"], "ACTIVATION_LIMIT");
 
-    // The same with a certificate for A's device: it stays A's.
+    // The same with a named device and a certificate for it: it stays
+    // this machine's.
     let world = World::installed(&["--fingerprint", "desk-a"]);
     world.issue("cad.lic", vendor_counted());
     world.ok(&["license", "add", "cad.lic"]);
     activate_by_certificate(&world, "state", None);
     assert_eq!(world.reason("cad"), "OK");
     world.copy_state("state", "copied");
+    assert_eq!(
+        world.reason_on("machine-b", "copied", "cad"),
+        "NOT_ACTIVATED"
+    );
+    assert_eq!(world.reason("cad"), "OK", "the original is untouched");
+}
+
+/// Finding 1 of round two: on machine B, the copied state's `machine` row
+/// set to B's fingerprint and a `fingerprint` row naming A's device made
+/// A's certificate grant on B. No row decides which device this is now.
+#[test]
+fn editing_the_machine_rows_of_a_copied_state_does_not_move_its_node_lock() {
+    let world = World::installed(&["--fingerprint", "desk-a"]);
+    world.issue("cad.lic", vendor_counted());
+    world.ok(&["license", "add", "cad.lic"]);
+    activate_by_certificate(&world, "state", None);
+    world.issue(
+        "site.lic",
+        json!({"id": "lic_site", "product": "acme", "activations": {"max": 1},
+               "features": [{"code": "site"}]}),
+    );
+    world.ok(&["license", "add", "site.lic"]);
+    world.ok(&["activate"]);
+    assert_eq!(world.reason("cad"), "OK");
+    assert_eq!(world.reason("site"), "OK");
+    world.copy_state("state", "copied");
     world
         .sqlite("copied")
-        .execute(
-            "UPDATE meta SET value = 'machine-a' WHERE key = 'machine'",
-            [],
-        )
+        .execute_batch(&format!(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('machine', '{b}');
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('fingerprint', 'desk-a');",
+            b = fingerprint_of("machine-b")
+        ))
         .unwrap();
-    assert_eq!(world.reason_in("copied", "cad"), "NOT_ACTIVATED");
+    assert_eq!(
+        world.reason_on("machine-b", "copied", "cad"),
+        "NOT_ACTIVATED"
+    );
+    assert_eq!(
+        world.reason_on("machine-b", "copied", "site"),
+        "NOT_ACTIVATED"
+    );
+    // Nor with the rows deleted, or naming B's own fingerprint as device.
+    world
+        .sqlite("copied")
+        .execute_batch(&format!(
+            "DELETE FROM meta WHERE key IN ('machine', 'fingerprint');
+             INSERT INTO meta (key, value) VALUES ('fingerprint', '{b}');",
+            b = fingerprint_of("machine-b")
+        ))
+        .unwrap();
+    assert_eq!(
+        world.reason_on("machine-b", "copied", "cad"),
+        "NOT_ACTIVATED"
+    );
+    assert_eq!(
+        world.reason_on("machine-b", "copied", "site"),
+        "NOT_ACTIVATED"
+    );
     assert_eq!(world.reason("cad"), "OK", "the original is untouched");
 }
 
@@ -1093,10 +1187,18 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
     db.execute("DELETE FROM activations", []).unwrap();
     assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
     world.ok(&["activate", "--fingerprint", "desk-2"]);
+    // (A row naming the device alone is not enough for a named device: it
+    // must name this machine too, as `activate` here would have.)
     db.execute(
         "INSERT INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm)
          VALUES ('lic_site', 'desk-1', 0, NULL, 0, 'h', 0)",
         [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    db.execute(
+        "UPDATE activations SET machine = ?1 WHERE fingerprint = 'desk-1'",
+        params![this_machine()],
     )
     .unwrap();
     assert_eq!(world.reason("cad"), "OK");
@@ -1192,31 +1294,35 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
     );
     world.ok(&["license", "add", "mine.lic"]);
     assert_eq!(world.reason("simulate"), "OK");
-    // machine: a copy of a state made with an explicit --fingerprint,
-    // edited to name the machine it was copied to, answers for that
-    // device (a state made with the default fingerprint names no device
-    // at all: its device is the machine, computed on every open).
-    world.copy_state("state", "copied");
-    let copied = world.sqlite("copied");
-    copied
-        .execute(
-            "UPDATE meta SET value = 'machine-b' WHERE key = 'machine'",
-            [],
-        )
-        .unwrap();
-    assert_eq!(world.reason_in("copied", "cad"), "NOT_ACTIVATED");
-    let here: String = db
-        .query_row("SELECT value FROM meta WHERE key = 'machine'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    copied
-        .execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'machine'",
-            params![here],
-        )
-        .unwrap();
-    assert_eq!(world.reason_in("copied", "cad"), "OK");
+    // machine: words only (which message NOT_ACTIVATED shows). fingerprint:
+    // the name of this machine's device; renamed or deleted, it names a
+    // device this machine has no activation of. The engine binds the
+    // named device to the machine it computes (finding 1 of round two).
+    assert_eq!(world.reason("cad"), "OK");
+    db.execute(
+        "UPDATE meta SET value = 'elsewhere' WHERE key = 'machine'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "OK");
+    db.execute(
+        "UPDATE meta SET value = 'desk-2' WHERE key = 'fingerprint'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    db.execute(
+        "DELETE FROM meta WHERE key IN ('fingerprint', 'machine')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('fingerprint', 'desk-1')",
+        [],
+    )
+    .unwrap();
+    assert_eq!(world.reason("cad"), "OK");
 
     // first_use: moved later, a trial runs again.
     world.issue(
@@ -1230,7 +1336,7 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
     assert_eq!(world.reason("trial_only"), "EXPIRED");
     // (A connection of its own, closed before the CLI runs again: the
     // CLI holds the file in exclusive locking mode.)
-    drop((db, copied));
+    drop(db);
     let db = world.sqlite("state");
     db.execute("UPDATE first_use SET at = at + 2 * 86400", [])
         .unwrap();

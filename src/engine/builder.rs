@@ -46,6 +46,7 @@ pub struct EngineBuilder {
     store: Option<Backend>,
     release_date: Option<Timestamp>,
     fingerprint: Option<String>,
+    named_device: Option<String>,
     /// Tests only: build as on a machine that gives no machine id.
     #[cfg(test)]
     no_machine_id: bool,
@@ -64,6 +65,7 @@ impl EngineBuilder {
             store: None,
             release_date: None,
             fingerprint: None,
+            named_device: None,
             #[cfg(test)]
             no_machine_id: false,
             vm: false,
@@ -111,6 +113,31 @@ impl EngineBuilder {
         self
     }
 
+    /// Names this engine's device `name` for activations (requests,
+    /// certificates, activation lists) while it stays bound to this
+    /// machine: the machine's fingerprint ([`fingerprint`](Self::fingerprint),
+    /// or the computed one) is recorded with every activation of `name`
+    /// made here, and a vendor's certificate for `name` carries it, so an
+    /// activation of `name` holds only on the machine it was made on. A
+    /// state copied elsewhere, or edited to say otherwise, grants nothing
+    /// there. Where the machine has no machine id there is no device
+    /// (`DEVICE_UNKNOWN`).
+    ///
+    /// ```
+    /// use entitle::Engine;
+    /// let engine = Engine::builder("acme")
+    ///     .fingerprint("machine-a")
+    ///     .named_device("desk-1")
+    ///     .background_refresh(false)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(engine.fingerprint(), Some("desk-1"));
+    /// ```
+    pub fn named_device(mut self, name: impl Into<String>) -> Self {
+        self.named_device = Some(name.into());
+        self
+    }
+
     /// Declares this device a virtual machine (licenses with `prevent_vm`
     /// refuse to activate on it).
     pub fn virtual_machine(mut self, vm: bool) -> Self {
@@ -155,10 +182,15 @@ impl EngineBuilder {
                 "the engine needs a product code: Engine::builder(\"your-product\")".into(),
             ));
         }
-        let fingerprint = self
+        let machine = self
             .fingerprint
             .clone()
             .or_else(|| self.machine_fingerprint());
+        let fingerprint = match (&machine, &self.named_device) {
+            (Some(_), Some(name)) => Some(name.clone()),
+            (_, None) => machine.clone(),
+            (None, Some(_)) => None,
+        };
         let store = self
             .store
             .unwrap_or_else(|| Backend::of(MemoryStore::new()));
@@ -168,6 +200,7 @@ impl EngineBuilder {
             tolerance_secs: self.tolerance_secs,
             device: DeviceContext {
                 fingerprint,
+                machine,
                 vm: self.vm,
                 ctx: Context {
                     release_date: self.release_date,
@@ -470,6 +503,7 @@ fn certified(mut record: ActivationRecord, keyring: &Keyring) -> ActivationRecor
             if cert.license_id == record.license_id && cert.fingerprint == record.fingerprint =>
         {
             record.expires_at = cert.expires_at.map(Timestamp::unix);
+            record.machine = cert.machine;
         }
         _ => record.kind = ActivationKind::Recorded,
     }

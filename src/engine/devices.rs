@@ -62,6 +62,11 @@ pub struct ActivationRequest {
     /// requests made before installs had keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_key: Option<String>,
+    /// The machine the install runs on (its computed fingerprint), when
+    /// the install named its device something else: the vendor repeats it
+    /// in the certificate, which then holds only on that machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 fn unlocked(installed: &InstalledLicense) -> crate::policy::LicenseView<'_> {
@@ -159,21 +164,37 @@ impl Engine {
                     vendor_only = true;
                     continue;
                 }
-                if let Some(devices) =
+                let machine = plan.config.device.machine_for(&device.fingerprint);
+                // This named device, activated on another machine (a state
+                // copied here): the other machine keeps its slot, so this
+                // one needs a slot of its own, and takes the record over.
+                let elsewhere = machine.is_some()
+                    && plan
+                        .state
+                        .activations
+                        .get(&(id.clone(), device.fingerprint.clone()))
+                        .is_some_and(|r| {
+                            r.live_at(plan.now) && !plan.config.device.on_this_machine(r)
+                        });
+                let devices = if elsewhere {
+                    Some(plan.state.devices_for(id, plan.now).count() as u64)
+                } else {
                     plan.state
                         .devices_besides(id, &device.fingerprint, plan.now)
-                {
+                };
+                if let Some(devices) = devices {
                     activation::activate(&view, ctx, plan.now, plan.tampered, request, devices)
                         .map_err(|r| denied_activation(r, id, plan))?;
                     changes.push(Change::PutActivation(ActivationRecord {
                         license_id: id.clone(),
                         fingerprint: device.fingerprint.clone(),
-                            activated_at: plan.now,
-                            expires_at: None,
-                            kind: ActivationKind::Counted,
-                            hostname: device.hostname.clone(),
-                            vm: device.vm,
-                            install_key: None,
+                        activated_at: plan.now,
+                        expires_at: None,
+                        kind: ActivationKind::Counted,
+                        hostname: device.hostname.clone(),
+                        vm: device.vm,
+                        install_key: None,
+                        machine,
                     }));
                 }
                 ids.push(id.clone());
@@ -302,6 +323,7 @@ impl Engine {
             .install_key
             .as_ref()
             .map(|key| key.public_key().to_base64url());
+        let machine = self.inner.config.device.machine_for(&fingerprint);
         Ok(ActivationRequest {
             v: 1,
             license_id,
@@ -310,6 +332,7 @@ impl Engine {
             nonce: crate::engine::random_id(""),
             created_at: self.now(),
             install_key,
+            machine,
         })
     }
 
@@ -336,12 +359,22 @@ impl Engine {
         kid: &str,
         token: String,
     ) -> Result<()> {
-        let own = self.inner.config.device.fingerprint.as_deref();
+        let device = &self.inner.config.device;
+        let own = device.fingerprint.as_deref();
         if let Some(own) = own {
             if own != cert.fingerprint {
                 return Err(Error::FingerprintMismatch {
                     expected: own.to_owned(),
                     found: cert.fingerprint.clone(),
+                });
+            }
+            // The device named here, on another machine: the certificate
+            // was made for that machine's request.
+            let made_for = cert.machine.as_deref().unwrap_or(&cert.fingerprint);
+            if device.machine.as_deref() != Some(made_for) {
+                return Err(Error::FingerprintMismatch {
+                    expected: device.machine.clone().unwrap_or_default(),
+                    found: made_for.to_owned(),
                 });
             }
         }
@@ -407,6 +440,7 @@ impl Engine {
                 hostname: crate::device::hostname(),
                 vm: plan.config.device.vm,
                 install_key: cert.install_key.clone(),
+                machine: cert.machine.clone(),
             }));
             Ok((changes, ()))
         })
@@ -455,6 +489,7 @@ impl Engine {
                         hostname: request.hostname.clone(),
                         vm: false,
                         install_key: request.install_key.clone(),
+                        machine: request.machine.clone(),
                 })],
                 (),
             ))
@@ -490,6 +525,10 @@ impl ActivationRequest {
             ("fingerprint", &request.fingerprint),
             ("hostname", &request.hostname),
             ("nonce", &request.nonce),
+            (
+                "machine",
+                request.machine.as_ref().unwrap_or(&request.fingerprint),
+            ),
         ] {
             if !crate::ident::is_name(value) {
                 return Err(Error::malformed(

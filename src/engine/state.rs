@@ -402,7 +402,9 @@ impl State {
         self.activations
             .iter()
             .filter(|((license, f), record)| {
-                f == fingerprint && grants(record, self.counted_by(license))
+                f == fingerprint
+                    && grants(record, self.counted_by(license))
+                    && device.on_this_machine(record)
             })
             .map(|((license, _), record)| (license.clone(), record.expires_at.unwrap_or(i64::MAX)))
             .collect()
@@ -469,10 +471,39 @@ pub(crate) struct DeviceContext {
     /// machine's; `None` only where the system has no machine id, and then
     /// node-locked rights are denied.
     pub fingerprint: Option<String>,
+    /// The machine this engine runs on: the fingerprint computed for it,
+    /// or, where the program gave its device fingerprint itself, that
+    /// fingerprint. An activation of a named device holds only on the
+    /// machine it was made on (DESIGN section 11.1).
+    pub machine: Option<String>,
     /// Whether this device is a virtual machine.
     pub vm: bool,
     /// Validity context (release date).
     pub ctx: Context,
+}
+
+impl DeviceContext {
+    /// The machine to record with an activation of `fingerprint` made
+    /// here: this machine when `fingerprint` is this engine's device and
+    /// names something other than the machine itself; otherwise none (the
+    /// device is the machine, or another device this install counts).
+    pub fn machine_for(&self, fingerprint: &str) -> Option<String> {
+        match (&self.fingerprint, &self.machine) {
+            (Some(own), Some(machine)) if own == fingerprint && own != machine => {
+                Some(machine.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `record`, an activation of this engine's device, was made
+    /// on this machine: its machine (a certificate's, read from the
+    /// certificate) or, without one, the device itself must be this
+    /// machine. No row of the state says which device this is.
+    pub fn on_this_machine(&self, record: &ActivationRecord) -> bool {
+        let made_on = record.machine.as_deref().unwrap_or(&record.fingerprint);
+        self.machine.as_deref() == Some(made_on)
+    }
 }
 
 impl DeviceContext {

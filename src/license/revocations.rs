@@ -92,6 +92,12 @@ pub struct MachineCertificate {
     /// against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_key: Option<String>,
+    /// The machine the device runs on (its computed fingerprint), repeated
+    /// from the request when the install named its device: the
+    /// certificate then activates that device only on that machine.
+    /// Absent, the device is the machine itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// Fields this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -35,7 +35,7 @@ use crate::license::VerifiedLicense;
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens (and is brought up to date); one written by a
 /// newer version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// A stored license. Its token is verified again whenever the state is
 /// read, so a hand-edited row never grants more.
@@ -124,6 +124,12 @@ pub struct ActivationRecord {
     /// books check the install's deactivation receipts and usage reports
     /// against. `None` for activations made before installs had keys.
     pub install_key: Option<String>,
+    /// The machine the activation was made on (its computed fingerprint),
+    /// where the activated device is a name the program gave rather than
+    /// the machine itself: such an activation holds only on that machine.
+    /// For a certificate it is read from the certificate on every open,
+    /// never from the row.
+    pub machine: Option<String>,
 }
 
 impl ActivationRecord {

@@ -201,24 +201,30 @@ impl Settings {
             })
     }
 
-    /// The device this install is on `here` (this machine's fingerprint,
-    /// computed afresh; `None` where the system gives no machine id), and
-    /// whether the state was made on another machine. A state names its
-    /// device only on the machine it was made on; anywhere else the device
-    /// is that machine itself, which no activation made for the old one
-    /// covers (DESIGN section 11). With no device, node-locked rights are
-    /// denied (`DEVICE_UNKNOWN`).
+    /// The device this install names on `here` (this machine's
+    /// fingerprint, computed afresh; `None` where the system gives no
+    /// machine id): the one `init --fingerprint` named, or the machine
+    /// itself; and whether the state says it was made on another machine.
+    ///
+    /// Neither decides a right (DESIGN section 11.1): the engine binds a
+    /// named device to the machine computed here, and only activations
+    /// made on this machine (certificates saying so) grant. `moved` only
+    /// words a `NOT_ACTIVATED` answer. With no machine id there is no
+    /// device, and node-locked rights are denied (`DEVICE_UNKNOWN`).
     pub fn device_on(&self, here: Option<&str>) -> (Option<String>, bool) {
-        let here_owned = here.map(str::to_owned);
-        match (&self.install.device, &self.install.machine) {
-            (Some(named), home) if home.as_deref() == here => (Some(named.clone()), false),
-            (None, Some(home)) => (here_owned, Some(home.as_str()) != here),
-            // Written before machines were recorded: the device it names
-            // holds only if it is this machine.
-            (Some(named), None) if Some(named.as_str()) == here => (Some(named.clone()), false),
-            (None, None) => (here_owned, false),
-            _ => (here_owned, true),
-        }
+        let here = here.map(str::to_owned);
+        let device = here.as_ref().map(|machine| {
+            self.install
+                .device
+                .clone()
+                .unwrap_or_else(|| machine.clone())
+        });
+        let moved = self
+            .install
+            .machine
+            .as_ref()
+            .is_some_and(|home| Some(home) != here.as_ref());
+        (device, moved)
     }
 }
 
@@ -259,14 +265,19 @@ pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Er
     let location = globals.location()?;
     let store = Opened::open(&location, false)?;
     let settings = Settings::read(&store, &location)?;
-    let (device, moved) = settings.device_on(machine_fingerprint().as_deref());
+    let here = machine_fingerprint();
+    let (device, moved) = settings.device_on(here.as_deref());
     let builder = Engine::builder(settings.product.as_str()).keyring(settings.keyring(&location)?);
     let mut builder = store
         .attach(builder)
         .virtual_machine(detect_virtual_machine())
         .background_refresh(refresh);
-    if let Some(device) = &device {
-        builder = builder.fingerprint(device.as_str());
+    // The machine, computed here; the device named for it, if any.
+    if let Some(here) = &here {
+        builder = builder.fingerprint(here.as_str());
+    }
+    if let Some(named) = &settings.install.device {
+        builder = builder.named_device(named.as_str());
     }
     if let Some(date) = settings.release_date()? {
         builder = builder.release_date(date);

@@ -486,6 +486,11 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     if let Some(key) = &request.install_key {
         document["install_key"] = json!(key);
     }
+    // A device the install named is bound to the machine it asked from
+    // (DESIGN section 11.1): the certificate holds only there.
+    if let Some(machine) = &request.machine {
+        document["machine"] = json!(machine);
+    }
     MachineCertificate::from_json(&document)?;
 
     // A vendor without a licensing server counts activations in a state of

@@ -223,7 +223,7 @@ pub(super) fn read_all(
     let activations = conn
         .query(
             "SELECT license_id, fingerprint, activated_at, expires_at, certificate, hostname, \
-             vm, token, install_key FROM entitle_activations WHERE namespace = $1 \
+             vm, token, install_key, machine FROM entitle_activations WHERE namespace = $1 \
              ORDER BY license_id, fingerprint",
             &[ns],
         )?
@@ -244,6 +244,7 @@ pub(super) fn read_all(
                 hostname: get(r, 5, t)?,
                 vm: get(r, 6, t)?,
                 install_key: get(r, 8, t)?,
+                machine: get(r, 9, t)?,
             })
         })
         .collect::<Rows<_>>()?;
@@ -561,12 +562,13 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
             statement(
                 sql,
                 "INSERT INTO entitle_activations (namespace, license_id, fingerprint, \
-                 activated_at, expires_at, certificate, hostname, vm, token, install_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 activated_at, expires_at, certificate, hostname, vm, token, install_key, \
+                 machine) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (namespace, license_id, fingerprint) DO UPDATE SET \
                  activated_at = EXCLUDED.activated_at, expires_at = EXCLUDED.expires_at, \
                  certificate = EXCLUDED.certificate, hostname = EXCLUDED.hostname, \
-                 vm = EXCLUDED.vm, token = EXCLUDED.token, install_key = EXCLUDED.install_key",
+                 vm = EXCLUDED.vm, token = EXCLUDED.token, install_key = EXCLUDED.install_key, \
+                 machine = EXCLUDED.machine",
                 &[
                     &ns,
                     &a.license_id,
@@ -578,6 +580,7 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
                     &a.vm,
                     &token,
                     &a.install_key,
+                    &a.machine,
                 ],
             )
         }
@@ -718,6 +721,7 @@ pub(super) fn holds_nul(change: &Change) -> bool {
                 || nul(&a.fingerprint)
                 || nul(&a.hostname)
                 || a.install_key.as_deref().is_some_and(nul)
+                || a.machine.as_deref().is_some_and(nul)
                 || matches!(&a.kind, ActivationKind::Certificate(t) if nul(t))
         }
         Change::DeleteActivation {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS entitle_users (
 CREATE TABLE IF NOT EXISTS entitle_activations (
     namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
     activated_at bigint NOT NULL, expires_at bigint, certificate boolean NOT NULL,
-    hostname text NOT NULL, vm boolean NOT NULL, token text, install_key text,
+    hostname text NOT NULL, vm boolean NOT NULL, token text, install_key text, machine text,
     PRIMARY KEY (namespace, license_id, fingerprint));
 CREATE TABLE IF NOT EXISTS entitle_transfers (
     namespace text NOT NULL, license_id text NOT NULL, count bigint NOT NULL,
@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS entitle_reports (
 -- have no install key; their receipts cannot be checked, as in the file
 -- store's format 3.
 ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS install_key text;
+-- Version 4 (nothing stored fails open): the machine a named device was
+-- activated on; an older row has none, and a named device's activation
+-- then grants nothing until it is made again.
+ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS machine text;
 -- Version 3 (commits in one round trip): moves a namespace from the
 -- generation its writer planned on to the next, or fails the transaction
 -- (serialization_failure) if another writer moved it first. Run first in

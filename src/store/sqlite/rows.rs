@@ -148,7 +148,7 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
             conn,
             &meta,
             "activations",
-            "license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key",
+            "license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key, machine",
             |r| {
                 let kind = match (r.get::<_, i64>(4)? != 0, r.get::<_, Option<String>>(7)?) {
                     (false, _) => ActivationKind::Counted,
@@ -164,6 +164,7 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                     hostname: r.get(5)?,
                     vm: r.get::<_, i64>(6)? != 0,
                     install_key: r.get(8)?,
+                    machine: r.get(9)?,
                 })
             },
         )?,
@@ -376,7 +377,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
             };
             run(
                 conn,
-                "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR REPLACE INTO activations (license_id, fingerprint, activated_at, expires_at, certificate, hostname, vm, token, install_key, machine) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     a.license_id,
                     a.fingerprint,
@@ -387,6 +388,7 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
                     a.vm as i64,
                     token,
                     a.install_key,
+                    a.machine,
                 ],
             )
         }

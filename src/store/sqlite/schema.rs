@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS activations (
     license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, activated_at INTEGER NOT NULL,
     expires_at INTEGER, certificate INTEGER NOT NULL, hostname TEXT NOT NULL,
-    vm INTEGER NOT NULL, token TEXT, install_key TEXT,
+    vm INTEGER NOT NULL, token TEXT, install_key TEXT, machine TEXT,
     PRIMARY KEY (license_id, fingerprint)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers (license_id TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
@@ -65,13 +65,15 @@ CREATE TABLE IF NOT EXISTS reports (
 /// token in format 2 (an old certificate row has none, and so grants
 /// nothing until its certificate is applied again) and the install key in
 /// format 3 (none for an activation recorded before installs had keys:
-/// its receipts cannot be checked, and the vendor frees it by hand).
+/// its receipts cannot be checked, and the vendor frees it by hand), and
+/// the machine a named device was activated on in format 4 (none: an
+/// activation of a named device grants nothing until it is made again).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('activations')")?;
     let columns: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for column in ["token", "install_key"] {
+    for column in ["token", "install_key", "machine"] {
         if !columns.iter().any(|c| c == column) {
             conn.execute_batch(&format!("ALTER TABLE activations ADD COLUMN {column} TEXT"))?;
         }
