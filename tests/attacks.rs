@@ -1324,7 +1324,8 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
     .unwrap();
     assert_eq!(world.reason("cad"), "OK");
 
-    // first_use: moved later, a trial runs again.
+    // first_use: moved later, or deleted, the trial still starts when the
+    // license was added (finding 4 of round two: it once had no end).
     world.issue(
         "trial.lic",
         json!({"id": "lic_trial", "product": "acme", "trial": true, "trial_secs": 86400,
@@ -1341,7 +1342,43 @@ fn editing_unsigned_rows_gains_only_what_the_threat_model_names() {
     db.execute("UPDATE first_use SET at = at + 2 * 86400", [])
         .unwrap();
     drop(db);
+    assert_eq!(world.reason("trial_only"), "EXPIRED");
+}
+
+/// Finding 4 of round two: with the first-use rows deleted, a trial had
+/// no end at all. Now it starts when its license was added, and no
+/// later than the latest time the install has seen.
+#[test]
+fn deleting_the_first_use_of_a_trial_does_not_make_it_endless() {
+    let world = World::installed(&[]);
+    world.issue(
+        "trial.lic",
+        json!({"id": "lic_trial", "product": "acme", "trial": true, "trial_secs": 86400,
+               "features": [{"code": "trial_only"}]}),
+    );
+    world.ok(&["license", "add", "trial.lic"]);
+    world
+        .sqlite("state")
+        .execute("DELETE FROM first_use", [])
+        .unwrap();
     assert_eq!(world.reason("trial_only"), "OK");
+    let world = world.at("2026-01-05T00:00:00Z");
+    assert_eq!(world.reason("trial_only"), "EXPIRED");
+    // With the license row's added_at moved into the future as well (two
+    // tables edited, as restoring a backup would), the window starts no
+    // later than the latest time the install has seen: the trial runs
+    // once more, for its length, and ends (what the threat model says).
+    world
+        .sqlite("state")
+        .execute_batch(
+            "DELETE FROM first_use; UPDATE licenses SET added_at = added_at + 100 * 86400;",
+        )
+        .unwrap();
+    assert_eq!(world.reason("trial_only"), "OK");
+    let world = world.at("2026-01-06T00:00:01Z");
+    assert_eq!(world.reason("trial_only"), "EXPIRED");
+    let world = world.at("2026-12-01T00:00:00Z");
+    assert_eq!(world.reason("trial_only"), "EXPIRED");
 }
 
 // ---- the way back: receipts and reports (DESIGN section 10) -----------------

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, Timestamp};
 use crate::engine::snapshot::Snapshot;
-use crate::engine::state::{DeviceContext, State};
+use crate::engine::state::{DeviceContext, InstalledLicense, State};
 use crate::engine::{ClockSource, Config, Engine, Inner, Writer};
 use crate::error::{Error, Result};
 use crate::license::{MachineCertificate, RevocationList, VerifiedLicense};
@@ -447,6 +447,24 @@ pub(crate) fn state_from(
         }
         record.verified = Some(verified);
         state.apply(Change::PutLicense(record));
+    }
+    // No trial was first used after the latest time this install has
+    // seen: a first use (or an `added_at`) edited into the future starts
+    // the window no later than that.
+    if state.latest_seen != i64::MIN {
+        let clamped: Vec<_> = state
+            .licenses
+            .iter()
+            .filter(|(_, l)| l.first_used.is_some_and(|at| at > state.latest_seen))
+            .map(|(id, l)| {
+                let mut license = InstalledLicense::clone(l);
+                license.first_used = Some(state.latest_seen);
+                (id.clone(), Arc::new(license))
+            })
+            .collect();
+        for (id, license) in clamped {
+            state.licenses.insert(id, license);
+        }
     }
     for user in persisted.users {
         state.apply(Change::PutUser(user));

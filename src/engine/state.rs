@@ -251,8 +251,17 @@ impl State {
                         Err(_) => return,
                     },
                 };
+                // A trial's window starts at its first use here: the
+                // first-use record, or, where it is missing or was moved
+                // later, when the license was added. Never no start, so
+                // never no end (DESIGN section 11.1).
+                let first_used = verified.trial_secs.map(|_| {
+                    self.first_use
+                        .get(&*record.id)
+                        .map_or(record.added_at, |&at| at.min(record.added_at))
+                });
                 let installed = InstalledLicense {
-                    first_used: self.first_use.get(&*record.id).copied(),
+                    first_used,
                     verified,
                     stored: record.token,
                     added_at: Timestamp::from_unix(record.added_at),
