@@ -1448,6 +1448,56 @@ fn an_install_key_written_into_the_state_signs_receipts_the_books_refuse() {
     world.fails(&["report"], "STATE_CORRUPT");
 }
 
+/// Finding 3 of round two: `deactivate --receipt`, then `apply` of the
+/// same `.machine` file, granted again while the vendor freed the slot
+/// for the receipt; repeated per transfer.
+#[test]
+fn a_certificate_given_up_with_a_receipt_does_not_activate_again() {
+    let world = activated_through_the_books();
+    let row: (String, Option<String>) = world
+        .sqlite("state")
+        .query_row("SELECT token, machine FROM activations", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    world.ok(&["deactivate", "--receipt", "desk.receipt"]);
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    world.fails(&["apply", "desk.machine"], "CERTIFICATE_DEACTIVATED");
+    // The activations table rolled back (its row written in again): the
+    // certificate stays given up.
+    world
+        .sqlite("state")
+        .execute(
+            "INSERT INTO activations (license_id, fingerprint, activated_at, expires_at,
+             certificate, hostname, vm, token, machine) VALUES ('lic_cad', 'desk-1', 0, NULL, 1, 'h', 0, ?1, ?2)",
+            params![row.0, row.1],
+        )
+        .unwrap();
+    assert_eq!(world.reason("cad"), "NOT_ACTIVATED");
+    world
+        .sqlite("state")
+        .execute("DELETE FROM activations", [])
+        .unwrap();
+    // The vendor frees the slot; a certificate signed since activates.
+    assert_eq!(books_code(&world, &["receipt", "desk.receipt"]), "OK");
+    let world = world.at("2026-01-02T00:00:00Z");
+    world.ok(&["request", "--out", "again.req"]);
+    world.ok_in(
+        "books",
+        &[
+            "respond",
+            "--key",
+            "vendor.key",
+            "--request",
+            "again.req",
+            "--out",
+            "again.machine",
+        ],
+    );
+    world.ok(&["apply", "again.machine"]);
+    assert_eq!(world.reason("cad"), "OK");
+}
+
 #[test]
 fn a_kept_receipt_edited_in_the_state_is_refused_by_the_books() {
     let world = activated_through_the_books();

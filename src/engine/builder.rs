@@ -469,10 +469,24 @@ pub(crate) fn state_from(
     for user in persisted.users {
         state.apply(Change::PutUser(user));
     }
+    // Devices this install gave up with a receipt, and when: a certificate
+    // signed no later than that was given up with it.
+    let given_up: BTreeMap<(String, String), i64> = persisted
+        .issued_receipts
+        .iter()
+        .map(|r| {
+            (
+                (r.license_id.clone(), r.fingerprint.clone()),
+                r.deactivated_at,
+            )
+        })
+        .collect();
     for record in persisted.activations {
+        let key = (record.license_id.clone(), record.fingerprint.clone());
+        let deactivated = given_up.get(&key).copied();
         // A certificate verified before, under the same keys, holds.
         let known = previous
-            .filter(|p| Arc::ptr_eq(&p.keyring, &state.keyring))
+            .filter(|p| Arc::ptr_eq(&p.keyring, &state.keyring) && deactivated.is_none())
             .and_then(|p| {
                 let key = (record.license_id.clone(), record.fingerprint.clone());
                 p.activations.get(&key).filter(|r| r.kind == record.kind)
@@ -482,7 +496,7 @@ pub(crate) fn state_from(
                 expires_at: known.expires_at,
                 ..record
             },
-            None => certified(record, &state.keyring),
+            None => certified(record, &state.keyring, deactivated),
         };
         state.apply(Change::PutActivation(record));
     }
@@ -511,14 +525,21 @@ pub(crate) fn state_from(
 /// certificate holds it only if the certificate verifies and names this
 /// license and device; then it ends when the certificate says, whatever
 /// the row says. Otherwise it is only recorded: it counts, and grants
-/// nothing.
-fn certified(mut record: ActivationRecord, keyring: &Keyring) -> ActivationRecord {
+/// nothing. So is a certificate signed no later than the device was
+/// `deactivated` here with a receipt: that certificate was given up.
+fn certified(
+    mut record: ActivationRecord,
+    keyring: &Keyring,
+    deactivated: Option<i64>,
+) -> ActivationRecord {
     let ActivationKind::Certificate(token) = &record.kind else {
         return record;
     };
     match MachineCertificate::verify(token, keyring) {
         Ok(cert)
-            if cert.license_id == record.license_id && cert.fingerprint == record.fingerprint =>
+            if cert.license_id == record.license_id
+                && cert.fingerprint == record.fingerprint
+                && deactivated.is_none_or(|at| cert.issued_at.unix() > at) =>
         {
             record.expires_at = cert.expires_at.map(Timestamp::unix);
             record.machine = cert.machine;

@@ -397,6 +397,25 @@ impl Engine {
                     });
                 }
             }
+            // A certificate this install gave up with a receipt (the
+            // vendor freed its slot) never activates again; a newer one
+            // the vendor signs since does (DESIGN section 11.1).
+            let key = (cert.license_id.clone(), cert.fingerprint.clone());
+            if let Some(receipt) = plan.state.issued_receipts.get(&key) {
+                if cert.issued_at.unix() <= receipt.deactivated_at {
+                    return Err(Error::denied(
+                        Reason::CertificateDeactivated,
+                        format!(
+                            "this machine certificate for license `{}` was given up when device \
+                             `{}` was deactivated at {} (a receipt was made for it); ask the \
+                             vendor for a new certificate",
+                            cert.license_id,
+                            cert.fingerprint,
+                            Timestamp::from_unix(receipt.deactivated_at)
+                        ),
+                    ));
+                }
+            }
             if cert.expires_at.is_some_and(|end| end.unix() <= plan.now) {
                 return Err(Error::denied(
                     Reason::Expired,
