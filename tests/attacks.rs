@@ -1498,6 +1498,98 @@ fn a_certificate_given_up_with_a_receipt_does_not_activate_again() {
     assert_eq!(world.reason("cad"), "OK");
 }
 
+/// Finding 2 of round two: a second install made with `init
+/// --fingerprint desk-1` sent a request; `respond` re-issued for "the
+/// same device", silently re-bound the install key, and both machines
+/// ran under `max: 1`. The books count a device by (fingerprint, install
+/// key).
+#[test]
+fn a_second_install_claiming_a_fingerprint_is_another_device_in_the_books() {
+    let world = activated_through_the_books();
+    world.ok_in(
+        "second",
+        &[
+            "init",
+            "--pub",
+            "vendor.pub",
+            "--product",
+            "acme",
+            "--fingerprint",
+            "desk-1",
+        ],
+    );
+    world.ok_in("second", &["license", "add", "cad.lic"]);
+    world.ok_in("second", &["request", "--out", "second.req"]);
+    assert_eq!(
+        books_code(
+            &world,
+            &[
+                "respond",
+                "--key",
+                "vendor.key",
+                "--request",
+                "second.req",
+                "--out",
+                "second.machine"
+            ]
+        ),
+        "ACTIVATION_LIMIT"
+    );
+    // The first install's own request again is a re-issue: counted once.
+    world.ok(&["request", "--out", "again.req"]);
+    assert_eq!(
+        books_code(
+            &world,
+            &[
+                "respond",
+                "--key",
+                "vendor.key",
+                "--request",
+                "again.req",
+                "--out",
+                "again.machine"
+            ]
+        ),
+        "OK"
+    );
+    // With room for two, the books hold both, each with its own key.
+    world.issue(
+        "cad2.lic",
+        json!({"id": "lic_cad", "product": "acme", "serial": 1,
+               "activations": {"max": 2, "counted_by": "vendor", "max_transfers": 2},
+               "features": [{"code": "cad"}]}),
+    );
+    world.ok_in("books", &["license", "add", "cad2.lic"]);
+    assert_eq!(
+        books_code(
+            &world,
+            &[
+                "respond",
+                "--key",
+                "vendor.key",
+                "--request",
+                "second.req",
+                "--out",
+                "second.machine"
+            ]
+        ),
+        "OK"
+    );
+    let list = world.ok_in("books", &["activation", "list"]);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    assert!(items.iter().all(|i| i["fingerprint"] == "desk-1"), "{list}");
+    assert_ne!(items[0]["install_key"], items[1]["install_key"]);
+    // Each install's receipt frees its own activation.
+    world.ok_in("second", &["apply", "second.machine"]);
+    world.ok_in("second", &["deactivate", "--receipt", "second.receipt"]);
+    assert_eq!(books_code(&world, &["receipt", "second.receipt"]), "OK");
+    let list = world.ok_in("books", &["activation", "list"]);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(world.reason("cad"), "OK");
+}
+
 #[test]
 fn a_kept_receipt_edited_in_the_state_is_refused_by_the_books() {
     let world = activated_through_the_books();

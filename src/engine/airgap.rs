@@ -317,18 +317,46 @@ impl Engine {
                 .licenses
                 .get(license)
                 .and_then(|l| l.verified.activations);
-            let books = ReceiptBooks {
-                activation: state.activations.get(&(license.clone(), device.clone())),
-                accepted: state
-                    .accepted_receipts
-                    .range((license.clone(), device.clone(), String::new())..)
-                    .take_while(|((l, d, _), _)| l == license && d == device)
-                    .map(|(_, r)| r)
-                    .collect(),
-                rules,
-                transfers: state.transfers.get(license).copied().unwrap_or(0),
-            };
-            let accepted = activation::accept_receipt(text, &books, plan.now)?;
+            // The device's activations in these books: one per install
+            // key that claimed its fingerprint (the receipt frees the one
+            // whose key signed it).
+            let mut candidates: Vec<_> = state
+                .activations
+                .range((license.clone(), device.clone())..)
+                .take_while(|((l, key), _)| l == license && key.starts_with(device.as_str()))
+                .filter(|((_, key), _)| crate::engine::devices::device_of(key) == device)
+                .map(|(_, record)| Some(record))
+                .collect();
+            if candidates.is_empty() {
+                candidates.push(None);
+            }
+            let mut outcome = None;
+            for activation in candidates {
+                let books = ReceiptBooks {
+                    activation,
+                    accepted: state
+                        .accepted_receipts
+                        .range((license.clone(), device.clone(), String::new())..)
+                        .take_while(|((l, d, _), _)| l == license && d == device)
+                        .map(|(_, r)| r)
+                        .collect(),
+                    rules,
+                    transfers: state.transfers.get(license).copied().unwrap_or(0),
+                };
+                let attempt = activation::accept_receipt(text, &books, plan.now);
+                let done = attempt.is_ok();
+                if outcome.is_none() || done {
+                    outcome = Some(attempt);
+                }
+                if done {
+                    break;
+                }
+            }
+            let accepted = outcome.unwrap_or_else(|| {
+                Err(Error::ReceiptInvalid {
+                    detail: format!("these books hold no activation of device `{device}`"),
+                })
+            })?;
             Ok((
                 accepted.changes,
                 AcceptedReceipt {

@@ -69,6 +69,23 @@ pub struct ActivationRequest {
     pub machine: Option<String>,
 }
 
+/// Between a fingerprint and an install key in the key under which the
+/// vendor's books keep a second device claiming a fingerprint they hold
+/// already: a control character, which no fingerprint may contain.
+const DEVICE_KEY_SEPARATOR: char = '\u{1f}';
+
+/// The key under which the books keep the device `fingerprint` of the
+/// install whose key is `install_key`, when another install holds the
+/// plain fingerprint.
+fn books_device_key(fingerprint: &str, install_key: &str) -> String {
+    format!("{fingerprint}{DEVICE_KEY_SEPARATOR}{install_key}")
+}
+
+/// The fingerprint a stored activation key names.
+pub(crate) fn device_of(key: &str) -> &str {
+    key.split(DEVICE_KEY_SEPARATOR).next().unwrap_or(key)
+}
+
 fn unlocked(installed: &InstalledLicense) -> crate::policy::LicenseView<'_> {
     installed.view(Activation::NotLocked)
 }
@@ -268,7 +285,7 @@ impl Engine {
             .values()
             .map(|r| ActivationInfo {
                 license_id: r.license_id.clone(),
-                fingerprint: r.fingerprint.clone(),
+                fingerprint: device_of(&r.fingerprint).to_owned(),
                 hostname: r.hostname.clone(),
                 activated_at: Timestamp::from_unix(r.activated_at),
                 expires_at: r.expires_at.map(Timestamp::from_unix),
@@ -490,18 +507,41 @@ impl Engine {
                     request.license_id
                 ))
             })?;
-            if let Some(devices) =
-                plan.state
-                    .devices_besides(&request.license_id, &request.fingerprint, plan.now)
-            {
-                if rules.max.is_some_and(|max| devices >= u64::from(max)) {
-                    return Err(denied_activation(Reason::ActivationLimit, &request.license_id, plan));
+            // The books count a device by (fingerprint, install key): the
+            // same pair again is a re-issue that counts nothing; a known
+            // fingerprint with another install key (a second install
+            // claiming the first one's fingerprint) is another device,
+            // kept under a key of its own (DESIGN section 11.1).
+            let license = &request.license_id;
+            let same_device = plan
+                .state
+                .devices_for(license, plan.now)
+                .find(|(_, r)| {
+                    device_of(&r.fingerprint) == request.fingerprint
+                        && (r.install_key == request.install_key || r.install_key.is_none())
+                })
+                .map(|(key, _)| key.to_owned());
+            let key = match same_device {
+                Some(key) => key,
+                None => {
+                    let devices = plan.state.devices_for(license, plan.now).count() as u64;
+                    if rules.max.is_some_and(|max| devices >= u64::from(max)) {
+                        return Err(denied_activation(Reason::ActivationLimit, license, plan));
+                    }
+                    let taken = plan
+                        .state
+                        .activations
+                        .contains_key(&(license.clone(), request.fingerprint.clone()));
+                    match (&request.install_key, taken) {
+                        (Some(install_key), true) => books_device_key(&request.fingerprint, install_key),
+                        _ => request.fingerprint.clone(),
+                    }
                 }
-            }
+            };
             Ok((
                 vec![Change::PutActivation(ActivationRecord {
                     license_id: request.license_id.clone(),
-                    fingerprint: request.fingerprint.clone(),
+                    fingerprint: key,
                         activated_at: plan.now,
                         expires_at: expires_at.map(Timestamp::unix),
                         kind: ActivationKind::Recorded,
