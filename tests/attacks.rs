@@ -1590,6 +1590,77 @@ fn a_second_install_claiming_a_fingerprint_is_another_device_in_the_books() {
     assert_eq!(world.reason("cad"), "OK");
 }
 
+/// A weaker finding of round two: a row inserted with another install's
+/// certificate granted, while `apply` of the same file was refused.
+#[test]
+fn a_row_holding_another_installs_certificate_grants_nothing() {
+    let world = activated_through_the_books();
+    let row: (String, Option<String>) = world
+        .sqlite("state")
+        .query_row("SELECT token, machine FROM activations", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    world.ok_in(
+        "second",
+        &[
+            "init",
+            "--pub",
+            "vendor.pub",
+            "--product",
+            "acme",
+            "--fingerprint",
+            "desk-1",
+        ],
+    );
+    world.ok_in("second", &["license", "add", "cad.lic"]);
+    let out = world.run("second", &["apply", "desk.machine"]);
+    assert_eq!(json_out(&out)["error"]["code"], "FINGERPRINT_MISMATCH");
+    world
+        .sqlite("second")
+        .execute(
+            "INSERT INTO activations (license_id, fingerprint, activated_at, expires_at,
+             certificate, hostname, vm, token, machine) VALUES ('lic_cad', 'desk-1', 0, NULL, 1, 'h', 0, ?1, ?2)",
+            params![row.0, row.1],
+        )
+        .unwrap();
+    assert_eq!(world.reason_in("second", "cad"), "NOT_ACTIVATED");
+    assert_eq!(world.reason("cad"), "OK", "the first install keeps its own");
+}
+
+/// A weaker finding of round two: removing a license and re-adding an
+/// older issue of the same serial granted it (while installed, the same
+/// serial signed earlier was refused).
+#[test]
+fn an_older_issue_of_the_same_serial_is_refused_after_a_removal_too() {
+    let world = World::installed(&[]);
+    let spec = |features: Value| json!({"id": "lic_x", "product": "acme", "serial": 1, "features": features});
+    world.issue(
+        "broad.lic",
+        spec(json!([{"code": "export"}, {"code": "cad"}])),
+    );
+    let world = world.at("2026-01-02T00:00:00Z");
+    world.issue("narrow.lic", spec(json!([{"code": "export"}])));
+    world.ok(&["license", "add", "narrow.lic"]);
+    world.fails(&["license", "add", "broad.lic"], "LICENSE_REPLAYED");
+    world.ok(&["license", "remove", "lic_x"]);
+    world.fails(&["license", "add", "broad.lic"], "LICENSE_REPLAYED");
+    assert_eq!(world.reason("cad"), "NOT_LICENSED");
+    // Written back into the licenses table, it grants nothing either.
+    let token = std::fs::read_to_string(world.path("broad.lic")).unwrap();
+    let compact: String = token.lines().filter(|l| !l.starts_with("-----")).collect();
+    world
+        .sqlite("state")
+        .execute(
+            "INSERT INTO licenses (id, token, added_at, revoked) VALUES ('lic_x', ?1, 0, 0)",
+            params![compact],
+        )
+        .unwrap();
+    assert_eq!(world.reason("cad"), "NOT_LICENSED");
+    world.ok(&["license", "add", "narrow.lic"]);
+    assert_eq!(world.reason("export"), "OK");
+}
+
 #[test]
 fn a_kept_receipt_edited_in_the_state_is_refused_by_the_books() {
     let world = activated_through_the_books();

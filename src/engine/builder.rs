@@ -429,7 +429,7 @@ pub(crate) fn state_from(
         let superseded = state
             .serials
             .get(&verified.id)
-            .is_some_and(|&known| verified.serial < known);
+            .is_some_and(|known| known.supersedes(verified.serial, verified.issued_at.unix()));
         if verified.product != config.product || superseded {
             continue;
         }
@@ -481,6 +481,10 @@ pub(crate) fn state_from(
             )
         })
         .collect();
+    let own_key = state
+        .install_key
+        .as_ref()
+        .map(|key| key.public_key().to_base64url());
     for record in persisted.activations {
         let key = (record.license_id.clone(), record.fingerprint.clone());
         let deactivated = given_up.get(&key).copied();
@@ -496,7 +500,7 @@ pub(crate) fn state_from(
                 expires_at: known.expires_at,
                 ..record
             },
-            None => certified(record, &state.keyring, deactivated),
+            None => certified(record, &state.keyring, own_key.as_deref(), deactivated),
         };
         state.apply(Change::PutActivation(record));
     }
@@ -525,11 +529,14 @@ pub(crate) fn state_from(
 /// certificate holds it only if the certificate verifies and names this
 /// license and device; then it ends when the certificate says, whatever
 /// the row says. Otherwise it is only recorded: it counts, and grants
-/// nothing. So is a certificate signed no later than the device was
-/// `deactivated` here with a receipt: that certificate was given up.
+/// nothing. So is a certificate bound to another install's key than this
+/// one's (`own_key`: `apply` refuses it, and a row cannot bring it in),
+/// and one signed no later than the device was `deactivated` here with a
+/// receipt: that certificate was given up.
 fn certified(
     mut record: ActivationRecord,
     keyring: &Keyring,
+    own_key: Option<&str>,
     deactivated: Option<i64>,
 ) -> ActivationRecord {
     let ActivationKind::Certificate(token) = &record.kind else {
@@ -539,7 +546,11 @@ fn certified(
         Ok(cert)
             if cert.license_id == record.license_id
                 && cert.fingerprint == record.fingerprint
-                && deactivated.is_none_or(|at| cert.issued_at.unix() > at) =>
+                && deactivated.is_none_or(|at| cert.issued_at.unix() > at)
+                && match (&cert.install_key, own_key) {
+                    (Some(bound), Some(own)) => bound == own,
+                    _ => true,
+                } =>
         {
             record.expires_at = cert.expires_at.map(Timestamp::unix);
             record.machine = cert.machine;

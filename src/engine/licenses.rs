@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::license::{KeyRotation, RevocationList, VerifiedLicense};
 use crate::policy::guard;
 use crate::policy::validity::{self, feature_decision};
-use crate::store::{Change, LicenseRecord, SignedKind, SignedRecord};
+use crate::store::{Change, IssueMark, LicenseRecord, SignedKind, SignedRecord};
 use crate::token::{self, Keyring, TokenType, VerifiedToken};
 
 /// What [`Engine::apply`] did with a file.
@@ -98,13 +98,16 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
     if state.tombstones.contains_key(&id) {
         return Err(Error::LicenseRevoked { id });
     }
+    let issued_at = verified.issued_at.unix();
     let known = state.serials.get(&id).copied();
     if let Some(known) = known {
-        if verified.serial < known {
+        // An older serial, or the same serial signed earlier than one
+        // seen: installed now or removed since (DESIGN section 11.1).
+        if known.supersedes(verified.serial, issued_at) {
             return Err(Error::LicenseReplayed {
                 id,
                 offered: verified.serial,
-                known,
+                known: known.serial,
             });
         }
     }
@@ -126,8 +129,10 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
     if verified.trial_secs.is_some() && !state.first_use.contains_key(&id) {
         changes.push(Change::FirstUse(id.clone(), plan.now));
     }
-    if known.is_none_or(|k| verified.serial > k) {
-        changes.push(Change::Serial(id.clone(), verified.serial));
+    let mark = IssueMark::new(verified.serial, issued_at);
+    // Not older than the mark (refused above): it is the mark now.
+    if known != Some(mark) {
+        changes.push(Change::Serial(id.clone(), mark));
     }
     changes.push(Change::PutLicense(LicenseRecord {
         id: Arc::from(id),

@@ -13,8 +13,8 @@ use crate::license::{CountedBy, KeyRotation, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
 use crate::store::{
-    AcceptedReceiptRecord, ActivationRecord, Change, InstallSettings, IssuedReceiptRecord,
-    LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
+    AcceptedReceiptRecord, ActivationRecord, Change, InstallSettings, IssueMark,
+    IssuedReceiptRecord, LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
 };
 use crate::token::{Keyring, SigningKey};
 
@@ -181,7 +181,7 @@ pub(crate) struct State {
     /// the same serials, tombstones and keys, keeps `licenses` as it is.
     pub license_rows: Vec<(Arc<str>, i64, bool)>,
     /// Highest serial seen per license id (shared until it changes).
-    pub serials: Arc<FxHashMap<String, u64>>,
+    pub serials: Arc<FxHashMap<String, IssueMark>>,
     /// Ids that can never be added again (shared until they change).
     pub tombstones: Arc<BTreeMap<String, i64>>,
     /// When each license id with a trial was first added here (shared
@@ -273,8 +273,8 @@ impl State {
             Change::DeleteLicense(id) => {
                 self.licenses.remove(&id);
             }
-            Change::Serial(id, serial) => {
-                Arc::make_mut(&mut self.serials).insert(id, serial);
+            Change::Serial(id, mark) => {
+                Arc::make_mut(&mut self.serials).insert(id, mark);
             }
             Change::Tombstone(id, at) => {
                 Arc::make_mut(&mut self.tombstones).insert(id, at);

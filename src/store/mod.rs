@@ -37,6 +37,36 @@ use crate::license::VerifiedLicense;
 /// newer version is refused.
 pub(crate) const FORMAT_VERSION: u32 = 4;
 
+/// The latest issue of a license id an install has seen: the highest
+/// serial, and the latest `issued_at` among the tokens of that serial
+/// (Unix seconds; `None` in a state written before it was kept). An
+/// issue below it grants nothing, and is refused (`LICENSE_REPLAYED`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssueMark {
+    /// The highest serial.
+    pub serial: u64,
+    /// The latest `issued_at` of that serial.
+    pub issued_at: Option<i64>,
+}
+
+impl IssueMark {
+    /// The mark of an issue `serial` signed at `issued_at`.
+    pub fn new(serial: u64, issued_at: i64) -> Self {
+        IssueMark {
+            serial,
+            issued_at: Some(issued_at),
+        }
+    }
+
+    /// Whether an issue `serial` signed at `issued_at` is older than this
+    /// mark: a lower serial, or the same serial signed earlier.
+    pub fn supersedes(&self, serial: u64, issued_at: i64) -> bool {
+        serial < self.serial
+            || (serial == self.serial && self.issued_at.is_some_and(|at| issued_at < at))
+    }
+}
+
 /// A stored license. Its token is verified again whenever the state is
 /// read, so a hand-edited row never grants more.
 #[derive(Debug, Clone, Default)]
@@ -442,8 +472,10 @@ pub struct Persisted {
     pub settings: Settings,
     /// Installed licenses.
     pub licenses: Vec<LicenseRecord>,
-    /// Highest serial seen per license id.
-    pub serials: Vec<(String, u64)>,
+    /// The latest issue seen per license id: its serial, and the
+    /// `issued_at` of the latest token of that serial (absent in a state
+    /// an older entitle wrote).
+    pub serials: Vec<(String, IssueMark)>,
     /// Ids that can never be added again, and when they were buried.
     pub tombstones: Vec<(String, i64)>,
     /// When each license id with a trial was first added here.
@@ -480,8 +512,8 @@ pub enum Change {
     PutLicense(LicenseRecord),
     /// Removes a license.
     DeleteLicense(String),
-    /// The highest serial seen for a license id.
-    Serial(String, u64),
+    /// The latest issue seen for a license id.
+    Serial(String, IssueMark),
     /// A license id that can never be added again.
     Tombstone(String, i64),
     /// When this install first added a license id: a trial's clock starts

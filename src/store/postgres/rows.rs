@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, IssueMark,
     IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
     SignedKind, SignedRecord, UserRecord,
 };
@@ -55,7 +55,7 @@ fn signed(value: u64) -> i64 {
 pub(super) struct Cached {
     at: Option<u64>,
     licenses: Vec<LicenseRecord>,
-    serials: Vec<(String, u64)>,
+    serials: Vec<(String, IssueMark)>,
     tombstones: Vec<(String, i64)>,
     first_use: Vec<(String, i64)>,
     signed: Vec<SignedRecord>,
@@ -121,11 +121,18 @@ pub(super) fn read_all(
                 .collect::<Rows<_>>()?,
             serials: conn
                 .query(
-                    "SELECT id, serial FROM entitle_serials WHERE namespace = $1 ORDER BY id",
+                    "SELECT id, serial, issued_at FROM entitle_serials WHERE namespace = $1 \
+                     ORDER BY id",
                     &[ns],
                 )?
                 .iter()
-                .map(|r| Ok((get(r, 0, "serials")?, unsigned(get(r, 1, "serials")?))))
+                .map(|r| {
+                    let mark = IssueMark {
+                        serial: unsigned(get(r, 1, "serials")?),
+                        issued_at: get(r, 2, "serials")?,
+                    };
+                    Ok((get(r, 0, "serials")?, mark))
+                })
                 .collect::<Rows<_>>()?,
             tombstones: pairs(
                 conn,
@@ -510,11 +517,12 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
             "DELETE FROM entitle_licenses WHERE namespace = $1 AND id = $2",
             &[&ns, id],
         ),
-        Change::Serial(id, serial) => statement(
+        Change::Serial(id, mark) => statement(
             sql,
-            "INSERT INTO entitle_serials (namespace, id, serial) VALUES ($1, $2, $3) \
-             ON CONFLICT (namespace, id) DO UPDATE SET serial = EXCLUDED.serial",
-            &[&ns, id, &signed(*serial)],
+            "INSERT INTO entitle_serials (namespace, id, serial, issued_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, id) DO UPDATE SET serial = EXCLUDED.serial, \
+             issued_at = EXCLUDED.issued_at",
+            &[&ns, id, &signed(mark.serial), &mark.issued_at],
         ),
         Change::Tombstone(id, at) => statement(
             sql,

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS entitle_licenses (
     namespace text NOT NULL, id text NOT NULL, token text NOT NULL,
     added_at bigint NOT NULL, revoked boolean NOT NULL, PRIMARY KEY (namespace, id));
 CREATE TABLE IF NOT EXISTS entitle_serials (
-    namespace text NOT NULL, id text NOT NULL, serial bigint NOT NULL,
+    namespace text NOT NULL, id text NOT NULL, serial bigint NOT NULL, issued_at bigint,
     PRIMARY KEY (namespace, id));
 CREATE TABLE IF NOT EXISTS entitle_tombstones (
     namespace text NOT NULL, id text NOT NULL, at bigint NOT NULL,
@@ -84,6 +84,9 @@ ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS install_key text;
 -- activated on; an older row has none, and a named device's activation
 -- then grants nothing until it is made again.
 ALTER TABLE entitle_activations ADD COLUMN IF NOT EXISTS machine text;
+-- and the issued_at of each license id's latest issue: a token of the
+-- same serial signed earlier is refused, installed or not.
+ALTER TABLE entitle_serials ADD COLUMN IF NOT EXISTS issued_at bigint;
 -- Version 3 (commits in one round trip): moves a namespace from the
 -- generation its writer planned on to the next, or fails the transaction
 -- (serialization_failure) if another writer moved it first. Run first in

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, IssueMark,
     IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
     SignedKind, SignedRecord, UserRecord,
 };
@@ -64,7 +64,7 @@ pub(super) fn read_settings(conn: &Connection) -> rusqlite::Result<Settings> {
 #[derive(Debug, Default)]
 pub(super) struct Cached {
     licenses: Option<(String, Vec<LicenseRecord>)>,
-    serials: Option<(String, Vec<(String, u64)>)>,
+    serials: Option<(String, Vec<(String, IssueMark)>)>,
     tombstones: Option<(String, Vec<(String, i64)>)>,
     first_use: Option<(String, Vec<(String, i64)>)>,
     signed: Option<(String, Vec<SignedRecord>)>,
@@ -116,8 +116,14 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
             )
         })?,
         serials: read_versioned(&meta, &mut cached.serials, "serials", || {
-            read_table(conn, &meta, "serials", "id, serial", |r| {
-                Ok((r.get(0)?, unsigned(r, 1)?))
+            read_table(conn, &meta, "serials", "id, serial, issued_at", |r| {
+                Ok((
+                    r.get(0)?,
+                    IssueMark {
+                        serial: unsigned(r, 1)?,
+                        issued_at: r.get(2)?,
+                    },
+                ))
             })
         })?,
         tombstones: read_versioned(&meta, &mut cached.tombstones, "tombstones", || {
@@ -338,10 +344,10 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
             params![&*l.id, &*l.token, l.added_at, l.revoked as i64],
         ),
         Change::DeleteLicense(id) => run(conn, "DELETE FROM licenses WHERE id = ?1", params![id]),
-        Change::Serial(id, serial) => run(
+        Change::Serial(id, mark) => run(
             conn,
-            "INSERT OR REPLACE INTO serials (id, serial) VALUES (?1, ?2)",
-            params![id, i64::try_from(*serial).unwrap_or(i64::MAX)],
+            "INSERT OR REPLACE INTO serials (id, serial, issued_at) VALUES (?1, ?2, ?3)",
+            params![id, i64::try_from(mark.serial).unwrap_or(i64::MAX), mark.issued_at],
         ),
         Change::Tombstone(id, at) => run(
             conn,

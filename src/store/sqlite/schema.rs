@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 CREATE TABLE IF NOT EXISTS licenses (
     id TEXT PRIMARY KEY, token TEXT NOT NULL, added_at INTEGER NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS serials (id TEXT PRIMARY KEY, serial INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS serials (id TEXT PRIMARY KEY, serial INTEGER NOT NULL, issued_at INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, user_type TEXT NOT NULL, added_at INTEGER NOT NULL,
@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS reports (
 /// nothing until its certificate is applied again) and the install key in
 /// format 3 (none for an activation recorded before installs had keys:
 /// its receipts cannot be checked, and the vendor frees it by hand), and
+/// the `issued_at` of each id's latest issue (`serials.issued_at`) and
 /// the machine a named device was activated on in format 4 (none: an
 /// activation of a named device grants nothing until it is made again).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -77,6 +78,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if !columns.iter().any(|c| c == column) {
             conn.execute_batch(&format!("ALTER TABLE activations ADD COLUMN {column} TEXT"))?;
         }
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('serials')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !columns.iter().any(|c| c == "issued_at") {
+        conn.execute_batch("ALTER TABLE serials ADD COLUMN issued_at INTEGER")?;
     }
     Ok(())
 }
