@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use entitle::store::FileStore;
+use entitle::store::{FileStore, IssueMark};
 use entitle::{Engine, Reason, SystemClock};
 use serde_json::json;
 
@@ -244,11 +244,13 @@ fn two_processes_never_exceed_ten_seats() {
 /// roll the first back too, after it had been handed a generation.)
 #[test]
 fn an_abandoned_mutation_takes_nothing_of_its_batch() {
-    use entitle::store::{Change, Store};
+    use entitle::store::{Change, IssueMark, Store};
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::create(dir.path()).unwrap();
     let mut first = store.begin().unwrap();
-    first.write(&[Change::Serial("first".into(), 1)]).unwrap();
+    first
+        .write(&[Change::Serial("first".into(), IssueMark::new(1, 0))])
+        .unwrap();
     let generation = first.commit().unwrap();
     let mut second = store.begin().unwrap();
     assert_eq!(
@@ -256,12 +258,14 @@ fn an_abandoned_mutation_takes_nothing_of_its_batch() {
         generation,
         "the second joins the batch"
     );
-    second.write(&[Change::Serial("second".into(), 2)]).unwrap();
+    second
+        .write(&[Change::Serial("second".into(), IssueMark::new(2, 0))])
+        .unwrap();
     drop(second);
     // Loading with the batch still open reads it, not an error.
     let (seen, rows) = store.load().unwrap();
     assert_eq!(seen, generation);
-    assert_eq!(rows.serials, [("first".to_owned(), 1)]);
+    assert_eq!(rows.serials, [("first".to_owned(), IssueMark::new(1, 0))]);
     store.sync(generation).unwrap();
     drop(store);
 
@@ -270,7 +274,7 @@ fn an_abandoned_mutation_takes_nothing_of_its_batch() {
     assert_eq!(reopened, generation);
     assert_eq!(
         rows.serials,
-        [("first".to_owned(), 1)],
+        [("first".to_owned(), IssueMark::new(1, 0))],
         "the second is gone"
     );
 }
@@ -292,7 +296,7 @@ fn a_failed_write_undoes_only_its_own_mutation() {
     .unwrap();
     drop(conn);
     let store = FileStore::open(dir.path()).unwrap();
-    let meta = |k: &str, _: &str| Change::Serial(k.into(), 1);
+    let meta = |k: &str, _: &str| Change::Serial(k.into(), IssueMark::new(1, 0));
     let mut first = store.begin().unwrap();
     first.write(&[meta("first", "kept")]).unwrap();
     first.commit().unwrap();
@@ -373,10 +377,11 @@ fn a_commit_left_unsynced_is_written_when_the_store_closes() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::create(dir.path()).unwrap();
     let mut txn = store.begin().unwrap();
-    txn.write(&[Change::Serial("left".into(), 7)]).unwrap();
+    txn.write(&[Change::Serial("left".into(), IssueMark::new(7, 0))])
+        .unwrap();
     let generation = txn.commit().unwrap();
     drop(store);
     let (reopened, rows) = FileStore::open(dir.path()).unwrap().load().unwrap();
     assert_eq!(reopened, generation);
-    assert_eq!(rows.serials, [("left".to_owned(), 7)]);
+    assert_eq!(rows.serials, [("left".to_owned(), IssueMark::new(7, 0))]);
 }

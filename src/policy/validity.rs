@@ -113,6 +113,13 @@ impl Activation {
             Activation::Until(end) => now < end,
         }
     }
+
+    /// Whether the activation ends at some instant (a machine certificate
+    /// with an `expires_at`): then the license's rights on this device
+    /// change with time.
+    fn ends(self) -> bool {
+        matches!(self, Activation::Until(end) if end < i64::MAX)
+    }
 }
 
 /// What the install itself contributes to validity.
@@ -192,7 +199,10 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
             return Reason::MaintenanceExpired;
         }
     }
-    if tampered && depends_on_time(license) {
+    // Every answer that changes with time is held on a tampered clock,
+    // an activation that ends included (DESIGN section 11.1): a decision
+    // taken then is not re-taken as time passes.
+    if tampered && (depends_on_time(license) || view.activation.ends()) {
         return Reason::ClockTampered;
     }
     let reason = match status {

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use entitle::store::{Change, Store};
+use entitle::store::{Change, IssueMark, Store};
 use entitle::{Engine, ManualClock, Reason, SystemClock};
 use serde_json::json;
 
@@ -107,7 +107,7 @@ pub fn refused_and_abandoned_changes_leave_no_trace<S: Store>(open: impl Fn() ->
     let mut txn = store.begin().unwrap();
     txn.write(&[
         Change::DeleteUser("a".into()),
-        Change::Serial("x".into(), 9),
+        Change::Serial("x".into(), IssueMark::new(9, 100)),
     ])
     .unwrap();
     drop(txn);
@@ -123,7 +123,7 @@ pub fn a_transaction_is_all_or_nothing<S: Store>(open: impl Fn() -> S) {
     let (before, _) = store.load().unwrap();
     let mut txn = store.begin().unwrap();
     txn.write(&[
-        Change::Serial("a".into(), 1),
+        Change::Serial("a".into(), IssueMark::new(1, 100)),
         Change::Tombstone("b".into(), 5),
     ])
     .unwrap();
@@ -134,7 +134,7 @@ pub fn a_transaction_is_all_or_nothing<S: Store>(open: impl Fn() -> S) {
     drop(store);
     let (seen, rows) = open().load().unwrap();
     assert_eq!(seen, generation);
-    assert_eq!(rows.serials, [("a".to_owned(), 1)]);
+    assert_eq!(rows.serials, [("a".to_owned(), IssueMark::new(1, 100))]);
     assert_eq!(rows.tombstones, [("b".to_owned(), 5)]);
     assert_eq!(rows.transfers, [("c".to_owned(), 2)]);
 }
