@@ -343,6 +343,7 @@ fn reason_of(code: &str) -> Option<Reason> {
         Reason::LeaseNotFound,
         Reason::BorrowNotAllowed,
         Reason::BorrowTooLong,
+        Reason::LeaseBorrowed,
         Reason::ConsumptionLimit,
         Reason::LeaseRequired,
     ];
