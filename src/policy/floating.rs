@@ -326,7 +326,9 @@ pub fn grants_floating(license: &License, code: &str) -> bool {
 /// feature's pool: as [`feature_decision`](crate::policy::validity::feature_decision),
 /// except that a grant through a floating pool allows only while the
 /// lease is live (`LEASE_REQUIRED` without one, `LEASE_EXPIRED` once it
-/// lapsed). A grant without a pool allows by itself.
+/// lapsed), and never on a `tampered` clock (`CLOCK_TAMPERED`): a lease,
+/// borrowed or not, lives until an instant, so a clock set back would
+/// stretch it. A grant without a pool allows by itself.
 pub fn gate_reason(
     views: &[LicenseView<'_>],
     code: &str,
@@ -343,6 +345,7 @@ pub fn gate_reason(
         let mut r = crate::policy::validity::feature_reason(view, feature, ctx, now, tampered);
         if r.allows() && grants_floating(view.license, code) {
             r = match held {
+                Held::Live(_) if tampered => Reason::ClockTampered,
                 Held::Live(_) => r,
                 Held::Lapsed(_) => Reason::LeaseExpired,
                 Held::None => Reason::LeaseRequired,
