@@ -14,7 +14,11 @@
 //!
 //! A laptop leaving the network borrows its seat
 //! ([`Client::borrow`]), saves the token, and later holds it offline with
-//! [`LeaseGuard::borrowed`] until the borrow ends.
+//! [`LeaseGuard::borrowed`] until the borrow ends, judging time by the
+//! application's own [`Engine`](crate::Engine) and its clock guard (a
+//! clock set back is `CLOCK_TAMPERED`, not a longer trip). The server
+//! holds the seat until the borrow ends: it cannot be checked in early
+//! (`LEASE_BORROWED`).
 //!
 //! ```no_run
 //! use entitle::client::Client;
@@ -42,9 +46,11 @@
 //! std::fs::write("cad.lease", &token).unwrap();
 //! drop(seat); // the borrow keeps the seat on the server until it ends
 //!
-//! // On the train, no network:
+//! // On the train, no network: the application's install judges the time.
+//! let install = entitle::store::FileStore::create("/var/lib/acme")?;
+//! let engine = entitle::Engine::builder("acme").store(install).build()?;
 //! let saved = std::fs::read_to_string("cad.lease").unwrap();
-//! let seat = entitle::LeaseGuard::borrowed(&saved, client.server_key())?;
+//! let seat = entitle::LeaseGuard::borrowed(&engine, &saved, client.server_key())?;
 //! assert!(seat.check().allowed());
 //! # Ok(())
 //! # }
@@ -343,6 +349,7 @@ fn reason_of(code: &str) -> Option<Reason> {
         Reason::LeaseNotFound,
         Reason::BorrowNotAllowed,
         Reason::BorrowTooLong,
+        Reason::LeaseBorrowed,
         Reason::ConsumptionLimit,
         Reason::LeaseRequired,
     ];

@@ -305,9 +305,15 @@ fn floating_leases_check_out_heartbeat_borrow_and_check_in() {
 
     let checked_in = world.ok(&["lease", "checkin", &third_id]);
     assert_eq!(checked_in["checked_in"], true);
+    // ws1's borrow holds its seat until it ends: neither a check-in nor a
+    // return frees it before.
+    world.fails(&["lease", "return", &first_id], "LEASE_BORROWED");
+    world.fails(&["lease", "checkin", &first_id], "LEASE_BORROWED");
+    assert_eq!(ids(&world.ok(&["lease", "list"])), [first_id.as_str()]);
+    world.at("2026-01-04T00:05:00Z");
+    assert_eq!(world.ok(&["lease", "list"])["items"], json!([]));
     let returned = world.ok(&["lease", "return", &first_id]);
     assert_eq!(returned["returned"], true);
-    assert_eq!(world.ok(&["lease", "list"])["items"], json!([]));
     world.fails(&["lease", "checkin", &third_id], "LEASE_NOT_FOUND");
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use entitle::client::Client;
 use entitle::token::PublicKey;
-use entitle::LeaseGuard;
+use entitle::{Engine, LeaseGuard};
 use serde_json::json;
 use server_common::{entitle, install, Server};
 
@@ -136,7 +136,9 @@ fn a_borrowed_token_saved_to_disk_keeps_a_laptop_licensed_offline_until_it_ends(
     drop(server);
 
     let saved = std::fs::read_to_string(&file).unwrap();
-    let laptop = LeaseGuard::borrowed(&saved, &key).unwrap();
+    // The laptop's own install judges the time.
+    let install = Engine::builder("acme").build().unwrap();
+    let laptop = LeaseGuard::borrowed(&install, &saved, &key).unwrap();
     assert!(laptop.check().allowed());
     assert!(
         laptop.renew().allowed(),
@@ -145,12 +147,14 @@ fn a_borrowed_token_saved_to_disk_keeps_a_laptop_licensed_offline_until_it_ends(
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(laptop.check().reason().code(), "LEASE_EXPIRED");
     assert_eq!(
-        LeaseGuard::borrowed(&saved, &key).unwrap_err().code(),
+        LeaseGuard::borrowed(&install, &saved, &key)
+            .unwrap_err()
+            .code(),
         "LEASE_EXPIRED"
     );
     let stranger = entitle::token::SigningKey::generate().unwrap();
     assert_eq!(
-        LeaseGuard::borrowed(&saved, stranger.public_key())
+        LeaseGuard::borrowed(&install, &saved, stranger.public_key())
             .unwrap_err()
             .code(),
         "SIGNATURE_INVALID"
@@ -164,8 +168,11 @@ fn a_lease_that_was_not_borrowed_cannot_be_held_offline() {
     let server = Server::start(dir.path(), &[]);
     let reply = server.post("/v1/leases", &json!({"client": "desk-1"}));
     let token = reply.body["token"].as_str().unwrap();
+    let install = Engine::builder("acme").build().unwrap();
     assert_eq!(
-        LeaseGuard::borrowed(token, &key).unwrap_err().code(),
+        LeaseGuard::borrowed(&install, token, &key)
+            .unwrap_err()
+            .code(),
         "BORROW_NOT_ALLOWED"
     );
 }

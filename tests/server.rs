@@ -106,6 +106,12 @@ fn every_client_route_answers_as_the_cli_does() {
     assert_eq!(borrowed.body["borrowed"], json!(true));
     let too_long = server.post(&format!("/v1/leases/{id}/borrow"), &json!({"secs": 7200}));
     assert_eq!((too_long.status, too_long.code()), (409, "BORROW_TOO_LONG"));
+    // A borrowed seat is held until the borrow ends: no early check-in.
+    let early = server.delete(&format!("/v1/leases/{id}"));
+    assert_eq!((early.status, early.code()), (409, "LEASE_BORROWED"));
+    let plain = server.post("/v1/leases", &json!({"client": "desk-2", "feature": "cad"}));
+    assert_eq!(plain.status, 201, "{:?}", plain.body);
+    let id = plain.body["id"].as_str().unwrap().to_owned();
     let back = server.delete(&format!("/v1/leases/{id}"));
     assert_eq!((back.status, &back.body["checked_in"]), (200, &json!(true)));
     let gone = server.delete(&format!("/v1/leases/{id}"));
@@ -351,6 +357,36 @@ fn lease_tokens_verify_with_the_printed_key_and_a_borrow_says_borrowed() {
     )
     .unwrap_err();
     assert_eq!(err.code(), "SIGNATURE_INVALID");
+}
+
+#[test]
+fn a_borrowed_lease_checked_in_early_does_not_free_its_seat_for_another_borrow() {
+    // The attack: borrow the one seat, check it in, and borrow it again
+    // from another client: a second token valid offline from one seat.
+    let dir = install(spec(1));
+    let key = lease_pub(dir.path());
+    let server = Server::start(dir.path(), &[]);
+    let lease = server.post("/v1/leases", &json!({"client": "laptop-1"}));
+    assert_eq!(lease.status, 201, "{:?}", lease.body);
+    let id = lease.body["id"].as_str().unwrap().to_owned();
+    let borrowed = server.post(&format!("/v1/leases/{id}/borrow"), &json!({"secs": 3600}));
+    assert_eq!(borrowed.status, 200, "{:?}", borrowed.body);
+    let token = LeaseToken::verify(borrowed.body["token"].as_str().unwrap(), &key).unwrap();
+    assert!(token.borrowed);
+
+    let early = server.delete(&format!("/v1/leases/{id}"));
+    assert_eq!((early.status, early.code()), (409, "LEASE_BORROWED"));
+    // The seat is still taken, until the borrow ends.
+    assert_eq!(early.body["retry_at"], json!(token.expires_at));
+    let second = server.post("/v1/leases", &json!({"client": "laptop-2"}));
+    assert_eq!(
+        (second.status, second.code()),
+        (409, "FLOATING_EXHAUSTED"),
+        "{:?}",
+        second.body
+    );
+    let leases = entitle(dir.path(), &["lease", "list"]);
+    assert_eq!(leases["items"].as_array().unwrap().len(), 1);
 }
 
 #[test]

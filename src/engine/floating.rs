@@ -207,6 +207,12 @@ impl Engine {
     /// checkout gets the seat back at once, nobody else's does. The
     /// lingering seat is listed by [`Engine::leases`] under the id
     /// `linger_<lease id>`; checking that in frees it at once.
+    ///
+    /// A borrowed lease is refused until its borrow ends
+    /// (`LEASE_BORROWED`, with the instant it ends as `retry_at`): its
+    /// token keeps a laptop licensed offline until then, so its seat is
+    /// held until then too (DESIGN section 11.1). It frees itself at that
+    /// instant, with no check-in.
     pub fn checkin(&self, lease_id: &str) -> Result<()> {
         self.mutate(|plan| {
             let Some(lease) = plan.state.leases.get(lease_id) else {
@@ -215,6 +221,18 @@ impl Engine {
                     format!("no lease `{lease_id}`"),
                 ));
             };
+            if floating::borrow_holds(lease, plan.now) {
+                let ends = Timestamp::from_unix(lease.expires_at);
+                return Err(Error::Denied {
+                    reason: Reason::LeaseBorrowed,
+                    message: format!(
+                        "lease `{lease_id}` is borrowed until {ends}: its token holds offline \
+                         until then, so its seat stays taken until then and frees itself at \
+                         that instant"
+                    ),
+                    retry_at: Some(ends),
+                });
+            }
             let lingering = pool_for(plan, &lease.client, lease.feature.as_deref())
                 .ok()
                 .and_then(|pool| floating::checkin(lease, &pool, plan.now));
@@ -228,6 +246,7 @@ impl Engine {
     /// Borrows a leased seat for `secs` seconds: it stays taken without
     /// heartbeats until then (for a laptop going on a trip), or until the
     /// lease already ran if that is later: a borrow never shortens a lease.
+    /// Until it ends the seat cannot be checked in (`LEASE_BORROWED`).
     /// `BORROW_NOT_ALLOWED` or `BORROW_TOO_LONG` per the license.
     pub fn borrow(&self, lease_id: &str, secs: i64) -> Result<Lease> {
         if secs <= 0 {
@@ -252,7 +271,13 @@ impl Engine {
         })
     }
 
-    /// Ends a borrow early, freeing the seat.
+    /// Gives back a lease whose borrow has ended, as [`Engine::checkin`]
+    /// does. A borrow cannot end early: the borrowed token stays valid
+    /// offline until its end, and nothing shows that every copy of it was
+    /// given back, so while the borrow runs this is refused
+    /// (`LEASE_BORROWED`, with the instant it ends as `retry_at`) and the
+    /// seat stays taken (DESIGN section 11.1). Keep borrows short
+    /// (`borrow_max_secs`) rather than counting on their return.
     pub fn return_borrow(&self, lease_id: &str) -> Result<()> {
         self.checkin(lease_id)
     }

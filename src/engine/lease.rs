@@ -35,6 +35,13 @@ pub(crate) trait Holder: Send + Sync + 'static {
     fn checkin(&self, lease_id: &str) -> Result<()>;
     /// The holder's idea of now.
     fn now(&self) -> Timestamp;
+    /// Whether the holder's clock is behind the latest time its install
+    /// has seen (the engine's rollback guard): then no lease's end can be
+    /// judged by it. A holder with no install to remember time by (a
+    /// license server's client, whose server judges its leases) says no.
+    fn clock_tampered(&self) -> bool {
+        false
+    }
 }
 
 impl Holder for Engine {
@@ -52,6 +59,10 @@ impl Holder for Engine {
 
     fn now(&self) -> Timestamp {
         Engine::now(self)
+    }
+
+    fn clock_tampered(&self) -> bool {
+        Engine::clock_tampered(self)
     }
 }
 
@@ -251,9 +262,16 @@ impl LeaseGuard {
 
     /// Whether the seat is held now: `OK` until the lease's end (renewals
     /// move it), `LEASE_EXPIRED` once it has passed unrenewed, or why the
-    /// seat was lost.
+    /// seat was lost. A guard an engine holds (its own lease, or a
+    /// borrowed token held through it) says `CLOCK_TAMPERED` while that
+    /// engine's clock is behind the latest time it has seen: a clock set
+    /// back would stretch the lease.
     pub fn check(&self) -> Decision {
-        let now = self.handle.shared.holder.now();
+        let holder = &self.handle.shared.holder;
+        if holder.clock_tampered() {
+            return Decision::new(Reason::ClockTampered, None);
+        }
+        let now = holder.now();
         match &*self.handle.shared.held.lock() {
             Held::Lease(lease) if now < lease.expires_at => {
                 Decision::new(Reason::Ok, Some(lease.expires_at))
@@ -285,8 +303,14 @@ impl LeaseGuard {
     /// (saved to disk before a laptop left the network): verified with
     /// the server's public key, it holds until the borrow ends, with no
     /// server to reach. `check()` allows until then and says
-    /// `LEASE_EXPIRED` after; dropping it frees nothing (the server frees
-    /// the seat when the borrow ends, or when the client returns it).
+    /// `LEASE_EXPIRED` after; dropping it frees nothing (the server holds
+    /// the seat until the borrow ends).
+    ///
+    /// Time is judged by `engine`, the application's own install: its
+    /// clock, and its rollback guard. While that clock is behind the
+    /// latest time the install has seen (set back to stretch the borrow),
+    /// `check()` says `CLOCK_TAMPERED`; once the clock is right again it
+    /// answers as before.
     ///
     /// Refused: a token another key signed (`SIGNATURE_INVALID`), a lease
     /// that was not borrowed (`BORROW_NOT_ALLOWED`: it needs heartbeats),
@@ -294,20 +318,24 @@ impl LeaseGuard {
     ///
     /// ```
     /// use entitle::token::{LeaseToken, SigningKey};
-    /// use entitle::{LeaseGuard, Timestamp};
+    /// use entitle::{Engine, LeaseGuard, Timestamp};
     ///
+    /// let engine = Engine::builder("acme").build().unwrap(); // the application's install
     /// let server = SigningKey::from_seed(&[9; 32]);
-    /// let now = entitle::Clock::now(&entitle::SystemClock);
+    /// let now = engine.now();
     /// let trip = LeaseToken::new("lease_1", vec!["lic_1".into()], "laptop-3", Some("cad"),
     ///     now, Timestamp::from_unix(now.unix() + 7 * 86_400), true);
     /// let saved = trip.sign(&server).unwrap(); // what the laptop wrote to disk
     ///
-    /// let seat = LeaseGuard::borrowed(&saved, server.public_key()).unwrap();
+    /// let seat = LeaseGuard::borrowed(&engine, &saved, server.public_key()).unwrap();
     /// assert!(seat.check().allowed());
     /// ```
-    pub fn borrowed(token: &str, server_key: &crate::token::PublicKey) -> Result<LeaseGuard> {
+    pub fn borrowed(
+        engine: &Engine,
+        token: &str,
+        server_key: &crate::token::PublicKey,
+    ) -> Result<LeaseGuard> {
         let lease = crate::token::LeaseToken::verify(token, server_key)?;
-        let offline = Offline;
         if !lease.borrowed {
             return Err(Error::denied(
                 Reason::BorrowNotAllowed,
@@ -317,7 +345,12 @@ impl LeaseGuard {
                 ),
             ));
         }
-        if !lease.live_at(offline.now()) {
+        let offline = Offline {
+            engine: engine.clone(),
+        };
+        // On a clock set back the end cannot be judged: the guard is made,
+        // and says CLOCK_TAMPERED until the clock is right again.
+        if !offline.clock_tampered() && !lease.live_at(offline.now()) {
             return Err(Error::denied(
                 Reason::LeaseExpired,
                 format!(
@@ -331,10 +364,13 @@ impl LeaseGuard {
     }
 }
 
-/// What holds a borrowed seat off the network: nothing to reach. Every
-/// renewal fails as an outage does, so the guard keeps its lease until it
-/// ends; a check-in frees nothing.
-struct Offline;
+/// What holds a borrowed seat off the network: nothing to reach, and the
+/// application's engine to tell the time by. Every renewal fails as an
+/// outage does, so the guard keeps its lease until it ends; a check-in
+/// frees nothing.
+struct Offline {
+    engine: Engine,
+}
 
 impl Holder for Offline {
     fn checkout(&self, _feature: Option<&str>) -> Result<Lease> {
@@ -350,7 +386,11 @@ impl Holder for Offline {
     }
 
     fn now(&self) -> Timestamp {
-        crate::clock::Clock::now(&crate::clock::SystemClock)
+        self.engine.now()
+    }
+
+    fn clock_tampered(&self) -> bool {
+        self.engine.clock_tampered()
     }
 }
 
@@ -377,6 +417,14 @@ impl WeakGuard {
 }
 
 impl Engine {
+    /// Whether this engine's clock is now behind the latest time its
+    /// install has seen by more than the tolerance (the rollback guard of
+    /// `check_feature`'s `CLOCK_TAMPERED`).
+    pub(crate) fn clock_tampered(&self) -> bool {
+        let snapshot = self.inner.snapshot.load();
+        self.now().unix() < snapshot.tamper_below
+    }
+
     /// Takes a floating seat from the pool of `feature` (or the
     /// license-level pool) for this program, as [`Engine::client_id`], and
     /// holds it until the returned guard and all its clones are dropped:

@@ -197,6 +197,27 @@ pub fn checkin(lease: &LeaseRecord, pool: &Pool, now: i64) -> Option<LeaseRecord
     })
 }
 
+/// Whether `lease` is borrowed and its borrow still runs at `now`: then
+/// its seat is held until the lease ends, whatever the client asks. A
+/// borrowed token is a signed promise that holds offline until
+/// `expires_at` (every token of the lease ends by then: a lease never
+/// ends sooner than it did), and nothing can show that every copy of it
+/// was given back, so a check-in before then would free a seat the
+/// token still uses (`LEASE_BORROWED`).
+///
+/// ```
+/// use entitle::policy::floating::{borrow, borrow_holds, Pool};
+/// let pool = Pool { seats: 1, lease_secs: 60, borrow_max_secs: Some(3600), linger_secs: 0 };
+/// let lease = Default::default();
+/// let borrowed = borrow(&lease, &pool, 3600, 0).unwrap();
+/// assert!(borrow_holds(&borrowed, 3599));
+/// assert!(!borrow_holds(&borrowed, 3600));
+/// assert!(!borrow_holds(&lease, 0)); // not borrowed
+/// ```
+pub fn borrow_holds(lease: &LeaseRecord, now: i64) -> bool {
+    lease.borrowed_until.is_some() && lease.live_at(now)
+}
+
 /// A live lease renewed: it lasts the pool's `lease_secs` from now, and
 /// never ends sooner than it did (a borrow keeps its end).
 pub fn renew(lease: &LeaseRecord, pool: &Pool, now: i64) -> LeaseRecord {
@@ -305,7 +326,9 @@ pub fn grants_floating(license: &License, code: &str) -> bool {
 /// feature's pool: as [`feature_decision`](crate::policy::validity::feature_decision),
 /// except that a grant through a floating pool allows only while the
 /// lease is live (`LEASE_REQUIRED` without one, `LEASE_EXPIRED` once it
-/// lapsed). A grant without a pool allows by itself.
+/// lapsed), and never on a `tampered` clock (`CLOCK_TAMPERED`): a lease,
+/// borrowed or not, lives until an instant, so a clock set back would
+/// stretch it. A grant without a pool allows by itself.
 pub fn gate_reason(
     views: &[LicenseView<'_>],
     code: &str,
@@ -322,6 +345,7 @@ pub fn gate_reason(
         let mut r = crate::policy::validity::feature_reason(view, feature, ctx, now, tampered);
         if r.allows() && grants_floating(view.license, code) {
             r = match held {
+                Held::Live(_) if tampered => Reason::ClockTampered,
                 Held::Live(_) => r,
                 Held::Lapsed(_) => Reason::LeaseExpired,
                 Held::None => Reason::LeaseRequired,

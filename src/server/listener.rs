@@ -1,28 +1,36 @@
-//! The server's listener: a cap on connections, the `--allow` networks,
-//! and a deadline for slow clients (mini-redis's semaphore, applied where
-//! connections are accepted).
+//! The server's listener and connections: a cap on connections in all
+//! and per client address, the `--allow` networks, hyper's limits on a
+//! request's head, and a deadline for slow clients (mini-redis's
+//! semaphore, applied where connections are accepted).
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::cidr::Cidr;
+use super::MAX_HEADER_BYTES;
 
-/// Accepts a connection only while fewer than the cap are open, and only
-/// from the allowed networks (others are closed at once, unread).
+/// Accepts a connection only while fewer than the cap are open, only
+/// from the allowed networks, and only while its address holds fewer
+/// than its own cap (others are closed at once, unread).
 pub(crate) struct Guarded {
     tcp: TcpListener,
     allow: Vec<Cidr>,
     permits: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     patience: Duration,
 }
 
@@ -31,22 +39,23 @@ impl Guarded {
         tcp: TcpListener,
         allow: Vec<Cidr>,
         max_connections: usize,
+        max_per_address: usize,
         patience: Duration,
     ) -> Self {
         Guarded {
             tcp,
             allow,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            per_address: Arc::new(PerAddress {
+                cap: max_per_address.max(1),
+                open: Mutex::new(rustc_hash::FxHashMap::default()),
+            }),
             patience,
         }
     }
-}
 
-impl axum::serve::Listener for Guarded {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, SocketAddr) {
+    /// The next connection to serve.
+    pub(crate) async fn accept(&mut self) -> Connection {
         loop {
             // The permit first: at the cap, new connections wait in the
             // kernel's backlog rather than being accepted and starved.
@@ -67,34 +76,139 @@ impl axum::serve::Listener for Guarded {
             if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(peer.ip())) {
                 continue;
             }
+            // An address at its cap has its new connection closed at once
+            // (the permit goes back with it): one address cannot take the
+            // slots every other client needs, nor fill the backlog in
+            // front of them.
+            let Some(address) = self.per_address.take(peer.ip()) else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            return (
-                Connection {
-                    stream,
-                    _permit: permit,
-                    patience: self.patience,
-                    asking: false,
-                    deadline: Box::pin(tokio::time::sleep(self.patience)),
-                },
-                peer,
-            );
+            return Connection {
+                stream,
+                _permit: permit,
+                _address: address,
+                patience: self.patience,
+                asking: false,
+                deadline: Box::pin(tokio::time::sleep(self.patience)),
+            };
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
     }
 }
 
-/// An accepted connection: its slot under the cap is freed when it
-/// closes. From the first byte of a request until the server writes its
-/// answer, the connection has the patience once, not per byte: a client
-/// that trickles its headers a byte at a time (which no request timeout
-/// sees, as the request has not begun) is closed when it runs out; so is
-/// one that sends nothing for as long between requests.
+/// The connections open per client address. An address is counted as
+/// the client's whole address (an IPv4 address seen through an IPv6
+/// socket counts as itself): a /64 of IPv6 is often a whole LAN, whose
+/// desktops must not share one cap. An attacker with many addresses is
+/// bounded by the cap in all.
+struct PerAddress {
+    cap: usize,
+    /// Only addresses with a connection open: at most as many entries as
+    /// connections.
+    open: Mutex<rustc_hash::FxHashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A slot for one more connection from `ip`, unless it holds the cap.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One connection's place under its address's cap, given back on drop.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves `router` on every connection `listener` accepts until `stop`
+/// turns true, then lets each connection finish the request it is
+/// serving (an idle one closes at once) and returns once all have
+/// closed.
+///
+/// Each connection is hyper's HTTP/1 with its limits set: a request's
+/// head (request line and headers) over [`MAX_HEADER_BYTES`] is answered
+/// `431` and the connection closed, and hyper never buffers more than
+/// that of a head, however slowly it comes; a head not complete within
+/// `idle` closes the connection, and so does a keep-alive connection
+/// that sends no next request within `idle`.
+pub(crate) async fn serve(
+    mut listener: Guarded,
+    router: Router,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    // Every connection task holds a receiver: once all are dropped, every
+    // connection has closed.
+    let (closed_tx, closed_rx) = watch::channel(());
+    loop {
+        let connection = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            connection = listener.accept() => connection,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(TokioIo::new(connection), service);
+        let mut stop = stop.clone();
+        let closed_rx = closed_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    // An error is a client gone, cut off, or refused (431):
+                    // nothing to do but close.
+                    _ = conn.as_mut() => break,
+                    _ = stop.wait_for(|stop| *stop), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(closed_rx);
+        });
+    }
+    drop(closed_rx);
+    closed_tx.closed().await;
+}
+
+/// An accepted connection: its slots under the caps (in all, and its
+/// address's) are freed when it closes. From the first byte of a request
+/// until the server writes its answer, the connection has the patience
+/// once, not per byte: a client that trickles its body a byte at a time
+/// is closed when it runs out (hyper's header timeout closes one that
+/// trickles its head sooner, as it does an idle one).
 pub(crate) struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
     patience: Duration,
     /// Bytes of a request came in that no answer has followed yet.
     asking: bool,

@@ -40,6 +40,15 @@ pub use cidr::Cidr;
 /// The largest request body the server reads (64 KiB, as a token).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The largest request head (request line and headers) the server reads:
+/// 16 KiB. A larger one is answered `431` and its connection closed; no
+/// more than this of a head is ever buffered, however slowly it comes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// How many connections one client address may hold open at once, by
+/// default ([`ServerConfig::max_connections_per_address`]).
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
 /// The longest a checkout may wait in a pool's queue (`wait_secs`), by
 /// default ([`ServerConfig::max_wait_secs`]).
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -50,6 +59,7 @@ pub const MAX_WAIT_SECS: u64 = 60;
 /// let config = entitle::server::ServerConfig::new("127.0.0.1:8740".parse().unwrap());
 /// assert!(config.admin_token.is_none()); // admin routes off
 /// assert_eq!(config.max_queue, 64);
+/// assert_eq!(config.max_connections_per_address, 64);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -65,6 +75,14 @@ pub struct ServerConfig {
     pub allow: Vec<Cidr>,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections one client address may hold open at once; more from
+    /// that address are closed at once, unread, so that it cannot take
+    /// the slots of [`ServerConfig::max_connections`] every other client
+    /// needs. Protects others only while it is below that cap.
+    pub max_connections_per_address: usize,
+    /// How long a connection may take to send a request's head, and may
+    /// stay idle between requests (keep-alive), before it is closed.
+    pub idle_timeout: Duration,
     /// Checkouts waiting per pool; beyond, `429 QUEUE_FULL`.
     pub max_queue: usize,
     /// How long a request may take (reading a slow client's body
@@ -77,8 +95,9 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A server on `listen` with the default limits: admin routes off,
     /// the install key as lease key, every client allowed, 1024
-    /// connections, 64 waiting per pool, 10 s per request, waits of up to
-    /// 60 s.
+    /// connections and 64 per client address, 10 s to send a request's
+    /// head or between requests, 64 waiting per pool, 10 s per request,
+    /// waits of up to 60 s.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
@@ -86,6 +105,8 @@ impl ServerConfig {
             lease_key: None,
             allow: Vec::new(),
             max_connections: 1024,
+            max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
+            idle_timeout: Duration::from_secs(10),
             max_queue: 64,
             request_timeout: Duration::from_secs(10),
             max_wait_secs: MAX_WAIT_SECS,
@@ -158,15 +179,20 @@ async fn serve(
     // requests, as long to send the next.
     let patience =
         config.request_timeout + Duration::from_secs(config.max_wait_secs) + Duration::from_secs(1);
-    let listener =
-        listener::Guarded::new(tcp, config.allow.clone(), config.max_connections, patience);
+    let listener = listener::Guarded::new(
+        tcp,
+        config.allow.clone(),
+        config.max_connections,
+        config.max_connections_per_address,
+        patience,
+    );
     ready(local);
     let mut stopping = shutdown_rx.clone();
-    let signal = async move {
+    tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
-    };
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    });
+    let server = listener::serve(listener, router, config.idle_timeout, shutdown_rx);
     // Once asked to stop, in-flight requests get a while to finish; a
     // client that never finishes its request does not hold the server.
     let grace = async move {
@@ -174,7 +200,7 @@ async fn serve(
         tokio::time::sleep(Duration::from_secs(15)).await;
     };
     tokio::select! {
-        served = server => served.map_err(|e| Error::io("serving", e)),
+        () = server => Ok(()),
         () = grace => Ok(()),
     }
 }

@@ -19,11 +19,13 @@ pub enum LeaseCommand {
     Checkout(CheckoutArgs),
     /// Renew a lease before it lapses.
     Heartbeat(IdArgs),
-    /// Give a lease's seat back.
+    /// Give a lease's seat back (a borrowed one only once its borrow has
+    /// ended: LEASE_BORROWED before).
     Checkin(IdArgs),
     /// Keep a leased seat without heartbeats for a while (a trip).
     Borrow(BorrowArgs),
-    /// End a borrow early, freeing the seat.
+    /// Give back a borrowed lease once its borrow has ended (a borrow
+    /// holds its seat until it ends: LEASE_BORROWED before).
     Return(IdArgs),
     /// The live leases.
     List,
@@ -99,10 +101,9 @@ pub fn run(command: LeaseCommand, globals: &Globals) -> Result<Outcome, Failure>
         LeaseCommand::Borrow(args) => {
             let lease = engine.borrow(&args.id, args.secs)?;
             let human = format!(
-                "Borrowed: {}\nNo heartbeat is needed until then; `entitle lease return {}` \
-                 gives the seat back early.",
+                "Borrowed: {}\nNo heartbeat is needed until then, and the seat stays taken \
+                 until then: a borrow cannot be checked in early.",
                 lease_line(&lease),
-                lease.id
             );
             Ok(Outcome::new(to_json(&lease), human))
         }

@@ -232,6 +232,9 @@ pub fn error_hint(error: &Error) -> Option<&'static str> {
             Reason::LeaseNotFound | Reason::LeaseExpired => {
                 "`entitle lease list` shows the live leases; `entitle lease checkout` takes a new one."
             }
+            Reason::LeaseBorrowed => {
+                "a borrowed seat frees itself when its borrow ends; `entitle lease list` shows when."
+            }
             Reason::ActivationLimit => {
                 "`entitle activation list` shows the devices; free one with `entitle deactivate --fingerprint F`."
             }

@@ -36,6 +36,12 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
+    /// Connections one client address may hold open at once; more from
+    /// it are closed at once, so that one address cannot starve the
+    /// others.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_address: u64,
     /// Checkouts that may wait in line per pool.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_queue: usize,
@@ -112,6 +118,8 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.lease_key = lease_key;
     config.allow = allow;
     config.max_connections = args.max_connections;
+    config.max_connections_per_address =
+        usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX);
     config.max_queue = args.max_queue;
     config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
     config.max_wait_secs = args.max_wait_secs;
