@@ -122,10 +122,19 @@ impl Engine {
                 let views = plan.state.views(&plan.config.device);
                 let reason = feature_decision(&views, code, &plan.config.device.ctx, plan.now, plan.tampered);
                 let reason = if reason.allows() { Reason::Expired } else { reason };
-                return Err(Error::denied(
-                    reason,
-                    format!("no license in force lets `{code}` be consumed ({})", reason.code()),
-                ));
+                let message = if reason == Reason::ClockTampered {
+                    format!(
+                        "`{code}` cannot be consumed: the system clock ({}) is behind the latest \
+                         time this install has seen ({}), and a count that resets by the calendar \
+                         holds until the clock is right again; set the clock right, or apply a \
+                         fresh token from the vendor (CLOCK_TAMPERED)",
+                        Timestamp::from_unix(plan.now),
+                        Timestamp::from_unix(plan.state.latest_seen),
+                    )
+                } else {
+                    format!("no license in force lets `{code}` be consumed ({})", reason.code())
+                };
+                return Err(Error::denied(reason, message));
             }
             let (i, _, counter) = consumption::consume(&found, code, amount).map_err(|denial| {
                 let Candidate { license_id, quota, used, .. } = &found[0];
