@@ -60,6 +60,11 @@ fn the_way_back_survives_reopening() {
     conformance::the_way_back_survives_reopening(fresh());
 }
 
+#[test]
+fn closed_periods_wait_for_a_report_across_reopening() {
+    conformance::closed_periods_wait_for_a_report_across_reopening(fresh());
+}
+
 /// Two namespaces in one database are two installs: licenses, users,
 /// limits and generations of one are nothing to the other. A quote or a
 /// backslash in a name is just part of it (the store sends the namespace

@@ -481,6 +481,7 @@ fn whole_row(change: &Change) -> Option<(u8, &str, &str)> {
         Change::Set(Setting::LatestSeen(_)) => (4, "latest_seen", ""),
         Change::Set(Setting::MaxIssuedAt(_)) => (4, "max_issued_at", ""),
         Change::Set(Setting::ReportSequence(_)) => (4, "report_sequence", ""),
+        Change::Set(Setting::LastReport(_)) => (4, "last_report", ""),
         Change::Transfers(license_id, _) => (5, license_id.as_str(), ""),
         _ => return None,
     })

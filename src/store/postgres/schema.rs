@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -96,6 +96,12 @@ BEGIN
             USING ERRCODE = 'serialization_failure';
     END IF;
 END $$;
+-- Version 4 (reports that hide nothing): the closed periods of metered
+-- features an install keeps until a usage report carries them.
+CREATE TABLE IF NOT EXISTS entitle_closed_periods (
+    namespace text NOT NULL, license_id text NOT NULL, code text NOT NULL,
+    starts_at bigint NOT NULL, ends_at bigint NOT NULL, used bigint NOT NULL,
+    PRIMARY KEY (namespace, license_id, code, starts_at));
 ";
 
 /// Makes the tables if they are missing, checks their version (refusing a
