@@ -153,15 +153,17 @@ pub enum Error {
         detail: String,
     },
 
-    /// A usage report ingested before (the same device and sequence).
-    #[error("report {sequence} from device `{fingerprint}` was ingested at {ingested_at} already; each report counts once. Ask the customer for their latest report")]
+    /// A usage report whose sequence is at or below the last one the
+    /// books ingested from its device: ingested before, or another state
+    /// of the install reporting.
+    #[error("report {sequence} from device `{fingerprint}` is refused: {detail}; each report counts once. Ask the customer for their latest report")]
     ReportReplayed {
         /// The device.
         fingerprint: String,
         /// The report's sequence number.
         sequence: u64,
-        /// When the books ingested it.
-        ingested_at: Timestamp,
+        /// What the books hold instead.
+        detail: String,
     },
 
     /// No user with this id.

@@ -220,7 +220,7 @@ fn air_gapped_both_ways_activation_report_receipt_and_a_new_device() {
         ingested["licenses"],
         json!([{"id": "lic_desk", "active_users": 1, "activations": 1,
                 "features": [{"code": "api", "used": 7,
-                              "period_starts_at": "2026-01-01T00:00:00Z"}]}])
+                              "period_starts_at": "2026-01-01T00:00:00Z", "periods": []}]}])
     );
 
     // desk-1 is retired offline: its receipt frees the slot in the books.
@@ -426,19 +426,23 @@ fn reports_replayed_are_refused_and_gaps_reported_for_a_person() {
     assert_eq!(jumped["previous_sequence"], 1);
     assert_eq!(jumped["expected_sequence"], 2);
     assert_eq!(jumped["missing"], json!([{"from": 2, "to": 2}]));
-    assert_eq!(jumped["late"], false);
+    assert_eq!(jumped["fork"], false);
     world.fails_in("books", &["ingest", "r3.report"], "REPORT_REPLAYED");
+    // Late is refused too: the books take only later reports.
+    let message = world.fails_in("books", &["ingest", "r2.report"], "REPORT_REPLAYED");
+    assert!(message.contains("only later ones"), "{message}");
 
     // For a person: what it learned, and what is missing.
-    let human = world.run(&["--state", "books", "ingest", "r2.report"]);
+    world.ok_in("desk-1", &["report", "--out", "r5.report"]);
+    let human = world.run(&["--state", "books", "ingest", "r5.report"]);
     assert_eq!(exit_code(&human), 0);
     let text = String::from_utf8_lossy(&human.stdout);
     for says in [
-        "Recorded report 2 from device `desk-1`",
+        "Recorded report 5 from device `desk-1`",
         "license lic_desk: 0 active user(s), 1 device(s) activated",
         "api: 0 used in the period since 2026-01-01T00:00:00Z",
-        "came late",
-        "No report is missing",
+        "Expected report 4 next, got 5",
+        "Missing from this device: report 2, report 4",
     ] {
         assert!(text.contains(says), "{says:?} in:\n{text}");
     }

@@ -346,6 +346,46 @@ fn consumption_runs_into_overage_then_is_refused_and_resets_monthly() {
     world.fails(&["consume", "simulate"], "NOT_LICENSED");
 }
 
+/// The attack of "Trust, round two": a perpetual license with 100 units a
+/// month, and `--now` set a month further each time, spends 25 future
+/// months' units in one real month. Back on the real clock the clock is
+/// behind the latest time seen, and a count that resets by the calendar
+/// is as time-dependent as an expiry: `check` and `consume` hold it
+/// (`CLOCK_TAMPERED`), while the same license's features that do not
+/// change with time keep working.
+#[test]
+fn a_monthly_meter_pre_consumed_with_the_clock_set_forward_is_held_on_the_real_clock() {
+    let world = World::new();
+    world.issue(
+        "meter.lic",
+        json!({"id": "lic_meter", "product": "acme",
+               "features": [{"code": "api", "consumption": {"max": 100, "reset": "monthly"}},
+                            {"code": "credits", "consumption": {"max": 1000}},
+                            {"code": "export"}]}),
+    );
+    world.ok(&["init", "--pub", "vendor.pub", "--product", "acme"]);
+    world.ok(&["license", "add", "meter.lic"]);
+    world.ok(&["consume", "api", "--amount", "100"]);
+    world.fails(&["consume", "api"], "CONSUMPTION_LIMIT");
+    for month in 1..=25 {
+        let (year, month) = (2026 + month / 12, month % 12 + 1);
+        world.at(&format!("{year}-{month:02}-01T00:00:00Z"));
+        let spent = world.ok(&["consume", "api", "--amount", "100"]);
+        assert_eq!(spent["used"], 100, "{spent}");
+    }
+
+    // Back on the real clock, in the month the license was installed.
+    world.at("2026-01-15T00:00:00Z");
+    let held = world.denied(&["check", "api"]);
+    assert_eq!(held["reason"], "CLOCK_TAMPERED", "{held}");
+    let message = world.fails(&["consume", "api"], "CLOCK_TAMPERED");
+    assert!(message.contains("set the clock right"), "{message}");
+    // Nothing that does not change with time is held.
+    assert_eq!(world.ok(&["check", "export"])["reason"], "OK");
+    assert_eq!(world.ok(&["check", "credits"])["reason"], "OK");
+    assert_eq!(world.ok(&["consume", "credits"])["used"], 1);
+}
+
 #[test]
 fn revocations_apply_and_listings_filter_order_and_page() {
     let world = team_install();

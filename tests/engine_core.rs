@@ -279,6 +279,51 @@ fn a_rolled_back_clock_holds_time_dependent_rights_only() {
     assert!(engine.check_feature("timed").allowed());
 }
 
+/// A count that resets by the calendar changes with time as an expiry
+/// does: units spent in months the clock was set forward into must not
+/// come back on the real clock. Under `CLOCK_TAMPERED` the check, the gate
+/// and `consume` all hold a metered feature with a `reset` (of a
+/// perpetual license), and the one without a reset keeps working.
+#[test]
+fn a_metered_feature_that_resets_is_held_by_check_gate_and_consume_on_a_tampered_clock() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let engine = vendor.engine(&clock);
+    engine
+        .add_license(&vendor.license(json!({"id": "perp", "features": [
+            {"code": "api", "consumption": {"max": 100, "reset": "monthly"}},
+            {"code": "credits", "consumption": {"max": 1000}},
+            {"code": "export"}]})))
+        .unwrap();
+    let (api, credits) = (engine.feature("api"), engine.feature("credits"));
+    for month in 1..=3 {
+        clock.set(t(&format!("2026-{:02}-01T00:00:00Z", month + 1)));
+        assert_eq!(engine.consume("api", 100).unwrap().used, 100);
+    }
+    clock.set(t("2026-01-15T00:00:00Z"));
+    for (what, reason) in [
+        ("check", engine.check_feature("api").reason()),
+        ("gate", api.check().reason()),
+        (
+            "consume",
+            engine.consume("api", 1).unwrap_err().reason().unwrap(),
+        ),
+    ] {
+        assert_eq!(reason, Reason::ClockTampered, "{what}");
+    }
+    assert!(engine.consumption("api").is_empty());
+    assert_eq!(engine.check_feature("credits").reason(), Reason::Ok);
+    assert_eq!(credits.check().reason(), Reason::Ok);
+    assert_eq!(engine.consume("credits", 1).unwrap().used, 1);
+    assert_eq!(engine.check_feature("export").reason(), Reason::Ok);
+    // Once the clock is right again, the meter answers as before.
+    clock.set(t("2026-04-01T00:01:00Z"));
+    assert_eq!(api.check().reason(), Reason::ConsumptionLimit);
+    clock.set(t("2026-05-01T00:00:00Z"));
+    assert_eq!(engine.check_feature("api").reason(), Reason::Ok);
+    assert_eq!(engine.consume("api", 1).unwrap().used, 1);
+}
+
 #[test]
 fn listing_filters_orders_and_pages_stably() {
     let vendor = Vendor::new();

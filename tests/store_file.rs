@@ -56,3 +56,9 @@ fn the_way_back_survives_reopening() {
     let (_dir, open) = fresh();
     conformance::the_way_back_survives_reopening(open);
 }
+
+#[test]
+fn closed_periods_wait_for_a_report_across_reopening() {
+    let (_dir, open) = fresh();
+    conformance::closed_periods_wait_for_a_report_across_reopening(open);
+}

@@ -60,6 +60,11 @@ fn the_way_back_survives_reopening() {
     conformance::the_way_back_survives_reopening(fresh());
 }
 
+#[test]
+fn closed_periods_wait_for_a_report_across_reopening() {
+    conformance::closed_periods_wait_for_a_report_across_reopening(fresh());
+}
+
 /// Two namespaces in one database are two installs: licenses, users,
 /// limits and generations of one are nothing to the other. A quote or a
 /// backslash in a name is just part of it (the store sends the namespace
@@ -468,4 +473,170 @@ fn a_batch_that_must_read_after_another_writer_moved_rolls_back_what_it_planned(
         stored.transfers,
         [("elsewhere".to_owned(), 7), ("read".to_owned(), 2)]
     );
+}
+
+/// `psql` that must fail: its error output.
+fn psql_fails(url: &str, sql: &str) -> String {
+    let out = Command::new(pg_common::pg_program("psql"))
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "psql {sql} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A namespace's generation set by hand to the largest `bigint`: no
+/// commit can move it on. Before, the generation was clamped there, so
+/// every writer's commit passed `entitle_advance` as the successor of the
+/// others': 16 concurrent consumes were all acknowledged and one was
+/// stored. Now each is `STATE_CORRUPT`, nothing is stored, the
+/// namespace's row is not left locked, and `entitle_advance` itself
+/// refuses to move a namespace anywhere but forward.
+#[test]
+fn a_generation_that_would_overflow_acknowledges_nothing_and_leaves_nothing_locked() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let ns = namespace("overflow");
+    let open = || {
+        vendor
+            .builder(&clock)
+            .store(PgStore::open(server_url(), &ns).unwrap())
+            .build()
+            .unwrap()
+    };
+    open()
+        .add_license(&vendor.license(json!({"id": "lic",
+            "features": [{"code": "api", "consumption": {"max": 1000}}]})))
+        .unwrap();
+    let engines: Vec<Engine> = (0..16).map(|_| open()).collect();
+    psql(
+        server_url(),
+        &format!(
+            "UPDATE entitle_namespaces SET generation = {} WHERE namespace = '{ns}'",
+            i64::MAX
+        ),
+    );
+    let outcomes: Vec<Result<u64, String>> = std::thread::scope(|scope| {
+        let running: Vec<_> = engines
+            .iter()
+            .map(|engine| {
+                scope.spawn(move || {
+                    engine
+                        .consume("api", 1)
+                        .map(|c| c.used)
+                        .map_err(|e| format!("{}: {e}", e.code()))
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for outcome in &outcomes {
+        let refused = outcome
+            .as_ref()
+            .expect_err("acknowledged at a clamped generation");
+        assert!(refused.starts_with("STATE_CORRUPT"), "{refused}");
+        assert!(refused.contains("generation"), "{refused}");
+    }
+    let counted = psql(
+        server_url(),
+        &format!("SELECT count(*) FROM entitle_counters WHERE namespace = '{ns}'"),
+    );
+    assert_eq!(counted, "0", "nothing stored");
+    // Nobody holds the namespace's row: an update waits at most a second.
+    psql(
+        server_url(),
+        &format!(
+            "SET lock_timeout = '1s'; UPDATE entitle_namespaces SET generation = generation \
+             WHERE namespace = '{ns}'"
+        ),
+    );
+    // The commit's own check, in SQL: only forward.
+    let refused = psql_fails(
+        server_url(),
+        &format!(
+            "SELECT entitle_advance('{ns}', {max}, {max}, NULL)",
+            max = i64::MAX
+        ),
+    );
+    assert!(refused.contains("cannot move"), "{refused}");
+    assert_eq!(
+        psql(
+            server_url(),
+            &format!("SELECT generation FROM entitle_namespaces WHERE namespace = '{ns}'")
+        ),
+        i64::MAX.to_string()
+    );
+}
+
+/// Anyone who can connect may `NOTIFY entitle_changes`. One spoofed
+/// notification of a generation far ahead used to be taken as known, so
+/// every engine on the namespace reloaded it every second until
+/// restarted. A notification is a hint: the table says what is known. A
+/// change made behind the engine's back without moving the generation (a
+/// probe of whether it reloads) is not read after the spoof; a real
+/// change still arrives at once.
+#[test]
+fn a_spoofed_notification_costs_at_most_one_reload() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let ns = namespace("spoof");
+    let engine = vendor
+        .builder(&clock)
+        .store(PgStore::open(server_url(), &ns).unwrap())
+        .background_refresh(true)
+        .build()
+        .unwrap();
+    engine
+        .add_license(&vendor.license(json!({"id": "lic",
+            "features": [{"code": "api", "consumption": {"max": 1000}}]})))
+        .unwrap();
+    engine.consume("api", 1).unwrap();
+    let observer = PgStore::open(server_url(), &ns).unwrap();
+    let since = Instant::now();
+    while !observer.listening() {
+        assert!(since.elapsed() < Duration::from_secs(5), "never listening");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stored = || {
+        psql(
+            server_url(),
+            &format!("SELECT generation FROM entitle_namespaces WHERE namespace = '{ns}'"),
+        )
+    };
+    let before = stored();
+    for spoofed in [i64::MAX as u64, u64::MAX - 1] {
+        psql(
+            server_url(),
+            &format!("NOTIFY entitle_changes, '{spoofed} {ns}'"),
+        );
+    }
+    // Whatever one reload the spoof may cost is over by then.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(observer.generation().unwrap().to_string(), before);
+    psql(
+        server_url(),
+        &format!("UPDATE entitle_counters SET used = 50 WHERE namespace = '{ns}'"),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let used = engine.consumption("api")[0].used;
+    assert_eq!(used, 1, "reloaded again after a spoofed notification");
+    assert_eq!(observer.generation().unwrap().to_string(), stored());
+
+    // A real change is still seen, and mutations still commit.
+    psql(
+        server_url(),
+        &format!(
+            "UPDATE entitle_namespaces SET generation = generation + 1 WHERE namespace = '{ns}'"
+        ),
+    );
+    let moved = Instant::now();
+    while engine.consumption("api")[0].used != 50 {
+        assert!(
+            moved.elapsed() < Duration::from_millis(2500),
+            "a real change was not seen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(engine.consume("api", 1).unwrap().used, 51);
 }

@@ -12,10 +12,10 @@ use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::engine::{random_id, Engine};
 use crate::error::{Error, Result};
-use crate::license::{DeactivationReceipt, UsageReport};
+use crate::license::{ClosedPeriod, DeactivationReceipt, ReportClock, UsageReport};
 use crate::policy::activation::{self, ReceiptBooks};
-use crate::policy::reports::{self, ReportBooks};
-use crate::store::{Change, InstallKeySeed, IssuedReceiptRecord, Setting};
+use crate::policy::reports::{self, Carried, PeriodBudget, ReportBooks};
+use crate::store::{Change, CounterRecord, InstallKeySeed, IssuedReceiptRecord, Setting};
 use crate::token::{self, PublicKey, SigningKey, TokenType, MAX_TOKEN_BYTES};
 
 pub use crate::policy::reports::SequenceGap;
@@ -105,14 +105,13 @@ pub struct IngestedReport {
     pub previous_sequence: Option<u64>,
     /// Sequences no report has come for yet, up to the highest ingested.
     pub missing: Vec<SequenceGap>,
-}
-
-impl IngestedReport {
-    /// Whether the report came after a later one (it fills a gap).
-    pub fn late(&self) -> bool {
-        self.previous_sequence
-            .is_some_and(|previous| self.report.sequence < previous)
-    }
+    /// Its `previous` does not match the last report ingested from the
+    /// device: the install was restored from a backup or copied (DESIGN
+    /// section 11.1). Recorded all the same.
+    pub fork: bool,
+    /// It is dated more than a day after the books' clock: the install's
+    /// clock was set forward.
+    pub clock_ahead: bool,
 }
 
 /// The armored form of a token an install signed, refused when too large
@@ -248,10 +247,18 @@ impl Engine {
     }
 
     /// Signs a usage report of this install with the install key: per
-    /// license, its active users, activations and metered features. Each
-    /// report's `sequence` is one higher than the last, durably, so the
-    /// vendor sees a missing or replayed one.
+    /// license, its active users, activations and metered features, each
+    /// with its current period and every period closed since the previous
+    /// report; the install's clock; and the hash of the previous report
+    /// (DESIGN sections 10 and 11.1). Each report's `sequence` is one
+    /// higher than the last, durably, so the vendor sees a missing or
+    /// replayed one, and the closed periods it carries are forgotten in
+    /// the same transaction, so each reaches the books once.
+    ///
+    /// A sequence that would pass 2^63 - 1 (only an edited state holds
+    /// one) is `STATE_CORRUPT`, never clamped.
     pub fn usage_report(&self) -> Result<SignedReport> {
+        let location = self.inner.store.store().location();
         self.mutate(|plan| {
             let state = plan.state;
             let key = state.install_key.clone().ok_or_else(no_install_key)?;
@@ -262,35 +269,94 @@ impl Engine {
                         .into(),
                 )
             })?;
-            let sequence = state.report_sequence.saturating_add(1);
-            let licenses = state
-                .licenses
-                .values()
-                .map(|installed| {
-                    let license = installed.verified.license();
-                    let users = state.users.iter().map(|(id, u)| (&**id, u.last_active_at));
-                    let devices = state.devices_for(&license.id, plan.now).count() as u64;
-                    let counter = |code: &str| {
-                        state
-                            .counters
-                            .get(&(license.id.clone(), code.to_owned()))
-                            .copied()
-                    };
-                    reports::license_usage(license, users, devices, counter, plan.now)
-                })
-                .collect();
+            let sequence = state
+                .report_sequence
+                .checked_add(1)
+                .filter(|&next| i64::try_from(next).is_ok())
+                .ok_or_else(|| Error::StateCorrupt {
+                    path: location.clone(),
+                    detail: format!(
+                        "its last usage report was number {}, the largest a sequence counts: \
+                         no install gets there by reporting, so the state was edited; the next \
+                         report cannot be numbered (a repeated number would be refused by the \
+                         vendor); restore the state from a backup or ask the vendor",
+                        state.report_sequence
+                    ),
+                })?;
+            let mut budget = PeriodBudget {
+                left: crate::license::MAX_REPORTED_PERIODS,
+                pending: 0,
+            };
+            let mut changes = vec![Change::Set(Setting::ReportSequence(sequence))];
+            let mut licenses = Vec::with_capacity(state.licenses.len());
+            for installed in state.licenses.values() {
+                let license = installed.verified.license();
+                let users = state.users.iter().map(|(id, u)| (&**id, u.last_active_at));
+                let devices = state.devices_for(&license.id, plan.now).count() as u64;
+                let counter = |code: &str| {
+                    state
+                        .counters
+                        .get(&(license.id.clone(), code.to_owned()))
+                        .copied()
+                };
+                let closed = |code: &str| {
+                    let from = (license.id.clone(), code.to_owned(), i64::MIN);
+                    state
+                        .closed_periods
+                        .range(from..)
+                        .take_while(|((l, c, _), _)| *l == license.id && c == code)
+                        .map(|(_, p)| ClosedPeriod {
+                            starts_at: Timestamp::from_unix(p.starts_at),
+                            ends_at: Timestamp::from_unix(p.ends_at),
+                            used: p.used,
+                        })
+                        .collect()
+                };
+                let (usage, carried) = reports::license_usage(
+                    license,
+                    users,
+                    devices,
+                    counter,
+                    closed,
+                    &mut budget,
+                    plan.now,
+                );
+                licenses.push(usage);
+                // What the report carries is forgotten with it: a closed
+                // period reaches the books once.
+                changes.extend(carried.into_iter().map(|carried| match carried {
+                    Carried::Kept { code, starts_at } => Change::DeleteClosedPeriod {
+                        license_id: license.id.clone(),
+                        code,
+                        starts_at,
+                    },
+                    Carried::Counter { code, period_start } => Change::PutCounter(CounterRecord {
+                        license_id: license.id.clone(),
+                        code,
+                        period_start,
+                        used: 0,
+                    }),
+                }));
+            }
             let report = UsageReport {
                 v: 1,
                 fingerprint,
                 created_at: Timestamp::from_unix(plan.now),
                 sequence,
+                previous: state.last_report.as_deref().map(UsageReport::hash),
+                clock: Some(ReportClock {
+                    latest_seen: Timestamp::from_unix(state.latest_seen.max(plan.now)),
+                    tampered: plan.tampered,
+                }),
+                periods_pending: budget.pending,
                 licenses,
                 extra: Default::default(),
             };
             let compact = report.sign(&key)?;
             let token = armored(&compact, TokenType::Report, "usage report")?;
+            changes.push(Change::Set(Setting::LastReport(compact)));
             Ok((
-                vec![Change::Set(Setting::ReportSequence(sequence))],
+                changes,
                 SignedReport {
                     report,
                     token,
@@ -374,9 +440,13 @@ impl Engine {
     ///
     /// Refused with `REPORT_INVALID` (forged, altered, another install's,
     /// or from a device whose key these books never recorded) or
-    /// `REPORT_REPLAYED` (this device's report of that sequence was
-    /// ingested before). A gap in the sequence is no refusal: it is in
-    /// [`IngestedReport::missing`], and a late report fills it.
+    /// `REPORT_REPLAYED` (a sequence at or below the last one ingested
+    /// from the device: a stored report is never overwritten). A gap in
+    /// the sequence is no refusal: it is in [`IngestedReport::missing`]. A
+    /// report that does not chain to the last one ingested from its
+    /// device is recorded and flagged [`IngestedReport::fork`]; one dated
+    /// more than a day ahead of the books' clock,
+    /// [`IngestedReport::clock_ahead`].
     pub fn ingest_report(&self, text: &str) -> Result<IngestedReport> {
         let claimed = UsageReport::read_unverified(text)?;
         let device = &claimed.fingerprint;
@@ -412,6 +482,8 @@ impl Engine {
                     kid: taken.kid,
                     previous_sequence: taken.previous,
                     missing: taken.missing,
+                    fork: taken.flags.fork,
+                    clock_ahead: taken.flags.clock_ahead,
                 },
             ))
         })

@@ -315,6 +315,7 @@ pub(crate) fn state_from(
         state.install_key = Some(Arc::new(key));
     }
     state.report_sequence = settings.report_sequence.unwrap_or(0);
+    state.last_report = settings.last_report;
     match previous.filter(|p| p.signed == persisted.signed) {
         // The same signed facts as before: the keys they lead to are known.
         Some(previous) => {
@@ -521,6 +522,9 @@ pub(crate) fn state_from(
     }
     for report in persisted.reports {
         state.apply(Change::PutReport(report));
+    }
+    for period in persisted.closed_periods {
+        state.apply(Change::PutClosedPeriod(period));
     }
     Ok(state)
 }

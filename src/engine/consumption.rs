@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::license::Consumption;
 use crate::policy::consumption::{self, Candidate};
+use crate::policy::reports::closed_by;
 use crate::policy::validity::{feature_decision, feature_reason, grants_new};
 use crate::store::Change;
 
@@ -122,10 +123,19 @@ impl Engine {
                 let views = plan.state.views(&plan.config.device);
                 let reason = feature_decision(&views, code, &plan.config.device.ctx, plan.now, plan.tampered);
                 let reason = if reason.allows() { Reason::Expired } else { reason };
-                return Err(Error::denied(
-                    reason,
-                    format!("no license in force lets `{code}` be consumed ({})", reason.code()),
-                ));
+                let message = if reason == Reason::ClockTampered {
+                    format!(
+                        "`{code}` cannot be consumed: the system clock ({}) is behind the latest \
+                         time this install has seen ({}), and a count that resets by the calendar \
+                         holds until the clock is right again; set the clock right, or apply a \
+                         fresh token from the vendor (CLOCK_TAMPERED)",
+                        Timestamp::from_unix(plan.now),
+                        Timestamp::from_unix(plan.state.latest_seen),
+                    )
+                } else {
+                    format!("no license in force lets `{code}` be consumed ({})", reason.code())
+                };
+                return Err(Error::denied(reason, message));
             }
             let (i, _, counter) = consumption::consume(&found, code, amount).map_err(|denial| {
                 let Candidate { license_id, quota, used, .. } = &found[0];
@@ -142,7 +152,21 @@ impl Engine {
                 }
             })?;
             let out = report(code, &found[i], counter.used);
-            Ok((vec![Change::PutCounter(counter)], out))
+            // The count of a period that has closed is kept until a usage
+            // report carries it, not overwritten by the new period's.
+            let key = (counter.license_id.clone(), counter.code.clone());
+            let before = plan.state.counters.get(&key).copied();
+            let kept = |starts_at: i64| {
+                let key = (key.0.clone(), key.1.clone(), starts_at);
+                plan.state.closed_periods.get(&key).map(|p| p.used)
+            };
+            let closed = before.and_then(|b| {
+                closed_by(found[i].quota.reset, Some(b), &counter, kept(b.period_start))
+            });
+            let mut changes = Vec::with_capacity(2);
+            changes.extend(closed.map(Change::PutClosedPeriod));
+            changes.push(Change::PutCounter(counter));
+            Ok((changes, out))
         })
     }
 

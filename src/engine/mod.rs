@@ -410,7 +410,10 @@ impl Engine {
             });
         // A metering step (a consume) changes no seat, user or license:
         // the seat timeline built before still holds.
-        let seats_hold = !rebuild && changes.iter().all(|c| matches!(c, Change::PutCounter(_)));
+        let seats_hold = !rebuild
+            && changes
+                .iter()
+                .all(|c| matches!(c, Change::PutCounter(_) | Change::PutClosedPeriod(_)));
         for change in changes {
             writer.state.apply(change);
         }

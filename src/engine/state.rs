@@ -13,7 +13,7 @@ use crate::license::{CountedBy, KeyRotation, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
 use crate::store::{
-    AcceptedReceiptRecord, ActivationRecord, Change, InstallSettings, IssueMark,
+    AcceptedReceiptRecord, ActivationRecord, Change, ClosedPeriodRecord, InstallSettings, IssueMark,
     IssuedReceiptRecord, LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
 };
 use crate::token::{Keyring, SigningKey};
@@ -214,6 +214,12 @@ pub(crate) struct State {
     pub accepted_receipts: BTreeMap<(String, String, String), AcceptedReceiptRecord>,
     /// Usage reports the vendor's books ingested, by device and sequence.
     pub reports: BTreeMap<(String, u64), ReportRecord>,
+    /// The last usage report signed here (its compact token), which the
+    /// next one chains to.
+    pub last_report: Option<String>,
+    /// Closed periods no report has carried yet, by license, feature and
+    /// start.
+    pub closed_periods: BTreeMap<(String, String, i64), ClosedPeriodRecord>,
 }
 
 impl State {
@@ -241,6 +247,7 @@ impl State {
                 self.install_key = crate::engine::airgap::signing_key(&seed).ok().map(Arc::new);
             }
             Change::Set(Setting::ReportSequence(n)) => self.report_sequence = n,
+            Change::Set(Setting::LastReport(token)) => self.last_report = Some(token),
             Change::PutLicense(record) => {
                 // The plan hands over the license it verified; a record
                 // without one (read back) is verified here.
@@ -345,6 +352,17 @@ impl State {
             }
             Change::PutReport(r) => {
                 self.reports.insert((r.fingerprint.clone(), r.sequence), r);
+            }
+            Change::PutClosedPeriod(p) => {
+                let key = (p.license_id.clone(), p.code.clone(), p.starts_at);
+                self.closed_periods.insert(key, p);
+            }
+            Change::DeleteClosedPeriod {
+                license_id,
+                code,
+                starts_at,
+            } => {
+                self.closed_periods.remove(&(license_id, code, starts_at));
             }
         }
     }

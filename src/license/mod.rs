@@ -20,7 +20,10 @@ pub use document::{
 };
 pub use issue::{IssueWarning, UnknownField};
 pub use receipt::DeactivationReceipt;
-pub use report::{FeatureUsage, LicenseUsage, UsageReport, MAX_REPORTED_LICENSES};
+pub use report::{
+    ClosedPeriod, FeatureUsage, LicenseUsage, ReportClock, UsageReport, MAX_REPORTED_LICENSES,
+    MAX_REPORTED_PERIODS,
+};
 pub use revocations::{MachineCertificate, RevocationList, MAX_REVOKED_IDS};
 pub use rotation::{KeyRotation, MAX_ROTATED_KEYS};
 

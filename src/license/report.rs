@@ -2,8 +2,11 @@
 //! activations, metered features), carried to the vendor's books for an
 //! offline true-up (DESIGN section 10).
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ident::is_name;
@@ -17,11 +20,22 @@ const WHAT: &str = "usage report";
 /// The most licenses one report may account for.
 pub const MAX_REPORTED_LICENSES: usize = 1024;
 
+/// The most closed periods one report carries, all features together: a
+/// report must stay a token the books read (64 KiB). An install that kept
+/// more (years of daily counts between two reports) carries the oldest and
+/// says how many wait for the next report (`periods_pending`).
+pub const MAX_REPORTED_PERIODS: usize = 256;
+
 /// The payload of a `typ: "report"` token, signed by the install key:
-/// `{"v": 1, "fingerprint", "created_at", "sequence", "licenses": [{"id",
+/// `{"v": 1, "fingerprint", "created_at", "sequence", "previous",
+/// "clock": {"latest_seen", "tampered"}, "licenses": [{"id",
 /// "active_users", "activations", "features": [{"code", "used",
-/// "period_starts_at"}]}]}`. `sequence` grows by one per report, so the
-/// vendor sees one missing or replayed.
+/// "period_starts_at", "periods": [{"starts_at", "ends_at", "used"}]}]}]}`
+/// (DESIGN sections 10 and 11.1). `sequence` grows by one per report, so
+/// the vendor sees one missing or replayed; `previous` chains each report
+/// to the one before, so the vendor sees an install restored or copied;
+/// `periods` carries every period closed since the previous report, so
+/// no count is lost at a period's end.
 ///
 /// ```
 /// use entitle::license::UsageReport;
@@ -41,6 +55,19 @@ pub struct UsageReport {
     pub created_at: Timestamp,
     /// One more than the install's previous report (the first is 1).
     pub sequence: u64,
+    /// The hash of the install's previous report ([`UsageReport::hash`]
+    /// of its token); absent in the first, and in reports made before
+    /// reports chained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// The install's clock as it made the report; absent in reports made
+    /// before reports said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ReportClock>,
+    /// Closed periods the install keeps beyond [`MAX_REPORTED_PERIODS`],
+    /// which the next report carries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub periods_pending: u64,
     /// The use of each license installed there.
     pub licenses: Vec<LicenseUsage>,
     /// Fields this version does not know.
@@ -63,7 +90,8 @@ pub struct LicenseUsage {
     pub features: Vec<FeatureUsage>,
 }
 
-/// A metered feature's use in its current period.
+/// A metered feature's use: in its current period, and in each period
+/// that closed since the previous report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureUsage {
     /// The feature code.
@@ -73,6 +101,36 @@ pub struct FeatureUsage {
     /// When the period started (`null`: the count never resets).
     #[serde(default)]
     pub period_starts_at: Option<Timestamp>,
+    /// The periods that closed since the previous report, oldest first,
+    /// each with the units used in it.
+    #[serde(default)]
+    pub periods: Vec<ClosedPeriod>,
+}
+
+/// A period of a metered feature that has ended, and its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedPeriod {
+    /// When the period started.
+    pub starts_at: Timestamp,
+    /// When it ended.
+    pub ends_at: Timestamp,
+    /// Units used in it.
+    pub used: u64,
+}
+
+/// The install's clock when it made a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportClock {
+    /// The latest time the install had seen (its clock guard's reference):
+    /// a clock set forward shows here.
+    pub latest_seen: Timestamp,
+    /// The clock was behind that by more than the tolerance
+    /// (`CLOCK_TAMPERED`): set back.
+    pub tampered: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl UsageReport {
@@ -88,10 +146,17 @@ impl UsageReport {
                 "field `fingerprint` must be 1 to 256 printable characters",
             ));
         }
-        if report.sequence == 0 {
+        if report.sequence == 0 || i64::try_from(report.sequence).is_err() {
             return Err(Error::malformed(
                 WHAT,
-                "field `sequence` starts at 1 and grows by one per report",
+                "field `sequence` starts at 1 and grows by one per report, up to 2^63 - 1",
+            ));
+        }
+        if report.previous.as_deref().is_some_and(|p| !is_name(p)) {
+            return Err(Error::malformed(
+                WHAT,
+                "field `previous` must be 1 to 256 printable characters (the base64url \
+                 SHA-256 of the previous report)",
             ));
         }
         if report.licenses.len() > MAX_REPORTED_LICENSES {
@@ -113,6 +178,17 @@ impl UsageReport {
                     what: "usage report features",
                     size: license.features.len(),
                     limit: MAX_FEATURES,
+                });
+            }
+            if let Some(j) = license
+                .features
+                .iter()
+                .position(|f| f.periods.len() > MAX_REPORTED_PERIODS)
+            {
+                return Err(Error::TooLarge {
+                    what: "usage report periods",
+                    size: license.features[j].periods.len(),
+                    limit: MAX_REPORTED_PERIODS,
                 });
             }
             if let Some(j) = license.features.iter().position(|f| !is_name(&f.code)) {
@@ -153,6 +229,18 @@ impl UsageReport {
     pub fn read_unverified(text: &str) -> Result<Self> {
         let payload = unverified_payload(text, TokenType::Report)?;
         Self::from_json(&Value::Object(payload))
+    }
+
+    /// What a report's successor names as `previous`: the base64url (no
+    /// padding) SHA-256 of this report's compact token, as signed (the
+    /// ASCII of `header.payload.signature`, without armor or whitespace).
+    ///
+    /// ```
+    /// use entitle::license::UsageReport;
+    /// assert_eq!(UsageReport::hash("a.b.c"), "hF4wRIgJ4ryJWOsCW_x5UjXROwd6U9DDq70jhRcNybg");
+    /// ```
+    pub fn hash(compact: &str) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(compact.as_bytes()))
     }
 
     /// Signs this report with the install's key: the compact token.

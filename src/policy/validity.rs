@@ -223,6 +223,15 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
     reason
 }
 
+/// Whether a feature's answers change with time of their own: a metered
+/// feature whose count resets (`consumption.reset`) gives its units back
+/// at every period boundary, so a clock set forward and back again would
+/// reopen periods that never came (DESIGN section 11.1). Such a feature
+/// is held while the clock is tampered with, whatever its license.
+pub fn feature_depends_on_time(feature: &Feature) -> bool {
+    feature.consumption.is_some_and(|c| c.reset.is_some())
+}
+
 /// The reason the license gives for one of its features at `now`.
 pub fn feature_reason(
     view: &LicenseView<'_>,
@@ -232,6 +241,9 @@ pub fn feature_reason(
     tampered: bool,
 ) -> Reason {
     let reason = license_reason(view, ctx, now, tampered);
+    if tampered && reason.allows() && feature_depends_on_time(feature) {
+        return Reason::ClockTampered;
+    }
     match feature.expires_at {
         Some(end) if reason.allows() && now >= end.unix() => Reason::Expired,
         _ => reason,

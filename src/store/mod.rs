@@ -344,6 +344,25 @@ pub struct ReportRecord {
     pub token: String,
 }
 
+/// The count of a metered feature's period that has closed (a consume
+/// moved its counter on to a later period), kept by the install until a
+/// usage report has carried it to the vendor (DESIGN section 11.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClosedPeriodRecord {
+    /// The license charged.
+    pub license_id: String,
+    /// The feature.
+    pub code: String,
+    /// When the period started (Unix seconds): with the license and
+    /// feature, what the record is known by.
+    pub starts_at: i64,
+    /// When it ended (Unix seconds).
+    pub ends_at: i64,
+    /// Units used in it.
+    pub used: u64,
+}
+
 /// What `entitle init` fixes about an install it makes: the keys and
 /// release date the command-line tool trusts, the device it names and the
 /// machine it was made on. A program's own state has none: a program
@@ -378,6 +397,9 @@ pub enum Setting {
     InstallKey(InstallKeySeed),
     /// The sequence number of the last usage report this install signed.
     ReportSequence(u64),
+    /// The compact token of the last usage report this install signed:
+    /// the next one names its hash as `previous`.
+    LastReport(String),
 }
 
 /// The settings of an install, as read back.
@@ -396,6 +418,8 @@ pub struct Settings {
     pub install_key: Option<InstallKeySeed>,
     /// The sequence number of the last usage report signed here.
     pub report_sequence: Option<u64>,
+    /// The last usage report signed here (its compact token).
+    pub last_report: Option<String>,
 }
 
 /// The keys under which every backend keeps the settings, one row each.
@@ -413,6 +437,7 @@ pub(crate) mod setting_key {
     /// The install's secret seed (base64url): the one secret a state holds.
     pub const INSTALL_KEY: &str = "install_key";
     pub const REPORT_SEQUENCE: &str = "report_sequence";
+    pub const LAST_REPORT: &str = "last_report";
 }
 
 impl Settings {
@@ -460,6 +485,7 @@ impl Settings {
                 .get(key::INSTALL_KEY)
                 .map(|seed| InstallKeySeed::new(seed.clone())),
             report_sequence,
+            last_report: rows.get(key::LAST_REPORT).cloned(),
         })
     }
 }
@@ -499,6 +525,8 @@ pub struct Persisted {
     pub accepted_receipts: Vec<AcceptedReceiptRecord>,
     /// Usage reports the vendor's books ingested.
     pub reports: Vec<ReportRecord>,
+    /// Closed periods of metered features no report has carried yet.
+    pub closed_periods: Vec<ClosedPeriodRecord>,
 }
 
 /// One durable step. Every mutation is a list of these, written in one
@@ -549,6 +577,18 @@ pub enum Change {
     PutAcceptedReceipt(AcceptedReceiptRecord),
     /// Records a usage report the vendor's books ingested.
     PutReport(ReportRecord),
+    /// Keeps a closed period's count until a report carries it (replacing
+    /// the one kept for the same license, feature and start).
+    PutClosedPeriod(ClosedPeriodRecord),
+    /// Forgets a closed period a report has carried.
+    DeleteClosedPeriod {
+        /// The license.
+        license_id: String,
+        /// The feature.
+        code: String,
+        /// When the period started (Unix seconds).
+        starts_at: i64,
+    },
 }
 
 /// Where the engine's state lives.

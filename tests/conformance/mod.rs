@@ -388,3 +388,73 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
         .unwrap();
     assert_eq!(recorded.install_key, request.install_key);
 }
+
+/// What a usage report must carry survives reopening until a report has
+/// carried it (DESIGN section 11.1): a period a consume closed, a counter
+/// whose period ended, and the last report, which the next one chains
+/// to. Each goes to the books once.
+pub fn closed_periods_wait_for_a_report_across_reopening<S: Store>(open: impl Fn() -> S) {
+    use entitle::license::UsageReport;
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let license = vendor.license(json!({"id": "lic",
+        "features": [{"code": "api", "consumption": {"max": 200, "reset": "monthly"}}]}));
+    let install = || {
+        vendor
+            .builder(&clock)
+            .fingerprint("desk-1")
+            .store(open())
+            .build()
+            .unwrap()
+    };
+    let periods = |report: &UsageReport| {
+        let api = &report.licenses[0].features[0];
+        let closed: Vec<(String, String, u64)> = api
+            .periods
+            .iter()
+            .map(|p| (p.starts_at.to_string(), p.ends_at.to_string(), p.used))
+            .collect();
+        (api.used, closed)
+    };
+    {
+        let engine = install();
+        engine.add_license(&license).unwrap();
+        engine.consume("api", 110).unwrap();
+        clock.set(t("2026-02-03T00:00:00Z"));
+        engine.consume("api", 5).unwrap();
+    }
+    let first = install().usage_report().unwrap();
+    assert_eq!(first.report.previous, None);
+    assert_eq!(
+        periods(&first.report),
+        (
+            5,
+            vec![(
+                "2026-01-01T00:00:00Z".to_owned(),
+                "2026-02-01T00:00:00Z".to_owned(),
+                110
+            )]
+        )
+    );
+    let first_compact = entitle::token::dearmor(&first.token).unwrap().0;
+    clock.set(t("2026-03-02T00:00:00Z"));
+    let second = install().usage_report().unwrap();
+    assert_eq!(
+        second.report.previous.as_deref(),
+        Some(UsageReport::hash(&first_compact).as_str())
+    );
+    assert_eq!(
+        periods(&second.report),
+        (
+            0,
+            vec![(
+                "2026-02-01T00:00:00Z".to_owned(),
+                "2026-03-01T00:00:00Z".to_owned(),
+                5
+            )]
+        )
+    );
+    let third = install().usage_report().unwrap();
+    assert_eq!(periods(&third.report), (0, vec![]));
+    assert_eq!(third.report.sequence, 3);
+}

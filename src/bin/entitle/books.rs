@@ -95,17 +95,43 @@ fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
         report.sequence, report.fingerprint, report.created_at, ingested.kid
     );
     human.push_str(&report_lines(report));
-    if ingested.late() {
-        let _ = write!(
-            human,
-            "\nIt came late (report {} arrived before it) and fills a gap.",
-            ingested.previous_sequence.unwrap_or(0)
-        );
-    } else if report.sequence != expected {
+    if report.sequence != expected {
         let _ = write!(
             human,
             "\nExpected report {expected} next, got {}.",
             report.sequence
+        );
+    }
+    if ingested.fork {
+        let _ = write!(
+            human,
+            "\nFORK: it does not follow report {} as these books received it: the install was \
+             restored from a backup or copied, and more than one state reports as device `{}`. \
+             Ask the customer which one is in use; both may be counting.",
+            ingested.previous_sequence.unwrap_or(0),
+            report.fingerprint
+        );
+    }
+    if ingested.clock_ahead {
+        let _ = write!(
+            human,
+            "\nCLOCK AHEAD: it is dated {}, more than a day after these books' clock: the \
+             install's clock was set forward (periods may have been spent early).",
+            report.created_at
+        );
+    }
+    if let Some(clock) = report.clock.filter(|c| c.tampered) {
+        let _ = write!(
+            human,
+            "\nCLOCK SET BACK: the install's clock was behind the latest time it had seen ({}).",
+            clock.latest_seen
+        );
+    }
+    if report.periods_pending > 0 {
+        let _ = write!(
+            human,
+            "\n{} more closed period(s) wait for the install's next report.",
+            report.periods_pending
         );
     }
     if ingested.missing.is_empty() {
@@ -114,7 +140,8 @@ fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
         let _ = write!(
             human,
             "\nMissing from this device: {}; ask the customer for them (the install cannot \
-             sign them again: each report is made once).",
+             sign them again: each report is made once, and the books take none below the \
+             last).",
             gaps_text(&ingested.missing)
         );
     }
@@ -127,7 +154,11 @@ fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
             "kid": ingested.kid,
             "previous_sequence": ingested.previous_sequence,
             "expected_sequence": expected,
-            "late": ingested.late(),
+            "previous": report.previous,
+            "fork": ingested.fork,
+            "clock_ahead": ingested.clock_ahead,
+            "clock": to_json(&report.clock),
+            "periods_pending": report.periods_pending,
             "missing": to_json(&ingested.missing),
             "licenses": to_json(&report.licenses),
         }),

@@ -311,7 +311,26 @@ pub fn report_lines(report: &entitle::license::UsageReport) -> String {
                 }
                 None => text.push_str(" in all"),
             }
+            for closed in &feature.periods {
+                let _ = write!(
+                    text,
+                    "\n      closed: {} used from {} to {}",
+                    closed.used, closed.starts_at, closed.ends_at
+                );
+            }
         }
+    }
+    if let Some(clock) = &report.clock {
+        let _ = write!(
+            text,
+            "\n  clock: latest time seen {}{}",
+            clock.latest_seen,
+            if clock.tampered {
+                ", and the clock was behind it (set back)"
+            } else {
+                ""
+            }
+        );
     }
     text
 }

@@ -255,11 +255,19 @@ impl PgStore {
         // that fails skips the rest, `COMMIT` included, and the batch is
         // rolled back below.
         let namespace = literal(&self.namespace);
-        let generation = i64::try_from(batch.generation).unwrap_or(i64::MAX);
+        // Never clamped: two commits at one clamped generation would each
+        // pass for the other's successor, and acknowledge lost writes.
+        let (Ok(generation), Ok(planned_on)) = (
+            i64::try_from(batch.generation),
+            i64::try_from(batch.planned_on),
+        ) else {
+            let cause = self.generation_overflow(batch.planned_on);
+            let _ = self.fail_batch(&mut session, false);
+            return Err(cause);
+        };
         let licenses = batch.licenses_changed.then_some(generation);
         let mut sql = String::new();
         if batch.locked.is_none() {
-            let planned_on = i64::try_from(batch.planned_on).unwrap_or(i64::MAX);
             let licenses = licenses.map_or("NULL".to_owned(), |g| g.to_string());
             sql = format!(
                 "BEGIN; SET LOCAL lock_timeout = {}; \
@@ -323,6 +331,20 @@ impl PgStore {
                 let _ = self.fail_batch(&mut session, conflict);
                 Err(cause)
             }
+        }
+    }
+
+    /// The refusal of a commit that would move the namespace past the
+    /// largest generation PostgreSQL's `bigint` holds: no writer gets
+    /// there by committing (it would take centuries), so the row was set
+    /// by hand, and the store acknowledges nothing more until it is fixed.
+    pub(super) fn generation_overflow(&self, from: u64) -> Error {
+        Error::StateCorrupt {
+            path: self.location.clone(),
+            detail: format!(
+                "its generation ({from}) is at the largest PostgreSQL's bigint holds and cannot                  move on, so no change can be stored (the row was set by hand); set                  entitle_namespaces.generation of namespace `{}` back to a small number                  with the engines stopped",
+                self.namespace
+            ),
         }
     }
 
@@ -481,6 +503,7 @@ fn whole_row(change: &Change) -> Option<(u8, &str, &str)> {
         Change::Set(Setting::LatestSeen(_)) => (4, "latest_seen", ""),
         Change::Set(Setting::MaxIssuedAt(_)) => (4, "max_issued_at", ""),
         Change::Set(Setting::ReportSequence(_)) => (4, "report_sequence", ""),
+        Change::Set(Setting::LastReport(_)) => (4, "last_report", ""),
         Change::Transfers(license_id, _) => (5, license_id.as_str(), ""),
         _ => return None,
     })
@@ -571,7 +594,16 @@ impl Transaction for PgTransaction<'_> {
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
         let store = self.store;
-        let next = self.generation.max(self.session.floor) + 1;
+        let from = self.generation.max(self.session.floor);
+        // Checked: a generation that would not fit a bigint acknowledges
+        // nothing. Dropped still open, the transaction ends a batch it
+        // opened for itself alone, releasing the namespace's lock.
+        let Some(next) = from
+            .checked_add(1)
+            .filter(|&next| i64::try_from(next).is_ok())
+        else {
+            return Err(store.generation_overflow(from));
+        };
         let pending = std::mem::take(&mut self.pending);
         let Some(batch) = &mut self.session.batch else {
             return Err(Error::InvalidArgument(

@@ -206,23 +206,24 @@ impl Database {
         })
     }
 
-    /// A notification's payload, `"<generation> <namespace>"`: raises the
-    /// namespace's generation if a store here has it open.
-    pub(super) fn notified(&self, payload: &str) {
+    /// A notification's payload, `"<generation> <namespace>"`: whether it
+    /// is worth reading the table for (it names a namespace a store here
+    /// has open, at a generation later than known). Only a hint: anyone
+    /// who can connect may `NOTIFY` anything, so the generation it claims
+    /// is never taken as known. [`Database::poll`] reads the table, and a
+    /// spoofed notification costs that one query and no reload.
+    pub(super) fn notified(&self, payload: &str) -> bool {
         let Some((generation, namespace)) = payload.split_once(' ') else {
-            return;
+            return false;
         };
         let Ok(generation) = generation.parse::<u64>() else {
-            return;
+            return false;
         };
-        if let Some(known) = self
-            .namespaces
+        self.namespaces
             .lock()
             .get(namespace)
             .and_then(Weak::upgrade)
-        {
-            known.fetch_max(generation, Ordering::AcqRel);
-        }
+            .is_some_and(|known| generation > known.load(Ordering::Acquire))
     }
 
     /// Reads the generation of every namespace a store has open, in one
@@ -412,6 +413,11 @@ pub(super) fn db_error(location: &str, waited: Duration, e: postgres::Error) -> 
             path: location.to_owned(),
             waited_ms: waited.as_millis() as u64,
         },
+        // `entitle_advance` refusing to move a namespace past the largest
+        // generation (set by hand): nothing can be stored until it is fixed.
+        c if *c == SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
+            corrupt("its namespace's generation cannot move on (it was set by hand)")
+        }
         c if [
             SqlState::UNDEFINED_TABLE,
             SqlState::UNDEFINED_COLUMN,

@@ -1,9 +1,14 @@
 //! The listener: one thread per database per process, on a connection of
-//! its own, `LISTEN`ing to the channel every commit notifies. Each
-//! notification raises the generation of its namespace in memory, which
-//! is all that [`Store::generation`](crate::store::Store::generation)
-//! reads: the engines' refresher asks every engine once a second, and a
-//! thousand engines cost a thousand atomic loads, not a thousand queries.
+//! its own, `LISTEN`ing to the channel every commit notifies. A
+//! notification of a namespace open here, at a generation later than
+//! known, makes it read the generations from the table at once (one
+//! query, however many came together), and raise them in memory, which is
+//! all that [`Store::generation`](crate::store::Store::generation) reads:
+//! the engines' refresher asks every engine once a second, and a thousand
+//! engines cost a thousand atomic loads, not a thousand queries. The
+//! table, never a payload, says what is known: anyone who can connect may
+//! `NOTIFY` the channel, and a spoofed generation (one far ahead) would
+//! otherwise have every engine on the namespace reload every second.
 //!
 //! It also polls the generations once a second, in one query for every
 //! namespace open here: a process that commits and dies before it
@@ -81,7 +86,9 @@ fn run(database: Weak<Database>) {
     }
 }
 
-/// Hears notifications for a tick; false once the connection has failed.
+/// Hears notifications for a tick, or until one is worth reading the
+/// table for (then those already arrived are taken too, and the caller
+/// polls); false once the connection has failed.
 fn hear(db: &Database, client: &mut Client) -> bool {
     let until = Instant::now() + TICK;
     {
@@ -91,8 +98,22 @@ fn hear(db: &Database, client: &mut Client) -> bool {
             if left.is_zero() {
                 break;
             }
-            match notifications.timeout_iter(left).next() {
-                Ok(Some(notification)) => db.notified(notification.payload()),
+            let next = notifications.timeout_iter(left).next();
+            match next {
+                Ok(Some(notification)) => {
+                    if db.notified(notification.payload()) {
+                        // One poll covers every notification pending.
+                        let mut pending = notifications.iter();
+                        loop {
+                            match pending.next() {
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
+                                Err(_) => return false,
+                            }
+                        }
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 Err(_) => return false,
             }

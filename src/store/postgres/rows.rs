@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, IssueMark,
-    IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
-    SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord, IssueMark,
+    CounterRecord, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
+    Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 
 /// A failure reading or writing rows: the client's, or a row that does
@@ -45,6 +45,13 @@ fn unsigned(value: i64) -> u64 {
 
 fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A sequence or count as a `bigint`: one beyond is refused, never
+/// clamped (a clamped sequence would repeat).
+fn exact(value: u64, what: &str) -> Rows<i64> {
+    i64::try_from(value)
+        .map_err(|_| RowError::Corrupt(format!("{what} {value} is beyond what a state holds")))
 }
 
 /// The tables that change seldom and hold large tokens (licenses and what
@@ -83,7 +90,9 @@ pub(super) fn changes_licenses(change: &Change) -> bool {
         | Change::PutLease(_)
         | Change::DeleteLease(_)
         | Change::PutCounter(_)
-        | Change::PutIssuedReceipt(_) => false,
+        | Change::PutIssuedReceipt(_)
+        | Change::PutClosedPeriod(_)
+        | Change::DeleteClosedPeriod { .. } => false,
     }
 }
 
@@ -322,6 +331,24 @@ pub(super) fn read_all(
             })
         })
         .collect::<Rows<_>>()?;
+    let closed_periods = conn
+        .query(
+            "SELECT license_id, code, starts_at, ends_at, used FROM entitle_closed_periods \
+             WHERE namespace = $1 ORDER BY license_id, code, starts_at",
+            &[ns],
+        )?
+        .iter()
+        .map(|r| {
+            let t = "closed_periods";
+            Ok(ClosedPeriodRecord {
+                license_id: get(r, 0, t)?,
+                code: get(r, 1, t)?,
+                starts_at: get(r, 2, t)?,
+                ends_at: get(r, 3, t)?,
+                used: unsigned(get(r, 4, t)?),
+            })
+        })
+        .collect::<Rows<_>>()?;
     Ok(Persisted {
         settings,
         licenses: cached.licenses.clone(),
@@ -337,6 +364,7 @@ pub(super) fn read_all(
         issued_receipts,
         accepted_receipts: cached.accepted_receipts.clone(),
         reports: cached.reports.clone(),
+        closed_periods,
     })
 }
 
@@ -492,9 +520,13 @@ fn write_setting(sql: &mut String, ns: &str, setting: &Setting) -> Rows<()> {
             set(sql, ns, key::MACHINE, s.machine.as_deref());
         }
         Setting::InstallKey(seed) => set(sql, ns, key::INSTALL_KEY, Some(seed.expose())),
-        Setting::ReportSequence(n) => {
-            set(sql, ns, key::REPORT_SEQUENCE, Some(&signed(*n).to_string()))
-        }
+        Setting::ReportSequence(n) => set(
+            sql,
+            ns,
+            key::REPORT_SEQUENCE,
+            Some(&exact(*n, "the report sequence")?.to_string()),
+        ),
+        Setting::LastReport(token) => set(sql, ns, key::LAST_REPORT, Some(token)),
     }
     Ok(())
 }
@@ -677,22 +709,46 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
                 &r.token,
             ],
         ),
+        // Never over a stored report: the books refuse a sequence at or
+        // below one they hold, and a row already there fails the commit.
         Change::PutReport(r) => statement(
             sql,
             "INSERT INTO entitle_reports (namespace, fingerprint, sequence, install_key, \
-             created_at, ingested_at, token) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (namespace, fingerprint, sequence) DO UPDATE SET \
-             install_key = EXCLUDED.install_key, created_at = EXCLUDED.created_at, \
-             ingested_at = EXCLUDED.ingested_at, token = EXCLUDED.token",
+             created_at, ingested_at, token) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &ns,
                 &r.fingerprint,
-                &signed(r.sequence),
+                &exact(r.sequence, "the report sequence")?,
                 &r.install_key,
                 &r.created_at,
                 &r.ingested_at,
                 &r.token,
             ],
+        ),
+        Change::PutClosedPeriod(p) => statement(
+            sql,
+            "INSERT INTO entitle_closed_periods (namespace, license_id, code, starts_at, \
+             ends_at, used) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (namespace, license_id, code, starts_at) DO UPDATE SET \
+             ends_at = EXCLUDED.ends_at, used = EXCLUDED.used",
+            &[
+                &ns,
+                &p.license_id,
+                &p.code,
+                &p.starts_at,
+                &p.ends_at,
+                &exact(p.used, "a closed period's count")?,
+            ],
+        ),
+        Change::DeleteClosedPeriod {
+            license_id,
+            code,
+            starts_at,
+        } => statement(
+            sql,
+            "DELETE FROM entitle_closed_periods \
+             WHERE namespace = $1 AND license_id = $2 AND code = $3 AND starts_at = $4",
+            &[&ns, license_id, code, starts_at],
         ),
     }
     Ok(())
@@ -708,6 +764,7 @@ pub(super) fn holds_nul(change: &Change) -> bool {
         Change::Set(
             Setting::LatestSeen(_) | Setting::MaxIssuedAt(_) | Setting::ReportSequence(_),
         ) => false,
+        Change::Set(Setting::LastReport(token)) => nul(token),
         Change::Set(Setting::InstallKey(seed)) => nul(seed.expose()),
         Change::Set(Setting::Install(s)) => {
             s.trusted_keys.iter().any(|k| nul(k))
@@ -751,6 +808,10 @@ pub(super) fn holds_nul(change: &Change) -> bool {
                 || nul(&r.token)
         }
         Change::PutReport(r) => nul(&r.fingerprint) || nul(&r.install_key) || nul(&r.token),
+        Change::PutClosedPeriod(p) => nul(&p.license_id) || nul(&p.code),
+        Change::DeleteClosedPeriod {
+            license_id, code, ..
+        } => nul(license_id) || nul(code),
     }
 }
 

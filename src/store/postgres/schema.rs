@@ -90,11 +90,19 @@ ALTER TABLE entitle_serials ADD COLUMN IF NOT EXISTS issued_at bigint;
 -- Version 3 (commits in one round trip): moves a namespace from the
 -- generation its writer planned on to the next, or fails the transaction
 -- (serialization_failure) if another writer moved it first. Run first in
--- a commit, it takes the row lock every writer takes.
+-- a commit, it takes the row lock every writer takes. Version 4: only
+-- forward (numeric_value_out_of_range otherwise), so a generation at the
+-- top of bigint, set by hand, fails every commit (STATE_CORRUPT) instead
+-- of passing each writer's plan as the successor of the others'.
 CREATE OR REPLACE FUNCTION entitle_advance(
     ns text, planned_on bigint, next bigint, licenses bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF next IS NULL OR planned_on IS NULL OR next <= planned_on THEN
+        RAISE EXCEPTION 'entitle: namespace % cannot move from generation % to %',
+            ns, planned_on, next
+            USING ERRCODE = 'numeric_value_out_of_range';
+    END IF;
     UPDATE entitle_namespaces
     SET generation = next, licenses_generation = COALESCE(licenses, licenses_generation)
     WHERE namespace = ns AND generation = planned_on;
@@ -103,6 +111,13 @@ BEGIN
             USING ERRCODE = 'serialization_failure';
     END IF;
 END $$;
+-- Version 4 (reports that hide nothing): the closed periods of metered
+-- features an install keeps until a usage report carries them; and
+-- `entitle_advance`, above, moves a namespace only forward.
+CREATE TABLE IF NOT EXISTS entitle_closed_periods (
+    namespace text NOT NULL, license_id text NOT NULL, code text NOT NULL,
+    starts_at bigint NOT NULL, ends_at bigint NOT NULL, used bigint NOT NULL,
+    PRIMARY KEY (namespace, license_id, code, starts_at));
 ";
 
 /// Makes the tables if they are missing, checks their version (refusing a

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, CounterRecord, IssueMark,
-    IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord, Setting, Settings,
-    SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord, IssueMark,
+    CounterRecord, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
+    Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 use crate::Timestamp;
 
@@ -277,7 +277,28 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                 },
             )
         })?,
+        closed_periods: read_table(
+            conn,
+            &meta,
+            "closed_periods",
+            "license_id, code, starts_at, ends_at, used",
+            |r| {
+                Ok(ClosedPeriodRecord {
+                    license_id: r.get(0)?,
+                    code: r.get(1)?,
+                    starts_at: r.get(2)?,
+                    ends_at: r.get(3)?,
+                    used: unsigned(r, 4)?,
+                })
+            },
+        )?,
     })
+}
+
+/// A count or sequence as SQLite stores it (a signed 64-bit integer): one
+/// beyond is refused, never clamped (a clamped sequence would repeat).
+fn stored(n: u64, what: &str) -> rusqlite::Result<i64> {
+    i64::try_from(n).map_err(|_| corrupt_rows(format!("{what} {n} is beyond what a state holds")))
 }
 
 /// The settings, from the `meta` table.
@@ -325,8 +346,9 @@ fn write_setting(conn: &Connection, setting: &Setting) -> rusqlite::Result<()> {
         Setting::ReportSequence(n) => set_meta(
             conn,
             key::REPORT_SEQUENCE,
-            Some(&i64::try_from(*n).unwrap_or(i64::MAX).to_string()),
+            Some(&stored(*n, "the report sequence")?.to_string()),
         ),
+        Setting::LastReport(token) => set_meta(conn, key::LAST_REPORT, Some(token)),
     }
 }
 
@@ -459,17 +481,39 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
                 r.token
             ],
         ),
+        // Never over a stored report: the books refuse a sequence at or
+        // below one they hold, and a row already there fails the write.
         Change::PutReport(r) => run(
             conn,
-            "INSERT OR REPLACE INTO reports (fingerprint, sequence, install_key, created_at, ingested_at, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO reports (fingerprint, sequence, install_key, created_at, ingested_at, token) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 r.fingerprint,
-                i64::try_from(r.sequence).unwrap_or(i64::MAX),
+                stored(r.sequence, "the report sequence")?,
                 r.install_key,
                 r.created_at,
                 r.ingested_at,
                 r.token
             ],
+        ),
+        Change::PutClosedPeriod(p) => run(
+            conn,
+            "INSERT OR REPLACE INTO closed_periods (license_id, code, starts_at, ends_at, used) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                p.license_id,
+                p.code,
+                p.starts_at,
+                p.ends_at,
+                stored(p.used, "a closed period's count")?
+            ],
+        ),
+        Change::DeleteClosedPeriod {
+            license_id,
+            code,
+            starts_at,
+        } => run(
+            conn,
+            "DELETE FROM closed_periods WHERE license_id = ?1 AND code = ?2 AND starts_at = ?3",
+            params![license_id, code, starts_at],
         ),
     }
 }

@@ -56,12 +56,18 @@ CREATE TABLE IF NOT EXISTS reports (
     fingerprint TEXT NOT NULL, sequence INTEGER NOT NULL, install_key TEXT NOT NULL,
     created_at INTEGER NOT NULL, ingested_at INTEGER NOT NULL, token TEXT NOT NULL,
     PRIMARY KEY (fingerprint, sequence)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS closed_periods (
+    license_id TEXT NOT NULL, code TEXT NOT NULL, starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL, used INTEGER NOT NULL,
+    PRIMARY KEY (license_id, code, starts_at)) WITHOUT ROWID;
 ";
 
 /// Brings a state written by an older format up to this one, in the
 /// transaction that opens it. The tables added since format 1 (`signed`
 /// in format 2; `issued_receipts`, `accepted_receipts` and `reports` in
-/// format 3) are made by [`SCHEMA`]. Activations gain the certificate
+/// format 3; `closed_periods` in format 4, empty for an older state,
+/// whose closed periods were overwritten as they closed) are made by
+/// [`SCHEMA`]. Activations gain the certificate
 /// token in format 2 (an old certificate row has none, and so grants
 /// nothing until its certificate is applied again) and the install key in
 /// format 3 (none for an activation recorded before installs had keys:
@@ -161,7 +167,7 @@ fn upgrade(conn: &Connection, shown: &str) -> Result<()> {
 /// same transaction as the rows; every load compares. A leaf page replaced
 /// by another table's valid page passes SQLite's structural check but not
 /// this one.
-const COUNTED: [(&str, &str); 13] = [
+const COUNTED: [(&str, &str); 14] = [
     ("licenses", "id = NEW.id"),
     ("serials", "id = NEW.id"),
     ("tombstones", "id = NEW.id"),
@@ -189,6 +195,10 @@ const COUNTED: [(&str, &str); 13] = [
     (
         "reports",
         "fingerprint = NEW.fingerprint AND sequence = NEW.sequence",
+    ),
+    (
+        "closed_periods",
+        "license_id = NEW.license_id AND code = NEW.code AND starts_at = NEW.starts_at",
     ),
 ];
 
