@@ -200,10 +200,13 @@ fn install_on(vendor: &Vendor, clock: &ManualClock, fingerprint: &str, license: 
 }
 
 /// The vendor's answer to `request`, as `entitle respond` makes it.
+/// The vendor's answer, signed now (as `entitle respond` signs it: a
+/// certificate signed before a device was deactivated with a receipt
+/// does not activate it again).
 fn respond(vendor: &Vendor, books: &Engine, request: &ActivationRequest) -> String {
     books.record_issued_certificate(request, None).unwrap();
     let mut payload = json!({"v": 1, "license_id": request.license_id,
-        "fingerprint": request.fingerprint, "issued_at": T0});
+        "fingerprint": request.fingerprint, "issued_at": books.now().to_string()});
     if let Some(key) = &request.install_key {
         payload["install_key"] = json!(key);
     }

@@ -1498,6 +1498,17 @@ fn a_certificate_given_up_with_a_receipt_does_not_activate_again() {
     assert_eq!(world.reason("cad"), "OK");
 }
 
+/// The same with the clock set back before the certificate was signed
+/// when deactivating: the certificate is given up all the same.
+#[test]
+fn a_certificate_given_up_with_the_clock_set_back_does_not_activate_again() {
+    let world = activated_through_the_books().at("2025-12-30T00:00:00Z");
+    world.ok(&["deactivate", "--receipt", "desk.receipt"]);
+    world.fails(&["apply", "desk.machine"], "CERTIFICATE_DEACTIVATED");
+    let world = world.at("2026-01-01T00:00:00Z");
+    world.fails(&["apply", "desk.machine"], "CERTIFICATE_DEACTIVATED");
+}
+
 /// Finding 2 of round two: a second install made with `init
 /// --fingerprint desk-1` sent a request; `respond` re-issued for "the
 /// same device", silently re-bound the install key, and both machines

@@ -392,9 +392,10 @@ fn pyjwt_answers_a_request_and_verifies_receipts_and_reports_with_the_install_ke
     assert_eq!(
         report["payload"],
         json!({"v": 1, "fingerprint": "desk-1", "created_at": NOW, "sequence": 1,
+               "clock": {"latest_seen": NOW, "tampered": false},
                "licenses": [{"id": "lic_py", "active_users": 0, "activations": 1,
                              "features": [{"code": "api", "used": 3,
-                                           "period_starts_at": NOW}]}]})
+                                           "period_starts_at": NOW, "periods": []}]}]})
     );
     desk(&["deactivate", "--receipt", "desk.receipt"]);
     let receipt: Value =

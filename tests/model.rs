@@ -421,7 +421,8 @@ struct Model {
     latest_seen: i64,
     max_issued_at: Option<i64>,
     licenses: BTreeMap<usize, Installed>,
-    serials: BTreeMap<usize, u64>,
+    /// The latest issue seen per id: (serial, issued_at).
+    serials: BTreeMap<usize, (u64, i64)>,
     tombstones: BTreeSet<usize>,
     /// When each id with a trial was first added: kept through removal,
     /// soft or hard, and revocation.
@@ -626,7 +627,15 @@ impl Model {
         if self.tombstones.contains(&spec.id) {
             return Err("LICENSE_REVOKED".into());
         }
-        if self.serials.get(&spec.id).is_some_and(|&k| spec.serial < k) {
+        // The latest issue seen of the id, installed now or removed since:
+        // a lower serial, or the same serial signed earlier, is a replay.
+        if self
+            .serials
+            .get(&spec.id)
+            .is_some_and(|&(serial, issued_at)| {
+                spec.serial < serial || (spec.serial == serial && spec.issued_at < issued_at)
+            })
+        {
             return Err("LICENSE_REPLAYED".into());
         }
         if let Some(installed) = self.licenses.get(&spec.id) {
@@ -646,15 +655,20 @@ impl Model {
         if spec.trial_secs.is_some() {
             self.first_use.entry(spec.id).or_insert(self.now);
         }
-        let serial = self.serials.entry(spec.id).or_insert(spec.serial);
-        *serial = (*serial).max(spec.serial);
+        let mark = self
+            .serials
+            .entry(spec.id)
+            .or_insert((spec.serial, spec.issued_at));
+        *mark = (*mark).max((spec.serial, spec.issued_at));
         self.licenses.insert(
             spec.id,
             Installed {
                 spec: spec.clone(),
                 token: token.to_owned(),
                 revoked: false,
-                first_use: self.first_use.get(&spec.id).copied(),
+                // The first use, or this add if earlier (a clock set back):
+                // a trial never starts later than the add.
+                first_use: self.first_use.get(&spec.id).map(|&at| at.min(self.now)),
             },
         );
         Ok(None)

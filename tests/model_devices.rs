@@ -203,6 +203,9 @@ impl Model {
     /// otherwise allow.
     fn leased(&self, render: bool) -> &'static str {
         match self.held(render) {
+            // A lease lives until an instant: a clock set back would
+            // stretch it (DESIGN section 11.1).
+            "LIVE" if self.tampered() => "CLOCK_TAMPERED",
             "LIVE" => "OK",
             "LAPSED" => "LEASE_EXPIRED",
             _ => "LEASE_REQUIRED",

@@ -220,6 +220,21 @@ impl Engine {
             };
             let compact = receipt.sign(&key)?;
             let token = armored(&compact, TokenType::Receipt, "deactivation receipt")?;
+            // Every certificate signed before this instant is given up
+            // with the device (DESIGN section 11.1): never before the one
+            // it held was signed, whatever the clock says now.
+            let given_up_from = state
+                .activations
+                .get(&(license.clone(), fingerprint.to_owned()))
+                .and_then(|record| match &record.kind {
+                    crate::store::ActivationKind::Certificate(token) => {
+                        crate::license::MachineCertificate::verify(token, &state.keyring).ok()
+                    }
+                    _ => None,
+                })
+                .map_or(plan.now, |cert| {
+                    plan.now.max(cert.issued_at.unix().saturating_add(1))
+                });
             let changes = vec![
                 Change::DeleteActivation {
                     license_id: license.clone(),
@@ -229,7 +244,7 @@ impl Engine {
                 Change::PutIssuedReceipt(IssuedReceiptRecord {
                     license_id: license,
                     fingerprint: fingerprint.to_owned(),
-                    deactivated_at: plan.now,
+                    deactivated_at: given_up_from,
                     nonce: receipt.nonce.clone(),
                     token: compact,
                 }),

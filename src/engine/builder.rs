@@ -535,7 +535,7 @@ pub(crate) fn state_from(
 /// the row says. Otherwise it is only recorded: it counts, and grants
 /// nothing. So is a certificate bound to another install's key than this
 /// one's (`own_key`: `apply` refuses it, and a row cannot bring it in),
-/// and one signed no later than the device was `deactivated` here with a
+/// and one signed before the device was `deactivated` here with a
 /// receipt: that certificate was given up.
 fn certified(
     mut record: ActivationRecord,
@@ -550,7 +550,7 @@ fn certified(
         Ok(cert)
             if cert.license_id == record.license_id
                 && cert.fingerprint == record.fingerprint
-                && deactivated.is_none_or(|at| cert.issued_at.unix() > at)
+                && deactivated.is_none_or(|at| cert.issued_at.unix() >= at)
                 && match (&cert.install_key, own_key) {
                     (Some(bound), Some(own)) => bound == own,
                     _ => true,

@@ -419,7 +419,7 @@ impl Engine {
             // the vendor signs since does (DESIGN section 11.1).
             let key = (cert.license_id.clone(), cert.fingerprint.clone());
             if let Some(receipt) = plan.state.issued_receipts.get(&key) {
-                if cert.issued_at.unix() <= receipt.deactivated_at {
+                if cert.issued_at.unix() < receipt.deactivated_at {
                     return Err(Error::denied(
                         Reason::CertificateDeactivated,
                         format!(

@@ -13,8 +13,8 @@ use crate::license::{CountedBy, KeyRotation, VerifiedLicense};
 use crate::policy::consumption::Counter;
 use crate::policy::{Activation, Context, LicenseView};
 use crate::store::{
-    AcceptedReceiptRecord, ActivationRecord, Change, ClosedPeriodRecord, InstallSettings, IssueMark,
-    IssuedReceiptRecord, LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
+    AcceptedReceiptRecord, ActivationRecord, Change, ClosedPeriodRecord, InstallSettings,
+    IssueMark, IssuedReceiptRecord, LeaseRecord, ReportRecord, Setting, SignedKind, SignedRecord,
 };
 use crate::token::{Keyring, SigningKey};
 

@@ -296,7 +296,10 @@ pub struct IssuedReceiptRecord {
     pub license_id: String,
     /// The device.
     pub fingerprint: String,
-    /// When it was deactivated (Unix seconds).
+    /// When it was deactivated (Unix seconds), and so the instant before
+    /// which every certificate for the device was given up: never earlier
+    /// than just after the certificate it held was signed, whatever the
+    /// clock said (the receipt itself carries the clock's time).
     pub deactivated_at: i64,
     /// The receipt's nonce.
     pub nonce: String,

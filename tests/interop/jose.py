@@ -125,6 +125,10 @@ def main(argv):
             "issued_at": issued_at,
             "install_key": request["install_key"],
         }
+        # A device the install named is bound to the machine it asked
+        # from: the certificate repeats it.
+        if "machine" in request:
+            claims["machine"] = request["machine"]
         print(jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": "machine"}))
     else:
         sys.exit("unknown command " + command)

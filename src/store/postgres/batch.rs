@@ -342,7 +342,10 @@ impl PgStore {
         Error::StateCorrupt {
             path: self.location.clone(),
             detail: format!(
-                "its generation ({from}) is at the largest PostgreSQL's bigint holds and cannot                  move on, so no change can be stored (the row was set by hand); set                  entitle_namespaces.generation of namespace `{}` back to a small number                  with the engines stopped",
+                "its generation ({from}) is at the largest PostgreSQL's bigint holds and cannot \
+                 move on, so no change can be stored (the row was set by hand); set \
+                 entitle_namespaces.generation of namespace `{}` back to a small number \
+                 with the engines stopped",
                 self.namespace
             ),
         }

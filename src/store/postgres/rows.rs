@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord, IssueMark,
-    CounterRecord, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
-    Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord,
+    CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted,
+    ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 
 /// A failure reading or writing rows: the client's, or a row that does

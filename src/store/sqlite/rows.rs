@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord, IssueMark,
-    CounterRecord, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted, ReportRecord,
-    Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord,
+    CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted,
+    ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 use crate::Timestamp;
 
