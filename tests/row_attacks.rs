@@ -787,19 +787,34 @@ fn check_case(
             );
         }
     }
-    // Acknowledged is stored.
+    // Acknowledged is stored, with two engines (two processes) taking
+    // turns: the second plans on a view the first has moved past, and
+    // must count on top of it, never over it.
     clock.set(end);
-    if let Ok(consumed) = engine.consume("api", 1) {
-        drop(engine);
+    let Ok(other) = open(&clock) else {
+        return Ok(());
+    };
+    if let (Ok(first), Ok(second)) = (engine.consume("api", 1), other.consume("api", 1)) {
+        drop((engine, other));
         let engine = open(&clock).unwrap();
-        let stored = engine
-            .consumption("api")
-            .into_iter()
-            .find(|c| c.license_id == consumed.license_id)
-            .map(|c| c.used);
+        let stored = |license: &str| {
+            engine
+                .consumption("api")
+                .into_iter()
+                .find(|c| c.license_id == license)
+                .map(|c| c.used)
+        };
+        if first.license_id == second.license_id {
+            prop_assert_eq!(
+                second.used,
+                first.used + 1,
+                "{}: two consumes acknowledged, one counted",
+                table
+            );
+        }
         prop_assert_eq!(
-            stored,
-            Some(consumed.used),
+            stored(&second.license_id),
+            Some(second.used),
             "{}: a consume acknowledged after the edit is not what is stored",
             table
         );
