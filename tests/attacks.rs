@@ -1591,8 +1591,11 @@ fn a_second_install_claiming_a_fingerprint_is_another_device_in_the_books() {
     assert_eq!(items.len(), 2, "{list}");
     assert!(items.iter().all(|i| i["fingerprint"] == "desk-1"), "{list}");
     assert_ne!(items[0]["install_key"], items[1]["install_key"]);
-    // Each install's receipt frees its own activation.
+    // The second install's reports verify against its own key.
     world.ok_in("second", &["apply", "second.machine"]);
+    world.ok_in("second", &["report", "--out", "second.report"]);
+    assert_eq!(books_code(&world, &["ingest", "second.report"]), "OK");
+    // Each install's receipt frees its own activation.
     world.ok_in("second", &["deactivate", "--receipt", "second.receipt"]);
     assert_eq!(books_code(&world, &["receipt", "second.receipt"]), "OK");
     let list = world.ok_in("books", &["activation", "list"]);

@@ -467,10 +467,12 @@ impl Engine {
         let device = &claimed.fingerprint;
         self.mutate(|plan| {
             let state = plan.state;
+            // Every install the books activated under this fingerprint
+            // (a second one claiming it is kept under a key of its own).
             let mut keys: Vec<&str> = state
                 .activations
                 .values()
-                .filter(|a| a.fingerprint == *device)
+                .filter(|a| crate::engine::devices::device_of(&a.fingerprint) == device.as_str())
                 .filter_map(|a| a.install_key.as_deref())
                 .collect();
             keys.extend(

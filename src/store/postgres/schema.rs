@@ -187,6 +187,26 @@ fn make_tables(conn: &mut Conn, location: &str) -> Result<()> {
         conn.client
             .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(sql)?;
+        // Made current by another process while this one waited for the
+        // lock: nothing to do. Running [`TABLES`] again would take each
+        // altered table's exclusive lock while that process's engines use
+        // them, in another order than they do (a deadlock).
+        let made: bool = conn
+            .client
+            .query_one("SELECT to_regclass('entitle_schema') IS NOT NULL", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(sql)?;
+        let current: Option<i32> = if made {
+            conn.client
+                .query_one("SELECT max(version) FROM entitle_schema", &[])
+                .and_then(|row| row.try_get(0))
+                .map_err(sql)?
+        } else {
+            None
+        };
+        if current == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
         conn.client.batch_execute(TABLES).map_err(sql)?;
         let version: Option<i32> = conn
             .client
