@@ -59,6 +59,8 @@ struct Lease {
     client: u8,
     render: bool,
     expires: i64,
+    /// Borrowed once: its seat is held until it ends (DESIGN 11.1).
+    borrowed: bool,
 }
 
 /// The reference model: plain collections, rules restated from DESIGN.md.
@@ -408,6 +410,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         match own {
                             Some(id) => {
                                 m.reclaim();
+                                // One seat per client and pool: a second live
+                                // lease of the client (a lapsed one live again
+                                // after the clock went back) goes.
+                                m.leases.retain(|other, l| {
+                                    *other == id
+                                        || !(l.client == c && l.render == render && l.expires > now)
+                                });
                                 let lease = m.leases.get_mut(&id).unwrap();
                                 lease.expires = lease.expires.max(now + pool.lease_secs);
                                 prop_assert_eq!(
@@ -425,6 +434,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                             client: c,
                                             render,
                                             expires: now + pool.lease_secs,
+                                            borrowed: false,
                                         },
                                     );
                                     lease_ids.push(lease.id.clone());
@@ -461,12 +471,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Checkin(i) => {
                 let id = pick(&lease_ids, i);
                 actual = code(&engine.checkin(&id));
-                expected = if m.leases.contains_key(&id) {
-                    m.reclaim();
-                    m.leases.remove(&id);
-                    "OK"
-                } else {
-                    "LEASE_NOT_FOUND"
+                expected = match m.leases.get(&id) {
+                    // A borrowed seat is held until the borrow ends.
+                    Some(l) if l.borrowed && l.expires > m.now => "LEASE_BORROWED",
+                    Some(_) => {
+                        m.reclaim();
+                        m.leases.remove(&id);
+                        "OK"
+                    }
+                    None => "LEASE_NOT_FOUND",
                 };
             }
             Op::Borrow(i, secs) => {
@@ -492,6 +505,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 // A borrow never shortens a lease.
                                 let lease = m.leases.get_mut(&id).unwrap();
                                 lease.expires = lease.expires.max(now + secs);
+                                lease.borrowed = true;
                                 "OK"
                             }
                         },
