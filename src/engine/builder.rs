@@ -449,14 +449,20 @@ pub(crate) fn state_from(
         record.verified = Some(verified);
         state.apply(Change::PutLicense(record));
     }
-    // No trial was first used after the latest time this install has
-    // seen: a first use (or an `added_at`) edited into the future starts
-    // the window no later than that.
+    // A trial whose first-use record is missing starts no later than the
+    // latest time this install has seen (DESIGN section 11.1): an
+    // `added_at` edited into the future as well gains nothing. (With the
+    // record, the window starts at the earlier of it and `added_at`; the
+    // latest time seen may since have been lowered by the way out of a
+    // false clock alarm, and must not cut a recorded trial short.)
     if state.latest_seen != i64::MIN {
         let clamped: Vec<_> = state
             .licenses
             .iter()
-            .filter(|(_, l)| l.first_used.is_some_and(|at| at > state.latest_seen))
+            .filter(|(id, l)| {
+                !state.first_use.contains_key(id.as_str())
+                    && l.first_used.is_some_and(|at| at > state.latest_seen)
+            })
             .map(|(id, l)| {
                 let mut license = InstalledLicense::clone(l);
                 license.first_used = Some(state.latest_seen);
