@@ -52,6 +52,7 @@ impl Vendor {
     /// An engine on the system clock, or on `clock` when given.
     fn engine(&self, clock: Option<ManualClock>) -> Engine {
         let builder = Engine::builder("acme")
+            .in_memory()
             .trust(self.key.public_key().clone())
             .background_refresh(false);
         let builder = match clock {

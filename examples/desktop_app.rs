@@ -60,7 +60,7 @@ fn main() -> Result<(), Error> {
         .store(store)
         .build()?;
     println!(
-        "Engine::builder(..).build(): this machine is {}",
+        "Engine::builder(..).in_memory().build(): this machine is {}",
         engine.fingerprint().unwrap_or("unidentified")
     );
 

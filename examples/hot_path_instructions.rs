@@ -40,6 +40,7 @@ fn main() -> Result<(), entitle::Error> {
     let now = SystemClock.now();
     let at = |days: i64| now.plus_secs(days * DAY).to_rfc3339();
     let engine = Engine::builder("acme")
+        .in_memory()
         .trust(key.public_key().clone())
         .background_refresh(false)
         .build()?;

@@ -21,6 +21,7 @@ fn main() -> Result<(), entitle::Error> {
     let vendor = SigningKey::from_seed(&[3; 32]);
     let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z")?);
     let engine = Engine::builder("acme")
+        .in_memory()
         .trust(vendor.public_key().clone())
         .clock(clock.clone())
         .background_refresh(false)

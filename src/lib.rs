@@ -20,7 +20,7 @@
 //! }), &vendor, TokenType::License)?;
 //!
 //! // The application's side.
-//! let engine = Engine::builder("acme-cad")
+//! let engine = Engine::builder("acme-cad").in_memory()
 //!     .trust(vendor.public_key().clone())
 //!     .build()?;
 //! engine.add_license(&license)?;

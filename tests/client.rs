@@ -137,7 +137,7 @@ fn a_borrowed_token_saved_to_disk_keeps_a_laptop_licensed_offline_until_it_ends(
 
     let saved = std::fs::read_to_string(&file).unwrap();
     // The laptop's own install judges the time.
-    let install = Engine::builder("acme").build().unwrap();
+    let install = Engine::builder("acme").in_memory().build().unwrap();
     let laptop = LeaseGuard::borrowed(&install, &saved, &key).unwrap();
     assert!(laptop.check().allowed());
     assert!(
@@ -168,7 +168,7 @@ fn a_lease_that_was_not_borrowed_cannot_be_held_offline() {
     let server = Server::start(dir.path(), &[]);
     let reply = server.post("/v1/leases", &json!({"client": "desk-1"}));
     let token = reply.body["token"].as_str().unwrap();
-    let install = Engine::builder("acme").build().unwrap();
+    let install = Engine::builder("acme").in_memory().build().unwrap();
     assert_eq!(
         LeaseGuard::borrowed(&install, token, &key)
             .unwrap_err()

@@ -11,6 +11,7 @@ fn engine_with(floating: Floating) -> (Engine, ManualClock) {
     let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
     let clock = ManualClock::new(now);
     let engine = Engine::builder("acme")
+        .in_memory()
         .trust(vendor.public_key().clone())
         .clock(clock.clone())
         .fingerprint("3f2a")

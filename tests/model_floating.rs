@@ -101,6 +101,7 @@ fn engine() -> (Engine, ManualClock, Timestamp) {
     let t0 = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
     let clock = ManualClock::new(t0);
     let engine = Engine::builder("acme")
+        .in_memory()
         .trust(vendor.public_key().clone())
         .clock(clock.clone())
         .fingerprint("host")

@@ -312,6 +312,7 @@ fn listing() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let key = SigningKey::from_seed(&FUZZ_KEY_SEED);
         let engine = Engine::builder("acme")
+            .in_memory()
             .trust(key.public_key().clone())
             .clock(entitle::ManualClock::new(entitle::Timestamp::from_unix(
                 1_767_225_600,

@@ -50,7 +50,7 @@ pub struct EngineBuilder {
     /// Tests only: build as on a machine that gives no machine id.
     #[cfg(test)]
     no_machine_id: bool,
-    vm: bool,
+    vm: Option<bool>,
     tolerance_secs: i64,
     background: bool,
 }
@@ -68,7 +68,7 @@ impl EngineBuilder {
             named_device: None,
             #[cfg(test)]
             no_machine_id: false,
-            vm: false,
+            vm: None,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             background: true,
         }
@@ -92,9 +92,31 @@ impl EngineBuilder {
         self
     }
 
-    /// Where state lives (default: in memory, lost on drop).
+    /// Where state lives: a [`FileStore`] for a desktop install, a
+    /// `PgStore` for replicas sharing one state. One of `store(..)` and
+    /// [`in_memory`](Self::in_memory) is required, so that no program
+    /// forgets its state by accident (trials and activations would start
+    /// again at every launch).
     pub fn store<S: Store>(mut self, store: S) -> Self {
         self.store = Some(Backend::of(store));
+        self
+    }
+
+    /// Keeps state in memory only, lost when the engine is dropped: for
+    /// tests, and for services whose licenses are applied at every start.
+    /// Trials, activations, meters and users start again each time.
+    ///
+    /// ```
+    /// use entitle::Engine;
+    /// let engine = Engine::builder("acme")
+    ///     .in_memory()
+    ///     .background_refresh(false)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(engine.licenses().is_empty());
+    /// ```
+    pub fn in_memory(mut self) -> Self {
+        self.store = Some(Backend::of(MemoryStore::new()));
         self
     }
 
@@ -125,7 +147,7 @@ impl EngineBuilder {
     ///
     /// ```
     /// use entitle::Engine;
-    /// let engine = Engine::builder("acme")
+    /// let engine = Engine::builder("acme").in_memory()
     ///     .fingerprint("machine-a")
     ///     .named_device("desk-1")
     ///     .background_refresh(false)
@@ -138,10 +160,14 @@ impl EngineBuilder {
         self
     }
 
-    /// Declares this device a virtual machine (licenses with `prevent_vm`
-    /// refuse to activate on it).
+    /// Declares whether this device is a virtual machine (licenses with
+    /// `prevent_vm` refuse to activate on one). Default: detected when the
+    /// engine is built, by
+    /// [`detect_virtual_machine`](crate::device::detect_virtual_machine).
+    /// Say `false` only where you know better than the detection (a
+    /// hypervisor bit set on hardware you trust).
     pub fn virtual_machine(mut self, vm: bool) -> Self {
-        self.vm = vm;
+        self.vm = Some(vm);
         self
     }
 
@@ -191,9 +217,14 @@ impl EngineBuilder {
             (_, None) => machine.clone(),
             (None, Some(_)) => None,
         };
-        let store = self
-            .store
-            .unwrap_or_else(|| Backend::of(MemoryStore::new()));
+        let Some(store) = self.store else {
+            return Err(Error::InvalidArgument(
+                "the engine has nowhere to keep its state: call .store(FileStore::open(dir)?) \
+                 to keep licenses, activations and trials across launches, or .in_memory() \
+                 to keep them only while the engine lives"
+                    .into(),
+            ));
+        };
         let config = Config {
             product: self.product,
             trust_root: Arc::new(self.keyring),
@@ -201,7 +232,9 @@ impl EngineBuilder {
             device: DeviceContext {
                 fingerprint,
                 machine,
-                vm: self.vm,
+                vm: self
+                    .vm
+                    .unwrap_or_else(crate::device::detect_virtual_machine),
                 ctx: Context {
                     release_date: self.release_date,
                 },
@@ -664,6 +697,7 @@ mod tests {
     fn without_a_machine_id_node_locked_rights_are_denied() {
         let vendor = SigningKey::from_seed(&[5; 32]);
         let engine = Engine::builder("acme")
+            .in_memory()
             .trust(vendor.public_key().clone())
             .clock(ManualClock::new(Timestamp::from_unix(1_767_225_600)))
             .background_refresh(false)

@@ -289,9 +289,9 @@ impl Engine {
     /// node-locked license.
     ///
     /// ```
-    /// let engine = entitle::Engine::builder("acme").fingerprint("3f2a").build().unwrap();
+    /// let engine = entitle::Engine::builder("acme").in_memory().fingerprint("3f2a").build().unwrap();
     /// assert!(engine.client_id().starts_with("3f2a#"));
-    /// let other = entitle::Engine::builder("acme").fingerprint("3f2a").build().unwrap();
+    /// let other = entitle::Engine::builder("acme").in_memory().fingerprint("3f2a").build().unwrap();
     /// assert_ne!(engine.client_id(), other.client_id());
     /// ```
     pub fn client_id(&self) -> &str {

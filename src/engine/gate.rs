@@ -27,7 +27,7 @@ use crate::policy::floating::{self, Held};
 ///
 /// ```
 /// # use entitle::{Engine};
-/// let engine = Engine::builder("acme").build().unwrap();
+/// let engine = Engine::builder("acme").in_memory().build().unwrap();
 /// let gate = engine.feature("export");
 /// assert!(!gate.check().allowed());
 /// assert_eq!(gate.check().reason().code(), "NOT_LICENSED");

@@ -30,7 +30,7 @@ use crate::query::{self, FieldKind, Fields, Filter, Order, Page, Query, Value};
 ///
 /// let vendor = SigningKey::generate().unwrap();
 /// let clock = ManualClock::new(Timestamp::parse("2026-03-01T00:00:00Z").unwrap());
-/// let engine = Engine::builder("acme-cad")
+/// let engine = Engine::builder("acme-cad").in_memory()
 ///     .trust(vendor.public_key().clone())
 ///     .clock(clock)
 ///     .build()
@@ -386,7 +386,7 @@ impl Engine {
     ///
     /// ```
     /// # use entitle::Engine;
-    /// let engine = Engine::builder("acme").build().unwrap();
+    /// let engine = Engine::builder("acme").in_memory().build().unwrap();
     /// let query = entitle::engine::license_query(Some(r#"status eq "active""#), None, None, None).unwrap();
     /// assert!(engine.licenses(&query).unwrap().items.is_empty());
     /// ```

@@ -176,7 +176,7 @@ impl Drop for Handle {
 ///
 /// let vendor = SigningKey::generate().unwrap();
 /// let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-/// let engine = Engine::builder("acme")
+/// let engine = Engine::builder("acme").in_memory()
 ///     .trust(vendor.public_key().clone())
 ///     .clock(ManualClock::new(now))
 ///     .fingerprint("3f2a")
@@ -320,7 +320,7 @@ impl LeaseGuard {
     /// use entitle::token::{LeaseToken, SigningKey};
     /// use entitle::{Engine, LeaseGuard, Timestamp};
     ///
-    /// let engine = Engine::builder("acme").build().unwrap(); // the application's install
+    /// let engine = Engine::builder("acme").in_memory().build().unwrap(); // the application's install
     /// let server = SigningKey::from_seed(&[9; 32]);
     /// let now = engine.now();
     /// let trip = LeaseToken::new("lease_1", vec!["lic_1".into()], "laptop-3", Some("cad"),

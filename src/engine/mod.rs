@@ -179,7 +179,7 @@ impl Drop for UnderWay<'_> {
 ///
 /// let vendor = SigningKey::generate().unwrap();
 /// let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z").unwrap());
-/// let engine = Engine::builder("acme")
+/// let engine = Engine::builder("acme").in_memory()
 ///     .trust(vendor.public_key().clone())
 ///     .clock(clock.clone())
 ///     .build()

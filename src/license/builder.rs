@@ -35,7 +35,7 @@ use crate::token::{self, SigningKey, TokenType, MAX_TOKEN_BYTES};
 ///     .sign(&vendor)?;
 /// let file = armor(&token, TokenType::License); // what the customer gets
 ///
-/// let engine = Engine::builder("acme-cad").trust(vendor.public_key().clone()).build()?;
+/// let engine = Engine::builder("acme-cad").in_memory().trust(vendor.public_key().clone()).build()?;
 /// assert_eq!(engine.add_license(&file)?, "lic_42");
 /// assert!(engine.check_feature("export").allowed());
 /// assert_eq!(engine.limit("export"), Some(3));
@@ -477,7 +477,7 @@ impl License {
     /// let key = SigningKey::generate()?;
     /// let license = License::builder("acme").id("lic_1").build()?;
     /// let token = license.sign(&key)?;
-    /// let engine = Engine::builder("acme").trust(key.public_key().clone()).build()?;
+    /// let engine = Engine::builder("acme").in_memory().trust(key.public_key().clone()).build()?;
     /// assert_eq!(engine.add_license(&token)?, "lic_1");
     ///
     /// let mut shadowed = license.clone();

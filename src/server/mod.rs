@@ -11,7 +11,7 @@
 //! ```no_run
 //! use entitle::server::{self, ServerConfig};
 //! # fn main() -> entitle::Result<()> {
-//! let engine = entitle::Engine::builder("acme").build()?;
+//! let engine = entitle::Engine::builder("acme").in_memory().build()?;
 //! let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
 //! config.admin_token = Some("a long random secret".into());
 //! // Blocks until SIGTERM or SIGINT.
@@ -118,7 +118,7 @@ impl ServerConfig {
 /// install's own key. Its public half is what clients verify leases with.
 ///
 /// ```
-/// let engine = entitle::Engine::builder("acme").build().unwrap();
+/// let engine = entitle::Engine::builder("acme").in_memory().build().unwrap();
 /// let key = entitle::server::lease_key(&engine, None).unwrap();
 /// assert_eq!(key.public_key(), &engine.install_key().unwrap());
 /// ```

@@ -59,7 +59,7 @@ impl Vendor {
     }
 
     pub fn engine(&self, clock: &ManualClock) -> Engine {
-        self.builder(clock).build().unwrap()
+        self.builder(clock).in_memory().build().unwrap()
     }
 }
 
