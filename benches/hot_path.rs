@@ -366,9 +366,74 @@ mod scale {
     }
 }
 
+/// The one gate on a floating feature: a seat this engine took itself
+/// against a seat held outside its state (a borrowed token, registered with
+/// the engine exactly as a license server's client registers its seats).
+/// Both are the same word load; the baseline map runs in the same group.
+mod floating {
+    use super::*;
+    use entitle::token::{LeaseToken, SigningKey};
+    use entitle::{Clock, LeaseGuard, SystemClock};
+
+    fn engine(vendor: &Vendor) -> Engine {
+        let engine = vendor.engine(None);
+        engine
+            .add_license(&vendor.license(json!({"id": "lic_float",
+                "floating": {"seats": 5, "lease_secs": 3600, "borrow_max_secs": 86_400},
+                "features": [{"code": "render"}]})))
+            .expect("floating license applies");
+        engine
+    }
+
+    pub fn bench(c: &mut Criterion) {
+        let vendor = Vendor::new();
+        let local = engine(&vendor);
+        let gate_local = local.feature("render");
+        let _seat = local.lease(Some("render")).expect("a local seat");
+        assert!(gate_local.check().allowed());
+
+        let outside = engine(&vendor);
+        let gate_outside = outside.feature("render");
+        let server = SigningKey::from_seed(&[7; 32]);
+        let now = SystemClock.now();
+        let token = LeaseToken::new(
+            "lease_1",
+            vec!["lic_float".into()],
+            outside.client_id(),
+            None,
+            now,
+            entitle::Timestamp::from_unix(now.unix() + 86_400),
+            true,
+        )
+        .sign(&server)
+        .expect("lease token signs");
+        let _borrowed =
+            LeaseGuard::borrowed(&outside, &token, server.public_key()).expect("borrowed seat");
+        assert!(gate_outside.check().allowed());
+        let baseline = hot_path::baseline_map();
+
+        let mut group = c.benchmark_group("floating");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("gate_local_lease", |b| {
+            b.iter(|| black_box(&gate_local).check())
+        });
+        group.bench_function("gate_lease_held_outside", |b| {
+            b.iter(|| black_box(&gate_outside).check())
+        });
+        group.bench_function("baseline_map", |b| {
+            b.iter(|| {
+                let map = baseline.load();
+                map.get(black_box("export")).copied().unwrap_or(false)
+            })
+        });
+        group.finish();
+    }
+}
+
 criterion_group!(
     benches,
     hot_path::bench,
+    floating::bench,
     contention::bench,
     scale::bench,
     parts::bench

@@ -2,8 +2,12 @@
 //! does from start-up to its About box.
 //!
 //! ```sh
-//! cargo run --example desktop_app
+//! cargo run --example desktop_app --features server,client
 //! ```
+//!
+//! (`client` is what the application links for its floating seats;
+//! `server` only runs the site's license server in this same process, so
+//! the example needs no second terminal.)
 //!
 //! The vendor's side (its key, the licenses it signs) is simulated at the
 //! top so the example runs anywhere; in a real program the public key is
@@ -11,6 +15,7 @@
 //! lives in a temporary directory here; a real program keeps it in the
 //! user's data directory.
 
+use entitle::client::Client;
 use entitle::license::{Activations, Consumption, Feature, Floating, License, Reset, Seats};
 use entitle::store::FileStore;
 use entitle::token::{armor, SigningKey, TokenType};
@@ -28,8 +33,15 @@ fn main() -> Result<(), Error> {
         .trial_secs(14 * 24 * 3600)
         .feature(Feature::new("edit"))
         .sign(&vendor)?;
-    // What the customer bought: node-locked to 2 machines, a floating
-    // render pool of 1 seat, 100 cloud exports a month.
+    // What the customer bought: node-locked to 2 machines, 100 cloud
+    // exports a month; and for the whole site, a floating render pool of
+    // 1 seat, served by the site's license server.
+    let site = License::builder("acme-cad")
+        .id("lic_example_ltd_site")
+        .issued_at(now)
+        .customer("Example Ltd")
+        .feature(Feature::new("render").with_floating(Floating::new(1, 300)))
+        .sign(&vendor)?;
     let bought = License::builder("acme-cad")
         .id("lic_example_ltd")
         .issued_at(now)
@@ -37,13 +49,33 @@ fn main() -> Result<(), Error> {
         .activations(Activations::up_to(2))
         .seats(Seats::new(5))
         .feature(Feature::new("edit"))
-        .feature(Feature::new("render").with_floating(Floating::new(1, 300)))
         .feature(
             Feature::new("cloud_export")
                 .with_consumption(Consumption::up_to(100).with_reset(Reset::Monthly)),
         )
         .sign(&vendor)?;
     let license_file = armor(&bought, TokenType::License);
+
+    // ---- the site's license server, elsewhere on the LAN -------------------
+    // `entitle serve` on the administrator's machine; here, a thread.
+    let server_engine = Engine::builder("acme-cad")
+        .trust(vendor.public_key().clone())
+        .in_memory()
+        .build()?;
+    server_engine.add_license(&site)?;
+    // The key its leases are signed with, which the application is
+    // configured with (`entitle serve --print-lease-pub`).
+    let server_key = entitle::server::lease_key(&server_engine, None)?
+        .public_key()
+        .clone();
+    let (ready, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let config = entitle::server::ServerConfig::new(([127, 0, 0, 1], 0).into());
+        entitle::server::run(server_engine, config, move |addr| {
+            let _ = ready.send(addr);
+        })
+    });
+    let server_url = format!("http://{}", listening.recv().expect("the server starts"));
 
     // ---- start-up ------------------------------------------------------
     let data_dir = tempfile::tempdir().expect("a temporary directory");
@@ -60,7 +92,7 @@ fn main() -> Result<(), Error> {
         .store(store)
         .build()?;
     println!(
-        "Engine::builder(..).in_memory().build(): this machine is {}",
+        "Engine::builder(..).store(..).build(): this machine is {}",
         engine.fingerprint().unwrap_or("unidentified")
     );
 
@@ -85,6 +117,7 @@ fn main() -> Result<(), Error> {
         );
     }
     engine.add_license(&license_file)?;
+    engine.add_license(&site)?; // the site's license, as the server holds it
     match engine.activate_this_device() {
         Ok(ids) => println!("activate_this_device(): activated for {ids:?}"),
         // What a dialog shows: the user's words, not a code.
@@ -100,24 +133,34 @@ fn main() -> Result<(), Error> {
     );
 
     // ---- using the product -------------------------------------------------
-    // A floating feature needs a seat held by this program: the lease
-    // guard takes one, renews it in the background and frees it on drop.
+    // A floating feature needs a seat held by this program, here from the
+    // site's license server. The client is made from the engine: the seat
+    // it holds counts in the engine's gates, so the program gates every
+    // feature the one way, `feature(code).check()`.
     let render = engine.feature("render");
     println!(
-        "feature(\"render\").check() before a lease: {}",
+        "feature(\"render\").check() before a seat: {}",
         render.check().reason()
     );
-    match engine.lease(Some("render")) {
+    let client = Client::connect(&engine, &server_url, server_key)?;
+    match client.lease(Some("render")) {
         Ok(seat) => {
             println!(
-                "lease(Some(\"render\")): held until {}; render: {}",
+                "client.lease(Some(\"render\")): held until {}; feature(\"render\").check(): {}",
                 seat.lease()
                     .map_or("-".into(), |l| l.expires_at.to_string()),
                 render.check().reason()
             );
-            drop(seat); // the seat goes back to the pool
+            drop(seat); // the seat goes back to the server's pool
+            println!(
+                "after the seat is dropped, feature(\"render\").check(): {}",
+                render.check().reason()
+            );
         }
-        Err(e) => println!("lease(Some(\"render\")): {}", e.user_message()),
+        // Unreachable (SERVER_UNREACHABLE), full (FLOATING_EXHAUSTED, with
+        // `retry_at`; `lease_waiting` waits in the server's line) or the
+        // wrong server key (LEASE_KEY_MISMATCH): the user's words.
+        Err(e) => println!("client.lease(Some(\"render\")): {}", e.user_message()),
     }
 
     // A metered feature: charge what is used; the gate says when the

@@ -1,33 +1,50 @@
-//! A blocking client of a license server (`entitle serve`, DESIGN
-//! section 9), behind the `client` feature: a desktop application on a
-//! LAN takes its floating seat from the server and holds it with the same
+//! A blocking client of a license server (`entitle serve`, docs/http.md),
+//! behind the `client` feature: a desktop application on a LAN takes its
+//! floating seat from the server and holds it with the same
 //! [`LeaseGuard`] an engine hands out.
+//!
+//! A client is made from the application's own [`Engine`] (its install,
+//! holding the license the server serves): it takes seats under that
+//! engine's client id, so a retry, or a second client made from the same
+//! engine, asks for the same seat rather than another; and the seats it
+//! holds count in that engine's gates, so the program gates every feature
+//! the one way, `engine.feature(code).check()`.
 //!
 //! Every lease the server answers is a signed token, verified here with
 //! the server's public key (`entitle serve --print-lease-pub`) before the
-//! guard believes it. The guard heartbeats on a background thread at a
-//! third of the lease, checks the seat in when the last clone is dropped,
-//! rides out a server that is unreachable until its lease ends (the
-//! server keeps leases across a restart, so the next heartbeat finds it
-//! again; a lease that lapsed meanwhile is taken again when a seat is
-//! free), and [`LeaseGuard::check`] allows only while the lease is live.
+//! guard believes it; one that does not verify is `LEASE_KEY_MISMATCH`,
+//! and its seat is checked in. The guard heartbeats on a background
+//! thread at a third of the lease, checks the seat in when the last clone
+//! is dropped, rides out a server that is unreachable until its lease ends
+//! (the server keeps leases across a restart, so the next heartbeat finds
+//! it again; a lease that lapsed meanwhile is taken again when a seat is
+//! free). A server that cannot be reached is `SERVER_UNREACHABLE`, naming
+//! its address.
 //!
 //! A laptop leaving the network borrows its seat
 //! ([`Client::borrow`]), saves the token, and later holds it offline with
 //! [`LeaseGuard::borrowed`] until the borrow ends, judging time by the
-//! application's own [`Engine`](crate::Engine) and its clock guard (a
-//! clock set back is `CLOCK_TAMPERED`, not a longer trip). The server
-//! holds the seat until the borrow ends: it cannot be checked in early
-//! (`LEASE_BORROWED`).
+//! application's own [`Engine`] and its clock guard (a clock set back is
+//! `CLOCK_TAMPERED`, not a longer trip). The server holds the seat until
+//! the borrow ends: it cannot be checked in early (`LEASE_BORROWED`).
 //!
 //! ```no_run
 //! use entitle::client::Client;
+//! use entitle::store::FileStore;
 //! use entitle::token::PublicKey;
+//! use entitle::Engine;
 //!
 //! # fn main() -> entitle::Result<()> {
+//! # let vendor_key = entitle::token::SigningKey::from_seed(&[1; 32]).public_key().clone();
+//! # let license_file = String::new();
+//! // The application's install, holding the license the server serves.
+//! let engine = Engine::builder("acme-cad")
+//!     .trust(vendor_key)
+//!     .store(FileStore::open("/var/lib/acme-cad")?)
+//!     .build()?;
 //! // Shipped with the application, or configured by the administrator.
 //! let server_key = PublicKey::from_pem(&std::fs::read_to_string("lease.pub").unwrap())?;
-//! let client = Client::connect("http://licenses.lan:8740", server_key)?;
+//! let client = Client::connect(&engine, "http://licenses.lan:8740", server_key)?;
 //!
 //! // On start: take a seat of the `cad` pool, or tell the user why not.
 //! let seat = match client.lease(Some("cad")) {
@@ -37,8 +54,9 @@
 //!         return Ok(());
 //!     }
 //! };
-//! // Before each licensed action:
-//! if seat.check().allowed() {
+//! // Before each licensed action, the one gate (the seat counts in it):
+//! let cad = engine.feature("cad");
+//! if cad.check().allowed() {
 //!     // ... the feature works
 //! }
 //! // Before a trip: borrow for a week and keep the token.
@@ -46,12 +64,11 @@
 //! std::fs::write("cad.lease", &token).unwrap();
 //! drop(seat); // the borrow keeps the seat on the server until it ends
 //!
-//! // On the train, no network: the application's install judges the time.
-//! let install = entitle::store::FileStore::create("/var/lib/acme")?;
-//! let engine = entitle::Engine::builder("acme").store(install).build()?;
+//! // On the train, no network: the borrowed seat counts in the same gate.
 //! let saved = std::fs::read_to_string("cad.lease").unwrap();
-//! let seat = entitle::LeaseGuard::borrowed(&engine, &saved, client.server_key())?;
-//! assert!(seat.check().allowed());
+//! let trip = entitle::LeaseGuard::borrowed(&engine, &saved, client.server_key())?;
+//! assert!(cad.check().allowed());
+//! # drop(trip);
 //! # Ok(())
 //! # }
 //! ```
@@ -64,10 +81,13 @@ use serde_json::{json, Value};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::Reason;
-use crate::engine::lease::{Holder, WeakGuard};
-use crate::engine::{Lease, LeaseGuard};
+use crate::engine::lease::{Holder, Place, WeakGuard};
+use crate::engine::{Engine, Lease, LeaseGuard};
 use crate::error::{Error, Result};
 use crate::token::{LeaseToken, PublicKey};
+
+/// How long one request may take, unless it waits in the server's line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A license server and the key its leases are signed with.
 ///
@@ -75,6 +95,7 @@ use crate::token::{LeaseToken, PublicKey};
 /// application starts (and holds a borrowed token) with no server around.
 pub struct Client {
     remote: Arc<Remote>,
+    engine: Engine,
     guards: Mutex<rustc_hash::FxHashMap<Option<String>, WeakGuard>>,
 }
 
@@ -96,20 +117,27 @@ struct Remote {
 }
 
 impl Client {
-    /// A client of the server at `url` (`http://host:port`), trusting
-    /// leases signed by `server_key`. Its client id is this machine's
-    /// fingerprint and a random instance name (`FINGERPRINT#INSTANCE`),
-    /// as [`Engine::client_id`](crate::Engine::client_id) is, so that a
-    /// node-locked license on the server counts this device.
+    /// A client of the server at `url` (`http://host:port`) for the
+    /// program `engine` is the install of, trusting leases signed by
+    /// `server_key`. It takes seats under the engine's client id
+    /// ([`Engine::client_id`]: this device's fingerprint and the engine
+    /// instance, so a node-locked license on the server counts this
+    /// device), the same for every client made from the engine: a retry
+    /// asks for the seat it may already hold, never a second one. The
+    /// seats it holds count in the engine's gates.
     ///
     /// ```
+    /// use entitle::{client::Client, Engine};
+    /// let engine = Engine::builder("acme").in_memory().build().unwrap();
     /// let key = entitle::token::SigningKey::from_seed(&[9; 32]);
-    /// let client = entitle::client::Client::connect("http://127.0.0.1:8740",
+    /// let client = Client::connect(&engine, "http://127.0.0.1:8740",
     ///     key.public_key().clone()).unwrap();
-    /// assert!(client.client_id().contains('#'));
-    /// assert!(entitle::client::Client::connect("ftp://x", key.public_key().clone()).is_err());
+    /// assert_eq!(client.client_id(), engine.client_id());
+    /// let again = Client::connect(&engine, "http://127.0.0.1:8740/", key.public_key().clone());
+    /// assert_eq!(again.unwrap().client_id(), engine.client_id());
+    /// assert!(Client::connect(&engine, "ftp://x", key.public_key().clone()).is_err());
     /// ```
-    pub fn connect(url: &str, server_key: PublicKey) -> Result<Client> {
+    pub fn connect(engine: &Engine, url: &str, server_key: PublicKey) -> Result<Client> {
         let base = url.trim_end_matches('/');
         let valid = (base.starts_with("http://") || base.starts_with("https://"))
             && base.len() > "https://".len()
@@ -120,11 +148,10 @@ impl Client {
                 url.chars().take(200).collect::<String>()
             )));
         }
-        let device = crate::device::machine_fingerprint().unwrap_or_else(|| "device".to_owned());
-        let client_id = format!("{device}#{}", crate::engine::random_id("client_"));
+        let client_id = engine.client_id().to_owned();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+            .timeout(REQUEST_TIMEOUT)
             .build();
         Ok(Client {
             remote: Arc::new(Remote {
@@ -133,6 +160,7 @@ impl Client {
                 server_key,
                 client_id,
             }),
+            engine: engine.clone(),
             guards: Mutex::new(Default::default()),
         })
     }
@@ -149,6 +177,7 @@ impl Client {
         };
         Ok(Client {
             remote: Arc::new(remote),
+            engine: self.engine,
             guards: Mutex::new(Default::default()),
         })
     }
@@ -165,22 +194,48 @@ impl Client {
 
     /// Takes a floating seat from the server's pool of `feature` (or the
     /// license-level pool) and holds it until the returned guard and all
-    /// its clones are dropped. Asking again for the same pool while a
+    /// its clones are dropped; while it does, the engine's gates of the
+    /// pool's features count it. Asking again for the same pool while a
     /// guard lives returns that guard.
     ///
-    /// Fails as the server refuses (`FLOATING_EXHAUSTED` with `retry_at`,
-    /// `NOT_LICENSED`...), with `SIGNATURE_INVALID` when the lease is not
-    /// signed by the server's key, and with an I/O error when the server
-    /// cannot be reached.
+    /// Fails as the server refuses (`FLOATING_EXHAUSTED` with `retry_at`
+    /// when every seat is taken, `NOT_LICENSED`...), with
+    /// `LEASE_KEY_MISMATCH` when the lease is not signed by the configured
+    /// server key (the seat is checked in), and with `SERVER_UNREACHABLE`
+    /// when the server cannot be reached.
     pub fn lease(&self, feature: Option<&str>) -> Result<LeaseGuard> {
+        self.lease_waiting(feature, Duration::ZERO)
+    }
+
+    /// As [`lease`](Self::lease), but when every seat is taken, waits in
+    /// the server's first-come, first-served line for the pool up to
+    /// `wait` (whole seconds; at most the server's `--max-wait-secs`, or
+    /// it refuses with `INVALID_ARGUMENT`) and takes the first seat freed
+    /// for it. Still `FLOATING_EXHAUSTED` when none was freed in time.
+    /// The call blocks meanwhile: make it off the user interface's thread.
+    ///
+    /// ```no_run
+    /// # use entitle::{client::Client, Engine};
+    /// # let engine = Engine::builder("acme").in_memory().build().unwrap();
+    /// # let key = entitle::token::SigningKey::from_seed(&[9; 32]).public_key().clone();
+    /// let client = Client::connect(&engine, "http://licenses.lan:8740", key).unwrap();
+    /// let seat = client.lease_waiting(Some("cad"), std::time::Duration::from_secs(60));
+    /// ```
+    pub fn lease_waiting(&self, feature: Option<&str>, wait: Duration) -> Result<LeaseGuard> {
         let mut guards = self.guards.lock();
         guards.retain(|_, weak| weak.upgrade().is_some());
         let key = feature.map(str::to_owned);
         if let Some(guard) = guards.get(&key).and_then(WeakGuard::upgrade) {
             return Ok(guard);
         }
-        let lease = self.remote.checkout(feature)?;
-        let guard = LeaseGuard::hold(Box::new(Arc::clone(&self.remote)), feature, lease)?;
+        let lease = self.remote.take(feature, wait.as_secs())?;
+        let guard = LeaseGuard::hold(
+            Box::new(Arc::clone(&self.remote)),
+            feature,
+            lease,
+            &self.engine,
+            Place::Outside,
+        )?;
         guards.insert(key, guard.weak());
         Ok(guard)
     }
@@ -223,19 +278,32 @@ fn encode(segment: &str) -> String {
 impl Remote {
     /// One request: the answer's JSON, or the server's error as this
     /// crate's (a refusal keeps its code; an unreachable server, a 5xx or
-    /// a garbled answer is an I/O error, which a guard rides out).
+    /// a garbled answer is `SERVER_UNREACHABLE`, which a guard rides out).
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call_within(method, path, body, None)
+    }
+
+    /// As [`call`](Self::call), allowing `extra` beyond the usual timeout
+    /// (a checkout waiting in the server's line).
+    fn call_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: Option<Duration>,
+    ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
-        let request = self.agent.request(method, &url);
+        let mut request = self.agent.request(method, &url);
+        if let Some(extra) = extra {
+            request = request.timeout(REQUEST_TIMEOUT + extra);
+        }
         let sent = match body {
             Some(body) => request.send_json(body),
             None => request.call(),
         };
-        let unreachable = |detail: String| {
-            Error::io(
-                format!("reaching the license server at {}", self.base),
-                std::io::Error::other(detail),
-            )
+        let unreachable = |detail: String| Error::ServerUnreachable {
+            url: self.base.clone(),
+            detail,
         };
         match sent {
             Ok(response) => response
@@ -257,7 +325,20 @@ impl Remote {
         let text = answer["token"]
             .as_str()
             .ok_or_else(|| Error::malformed("lease answer", "it has no `token`"))?;
-        let token = LeaseToken::verify(text, &self.server_key)?;
+        let token = match LeaseToken::verify(text, &self.server_key) {
+            Err(Error::SignatureInvalid | Error::UnknownKey { .. }) => {
+                // The server is not the one configured, or the key is
+                // wrong: give the seat back rather than hold one that no
+                // check here can believe (each retry would take another).
+                if let Some(id) = answer["id"].as_str() {
+                    let _ = self.call("DELETE", &format!("/v1/leases/{}", encode(id)), None);
+                }
+                return Err(Error::LeaseKeyMismatch {
+                    url: self.base.clone(),
+                });
+            }
+            other => other?,
+        };
         if token.client != self.client_id
             || lease_id.is_some_and(|id| id != token.lease_id)
             || answer["id"].as_str() != Some(token.lease_id.as_str())
@@ -271,14 +352,26 @@ impl Remote {
     }
 }
 
-impl Holder for Arc<Remote> {
-    fn checkout(&self, feature: Option<&str>) -> Result<Lease> {
+impl Remote {
+    /// Takes a seat of `feature`'s pool, waiting up to `wait_secs` in the
+    /// server's line when every seat is taken.
+    fn take(&self, feature: Option<&str>, wait_secs: u64) -> Result<Lease> {
         let mut body = json!({"client": self.client_id});
         if let Some(feature) = feature {
             body["feature"] = json!(feature);
         }
-        let answer = self.call("POST", "/v1/leases", Some(body))?;
+        let extra = (wait_secs > 0).then(|| {
+            body["wait_secs"] = json!(wait_secs);
+            Duration::from_secs(wait_secs)
+        });
+        let answer = self.call_within("POST", "/v1/leases", Some(body), extra)?;
         Ok(self.verified(&answer, None)?.0)
+    }
+}
+
+impl Holder for Arc<Remote> {
+    fn checkout(&self, feature: Option<&str>) -> Result<Lease> {
+        self.take(feature, 0)
     }
 
     fn heartbeat(&self, lease_id: &str) -> Result<Lease> {

@@ -242,6 +242,42 @@ pub enum Error {
         detail: String,
     },
 
+    /// The license server could not be reached (refused, timed out, no
+    /// route, a name that does not resolve) or answered with something
+    /// that is not its API (a 5xx, a proxy's page). Nothing was taken; a
+    /// lease guard rides this out until its lease ends.
+    ///
+    /// ```
+    /// let err = entitle::Error::ServerUnreachable {
+    ///     url: "http://licenses.lan:8740".into(),
+    ///     detail: "connection refused".into(),
+    /// };
+    /// assert_eq!(err.code(), "SERVER_UNREACHABLE");
+    /// assert!(err.to_string().contains("http://licenses.lan:8740"));
+    /// ```
+    #[error("cannot reach the license server at {url}: {detail}; check that `entitle serve` runs there, that the address and port are right and that no firewall is in between")]
+    ServerUnreachable {
+        /// The server's address, as the client was given it.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+
+    /// The license server's lease token does not verify against the
+    /// server key this program was configured with: the server signs with
+    /// another key (a new state, another server), or the configured key
+    /// is wrong. The seat the server gave was checked in.
+    ///
+    /// ```
+    /// let err = entitle::Error::LeaseKeyMismatch { url: "http://licenses.lan:8740".into() };
+    /// assert_eq!(err.code(), "LEASE_KEY_MISMATCH");
+    /// ```
+    #[error("the license server at {url} signs its leases with another key than the one this program trusts, so its seat was checked in; configure the server's own key (`entitle serve --print-lease-pub` on the server prints it)")]
+    LeaseKeyMismatch {
+        /// The server's address.
+        url: String,
+    },
+
     /// An I/O error outside the store (reading a key file, writing output).
     #[error("{context}: {source}")]
     Io {
@@ -289,6 +325,8 @@ impl Error {
             Error::StateExists { .. } => "STATE_EXISTS",
             Error::StateMissing { .. } => "STATE_MISSING",
             Error::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
+            Error::ServerUnreachable { .. } => "SERVER_UNREACHABLE",
+            Error::LeaseKeyMismatch { .. } => "LEASE_KEY_MISMATCH",
             Error::Io { .. } => "IO_ERROR",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }
@@ -346,6 +384,12 @@ impl Error {
             }
             Error::StoreUnavailable { .. } => {
                 "The license server's database cannot be reached. Please try again later."
+            }
+            Error::ServerUnreachable { .. } => {
+                "The license server cannot be reached. Check the network connection and try again."
+            }
+            Error::LeaseKeyMismatch { .. } => {
+                "The license server is not the one this program is set up for. Please contact your administrator."
             }
             Error::Io { .. } => "The license data could not be read or written.",
             Error::InvalidArgument(_) => "The request was not valid.",

@@ -289,6 +289,7 @@ impl EngineBuilder {
                 gate_epoch,
                 client_id,
                 guards: Default::default(),
+                outside: Default::default(),
                 under_way: AtomicUsize::new(0),
                 unsynced: AtomicUsize::new(0),
             }),

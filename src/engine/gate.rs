@@ -5,8 +5,11 @@
 //! when the clock has left the span does it go back to the snapshot.
 //!
 //! A gate answers for this program, not only for the licenses: a feature
-//! granted through a floating pool is allowed only while this engine holds
-//! a live lease on it ([`Engine::lease`]), and a metered feature says when
+//! granted through a floating pool is allowed only while this program
+//! holds a live lease on it, taken by this engine ([`Engine::lease`]),
+//! from a license server through a client made from this engine
+//! (`client::Client::lease`), or borrowed ([`LeaseGuard::borrowed`](crate::LeaseGuard::borrowed)),
+//! and a metered feature says when
 //! its quota is used up (`CONSUMPTION_LIMIT`, or `OVERAGE` inside the
 //! band). [`Engine::check_feature`] answers for the licenses alone.
 
@@ -53,10 +56,15 @@ impl FeatureGate {
     /// Whether the feature may be used now: no hash, no lock, no
     /// allocation, and on the fast path one atomic load and a clock read.
     ///
-    /// The answer is the licenses' ([`Engine::check_feature`]), narrowed
-    /// for this program: a feature granted through a floating pool needs a
-    /// live lease held by this engine (`LEASE_REQUIRED`, or
-    /// `LEASE_EXPIRED` once it lapsed), and a metered feature whose quota
+    /// This is the one call a program gates on. The answer is the
+    /// licenses' ([`Engine::check_feature`]), narrowed for this program: a
+    /// feature granted through a floating pool needs a live lease this
+    /// program holds, whether this engine took it ([`Engine::lease`]), a
+    /// license server gave it through a client made from this engine
+    /// (`client::Client::lease`), or it was borrowed
+    /// ([`LeaseGuard::borrowed`](crate::LeaseGuard::borrowed)):
+    /// `LEASE_REQUIRED` without one, `LEASE_EXPIRED` once it lapsed. A
+    /// metered feature whose quota
     /// for the period is used up is `CONSUMPTION_LIMIT` (`OVERAGE` while
     /// the next unit falls in the licensed overage).
     #[inline]
@@ -155,6 +163,23 @@ impl Engine {
         }
     }
 
+    /// Writes every gate's word anew from the current snapshot: what this
+    /// program holds outside the state changed (a server's lease guard
+    /// renewed, lost or dropped its seat).
+    pub(crate) fn rewrite_gates(&self) {
+        let inner = &*self.inner;
+        let gates = inner.gates.lock();
+        let snapshot = inner.snapshot.load();
+        let now = inner.clock.now().unix();
+        for slot in gates.values() {
+            slot.write(
+                decide(inner, &snapshot, slot, now),
+                now,
+                snapshot.tamper_below,
+            );
+        }
+    }
+
     /// Publishes `snapshot` unless a later one is out already (a mutation
     /// whose sync returned first, covering this one), and writes every
     /// gate's word from it before returning.
@@ -202,9 +227,12 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
     if entry.leased {
         let views = snapshot.views(device);
         let key = floating::pool_key(&views, code);
-        let held = floating::held(snapshot.leases.values(), &inner.client_id, key, now);
+        // A seat in this engine's state, or one held outside it (from a
+        // license server through the client, or borrowed): the later end.
+        let own = floating::held(snapshot.leases.values(), &inner.client_id, key, now);
+        let held = floating::either(own, inner.outside.held(key, now));
         match held {
-            Held::Live(end) | Held::Lapsed(end) => bound(Some(end)),
+            Held::Live(end) | Held::Lapsed(end) => bound((end != i64::MAX).then_some(end)),
             Held::None => {}
         }
         reason = floating::gate_reason(&views, code, &device.ctx, now, tampered, held);

@@ -20,8 +20,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::engine::floating::Lease;
-use crate::engine::Engine;
+use crate::engine::{Engine, FeatureGate};
 use crate::error::{Error, Result};
+use crate::policy::floating;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 /// Where a guard's seat comes from: this engine's state, a license
 /// server (`client::Client`), or a borrowed token held offline. Every
@@ -82,6 +84,13 @@ struct Shared {
     held: Mutex<Held>,
     stop: Mutex<bool>,
     wake: Condvar,
+    /// The gate of the guard's feature on the engine the guard was made
+    /// from: what [`LeaseGuard::check`] answers (`None` for a guard of a
+    /// license-level pool taken without naming a feature).
+    gate: Option<FeatureGate>,
+    /// Where the engine counts this seat, when it is held outside the
+    /// engine's state (a server's, a borrowed token).
+    outside: Option<Registration>,
 }
 
 impl Shared {
@@ -108,7 +117,21 @@ impl Shared {
             }) => Held::Lost { reason, message },
             Err(_) => return,
         };
+        self.announce(&next);
         *self.held.lock() = next;
+    }
+
+    /// Tells the engine what is held now, when it is held outside its
+    /// state: the engine's gates count the seat from then on.
+    fn announce(&self, held: &Held) {
+        if let Some(outside) = &self.outside {
+            match held {
+                Held::Lease(lease) => {
+                    outside.set(lease.feature.as_deref(), Some(lease.expires_at.unix()))
+                }
+                Held::Lost { .. } => outside.lapse(),
+            }
+        }
     }
 
     /// How long to wait before the next beat: a third of what is left of
@@ -157,6 +180,9 @@ impl Drop for Handle {
             // Best effort: a seat not checked in frees itself when the
             // lease ends.
             let _ = self.shared.holder.checkin(&lease.id);
+        }
+        if let Some(outside) = &self.shared.outside {
+            outside.clear();
         }
     }
 }
@@ -214,21 +240,40 @@ impl std::fmt::Debug for LeaseGuard {
     }
 }
 
+/// Where a guard's seat is held, as the engine it was made from sees it.
+pub(crate) enum Place {
+    /// In the engine's own state (its leases table): the gates see it there.
+    Engine,
+    /// Outside it (a license server's, a borrowed token): the guard tells
+    /// the engine.
+    Outside,
+}
+
 impl LeaseGuard {
-    /// Holds `lease`, taken from `holder` for `feature`'s pool: starts
-    /// the heartbeat thread.
+    /// Holds `lease`, taken from `holder` for `feature`'s pool for the
+    /// program `engine` is the install of: starts the heartbeat thread.
     pub(crate) fn hold(
         holder: Box<dyn Holder>,
         feature: Option<&str>,
         lease: Lease,
+        engine: &Engine,
+        place: Place,
     ) -> Result<LeaseGuard> {
+        let outside = match place {
+            Place::Engine => None,
+            Place::Outside => Some(Registration::new(engine)),
+        };
+        let held = Held::Lease(lease);
         let shared = Arc::new(Shared {
             holder,
             feature: feature.map(str::to_owned),
-            held: Mutex::new(Held::Lease(lease)),
+            gate: feature.map(|code| engine.feature(code)),
+            outside,
+            held: Mutex::new(held.clone()),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
+        shared.announce(&held);
         let runner = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("entitle-lease".into())
@@ -260,13 +305,22 @@ impl LeaseGuard {
         }
     }
 
-    /// Whether the seat is held now: `OK` until the lease's end (renewals
-    /// move it), `LEASE_EXPIRED` once it has passed unrenewed, or why the
-    /// seat was lost. A guard an engine holds (its own lease, or a
-    /// borrowed token held through it) says `CLOCK_TAMPERED` while that
-    /// engine's clock is behind the latest time it has seen: a clock set
-    /// back would stretch the lease.
+    /// What the engine's gate of the guard's feature says
+    /// (`engine.feature(code).check()`, the one gate): the program may
+    /// use the feature while its licenses allow and this seat (or another
+    /// this program holds in the pool) is live. A convenience: gating on
+    /// [`Engine::feature`] gives the same answer.
+    ///
+    /// A guard of a license-level pool taken without naming a feature
+    /// (`lease(None)`) answers for the seat alone: `OK` until the lease's
+    /// end (renewals move it), `LEASE_EXPIRED` once it has passed
+    /// unrenewed, or why the seat was lost; `CLOCK_TAMPERED` while the
+    /// engine's clock is behind the latest time it has seen (a clock set
+    /// back would stretch the lease).
     pub fn check(&self) -> Decision {
+        if let Some(gate) = &self.handle.shared.gate {
+            return gate.check();
+        }
         let holder = &self.handle.shared.holder;
         if holder.clock_tampered() {
             return Decision::new(Reason::ClockTampered, None);
@@ -360,7 +414,13 @@ impl LeaseGuard {
             ));
         }
         let held = Lease::from_token(&lease);
-        LeaseGuard::hold(Box::new(offline), lease.feature.as_deref(), held)
+        LeaseGuard::hold(
+            Box::new(offline),
+            lease.feature.as_deref(),
+            held,
+            engine,
+            Place::Outside,
+        )
     }
 }
 
@@ -399,6 +459,82 @@ fn offline() -> Error {
         "renewing a borrowed lease",
         std::io::Error::other("a borrowed lease is held offline until it ends"),
     )
+}
+
+/// The seats a program holds outside its engine's state (from a license
+/// server, borrowed tokens), as its gates count them: by guard, the pool
+/// and the lease's end (`None` once the seat was lost).
+#[derive(Default)]
+pub(crate) struct Outside {
+    next: AtomicU64,
+    held: Mutex<rustc_hash::FxHashMap<u64, OutsideSeat>>,
+}
+
+/// A seat held outside: its pool, and its lease's end (`None`: lost).
+type OutsideSeat = (Option<String>, Option<i64>);
+
+impl Outside {
+    /// What the program holds outside in the pool `key` at `now`: live
+    /// until the latest end among them, or lapsed (until the guard that
+    /// held it renews, retakes or drops it, which the gates hear of).
+    pub(crate) fn held(&self, key: Option<&str>, now: i64) -> floating::Held {
+        use floating::Held as H;
+        let held = self.held.lock();
+        held.values()
+            .filter(|(pool, _)| pool.as_deref() == key)
+            .fold(H::None, |acc, (_, end)| match (acc, end) {
+                (H::Live(a), Some(e)) if now < *e => H::Live(a.max(*e)),
+                (_, Some(e)) if now < *e => H::Live(*e),
+                (H::Live(a), _) => H::Live(a),
+                _ => H::Lapsed(i64::MAX),
+            })
+    }
+}
+
+/// One guard's entry in its engine's [`Outside`].
+struct Registration {
+    engine: Engine,
+    id: u64,
+}
+
+impl Registration {
+    fn new(engine: &Engine) -> Registration {
+        let id = engine
+            .inner
+            .outside
+            .next
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        Registration {
+            engine: engine.clone(),
+            id,
+        }
+    }
+
+    /// The guard holds a seat of `pool` until `end` (`None`: lost).
+    fn set(&self, pool: Option<&str>, end: Option<i64>) {
+        let outside = &self.engine.inner.outside;
+        outside
+            .held
+            .lock()
+            .insert(self.id, (pool.map(str::to_owned), end));
+        self.engine.rewrite_gates();
+    }
+
+    /// The guard lost its seat (and keeps trying): the pool's gates say
+    /// `LEASE_EXPIRED` until it has one again.
+    fn lapse(&self) {
+        let outside = &self.engine.inner.outside;
+        if let Some(entry) = outside.held.lock().get_mut(&self.id) {
+            entry.1 = None;
+        }
+        self.engine.rewrite_gates();
+    }
+
+    /// The guard is gone.
+    fn clear(&self) {
+        self.engine.inner.outside.held.lock().remove(&self.id);
+        self.engine.rewrite_gates();
+    }
 }
 
 /// The guards an engine has handed out, by pool: one lease per pool per
@@ -451,7 +587,7 @@ impl Engine {
         let live = guards.get(&pool).and_then(|weak| weak.0.upgrade());
         let guard = match live {
             Some(handle) => LeaseGuard { handle },
-            None => LeaseGuard::hold(Box::new(self.clone()), feature, lease)?,
+            None => LeaseGuard::hold(Box::new(self.clone()), feature, lease, self, Place::Engine)?,
         };
         guards.insert(pool, WeakGuard(guard.downgrade()));
         guards.insert(key, WeakGuard(guard.downgrade()));

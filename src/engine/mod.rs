@@ -131,6 +131,10 @@ struct Inner {
     client_id: String,
     /// The lease guards handed out ([`Engine::lease`]), by pool.
     guards: lease::Guards,
+    /// Leases this program holds outside the engine's state (from a
+    /// license server through the client, or borrowed tokens): its gates
+    /// count them as they count its own.
+    outside: lease::Outside,
     /// Mutations started and not yet committed to the store: the store
     /// lets them join the group of commits it is about to sync.
     under_way: AtomicUsize,

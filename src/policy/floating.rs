@@ -300,6 +300,18 @@ pub fn held<'a>(
         })
 }
 
+/// What a program holds when it holds `a` and `b` (in two places): live
+/// until the later live end, else lapsed until the later of the two.
+pub fn either(a: Held, b: Held) -> Held {
+    match (a, b) {
+        (Held::Live(x), Held::Live(y)) => Held::Live(x.max(y)),
+        (Held::Live(x), _) | (_, Held::Live(x)) => Held::Live(x),
+        (Held::Lapsed(x), Held::Lapsed(y)) => Held::Lapsed(x.max(y)),
+        (Held::Lapsed(x), Held::None) | (Held::None, Held::Lapsed(x)) => Held::Lapsed(x),
+        (Held::None, Held::None) => Held::None,
+    }
+}
+
 /// The pool leases for `code` are taken from: the feature's own, when a
 /// license gives it one (`Some(code)`), else the license-level pool.
 pub fn pool_key<'a>(views: &[LicenseView<'_>], code: &'a str) -> Option<&'a str> {
