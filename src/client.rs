@@ -1,5 +1,5 @@
-//! A blocking client of a license server (`entitle serve`, DESIGN
-//! section 9), behind the `client` feature: a desktop application on a
+//! A blocking client of a license server (`entitle serve`, docs/http.md),
+//! behind the `client` feature: a desktop application on a
 //! LAN takes its floating seat from the server and holds it with the same
 //! [`LeaseGuard`] an engine hands out.
 //!

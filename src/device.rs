@@ -51,7 +51,7 @@ pub(crate) fn unknown() -> crate::Error {
     )
 }
 
-/// This machine's device fingerprint (DESIGN section 7): the hex of the
+/// This machine's device fingerprint (docs/semantics.md#devices): the hex of the
 /// first 16 bytes of SHA-256 of `"entitle-device:"` and the operating
 /// system's machine id, so the raw id never leaves the machine. `None`
 /// when the system gives none: a host name is never a fingerprint, and
