@@ -58,10 +58,11 @@ pub(crate) fn unknown() -> crate::Error {
 /// node-locked rights are then denied.
 ///
 /// Where the machine id comes from, by the `machine-uid` crate: Linux
-/// `/etc/machine-id` (or `/var/lib/dbus/machine-id`), Windows the
-/// `MachineGuid` registry value, macOS `IOPlatformUUID` (`ioreg`), the BSDs
-/// `/etc/hostid` or `kern.hostuuid` (`kenv smbios.system.uuid`), illumos
-/// `gethostid`. Elsewhere there is none.
+/// `/var/lib/dbus/machine-id`, else `/etc/machine-id`; macOS
+/// `IOPlatformUUID` (`ioreg -rd1 -c IOPlatformExpertDevice`); Windows the
+/// `MachineGuid` value of `HKLM\SOFTWARE\Microsoft\Cryptography`; the
+/// BSDs `/etc/hostid`, else `kenv -q smbios.system.uuid`; illumos
+/// `gethostid()`. Elsewhere, or when the id is empty, there is none.
 ///
 /// ```
 /// let a = entitle::device::machine_fingerprint();
