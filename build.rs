@@ -2,7 +2,7 @@
 //!
 //! - `ENTITLE_TRUSTED_KEYS=vendor.pub[:other.pub]`: the PEM public keys
 //!   the CLI trusts. Such a CLI ignores any keys recorded in a state, so
-//!   editing the state cannot make it trust another key (DESIGN section 11).
+//!   editing the state cannot make it trust another key (docs/semantics.md#what-stored-state-is-trusted).
 //! - `ENTITLE_RELEASE_DATE=RFC3339`: the build's release date, checked
 //!   against `maintenance_until`, in place of the one `init` recorded.
 //!

@@ -192,7 +192,7 @@ fn other_address(addr: &str, secs: u64) -> Figures {
     Figures::of(latencies, started.elapsed().as_secs_f64())
 }
 
-/// The attack of DESIGN 11.1 from 127.0.0.1: `ATTACK` connections, each
+/// The attack of docs/http.md#limits from 127.0.0.1: `ATTACK` connections, each
 /// starting a request it never finishes (a header byte every 500 ms);
 /// whichever the server closes is opened again, until `stop`. Returns
 /// how many were open at the end.

@@ -51,17 +51,18 @@ pub(crate) fn unknown() -> crate::Error {
     )
 }
 
-/// This machine's device fingerprint (DESIGN section 7): the hex of the
+/// This machine's device fingerprint (docs/semantics.md#devices): the hex of the
 /// first 16 bytes of SHA-256 of `"entitle-device:"` and the operating
 /// system's machine id, so the raw id never leaves the machine. `None`
 /// when the system gives none: a host name is never a fingerprint, and
 /// node-locked rights are then denied.
 ///
 /// Where the machine id comes from, by the `machine-uid` crate: Linux
-/// `/etc/machine-id` (or `/var/lib/dbus/machine-id`), Windows the
-/// `MachineGuid` registry value, macOS `IOPlatformUUID` (`ioreg`), the BSDs
-/// `/etc/hostid` or `kern.hostuuid` (`kenv smbios.system.uuid`), illumos
-/// `gethostid`. Elsewhere there is none.
+/// `/var/lib/dbus/machine-id`, else `/etc/machine-id`; macOS
+/// `IOPlatformUUID` (`ioreg -rd1 -c IOPlatformExpertDevice`); Windows the
+/// `MachineGuid` value of `HKLM\SOFTWARE\Microsoft\Cryptography`; the
+/// BSDs `/etc/hostid`, else `kenv -q smbios.system.uuid`; illumos
+/// `gethostid()`. Elsewhere, or when the id is empty, there is none.
 ///
 /// ```
 /// let a = entitle::device::machine_fingerprint();

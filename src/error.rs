@@ -113,7 +113,7 @@ pub enum Error {
     },
 
     /// A machine certificate for this device, but bound to another
-    /// install's key (DESIGN section 10). Same code as a certificate for
+    /// install's key (docs/formats.md#machine-certificate-typ-machine). Same code as a certificate for
     /// another device: it is not this install's.
     #[error("this machine certificate binds device `{fingerprint}` to another install's key, not this install's (was the state made again after the request went out?); send this install's own activation request to the vendor")]
     InstallKeyMismatch {

@@ -67,7 +67,10 @@
 //!   stable API.
 //!
 //! The README has guides (desktop app, service, air-gapped install, issuing
-//! from other languages) and the threat model.
+//! from other languages) and the threat model; the repository's `docs/`
+//! specifies the token formats (docs/formats.md), the engine's semantics
+//! (docs/semantics.md), the error codes (docs/errors.md), the command line
+//! (docs/cli.md) and the license server's HTTP API (docs/http.md).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,5 +1,5 @@
 //! Air-gapped installs, through the library: offline activation round
-//! trip and revocations; and the way back (DESIGN section 10): install
+//! trip and revocations; and the way back (docs/formats.md): install
 //! keys, deactivation receipts the vendor's books accept once, and usage
 //! reports they ingest.
 
@@ -165,7 +165,7 @@ fn revocations_travel_as_files() {
     );
 }
 
-// ---- both ways: install keys, receipts, usage reports (DESIGN section 10) ---
+// ---- both ways: install keys, receipts, usage reports (docs/formats.md) ---
 
 use entitle::license::{DeactivationReceipt, UsageReport};
 use entitle::store::{FileStore, Store};
@@ -705,7 +705,7 @@ fn the_books_refuse_replayed_reports_and_report_gaps() {
     assert!(!four.fork);
 
     // Below the last one taken, a report is refused: late, or a replay of
-    // any of them (DESIGN section 11.1: the books take only later ones).
+    // any of them (docs/formats.md#usage-report-typ-report: the books take only later ones).
     for token in [&reports[2], &reports[1], &reports[0], &reports[3]] {
         let err = books.ingest_report(token).unwrap_err();
         assert_eq!(err.code(), "REPORT_REPLAYED", "{err}");

@@ -1,4 +1,4 @@
-//! Air-gapped both ways on the command line (DESIGN section 10): an
+//! Air-gapped both ways on the command line (docs/cli.md): an
 //! install and the vendor's books, each a state directory, with files
 //! carried between them by hand; `--json` and `--now` as in
 //! `cli_install.rs`.

@@ -2,7 +2,8 @@
 //! with nothing but the documented CLI, `sqlite3` and `cp` (no patched
 //! binary, no faked machine id), each reproduced here with the attacker's
 //! own tools: `rusqlite` edits of the state file and copied directories.
-//! Each attack's test failed on the code before DESIGN section 11 and
+//! Each attack's test failed on the code before the rules on stored state
+//! (docs/semantics.md#what-stored-state-is-trusted) and
 //! passes now; `a_program_trusts_only_the_keys_its_builder_was_given`
 //! shows a guarantee that already held for programs linking the crate.
 //!
@@ -167,8 +168,8 @@ impl World {
     }
 }
 
-/// The fingerprint of the machine whose id is `machine_id` (DESIGN
-/// section 7), computed as any party can.
+/// The fingerprint of the machine whose id is `machine_id`
+/// (docs/semantics.md#devices), computed as any party can.
 fn fingerprint_of(machine_id: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("entitle-device:{}", machine_id.trim()).as_bytes());
@@ -1381,7 +1382,7 @@ fn deleting_the_first_use_of_a_trial_does_not_make_it_endless() {
     assert_eq!(world.reason("trial_only"), "EXPIRED");
 }
 
-// ---- the way back: receipts and reports (DESIGN section 10) -----------------
+// ---- the way back: receipts and reports (docs/formats.md#deactivation-receipt-typ-receipt) -----------------
 
 /// An install (`state`, device `desk-1`) activated through the vendor's
 /// books (`books`) for `vendor_counted()` with two transfers.

@@ -1,4 +1,4 @@
-//! Borrowed seats (DESIGN sections 4 and 11.1): a borrow holds its seat
+//! Borrowed seats (docs/semantics.md#borrowing): a borrow holds its seat
 //! until it ends, whatever the client asks, and a borrowed token held
 //! offline is judged by the engine's clock guard, so that neither an early
 //! check-in nor a clock set back makes more seats than the pool has.

@@ -1,4 +1,4 @@
-//! Trials from first use (DESIGN section 7), driven through the `entitle`
+//! Trials from first use (docs/semantics.md#trials), driven through the `entitle`
 //! command line as an administrator would: the built binary, state
 //! directories in a temporary directory, `--json`, and `--now` to move
 //! time. A trial runs `trial_secs` from its first use on an install; the

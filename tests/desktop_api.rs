@@ -1,5 +1,5 @@
 //! The API a desktop app holds: gates that follow this engine's leases and
-//! quotas, and the lease guard (DESIGN section 7).
+//! quotas, and the lease guard (docs/semantics.md).
 
 mod common;
 
@@ -78,7 +78,7 @@ fn a_gate_of_a_floating_feature_allows_only_while_this_engine_holds_a_live_lease
     let lease = engine.checkout(engine.client_id(), None).unwrap();
     assert!(cad.check().allowed());
     engine.checkin(&lease.id).unwrap();
-    // The lapsed lease is remembered for a day (DESIGN section 4): the
+    // The lapsed lease is remembered for a day (docs/semantics.md#floating-seats-and-leases): the
     // gate says so.
     assert_eq!(cad.check().reason().code(), "LEASE_EXPIRED");
     clock.advance(DAY);

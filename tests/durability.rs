@@ -65,7 +65,7 @@ impl entitle::store::Store for HeldSync {
     }
 }
 
-/// DESIGN section 1: a snapshot is published after its mutation is
+/// docs/semantics.md#architecture: a snapshot is published after its mutation is
 /// durable. While a license's commit waits for its fsync, readers do not
 /// see the right it gives (a crash then would take it back); once the
 /// store says it is durable, they do, before `add_license` returns.

@@ -1,4 +1,4 @@
-//! Linger (DESIGN section 9, FlexNet's LINGER): after a check-in the seat
+//! Linger (docs/semantics.md#floating-seats-and-leases, FlexNet's LINGER): after a check-in the seat
 //! stays with its client for `floating.linger_secs`; the client gets it
 //! back at once, nobody else does, and it gives no right meanwhile.
 

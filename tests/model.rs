@@ -1,12 +1,12 @@
 //! Model-based test of the engine core: random sequences of license, user
 //! and clock operations run against the engine and against a small
 //! reference model that recomputes every answer from scratch, from the
-//! semantics of DESIGN.md sections 3 and 4. The model shares no code with
+//! semantics of docs/formats.md#license-typ-license and docs/semantics.md. The model shares no code with
 //! the crate's policies: if the two disagree, one of them is wrong.
 //!
 //! Covered: licenses (validity window, grace, `on_expiry`, `enabled`,
 //! feature expiry and limits, seats with soft and hard limits and active
-//! windows), trials from first use (DESIGN section 7: the first-use record
+//! windows), trials from first use (docs/semantics.md#trials: the first-use record
 //! outlives soft and hard removal, re-adding never restarts a trial, a
 //! higher serial with a larger `trial_secs` extends it), replays by serial,
 //! soft and hard removal, revocation lists, named users, the clock-rollback
@@ -688,7 +688,7 @@ impl Model {
 
     fn revoke(&mut self, list: &RevocationSpec) -> Outcome {
         // A list without a product is not a token for this install: it
-        // revokes, and never lowers the guard (DESIGN section 11).
+        // revokes, and never lowers the guard (docs/semantics.md#clock-rollback).
         if !list.for_product || !self.note_issued_at(list.issued_at) {
             self.commit();
         }

@@ -1,7 +1,7 @@
 //! A model-based property test of the moving parts: device activations and
 //! transfers, floating leases (license and feature pools, node-locked
 //! concurrency), borrowing and metered consumption, with the clock moving
-//! forward and back. The reference model below is written from DESIGN.md
+//! forward and back. The reference model below is written from docs/semantics.md
 //! and recomputes everything from scratch; the engine must agree with it on
 //! every outcome and keep the invariants at every step.
 //!
@@ -59,11 +59,11 @@ struct Lease {
     client: u8,
     render: bool,
     expires: i64,
-    /// Borrowed once: its seat is held until it ends (DESIGN 11.1).
+    /// Borrowed once: its seat is held until it ends (docs/semantics.md#borrowing).
     borrowed: bool,
 }
 
-/// The reference model: plain collections, rules restated from DESIGN.md.
+/// The reference model: plain collections, rules restated from docs/semantics.md.
 #[derive(Debug, Default)]
 struct Model {
     now: i64,
@@ -206,7 +206,7 @@ impl Model {
     fn leased(&self, render: bool) -> &'static str {
         match self.held(render) {
             // A lease lives until an instant: a clock set back would
-            // stretch it (DESIGN section 11.1).
+            // stretch it (docs/semantics.md#what-stored-state-is-trusted).
             "LIVE" if self.tampered() => "CLOCK_TAMPERED",
             "LIVE" => "OK",
             "LAPSED" => "LEASE_EXPIRED",

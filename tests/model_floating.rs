@@ -1,6 +1,6 @@
 //! Model-based test of floating seats with linger: random checkouts,
 //! check-ins and clock steps by a few clients against the engine and
-//! against a small reference model written from DESIGN sections 4 and 9
+//! against a small reference model written from docs/semantics.md#floating-seats-and-leases and docs/http.md
 //! (sharing no code with the crate's policy). After every step: no seat is
 //! given twice (live seats never exceed the pool), every client holds
 //! what the model says, and a lingering seat returns only to its client.

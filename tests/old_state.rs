@@ -154,7 +154,7 @@ fn a_format_2_state_gets_an_install_key_and_an_activation_answered_before_is_fre
     // install key. The certificate names the device `desk-1` that `init
     // --fingerprint` named, and no machine (certificates did not carry one
     // then): a named device holds only on the machine a certificate names
-    // (DESIGN section 11.1), so it is answered again below.
+    // (docs/semantics.md#what-stored-state-is-trusted), so it is answered again below.
     let (_, check) = run_in(dir, &at(&desk, &["check", "cad"]));
     assert_eq!(check["reason"], "NOT_ACTIVATED", "{check}");
     let request = ok_in(dir, &at(&desk, &["request", "--out", "desk.request"]));

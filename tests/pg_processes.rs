@@ -1,5 +1,6 @@
-//! Processes sharing PostgreSQL through the command-line tool (DESIGN
-//! section 8): `init` on a namespace works like `init` on a directory,
+//! Processes sharing PostgreSQL through the command-line tool
+//! (docs/semantics.md#durability-and-sharing): `init` on a namespace works
+//! like `init` on a directory,
 //! and sixteen processes racing for a limit of ten, in two namespaces at
 //! once, get exactly ten in each.
 #![cfg(feature = "postgres")]

@@ -1,4 +1,4 @@
-//! Many tenants in one process (DESIGN section 8): a thousand engines over
+//! Many tenants in one process (docs/semantics.md#durability-and-sharing): a thousand engines over
 //! one PostgreSQL share one pool and one listener. Alone in its test
 //! binary, so that the threads counted are this test's.
 #![cfg(feature = "postgres")]

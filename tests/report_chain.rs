@@ -1,4 +1,4 @@
-//! Usage reports that hide nothing and chain (DESIGN section 11.1), each
+//! Usage reports that hide nothing and chain (docs/formats.md#usage-report-typ-report), each
 //! attack on them tried the way a customer would: the documented CLI,
 //! `--now`, `cp -r` of the state directory and `rusqlite` edits of the
 //! state file. Each test failed on the code before reports chained.

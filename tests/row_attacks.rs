@@ -1,4 +1,4 @@
-//! Every row the state holds, attacked (DESIGN section 11.1): a property
+//! Every row the state holds, attacked (docs/semantics.md#what-stored-state-is-trusted): a property
 //! test that builds a state by random legitimate steps, then edits one
 //! table of it as an attacker with `sqlite3` or `psql` would (deleting
 //! rows, setting any column of any row to another value, inserting a copy

@@ -1,4 +1,4 @@
-//! `entitle serve` driven over HTTP (DESIGN section 9): the real binary on
+//! `entitle serve` driven over HTTP (docs/http.md): the real binary on
 //! 127.0.0.1, port 0, over a state the CLI made. Every route, each error
 //! status, admin token on, off and wrong, leases as signed tokens,
 //! queuing, shutdown and restart with leases kept, and a race for a pool.

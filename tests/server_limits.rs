@@ -1,4 +1,4 @@
-//! One address cannot starve the server (DESIGN section 11.1): the real
+//! One address cannot starve the server (docs/http.md#limits): the real
 //! `entitle serve` on 127.0.0.1, attacked from loopback addresses of
 //! their own (127.0.0.1, 127.0.0.2, ...: every 127.0.0.0/8 address is
 //! this machine). Connections capped per client address, idle

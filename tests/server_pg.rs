@@ -1,4 +1,4 @@
-//! `entitle serve` over PostgreSQL (DESIGN sections 8 and 9): the server
+//! `entitle serve` over PostgreSQL (docs/semantics.md#durability-and-sharing and docs/http.md): the server
 //! opens `--store URL --namespace NAME` as every install-side command
 //! does, and its leases and the CLI's count against one pool.
 #![cfg(all(feature = "server", feature = "postgres"))]

@@ -1,4 +1,4 @@
-//! The token layer against its contract (DESIGN section 2): RFC 8032
+//! The token layer against its contract (docs/formats.md#the-token): RFC 8032
 //! vectors, the refusals an attacker would try, the armor, and the license
 //! document's own rules.
 //!

@@ -1,4 +1,4 @@
-//! The air-gapped lifecycle's way back (DESIGN section 10): the install's
+//! The air-gapped lifecycle's way back (docs/semantics.md#activations-and-transfers): the install's
 //! own key, the receipts it signs for devices it deactivates offline and
 //! the usage reports it signs; and the vendor's books, which accept those
 //! receipts (freeing the slots) and ingest those reports.
@@ -106,8 +106,8 @@ pub struct IngestedReport {
     /// Sequences no report has come for yet, up to the highest ingested.
     pub missing: Vec<SequenceGap>,
     /// Its `previous` does not match the last report ingested from the
-    /// device: the install was restored from a backup or copied (DESIGN
-    /// section 11.1). Recorded all the same.
+    /// device: the install was restored from a backup or copied
+    /// (docs/formats.md#usage-report-typ-report). Recorded all the same.
     pub fork: bool,
     /// It is dated more than a day after the books' clock: the install's
     /// clock was set forward.
@@ -221,7 +221,7 @@ impl Engine {
             let compact = receipt.sign(&key)?;
             let token = armored(&compact, TokenType::Receipt, "deactivation receipt")?;
             // Every certificate signed before this instant is given up
-            // with the device (DESIGN section 11.1): never before the one
+            // with the device (docs/semantics.md#what-stored-state-is-trusted): never before the one
             // it held was signed, whatever the clock says now.
             let given_up_from = state
                 .activations
@@ -265,7 +265,7 @@ impl Engine {
     /// license, its active users, activations and metered features, each
     /// with its current period and every period closed since the previous
     /// report; the install's clock; and the hash of the previous report
-    /// (DESIGN sections 10 and 11.1). Each report's `sequence` is one
+    /// (docs/formats.md#usage-report-typ-report). Each report's `sequence` is one
     /// higher than the last, durably, so the vendor sees a missing or
     /// replayed one, and the closed periods it carries are forgotten in
     /// the same transaction, so each reaches the books once.

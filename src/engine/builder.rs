@@ -326,7 +326,7 @@ fn corrupt(location: &str, detail: String) -> Error {
 /// unsigned is taken at its word where it would grant: every license
 /// token is verified again (a hand-edited state is never trusted to grant
 /// more), key rotations, revocation lists and machine certificates too,
-/// and what they say overrides the rows beside them (DESIGN section 11).
+/// and what they say overrides the rows beside them (docs/semantics.md#what-stored-state-is-trusted).
 ///
 /// A license whose token is the one the `previous` state holds under the
 /// same id is not verified again: refreshing after another process's
@@ -484,7 +484,7 @@ pub(crate) fn state_from(
         state.apply(Change::PutLicense(record));
     }
     // A trial whose first-use record is missing starts no later than the
-    // latest time this install has seen (DESIGN section 11.1): an
+    // latest time this install has seen (docs/semantics.md#trials): an
     // `added_at` edited into the future as well gains nothing. (With the
     // record, the window starts at the earlier of it and `added_at`; the
     // latest time seen may since have been lowered by the way out of a
@@ -691,7 +691,7 @@ mod tests {
     use crate::token::{sign, SigningKey, TokenType};
     use crate::{Engine, ManualClock, Reason, Timestamp};
 
-    /// DESIGN section 4: node-locking fails closed. On a machine with no
+    /// docs/semantics.md#activations-and-transfers: node-locking fails closed. On a machine with no
     /// machine id the engine has no device: node-locked rights are denied
     /// (`DEVICE_UNKNOWN`), never granted, and nothing can activate it.
     #[test]

@@ -416,7 +416,7 @@ impl Engine {
             }
             // A certificate this install gave up with a receipt (the
             // vendor freed its slot) never activates again; a newer one
-            // the vendor signs since does (DESIGN section 11.1).
+            // the vendor signs since does (docs/semantics.md#what-stored-state-is-trusted).
             let key = (cert.license_id.clone(), cert.fingerprint.clone());
             if let Some(receipt) = plan.state.issued_receipts.get(&key) {
                 if cert.issued_at.unix() < receipt.deactivated_at {
@@ -511,7 +511,7 @@ impl Engine {
             // same pair again is a re-issue that counts nothing; a known
             // fingerprint with another install key (a second install
             // claiming the first one's fingerprint) is another device,
-            // kept under a key of its own (DESIGN section 11.1).
+            // kept under a key of its own (docs/semantics.md#what-stored-state-is-trusted).
             let license = &request.license_id;
             let same_device = plan
                 .state

@@ -211,7 +211,7 @@ impl Engine {
     /// A borrowed lease is refused until its borrow ends
     /// (`LEASE_BORROWED`, with the instant it ends as `retry_at`): its
     /// token keeps a laptop licensed offline until then, so its seat is
-    /// held until then too (DESIGN section 11.1). It frees itself at that
+    /// held until then too (docs/semantics.md#borrowing). It frees itself at that
     /// instant, with no check-in.
     pub fn checkin(&self, lease_id: &str) -> Result<()> {
         self.mutate(|plan| {
@@ -276,7 +276,7 @@ impl Engine {
     /// offline until its end, and nothing shows that every copy of it was
     /// given back, so while the borrow runs this is refused
     /// (`LEASE_BORROWED`, with the instant it ends as `retry_at`) and the
-    /// seat stays taken (DESIGN section 11.1). Keep borrows short
+    /// seat stays taken (docs/semantics.md#borrowing). Keep borrows short
     /// (`borrow_max_secs`) rather than counting on their return.
     pub fn return_borrow(&self, lease_id: &str) -> Result<()> {
         self.checkin(lease_id)

@@ -1,4 +1,4 @@
-//! What a program can show about its licenses (DESIGN section 7): every
+//! What a program can show about its licenses (docs/cli.md#licenses): every
 //! field of an installed license, with what this install made of it (its
 //! window with trials and grace, seats, activations used, floating seats
 //! in use, consumption this period), read from the published snapshot.

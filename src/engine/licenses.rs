@@ -102,7 +102,7 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
     let known = state.serials.get(&id).copied();
     if let Some(known) = known {
         // An older serial, or the same serial signed earlier than one
-        // seen: installed now or removed since (DESIGN section 11.1).
+        // seen: installed now or removed since (docs/semantics.md#what-stored-state-is-trusted).
         if known.supersedes(verified.serial, issued_at) {
             return Err(Error::LicenseReplayed {
                 id,

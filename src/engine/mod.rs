@@ -281,7 +281,7 @@ impl Engine {
     /// Records what `entitle init` fixes about an install it makes (its
     /// trust root, release date, device and machine), once: a state that
     /// has them already refuses with `STATE_EXISTS`, so they cannot be
-    /// changed afterwards (DESIGN section 11). A program linking the crate
+    /// changed afterwards (docs/semantics.md#what-stored-state-is-trusted). A program linking the crate
     /// has no need of them: it gives its keys to the builder.
     pub fn fix_install_settings(&self, settings: InstallSettings) -> Result<()> {
         if let Some(device) = &settings.device {
@@ -311,7 +311,7 @@ impl Engine {
 
     /// Runs one mutation: lock, bring the state up to date with the store,
     /// plan (pure), persist, apply; then, once the store says the change
-    /// is durable, publish it (DESIGN section 1: readers never see a right
+    /// is durable, publish it (docs/semantics.md#architecture: readers never see a right
     /// that a crash could take back).
     ///
     /// A store that plans without a lock (PostgreSQL, see its `batch`

@@ -261,7 +261,7 @@ impl State {
                 // A trial's window starts at its first use here: the
                 // first-use record, or, where it is missing or was moved
                 // later, when the license was added. Never no start, so
-                // never no end (DESIGN section 11.1).
+                // never no end (docs/semantics.md#trials).
                 let first_used = verified.trial_secs.map(|_| {
                     self.first_use
                         .get(&*record.id)
@@ -501,7 +501,7 @@ pub(crate) struct DeviceContext {
     /// The machine this engine runs on: the fingerprint computed for it,
     /// or, where the program gave its device fingerprint itself, that
     /// fingerprint. An activation of a named device holds only on the
-    /// machine it was made on (DESIGN section 11.1).
+    /// machine it was made on (docs/semantics.md#what-stored-state-is-trusted).
     pub machine: Option<String>,
     /// Whether this device is a virtual machine.
     pub vm: bool,

@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 use crate::token::{self, SigningKey, TokenType, MAX_TOKEN_BYTES};
 
 /// Builds a license and signs it, without free-form JSON: every field of
-/// the document (DESIGN section 3) is a typed method, so a typo does not
+/// the document (docs/formats.md#license-typ-license) is a typed method, so a typo does not
 /// compile. [`build`](LicenseBuilder::build) fills in what `entitle issue`
 /// fills in (`v`, a random `lic_` id, `issued_at` = now) and checks the
 /// document as every install will read it; [`sign`](LicenseBuilder::sign)
@@ -225,7 +225,7 @@ impl LicenseBuilder {
     }
 
     /// A trial valid for this many seconds from its first use on each
-    /// install (DESIGN section 7); marks the license a trial.
+    /// install (docs/semantics.md#trials); marks the license a trial.
     ///
     /// ```
     /// let license = entitle::license::License::builder("acme").trial_secs(30 * 24 * 3600).build().unwrap();

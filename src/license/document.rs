@@ -31,7 +31,7 @@ pub(crate) fn new_license_id() -> String {
 pub const DEFAULT_ACTIVE_WINDOW_SECS: i64 = 365 * 24 * 3600;
 
 /// A license, as its vendor signed it. Field names are the wire contract
-/// (DESIGN section 3); unknown fields are kept in `extra` and ignored.
+/// (docs/formats.md#license-typ-license); unknown fields are kept in `extra` and ignored.
 ///
 /// Read from bytes ([`License::from_json_slice`], as verification reads
 /// it), a document that repeats a key anywhere is refused before `serde`
@@ -85,7 +85,7 @@ pub struct License {
     #[serde(default)]
     pub trial: bool,
     /// With `trial: true`: valid for this many seconds from its first use
-    /// on each install (DESIGN section 7). The install records when it
+    /// on each install (docs/semantics.md#trials). The install records when it
     /// first added the id, and that record outlives `license remove`: a
     /// trial never restarts, and a higher `serial` with a larger
     /// `trial_secs` extends it.

@@ -4,7 +4,7 @@
 //! document says that its vendor probably did not mean.
 //!
 //! Installs run none of this: they keep and ignore fields they do not know
-//! (DESIGN section 3), so that a license issued for a newer version still
+//! (docs/formats.md#license-typ-license), so that a license issued for a newer version still
 //! installs on an older one.
 
 use std::fmt;

@@ -1,7 +1,7 @@
 //! Offline deactivation receipts: an install's signed word that it
-//! deactivated a device, carried to the vendor's books (DESIGN section
-//! 10), and the reading shared with usage reports of tokens an install
-//! signs with its own key.
+//! deactivated a device, carried to the vendor's books
+//! (docs/formats.md#deactivation-receipt-typ-receipt), and the reading
+//! shared with usage reports of tokens an install signs with its own key.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

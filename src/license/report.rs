@@ -1,6 +1,6 @@
 //! Usage reports: an install's signed account of its use (users,
 //! activations, metered features), carried to the vendor's books for an
-//! offline true-up (DESIGN section 10).
+//! offline true-up (docs/formats.md#usage-report-typ-report).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -31,7 +31,7 @@ pub const MAX_REPORTED_PERIODS: usize = 256;
 /// "clock": {"latest_seen", "tampered"}, "licenses": [{"id",
 /// "active_users", "activations", "features": [{"code", "used",
 /// "period_starts_at", "periods": [{"starts_at", "ends_at", "used"}]}]}]}`
-/// (DESIGN sections 10 and 11.1). `sequence` grows by one per report, so
+/// (docs/formats.md#usage-report-typ-report). `sequence` grows by one per report, so
 /// the vendor sees one missing or replayed; `previous` chains each report
 /// to the one before, so the vendor sees an install restored or copied;
 /// `periods` carries every period closed since the previous report, so

@@ -26,7 +26,7 @@ pub struct RevocationList {
     pub v: u32,
     /// The product whose installs it is for. A list without one revokes
     /// wherever it is applied, but never lowers the clock guard
-    /// (DESIGN section 11).
+    /// (docs/semantics.md#clock-rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// When the vendor signed it.

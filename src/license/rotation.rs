@@ -1,5 +1,5 @@
 //! Key rotation: the vendor's signed act that changes which keys an
-//! install trusts (DESIGN section 11).
+//! install trusts (docs/formats.md#key-rotation-typ-keys).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -36,7 +36,7 @@ pub const fn persist_due(now: i64, latest_seen: i64) -> bool {
 }
 
 /// The way out of a false alarm (a clock once set years ahead by
-/// mistake): a token for this install (DESIGN section 11: a license of
+/// mistake): a token for this install (docs/semantics.md#clock-rollback: a license of
 /// this product, a certificate for this device, a revocation list or key
 /// rotation naming this product) signed at `issued_at`, later than every
 /// such token seen (`max_issued_at`), lowers the guard to `issued_at`, or

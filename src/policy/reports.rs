@@ -18,7 +18,7 @@ pub const CLOCK_AHEAD_SECS: i64 = 24 * 3600;
 /// The counter a consume at the counter's new period leaves behind: when
 /// `before` (the count kept) belongs to an earlier period than `after`
 /// (the count to store) and counted something, that period has closed,
-/// and its count is kept until a report carries it (DESIGN section 11.1).
+/// and its count is kept until a report carries it (docs/formats.md#usage-report-typ-report).
 /// `kept` is a count already kept for the same period, if any.
 ///
 /// ```

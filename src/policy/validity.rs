@@ -5,7 +5,7 @@ use crate::clock::Timestamp;
 use crate::decision::Reason;
 use crate::license::{Feature, License, OnExpiry};
 
-/// The state of a license, computed from the clock (DESIGN section 3).
+/// The state of a license, computed from the clock (docs/semantics.md#licenses).
 /// Serialised, and shown, in lower case: `pending`, `active`, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +72,7 @@ impl<'a> LicenseView<'a> {
 
     /// The window the license is valid in here, `[starts, expires)` in
     /// Unix seconds (`None`: open). A trial (`trial_secs`) runs from its
-    /// first use on this install (DESIGN section 7):
+    /// first use on this install (docs/semantics.md#trials):
     /// `[max(starts_at, first use), min(expires_at, first use + trial_secs))`.
     pub fn window(&self) -> (Option<i64>, Option<i64>) {
         let license = self.license;
@@ -200,7 +200,7 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
         }
     }
     // Every answer that changes with time is held on a tampered clock,
-    // an activation that ends included (DESIGN section 11.1): a decision
+    // an activation that ends included (docs/semantics.md#clock-rollback): a decision
     // taken then is not re-taken as time passes.
     if tampered && (depends_on_time(license) || view.activation.ends()) {
         return Reason::ClockTampered;
@@ -226,7 +226,7 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
 /// Whether a feature's answers change with time of their own: a metered
 /// feature whose count resets (`consumption.reset`) gives its units back
 /// at every period boundary, so a clock set forward and back again would
-/// reopen periods that never came (DESIGN section 11.1). Such a feature
+/// reopen periods that never came (docs/semantics.md#consumption). Such a feature
 /// is held while the clock is tampered with, whatever its license.
 pub fn feature_depends_on_time(feature: &Feature) -> bool {
     feature.consumption.is_some_and(|c| c.reset.is_some())

@@ -1,4 +1,4 @@
-//! The routes of DESIGN section 9: handlers, their JSON, and how an
+//! The routes of docs/http.md: handlers, their JSON, and how an
 //! [`Error`] becomes a status and `{"error": {"code", "message"}}`.
 
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl ApiError {
     }
 }
 
-/// The status section 9 gives an engine error.
+/// The status an engine error is answered with (docs/http.md#errors).
 fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,4 +1,4 @@
-//! The license server, `entitle serve` (DESIGN section 9): floating
+//! The license server, `entitle serve` (docs/http.md): floating
 //! seats, checks, consumption and users over HTTP for a LAN of desktops
 //! and for clients that cannot link the crate, and the admin API.
 //!

@@ -349,7 +349,7 @@ pub struct ReportRecord {
 
 /// The count of a metered feature's period that has closed (a consume
 /// moved its counter on to a later period), kept by the install until a
-/// usage report has carried it to the vendor (DESIGN section 11.1).
+/// usage report has carried it to the vendor (docs/formats.md#usage-report-typ-report).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClosedPeriodRecord {

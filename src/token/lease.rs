@@ -1,5 +1,5 @@
 //! Lease tokens: a license server's signed word that a client holds a
-//! floating seat until an instant (DESIGN section 9).
+//! floating seat until an instant (docs/formats.md#lease-token-typ-lease).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -72,12 +72,12 @@ pub enum TokenType {
     /// A key rotation: the keys an install trusts from now on.
     Keys,
     /// An install's receipt for a device it deactivated offline, signed by
-    /// the install's own key (DESIGN section 10).
+    /// the install's own key (docs/formats.md#deactivation-receipt-typ-receipt).
     Receipt,
     /// An install's usage report, signed by the install's own key.
     Report,
     /// A floating seat a license server leased to a client, signed by the
-    /// server's lease key (DESIGN section 9).
+    /// server's lease key (docs/formats.md#lease-token-typ-lease).
     Lease,
 }
 

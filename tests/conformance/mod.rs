@@ -5,7 +5,7 @@
 //! is called (for the file store: `FileStore::create(dir)`; for a database:
 //! the same URL and namespace), as separate processes or hosts would.
 //!
-//! The contract (DESIGN section 4): every mutation is durable when it
+//! The contract (docs/semantics.md#durability-and-sharing): every mutation is durable when it
 //! returns `Ok` and survives the store being closed without ceremony; a
 //! refused mutation or an abandoned transaction leaves no trace; a
 //! transaction is all or nothing; engines over the same state never let
@@ -300,7 +300,7 @@ pub fn a_refresh_sees_every_kind_of_change<S: Store>(open: impl Fn() -> S) {
     );
 }
 
-/// What the air-gapped way back keeps (DESIGN section 10) is there when
+/// What the air-gapped way back keeps (docs/formats.md) is there when
 /// the state is opened again: the install key and report sequence, the
 /// receipt kept for a deactivation; and, in the vendor's books, the
 /// install key recorded with an activation, the receipts accepted and the
@@ -390,7 +390,7 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
 }
 
 /// What a usage report must carry survives reopening until a report has
-/// carried it (DESIGN section 11.1): a period a consume closed, a counter
+/// carried it (docs/formats.md#usage-report-typ-report): a period a consume closed, a counter
 /// whose period ended, and the last report, which the next one chains
 /// to. Each goes to the books once.
 pub fn closed_periods_wait_for_a_report_across_reopening<S: Store>(open: impl Fn() -> S) {

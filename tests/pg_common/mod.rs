@@ -1,4 +1,4 @@
-//! A real PostgreSQL for the tests (DESIGN section 8): `$ENTITLE_TEST_PG`
+//! A real PostgreSQL for the tests (docs/semantics.md#durability-and-sharing): `$ENTITLE_TEST_PG`
 //! when set (a URL whose user may create databases), else a throwaway
 //! cluster made with the system's `initdb` and `pg_ctl` in a temporary
 //! directory, on a free loopback port, run as the unprivileged `postgres`

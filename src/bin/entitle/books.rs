@@ -1,5 +1,6 @@
-//! The vendor's books take what air-gapped installs send back (DESIGN
-//! section 10): `receipt` frees the slot of a device deactivated offline,
+//! The vendor's books take what air-gapped installs send back
+//! (docs/cli.md#the-vendors-books): `receipt` frees the slot of a device
+//! deactivated offline,
 //! `ingest` records a usage report. Both act on the vendor's own state
 //! (`--state BOOKS`), the one `respond --state BOOKS` counted the
 //! activations in and recorded each install's key.

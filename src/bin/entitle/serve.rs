@@ -1,5 +1,5 @@
 //! `entitle serve`: the license server over this install's state
-//! (DESIGN section 9), in builds with the `server` feature.
+//! (docs/http.md), in builds with the `server` feature.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -32,7 +32,7 @@ pub mod built_in {
     }
 }
 
-/// Where an install's state lives (DESIGN section 8).
+/// Where an install's state lives (docs/semantics.md#durability-and-sharing).
 #[derive(Debug, Clone)]
 pub enum Location {
     /// A state directory (the file store).
@@ -206,7 +206,7 @@ impl Settings {
     /// machine id): the one `init --fingerprint` named, or the machine
     /// itself; and whether the state says it was made on another machine.
     ///
-    /// Neither decides a right (DESIGN section 11.1): the engine binds a
+    /// Neither decides a right (docs/semantics.md#what-stored-state-is-trusted): the engine binds a
     /// named device to the machine computed here, and only activations
     /// made on this machine (certificates saying so) grant. `moved` only
     /// words a `NOT_ACTIVATED` answer. With no machine id there is no

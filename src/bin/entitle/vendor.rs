@@ -108,7 +108,7 @@ pub struct RevokeArgs {
     #[arg(long = "id", value_name = "ID", required = true, num_args = 1.., value_parser = NonEmptyStringValueParser::new())]
     ids: Vec<String>,
     /// The product whose installs the list is for. Only a list naming the
-    /// install's product can clear a clock alarm there (DESIGN section 11).
+    /// install's product can clear a clock alarm there (docs/semantics.md#clock-rollback).
     #[arg(long, value_name = "CODE", value_parser = NonEmptyStringValueParser::new())]
     product: Option<String>,
     /// Write the armored revocation list here instead of stdout.
@@ -482,12 +482,12 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
         document["expires_at"] = json!(end.to_rfc3339());
     }
     // The device is bound to the install that asked: its receipts and
-    // reports are checked against this key (DESIGN section 10).
+    // reports are checked against this key (docs/formats.md#activation-request).
     if let Some(key) = &request.install_key {
         document["install_key"] = json!(key);
     }
     // A device the install named is bound to the machine it asked from
-    // (DESIGN section 11.1): the certificate holds only there.
+    // (docs/semantics.md#what-stored-state-is-trusted): the certificate holds only there.
     if let Some(machine) = &request.machine {
         document["machine"] = json!(machine);
     }

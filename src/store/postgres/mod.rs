@@ -1,4 +1,4 @@
-//! The state in PostgreSQL (DESIGN section 8): services with several
+//! The state in PostgreSQL (docs/semantics.md#durability-and-sharing): services with several
 //! replicas, on one host or many, and many tenants, enforce exact limits
 //! together, on the database they already run.
 //!
