@@ -120,11 +120,28 @@ fn status_of(error: &Error) -> StatusCode {
         | Error::ReceiptReplayed { .. }
         | Error::ReportReplayed { .. }
         | Error::StateExists { .. } => StatusCode::CONFLICT,
-        Error::StateLocked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // The database is down or the state busy: the client retries.
+        Error::StateLocked { .. } | Error::StoreUnavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::StateCorrupt { .. } | Error::StateMissing { .. } | Error::Io { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_503_not_a_bad_request() {
+        let down = Error::StoreUnavailable {
+            location: "postgres://db:5432/x (namespace `default`)".into(),
+            detail: "connection refused".into(),
+        };
+        assert_eq!(status_of(&down), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
 
