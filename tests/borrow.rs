@@ -96,6 +96,11 @@ fn a_borrowed_token_held_offline_is_clock_tampered_when_the_clock_is_set_back_in
     let vendor = Vendor::new();
     let clock = clock_at(T0);
     let install = vendor.engine(&clock);
+    // The install holds the license the server lent a seat of: the one
+    // gate (which the guard answers with) needs both.
+    install
+        .add_license(&vendor.license(one_borrowable_seat()))
+        .unwrap();
     let server = SigningKey::from_seed(&[9; 32]);
     let saved = borrowed_token(&server, t(T0), DAY);
 

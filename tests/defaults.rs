@@ -37,7 +37,7 @@ fn a_state_kept_in_a_store_outlives_the_engine_and_in_memory_does_not() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
     let dir = tempfile::tempdir().unwrap();
-    let trial = vendor.license(json!({"id": "trial", "trial_secs": 14 * DAY,
+    let trial = vendor.license(json!({"id": "trial", "trial": true, "trial_secs": 14 * DAY,
         "features": [{"code": "edit"}]}));
     let open = |builder: entitle::EngineBuilder| {
         builder
@@ -49,10 +49,10 @@ fn a_state_kept_in_a_store_outlives_the_engine_and_in_memory_does_not() {
     };
     let stored = || {
         open(
-            Engine::builder("acme")
-                .store(entitle::store::FileStore::open(dir.path()).unwrap_or_else(|_| {
-                    entitle::store::FileStore::create(dir.path()).unwrap()
-                })),
+            Engine::builder("acme").store(
+                entitle::store::FileStore::open(dir.path())
+                    .unwrap_or_else(|_| entitle::store::FileStore::create(dir.path()).unwrap()),
+            ),
         )
     };
     let engine = stored();
@@ -91,7 +91,10 @@ fn a_virtual_machine_is_detected_by_default() {
         }
         let engine = builder.build().unwrap();
         engine.add_license(&license).unwrap();
-        engine.activate_this_device().map(drop).map_err(|e| e.code())
+        engine
+            .activate_this_device()
+            .map(drop)
+            .map_err(|e| e.code())
     };
     // Undeclared: what the detection says of this machine (CI and this
     // sandbox run on virtual machines, where this is the refusal).

@@ -217,8 +217,10 @@ fn a_lost_lease_is_reported_and_retaken_when_a_seat_frees() {
         guard.lost().is_some()
     });
     assert_eq!(guard.lost().unwrap().code(), "FLOATING_EXHAUSTED");
-    assert_eq!(guard.check().reason().code(), "FLOATING_EXHAUSTED");
+    // The guard says what the one gate says: no live seat.
     assert!(!guard.check().allowed());
+    assert_eq!(guard.check(), app.feature("cad").check());
+    assert_eq!(guard.check().reason().code(), "LEASE_REQUIRED");
     assert!(guard.lease().is_none());
     assert_eq!(app.feature("cad").check().reason().code(), "LEASE_REQUIRED");
 

@@ -113,7 +113,7 @@ impl EngineBuilder {
     ///     .background_refresh(false)
     ///     .build()
     ///     .unwrap();
-    /// assert!(engine.licenses().is_empty());
+    /// assert!(engine.license_infos().is_empty());
     /// ```
     pub fn in_memory(mut self) -> Self {
         self.store = Some(Backend::of(MemoryStore::new()));

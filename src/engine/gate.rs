@@ -230,7 +230,7 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
         // A seat in this engine's state, or one held outside it (from a
         // license server through the client, or borrowed): the later end.
         let own = floating::held(snapshot.leases.values(), &inner.client_id, key, now);
-        let held = floating::either(own, inner.outside.held(key, now));
+        let held = floating::either(own, inner.outside.held(key, code, now));
         match held {
             Held::Live(end) | Held::Lapsed(end) => bound((end != i64::MAX).then_some(end)),
             Held::None => {}

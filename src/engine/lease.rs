@@ -474,14 +474,17 @@ pub(crate) struct Outside {
 type OutsideSeat = (Option<String>, Option<i64>);
 
 impl Outside {
-    /// What the program holds outside in the pool `key` at `now`: live
-    /// until the latest end among them, or lapsed (until the guard that
-    /// held it renews, retakes or drops it, which the gates hear of).
-    pub(crate) fn held(&self, key: Option<&str>, now: i64) -> floating::Held {
+    /// What the program holds outside for `code`, whose pool here is
+    /// `key`, at `now`: a seat of that pool, or one named for the feature
+    /// itself (a server whose license gives the feature a pool of its
+    /// own); live until the latest end among them, or lapsed (until the
+    /// guard that held it renews, retakes or drops it, which the gates
+    /// hear of).
+    pub(crate) fn held(&self, key: Option<&str>, code: &str, now: i64) -> floating::Held {
         use floating::Held as H;
         let held = self.held.lock();
         held.values()
-            .filter(|(pool, _)| pool.as_deref() == key)
+            .filter(|(pool, _)| pool.as_deref() == key || pool.as_deref() == Some(code))
             .fold(H::None, |acc, (_, end)| match (acc, end) {
                 (H::Live(a), Some(e)) if now < *e => H::Live(a.max(*e)),
                 (_, Some(e)) if now < *e => H::Live(*e),

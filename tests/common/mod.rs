@@ -51,15 +51,17 @@ impl Vendor {
         sign(&payload, &self.key, typ).unwrap()
     }
 
+    /// An engine's builder, in memory unless a `.store(..)` follows.
     pub fn builder(&self, clock: &ManualClock) -> EngineBuilder {
         Engine::builder("acme")
+            .in_memory()
             .trust(self.key.public_key().clone())
             .clock(clock.clone())
             .background_refresh(false)
     }
 
     pub fn engine(&self, clock: &ManualClock) -> Engine {
-        self.builder(clock).in_memory().build().unwrap()
+        self.builder(clock).build().unwrap()
     }
 }
 
