@@ -64,8 +64,10 @@ fn engine(vendor: &Vendor, url: &str, namespace: &str) -> Engine {
 /// users, metered units, a floating lease, and the install's settings.
 fn fill(vendor: &Vendor, engine: &Engine) {
     engine
-        .add_license(&vendor.license(json!({"id": "lic-users", "seats": {"max": 5},
-            "features": [{"code": "api", "consumption": {"max": 100}}]})))
+        .add_license(
+            &vendor.license(json!({"id": "lic-users", "seats": {"max": 5},
+            "features": [{"code": "api", "consumption": {"max": 100}}]})),
+        )
         .unwrap();
     engine
         .add_license(&vendor.license(json!({"id": "lic-float",
@@ -109,7 +111,11 @@ fn a_created_namespace_opens_and_is_created_once() {
     let vendor = Vendor::new();
     let created = PgStore::create(&url, "tenant-7").unwrap();
     assert_eq!(created.namespace(), "tenant-7");
-    let first = vendor.builder(&clock_at(T0)).store(created).build().unwrap();
+    let first = vendor
+        .builder(&clock_at(T0))
+        .store(created)
+        .build()
+        .unwrap();
     fill(&vendor, &first);
     let reopened = engine(&vendor, &url, "tenant-7");
     assert!(reopened.check_feature("api").allowed());
@@ -175,12 +181,22 @@ fn remove_deletes_every_row_of_its_namespace_and_no_other() {
     let a_before = rows_of(&url, "tenant-a");
     let b_before = rows_of(&url, "tenant-b");
     let filled = a_before.values().filter(|&&n| n > 0).count();
-    assert!(filled >= 7, "tenant-a fills only {filled} tables: {a_before:?}");
+    assert!(
+        filled >= 7,
+        "tenant-a fills only {filled} tables: {a_before:?}"
+    );
 
     PgStore::remove(&url, "tenant-a").unwrap();
     let a_after = rows_of(&url, "tenant-a");
-    assert!(a_after.values().all(|&n| n == 0), "left behind: {a_after:?}");
-    assert_eq!(rows_of(&url, "tenant-b"), b_before, "another tenant's rows moved");
+    assert!(
+        a_after.values().all(|&n| n == 0),
+        "left behind: {a_after:?}"
+    );
+    assert_eq!(
+        rows_of(&url, "tenant-b"),
+        b_before,
+        "another tenant's rows moved"
+    );
     assert_eq!(PgStore::namespaces(&url).unwrap(), ["tenant-b"]);
     assert_eq!(
         PgStore::open(&url, "tenant-a").unwrap_err().code(),
@@ -353,10 +369,7 @@ fn the_cli_lists_and_removes_namespaces_and_only_init_makes_one() {
         &["namespace", "remove", "tenant-x", "--yes"],
     );
     assert_eq!(json_of(&typo)["error"]["code"], "STATE_MISSING");
-    assert_eq!(
-        PgStore::namespaces(&url).unwrap(),
-        ["tenant-a", "tenant-b"]
-    );
+    assert_eq!(PgStore::namespaces(&url).unwrap(), ["tenant-a", "tenant-b"]);
 
     let removed = entitle(
         &url,
@@ -379,7 +392,10 @@ fn the_cli_lists_and_removes_namespaces_and_only_init_makes_one() {
 fn the_namespace_commands_need_a_postgres_store() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    for args in [&["namespace", "list"][..], &["namespace", "remove", "x", "--yes"]] {
+    for args in [
+        &["namespace", "list"][..],
+        &["namespace", "remove", "x", "--yes"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_entitle"))
             .arg("--json")
             .arg("--state")
