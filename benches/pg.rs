@@ -63,7 +63,7 @@ fn bare_commit(c: &mut Criterion) {
             client.batch_execute("COMMIT").unwrap();
         })
     });
-    let engine = engine(&pg_common::namespace("bench-consume"));
+    let engine = engine(&pg_common::created_namespace("bench-consume"));
     group.bench_function("consume_durable", |b| {
         b.iter(|| engine.consume("api", 1).unwrap())
     });
@@ -118,7 +118,7 @@ fn bare_commit(c: &mut Criterion) {
 fn concurrent(c: &mut Criterion) {
     let mut group = c.benchmark_group("pg");
     for threads in [1usize, 8] {
-        let engine = Arc::new(engine(&pg_common::namespace("bench-threads")));
+        let engine = Arc::new(engine(&pg_common::created_namespace("bench-threads")));
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_function(format!("consume_durable_{threads}_threads"), |b| {
             b.iter_custom(|iters| {

@@ -80,7 +80,7 @@ fn main() -> Result<(), entitle::Error> {
                 s.spawn(move || {
                     (w..tenants)
                         .step_by(8)
-                        .map(|i| build(Some(PgStore::open(url, &format!("tenant-{i}"))?)))
+                        .map(|i| build(Some(PgStore::create(url, &format!("tenant-{i}"))?)))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })

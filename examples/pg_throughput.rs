@@ -102,7 +102,8 @@ fn main() -> Result<(), entitle::Error> {
     let (processes, threads, secs) = (number(1, 3) as usize, number(2, 4) as usize, number(3, 5));
     let url = pg_common::server_url();
     let namespace = pg_common::namespace("throughput");
-    // Made once, so that the workers' starts do not race to make it.
+    // Made once, here: the workers open it.
+    drop(PgStore::create(url, &namespace)?);
     drop(engine(url, &namespace)?);
     let (one, one_rate) = run(url, &namespace, 1, threads, secs);
     let (counts, rate) = run(url, &namespace, processes, threads, secs);

@@ -1181,7 +1181,7 @@ proptest! {
         revocations in proptest::collection::vec(revocation_spec(), 1..3),
         ops in proptest::collection::vec(op(), 1..50),
     ) {
-        let namespace = pg_common::namespace("model");
+        let namespace = pg_common::created_namespace("model");
         let open = |vendor: &Vendor, clock: &ManualClock| {
             vendor
                 .builder(clock)

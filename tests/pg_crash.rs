@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use entitle::store::PgStore;
 use entitle::{Engine, SystemClock};
-use pg_common::{namespace, server_url, TEST_PG_ENV};
+use pg_common::{created_namespace, server_url, TEST_PG_ENV};
 use serde_json::json;
 
 const NAMESPACE_ENV: &str = "ENTITLE_PG_CRASH_NAMESPACE";
@@ -43,7 +43,7 @@ fn setup() -> (u32, String) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(25);
-    let ns = namespace("crash");
+    let ns = created_namespace("crash");
     let vendor = Vendor::new();
     open(&ns)
         .add_license(&vendor.license(json!({"id": "lic",

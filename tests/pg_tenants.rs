@@ -42,7 +42,7 @@ fn a_thousand_tenant_engines_run_a_bounded_number_of_threads() {
                             let engine = Engine::builder("acme")
                                 .trust(vendor.key.public_key().clone())
                                 .clock(SystemClock)
-                                .store(PgStore::open(url, &ns).unwrap())
+                                .store(PgStore::create(url, &ns).unwrap())
                                 .build()
                                 .unwrap();
                             built.fetch_add(1, Ordering::Relaxed);

@@ -1125,7 +1125,7 @@ mod on_postgres {
             steps in proptest::collection::vec(step(), 1..14),
             attack in attack(),
         ) {
-            let namespace = pg_common::namespace("rows");
+            let namespace = pg_common::created_namespace("rows");
             let open = |clock: &ManualClock| {
                 builder(clock)
                     .store(PgStore::open(pg_common::server_url(), &namespace)?)

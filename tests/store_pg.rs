@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use entitle::store::{Change, PgStore, Store, PG_SCHEMA_VERSION};
 use entitle::{Engine, Reason, SystemClock};
-use pg_common::{fresh_database, namespace, psql, server_url};
+use pg_common::{created_namespace, fresh_database, namespace, psql, server_url};
 use serde_json::json;
 
 /// A fresh namespace on the test server, and how to open it (again).
 fn fresh() -> impl Fn() -> PgStore {
     let url = server_url();
-    let ns = namespace("conformance");
+    let ns = created_namespace("conformance");
     move || PgStore::open(url, &ns).unwrap()
 }
 
@@ -74,6 +74,9 @@ fn namespaces_are_independent() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
     let (a, b) = (namespace("tenant-a"), namespace("tenant-'b\\' OR ''='"));
+    for ns in [&a, &b] {
+        PgStore::create(server_url(), ns).unwrap();
+    }
     let open = |ns: &str| {
         vendor
             .builder(&clock)
@@ -136,7 +139,7 @@ fn namespaces_are_independent() {
 #[test]
 fn a_schema_written_by_a_newer_entitle_is_refused_as_state_corrupt() {
     let url = fresh_database("newer");
-    drop(PgStore::open(&url, "default").unwrap());
+    drop(PgStore::create(&url, "default").unwrap());
     let newer = PG_SCHEMA_VERSION + 1;
     psql(
         &url,
@@ -159,6 +162,7 @@ fn a_schema_written_by_a_newer_entitle_is_refused_as_state_corrupt() {
 #[test]
 fn a_version_1_schema_is_migrated_keeping_its_rows() {
     let url = fresh_database("version1");
+    PgStore::create(&url, "default").unwrap();
     let vendor = Vendor::new();
     let clock = clock_at(T0);
     let license = vendor.license(json!({"id": "lic", "seats": {"max": 2},
@@ -228,7 +232,7 @@ fn an_unreachable_database_is_a_clear_error_naming_host_and_port() {
 fn a_nul_character_is_refused_not_sent() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
-    let ns = namespace("nul");
+    let ns = created_namespace("nul");
     let engine = vendor
         .builder(&clock)
         .store(PgStore::open(server_url(), &ns).unwrap())
@@ -268,7 +272,7 @@ fn a_change_made_by_another_process_is_seen_within_a_second_by_notification() {
     let vendor = Vendor::new();
     let dir = tempfile::tempdir().unwrap();
     let public = write(dir.path(), "vendor.pub", &vendor.key.public_key().to_pem());
-    let ns = namespace("listen");
+    let ns = created_namespace("listen");
     let store_args = ["--store", server_url(), "--namespace", ns.as_str()];
     let init = entitle(
         &[
@@ -338,7 +342,7 @@ fn a_change_made_by_another_process_is_seen_within_a_second_by_notification() {
 fn a_write_planned_on_a_stale_view_is_planned_again_not_lost() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
-    let ns = namespace("stale");
+    let ns = created_namespace("stale");
     let open = || {
         vendor
             .builder(&clock)
@@ -386,7 +390,7 @@ fn a_write_planned_on_a_stale_view_is_planned_again_not_lost() {
 fn the_last_of_a_burst_and_an_unannounced_commit_are_seen_by_other_processes() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
-    let ns = namespace("burst");
+    let ns = created_namespace("burst");
     let url = server_url();
     let elsewhere = format!(
         "{url}{}application_name=elsewhere",
@@ -441,7 +445,7 @@ fn the_last_of_a_burst_and_an_unannounced_commit_are_seen_by_other_processes() {
 /// what the other writer stored, on which the next mutation commits.
 #[test]
 fn a_batch_that_must_read_after_another_writer_moved_rolls_back_what_it_planned() {
-    let ns = namespace("moved");
+    let ns = created_namespace("moved");
     let store = PgStore::open(server_url(), &ns).unwrap();
     let mut first = store.begin().unwrap();
     first
@@ -497,7 +501,7 @@ fn psql_fails(url: &str, sql: &str) -> String {
 fn a_generation_that_would_overflow_acknowledges_nothing_and_leaves_nothing_locked() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
-    let ns = namespace("overflow");
+    let ns = created_namespace("overflow");
     let open = || {
         vendor
             .builder(&clock)
@@ -580,7 +584,7 @@ fn a_generation_that_would_overflow_acknowledges_nothing_and_leaves_nothing_lock
 fn a_spoofed_notification_costs_at_most_one_reload() {
     let vendor = Vendor::new();
     let clock = clock_at(T0);
-    let ns = namespace("spoof");
+    let ns = created_namespace("spoof");
     let engine = vendor
         .builder(&clock)
         .store(PgStore::open(server_url(), &ns).unwrap())

@@ -323,6 +323,7 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
     let remote = vendor
         .builder(&clock)
         .fingerprint("desk-9")
+        .in_memory()
         .build()
         .unwrap();
     remote.add_license(&license).unwrap();

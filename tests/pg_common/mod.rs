@@ -43,6 +43,17 @@ pub fn namespace(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
+/// A namespace no other test uses, made on the test server
+/// (`PgStore::create`): `PgStore::open` opens only namespaces that exist.
+#[cfg(feature = "postgres")]
+pub fn created_namespace(prefix: &str) -> String {
+    let namespace = namespace(prefix);
+    if let Err(e) = entitle::store::PgStore::create(server_url(), &namespace) {
+        panic!("namespace {namespace} cannot be made: {e}");
+    }
+    namespace
+}
+
 /// A new, empty database on the test server, and its URL: for tests that
 /// change the tables themselves.
 pub fn fresh_database(prefix: &str) -> String {

@@ -15,6 +15,7 @@ mod files;
 mod install;
 mod leases;
 mod licenses;
+mod namespaces;
 mod output;
 mod serve;
 mod state;
@@ -60,7 +61,8 @@ pub struct Globals {
     pub store: Option<String>,
 
     /// The install within a PostgreSQL store: one database holds any
-    /// number of them.
+    /// number of them. `init` makes it; every other command needs it to
+    /// exist (`entitle namespace list` lists them).
     #[arg(
         long,
         global = true,
@@ -98,7 +100,8 @@ impl Globals {
         };
         if matches!(location, state::Location::Dir(_)) && self.namespace != "default" {
             return Err(entitle::Error::InvalidArgument(
-                "--namespace names an install in a PostgreSQL store; a state directory holds                  one install (use another directory for another)"
+                "--namespace names an install in a PostgreSQL store; a state directory holds \
+                 one install (use another directory for another)"
                     .into(),
             ));
         }
@@ -139,6 +142,10 @@ enum Command {
     /// Floating seats: check out, renew, borrow, return.
     #[command(subcommand)]
     Lease(leases::LeaseCommand),
+    /// The installs a PostgreSQL store (--store) holds: list them, or
+    /// delete one. `init` makes one.
+    #[command(subcommand)]
+    Namespace(namespaces::NamespaceCommand),
     /// A guided walk through everything, in a temporary directory.
     Demo,
     /// Serve this install's floating seats, checks and admin API over
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Command::User(command) => users::run(command, &cli.globals),
         Command::Devices(command) => devices::run(command, &cli.globals),
         Command::Lease(command) => leases::run(command, &cli.globals),
+        Command::Namespace(command) => namespaces::run(command, &cli.globals),
         Command::Demo => demo::run(cli.globals.now),
         Command::Serve(args) => serve::run(&args, &cli.globals),
     };

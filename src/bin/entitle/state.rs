@@ -68,24 +68,28 @@ impl Location {
     }
 }
 
+/// A PostgreSQL URL as output shows it: without its password (if it
+/// holds one) or its parameters.
+pub fn shown_url(url: &str) -> String {
+    let shown = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    shown.split('?').next().unwrap_or_default().to_owned()
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Dir(dir) => write!(f, "{}", dir.display()),
             Location::Postgres { url, namespace } => {
-                // The password, if the URL holds one, stays out of output.
-                let shown = match url.split_once("://") {
-                    Some((scheme, rest)) => match rest.split_once('@') {
-                        Some((credentials, host)) => {
-                            let user = credentials.split(':').next().unwrap_or_default();
-                            format!("{scheme}://{user}@{host}")
-                        }
-                        None => url.clone(),
-                    },
-                    None => url.clone(),
-                };
-                let shown = shown.split('?').next().unwrap_or_default();
-                write!(f, "{shown} (namespace `{namespace}`)")
+                write!(f, "{} (namespace `{namespace}`)", shown_url(url))
             }
         }
     }
@@ -101,17 +105,27 @@ pub enum Opened {
 }
 
 impl Opened {
-    /// Opens the state at `location`; a directory is made if `create`,
-    /// else it must exist (`STATE_MISSING`). PostgreSQL makes its tables
-    /// and the namespace when missing: an install there exists once
-    /// `init` has recorded its settings.
+    /// Opens the state at `location`; a directory or a namespace is made
+    /// if `create` (only `init` does), else it must exist
+    /// (`STATE_MISSING`). An install exists once `init` has recorded its
+    /// settings.
     pub fn open(location: &Location, create: bool) -> Result<Opened, Error> {
         match location {
             Location::Dir(dir) if create => Ok(Opened::File(Box::new(FileStore::create(dir)?))),
             Location::Dir(dir) => Ok(Opened::File(Box::new(FileStore::open(dir)?))),
             #[cfg(feature = "postgres")]
             Location::Postgres { url, namespace } => {
-                Ok(Opened::Postgres(Box::new(PgStore::open(url, namespace)?)))
+                let store = match PgStore::open(url, namespace) {
+                    Err(Error::StateMissing { .. }) if create => {
+                        match PgStore::create(url, namespace) {
+                            // Made by another `init` meanwhile.
+                            Err(Error::StateExists { .. }) => PgStore::open(url, namespace),
+                            created => created,
+                        }
+                    }
+                    opened => opened,
+                }?;
+                Ok(Opened::Postgres(Box::new(store)))
             }
             #[cfg(not(feature = "postgres"))]
             Location::Postgres { .. } => Err(Error::InvalidArgument(

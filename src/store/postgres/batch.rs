@@ -192,9 +192,14 @@ impl PgStore {
         };
         let (Some(generation), Some(licenses_at)) = (number(0), number(1)) else {
             let _ = conn.client.batch_execute("ROLLBACK");
+            // Removed under the engines open on it: nothing writes it
+            // back but `PgStore::create`.
+            if row.is_none() {
+                return Err(super::missing(&self.database.shown, &self.namespace));
+            }
             return Err(Error::StateCorrupt {
                 path: self.location.clone(),
-                detail: "its namespace row is missing or unreadable".into(),
+                detail: "its namespace row is unreadable".into(),
             });
         };
         let mut batch = Batch::planned_on(generation);
@@ -419,11 +424,14 @@ impl PgStore {
                 )?
                 .into_iter()
                 .next();
-            let Some((Ok(generation), Ok(licenses_at))) =
-                row.map(|r| (r.try_get::<_, i64>(0), r.try_get::<_, i64>(1)))
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let (Ok(generation), Ok(licenses_at)) =
+                (row.try_get::<_, i64>(0), row.try_get::<_, i64>(1))
             else {
                 return Err(super::rows::RowError::Corrupt(
-                    "its namespace row is missing or unreadable".into(),
+                    "its namespace row is unreadable".into(),
                 ));
             };
             let generation = u64::try_from(generation).unwrap_or(0);
@@ -434,10 +442,12 @@ impl PgStore {
                 &mut session.cached,
                 Some(licenses_at),
             )?;
-            Ok((generation, persisted))
+            Ok(Some((generation, persisted)))
         })();
         let _ = conn.client.batch_execute("COMMIT");
-        let (generation, persisted) = read.map_err(|e| self.row_error(e))?;
+        let Some((generation, persisted)) = read.map_err(|e| self.row_error(e))? else {
+            return Err(super::missing(&self.database.shown, &self.namespace));
+        };
         self.known.fetch_max(generation, Ordering::AcqRel);
         Ok((generation, persisted))
     }

@@ -64,10 +64,16 @@ pub const MAX_NAMESPACE_LEN: usize = 200;
 /// A store in a PostgreSQL database, under one namespace: shared by every
 /// engine, process and host that opens the same URL and namespace.
 ///
-/// It makes its tables the first time (they are all named `entitle_*`),
-/// brings older ones up to date, and refuses tables written by a newer
-/// entitle (`STATE_CORRUPT`). A database that cannot be reached gives
-/// `STORE_UNAVAILABLE`, naming the host and port and what to check.
+/// Namespaces are made on purpose, never by opening one:
+/// [`PgStore::create`] makes a namespace (and the tables, all named
+/// `entitle_*`, the first time); [`PgStore::open`] opens one that exists
+/// and is `STATE_MISSING` otherwise, so a mistyped name is an error
+/// rather than an empty install answering `NOT_LICENSED`.
+/// [`PgStore::namespaces`] lists them and [`PgStore::remove`] deletes one.
+///
+/// Opening brings older tables up to date and refuses tables written by a
+/// newer entitle (`STATE_CORRUPT`). A database that cannot be reached
+/// gives `STORE_UNAVAILABLE`, naming the host and port and what to check.
 /// Stores opened on the same URL in one process share one connection pool
 /// and one listener thread, whatever their namespaces.
 ///
@@ -75,7 +81,11 @@ pub const MAX_NAMESPACE_LEN: usize = 200;
 /// use entitle::store::PgStore;
 /// use entitle::Engine;
 ///
-/// let store = PgStore::open("postgres://entitle@db.internal/licenses", "tenant-42")?;
+/// let url = "postgres://entitle@db.internal/licenses";
+/// // Once, when the tenant signs up:
+/// PgStore::create(url, "tenant-42")?;
+/// // Every time a replica starts:
+/// let store = PgStore::open(url, "tenant-42")?;
 /// let engine = Engine::builder("acme").store(store).build()?;
 /// # Ok::<(), entitle::Error>(())
 /// ```
@@ -117,23 +127,129 @@ impl PgStore {
     /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, with the
     /// parameters libpq takes, such as `connect_timeout=SECONDS`, which
     /// also bounds how long a call waits for a connection; default 5 s).
-    /// Makes the tables and the namespace if they are missing.
+    ///
+    /// The namespace must exist: one that [`PgStore::create`] never made
+    /// (or [`PgStore::remove`] deleted), or a database without entitle's
+    /// tables, is `STATE_MISSING` naming it, and nothing is made.
     ///
     /// ```no_run
     /// # use entitle::store::PgStore;
-    /// let store = PgStore::open("postgresql://app:secret@127.0.0.1:5432/app?connect_timeout=2", "default")?;
+    /// let url = "postgresql://app:secret@127.0.0.1:5432/app?connect_timeout=2";
+    /// match PgStore::open(url, "defualt") {
+    ///     Ok(_) => {}
+    ///     // A typo: no tenant is made by it.
+    ///     Err(e) if e.code() == "STATE_MISSING" => eprintln!("{e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// let store = PgStore::open(url, "default")?;
     /// # Ok::<(), entitle::Error>(())
     /// ```
     pub fn open(url: &str, namespace: &str) -> Result<Self> {
         check_namespace(namespace)?;
         let database = Database::get(url)?;
-        let location = format!("{} (namespace `{namespace}`)", database.shown);
+        let location = located(&database, namespace);
         let generation = {
             let mut conn = database.connection(&location)?;
-            schema::prepare(&mut conn, &location, namespace)?
+            match schema::ready(&mut conn, &location, false)? {
+                true => schema::generation(&mut conn, &location, namespace)?,
+                false => None,
+            }
         };
+        match generation {
+            Some(generation) => Ok(PgStore::on(database, namespace, location, generation)),
+            None => Err(missing(&database.shown, namespace)),
+        }
+    }
+
+    /// Makes the namespace `namespace` in the database at `url` (see
+    /// [`PgStore::open`] for the URL), and entitle's tables if the
+    /// database has none yet, and opens it. A namespace that exists
+    /// already is `STATE_EXISTS`, and is left as it was.
+    ///
+    /// ```no_run
+    /// # use entitle::store::PgStore;
+    /// let url = "postgres://app@db/app";
+    /// let store = PgStore::create(url, "tenant-7")?;
+    /// assert_eq!(store.namespace(), "tenant-7");
+    /// // Made once: a second `create` is refused.
+    /// let again = PgStore::create(url, "tenant-7").unwrap_err();
+    /// assert_eq!(again.code(), "STATE_EXISTS");
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    pub fn create(url: &str, namespace: &str) -> Result<Self> {
+        check_namespace(namespace)?;
+        let database = Database::get(url)?;
+        let location = located(&database, namespace);
+        {
+            let mut conn = database.connection(&location)?;
+            schema::ready(&mut conn, &location, true)?;
+            if !schema::add_namespace(&mut conn, &location, namespace)? {
+                return Err(Error::StateExists {
+                    path: location,
+                    detail: "was left as it was: open it with `PgStore::open`, or create \
+                             another namespace"
+                        .into(),
+                });
+            }
+        }
+        Ok(PgStore::on(database, namespace, location, 0))
+    }
+
+    /// The namespaces in the database at `url`, sorted (by bytes); none
+    /// if it has no entitle tables.
+    ///
+    /// ```no_run
+    /// # use entitle::store::PgStore;
+    /// for namespace in PgStore::namespaces("postgres://app@db/app")? {
+    ///     println!("{namespace}");
+    /// }
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    pub fn namespaces(url: &str) -> Result<Vec<String>> {
+        let database = Database::get(url)?;
+        let location = database.shown.clone();
+        let mut conn = database.connection(&location)?;
+        if !schema::ready(&mut conn, &location, false)? {
+            return Ok(Vec::new());
+        }
+        schema::namespaces(&mut conn, &location)
+    }
+
+    /// Deletes the namespace `namespace` in the database at `url`: every
+    /// row of it in every entitle table, in one transaction (licenses,
+    /// users, activations, counters, books: all of it, for good). Other
+    /// namespaces are untouched. An unknown namespace is `STATE_MISSING`.
+    ///
+    /// Engines still open on it keep what they hold in memory, and their
+    /// next change fails with `STATE_MISSING`: nothing recreates the
+    /// namespace but [`PgStore::create`]. Stop them before creating a
+    /// namespace of the same name again.
+    ///
+    /// ```no_run
+    /// # use entitle::store::PgStore;
+    /// let url = "postgres://app@db/app";
+    /// PgStore::remove(url, "tenant-7")?;
+    /// assert!(!PgStore::namespaces(url)?.contains(&"tenant-7".to_owned()));
+    /// assert_eq!(PgStore::remove(url, "tenant-7").unwrap_err().code(), "STATE_MISSING");
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    pub fn remove(url: &str, namespace: &str) -> Result<()> {
+        check_namespace(namespace)?;
+        let database = Database::get(url)?;
+        let location = located(&database, namespace);
+        let mut conn = database.connection(&location)?;
+        let removed = schema::ready(&mut conn, &location, false)?
+            && schema::remove_namespace(&mut conn, &location, namespace, DEFAULT_LOCK_TIMEOUT)?;
+        match removed {
+            true => Ok(()),
+            false => Err(missing(&database.shown, namespace)),
+        }
+    }
+
+    /// The store on `namespace`, known to be at `generation`.
+    fn on(database: Arc<Database>, namespace: &str, location: String, generation: u64) -> Self {
         let known = database.watch(namespace, generation);
-        Ok(PgStore {
+        PgStore {
             database,
             namespace: namespace.to_owned(),
             location,
@@ -145,7 +261,7 @@ impl PgStore {
             committed: AtomicU64::new(0),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             group: GroupCommit::default(),
-        })
+        }
     }
 
     /// Sets how long a writer waits for another holding the namespace
@@ -272,6 +388,23 @@ impl PgStore {
     }
 }
 
+/// Where a store on `namespace` lives, for messages.
+fn located(database: &Database, namespace: &str) -> String {
+    format!("{} (namespace `{namespace}`)", database.shown)
+}
+
+/// `STATE_MISSING` for a namespace that does not exist (never made, or
+/// removed), saying how to make one.
+pub(super) fn missing(shown: &str, namespace: &str) -> Error {
+    Error::StateMissing {
+        path: format!(
+            "{shown} (namespace `{namespace}`, which does not exist: make it with \
+             `PgStore::create` or `entitle --store URL --namespace {namespace} init`; \
+             `PgStore::namespaces` or `entitle --store URL namespace list` lists those there are)"
+        ),
+    }
+}
+
 /// Refuses a namespace that cannot name an install well: empty, too long,
 /// or with control characters.
 fn check_namespace(namespace: &str) -> Result<()> {
@@ -293,8 +426,13 @@ mod tests {
     #[test]
     fn a_namespace_with_control_characters_is_refused_before_any_connection() {
         for bad in ["", "a\nb", "nul\0", &"x".repeat(MAX_NAMESPACE_LEN + 1)] {
-            let err = PgStore::open("postgres://nobody@127.0.0.1:1/none", bad).unwrap_err();
-            assert_eq!(err.code(), "INVALID_ARGUMENT", "{bad:?}");
+            let url = "postgres://nobody@127.0.0.1:1/none";
+            let open = PgStore::open(url, bad).unwrap_err();
+            let create = PgStore::create(url, bad).unwrap_err();
+            let remove = PgStore::remove(url, bad).unwrap_err();
+            for err in [open, create, remove] {
+                assert_eq!(err.code(), "INVALID_ARGUMENT", "{bad:?}");
+            }
         }
     }
 }

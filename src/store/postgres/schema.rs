@@ -120,47 +120,147 @@ CREATE TABLE IF NOT EXISTS entitle_closed_periods (
     PRIMARY KEY (namespace, license_id, code, starts_at));
 ";
 
-/// Makes the tables if they are missing, checks their version (refusing a
-/// newer one), and makes `namespace`'s row if it has none; returns the
-/// namespace's generation.
-pub(super) fn prepare(conn: &mut Conn, location: &str, namespace: &str) -> Result<u64> {
+/// Every table holding rows of a namespace, `entitle_namespaces` first:
+/// what [`remove_namespace`] deletes. A table added to [`TABLES`] is
+/// added here (the PostgreSQL tests check every `entitle_*` table with a
+/// `namespace` column is).
+pub(super) const NAMESPACED_TABLES: &[&str] = &[
+    "entitle_namespaces",
+    "entitle_settings",
+    "entitle_licenses",
+    "entitle_serials",
+    "entitle_tombstones",
+    "entitle_first_use",
+    "entitle_signed",
+    "entitle_users",
+    "entitle_activations",
+    "entitle_transfers",
+    "entitle_leases",
+    "entitle_counters",
+    "entitle_issued_receipts",
+    "entitle_accepted_receipts",
+    "entitle_reports",
+    "entitle_closed_periods",
+];
+
+/// Whether entitle's tables are there, brought up to date if they are
+/// older than this entitle and made if they are missing and `make`; an
+/// error if they were written by a newer entitle.
+pub(super) fn ready(conn: &mut Conn, location: &str, make: bool) -> Result<bool> {
     let sql = |e| db_error(location, std::time::Duration::ZERO, e);
     // The common case, in one round trip: the tables are there and current.
     let current = match conn
         .client
         .query_opt("SELECT version FROM entitle_schema", &[])
     {
-        Ok(Some(row)) => check_version(row.try_get(0).map_err(sql)?, location)?,
-        // No tables yet (or no version row): made below, under the lock.
-        Ok(None) => false,
-        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => false,
+        Ok(Some(row)) => Some(check_version(row.try_get(0).map_err(sql)?, location)?),
+        // No tables yet (or no version row, which making them mends).
+        Ok(None) => None,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => None,
         Err(e) => return Err(sql(e)),
     };
-    if !current {
-        make_tables(conn, location)?;
+    match current {
+        Some(true) => Ok(true),
+        // Older: what was stored is kept, so bringing it up to date is
+        // no creation.
+        Some(false) => make_tables(conn, location).map(|()| true),
+        None if make => make_tables(conn, location).map(|()| true),
+        None => Ok(false),
     }
-    conn.execute(
-        "INSERT INTO entitle_namespaces (namespace, generation, licenses_generation) \
-         VALUES ($1, 0, 0) ON CONFLICT (namespace) DO NOTHING",
-        &[&namespace],
-    )
-    .map_err(sql)?;
-    let row = conn
+}
+
+/// The generation of `namespace`, or `None` if it has no row.
+pub(super) fn generation(conn: &mut Conn, location: &str, namespace: &str) -> Result<Option<u64>> {
+    let sql = |e| db_error(location, std::time::Duration::ZERO, e);
+    let rows = conn
         .query(
             "SELECT generation FROM entitle_namespaces WHERE namespace = $1",
             &[&namespace],
         )
         .map_err(sql)?;
-    let generation: i64 = match row.first() {
-        Some(row) => row.try_get(0).map_err(sql)?,
-        None => {
-            return Err(Error::StateCorrupt {
-                path: location.to_owned(),
-                detail: "its namespace row vanished as it was made".into(),
-            })
+    match rows.first() {
+        Some(row) => {
+            let generation: i64 = row.try_get(0).map_err(sql)?;
+            Ok(Some(u64::try_from(generation).unwrap_or(0)))
         }
+        None => Ok(None),
+    }
+}
+
+/// Makes `namespace`'s row at generation 0; `false` if it had one.
+pub(super) fn add_namespace(conn: &mut Conn, location: &str, namespace: &str) -> Result<bool> {
+    let sql = |e| db_error(location, std::time::Duration::ZERO, e);
+    let added = conn
+        .execute(
+            "INSERT INTO entitle_namespaces (namespace, generation, licenses_generation) \
+             VALUES ($1, 0, 0) ON CONFLICT (namespace) DO NOTHING",
+            &[&namespace],
+        )
+        .map_err(sql)?;
+    Ok(added == 1)
+}
+
+/// Every namespace, sorted by bytes (not by the database's collation,
+/// which differs between servers).
+pub(super) fn namespaces(conn: &mut Conn, location: &str) -> Result<Vec<String>> {
+    let sql = |e| db_error(location, std::time::Duration::ZERO, e);
+    let mut names = conn
+        .query("SELECT namespace FROM entitle_namespaces", &[])
+        .map_err(sql)?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// Deletes every row of `namespace` in one transaction, waiting up to
+/// `lock_timeout` for a writer holding it; `false` (and nothing deleted)
+/// if it has no namespace row.
+///
+/// The namespace row goes first: deleting it waits for a writer holding
+/// its lock to commit, whose rows the later statements (each reading
+/// what is committed when it starts) then delete too; and a writer
+/// coming after finds no row to lock or advance, and fails.
+pub(super) fn remove_namespace(
+    conn: &mut Conn,
+    location: &str,
+    namespace: &str,
+    lock_timeout: std::time::Duration,
+) -> Result<bool> {
+    let sql = |e| db_error(location, lock_timeout, e);
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    );
+    if let Err(e) = conn.client.batch_execute(&begin) {
+        let _ = conn.client.batch_execute("ROLLBACK");
+        return Err(sql(e));
+    }
+    let removed = (|| {
+        for table in NAMESPACED_TABLES {
+            let deleted = conn
+                .client
+                .execute(
+                    &format!("DELETE FROM {table} WHERE namespace = $1"),
+                    &[&namespace],
+                )
+                .map_err(sql)?;
+            if *table == "entitle_namespaces" && deleted == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })();
+    let end = match removed {
+        Ok(true) => "COMMIT",
+        _ => "ROLLBACK",
     };
-    Ok(u64::try_from(generation).unwrap_or(0))
+    match conn.client.batch_execute(end) {
+        Err(e) if end == "COMMIT" => Err(sql(e)),
+        _ => removed,
+    }
 }
 
 /// Whether tables of `version` are current; an error if they are newer
