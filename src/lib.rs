@@ -50,6 +50,10 @@
 //!   changes to a [`store::Store`], and once the store says they are
 //!   durable publishes an immutable snapshot that readers (the hot path,
 //!   and every report) use without locking or allocating.
+//! - [`books::Books`] are the vendor's side of the air-gapped lifecycle:
+//!   activations counted for customers' devices, the receipts and usage
+//!   reports installs send back. An [`Engine`] is an install and has none
+//!   of their methods.
 //! - [`store`] owns its vocabulary ([`store::Change`], the records, typed
 //!   settings) as plain data, so a backend needs nothing of the engine's.
 //!
@@ -74,6 +78,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod books;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;

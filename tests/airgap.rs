@@ -34,6 +34,7 @@ fn request_respond_apply_round_trip() {
     let clock = clock_at(T0);
     let install = vendor
         .builder(&clock)
+        .in_memory()
         .fingerprint("desk-1")
         .build()
         .unwrap();
@@ -51,7 +52,7 @@ fn request_respond_apply_round_trip() {
     assert_eq!(carried.fingerprint, "desk-1");
 
     // The vendor counts it in its own state and signs a certificate.
-    let vendor_state = vendor.engine(&clock);
+    let vendor_state = vendor.books(&clock);
     vendor_state.add_license(&license).unwrap();
     vendor_state
         .record_issued_certificate(&carried, None)
@@ -98,6 +99,7 @@ fn bad_certificates_are_refused_and_change_nothing() {
     let clock = clock_at(T0);
     let install = vendor
         .builder(&clock)
+        .in_memory()
         .fingerprint("desk-1")
         .build()
         .unwrap();
@@ -167,6 +169,7 @@ fn revocations_travel_as_files() {
 
 // ---- both ways: install keys, receipts, usage reports (docs/formats.md) ---
 
+use entitle::books::Books;
 use entitle::license::{DeactivationReceipt, UsageReport};
 use entitle::store::{FileStore, Store};
 use entitle::token::PublicKey;
@@ -185,13 +188,14 @@ fn desk_license(vendor: &Vendor, transfers: u32) -> String {
 /// activated through them: request, record, certificate bound to the
 /// install key, apply.
 struct Both {
-    books: Engine,
+    books: Books,
     install: Engine,
 }
 
 fn install_on(vendor: &Vendor, clock: &ManualClock, fingerprint: &str, license: &str) -> Engine {
     let install = vendor
         .builder(clock)
+        .in_memory()
         .fingerprint(fingerprint)
         .build()
         .unwrap();
@@ -203,7 +207,7 @@ fn install_on(vendor: &Vendor, clock: &ManualClock, fingerprint: &str, license: 
 /// The vendor's answer, signed now (as `entitle respond` signs it: a
 /// certificate signed before a device was deactivated with a receipt
 /// does not activate it again).
-fn respond(vendor: &Vendor, books: &Engine, request: &ActivationRequest) -> String {
+fn respond(vendor: &Vendor, books: &Books, request: &ActivationRequest) -> String {
     books.record_issued_certificate(request, None).unwrap();
     let mut payload = json!({"v": 1, "license_id": request.license_id,
         "fingerprint": request.fingerprint, "issued_at": books.now().to_string()});
@@ -215,7 +219,7 @@ fn respond(vendor: &Vendor, books: &Engine, request: &ActivationRequest) -> Stri
 
 fn both(vendor: &Vendor, clock: &ManualClock, transfers: u32) -> Both {
     let license = desk_license(vendor, transfers);
-    let books = vendor.engine(clock);
+    let books = vendor.books(clock);
     books.add_license(&license).unwrap();
     let install = install_on(vendor, clock, "desk-1", &license);
     let request = install.activation_request(None).unwrap();
@@ -560,6 +564,7 @@ fn a_device_activated_for_several_licenses_needs_the_license_named() {
     let clock = clock_at(T0);
     let install = vendor
         .builder(&clock)
+        .in_memory()
         .fingerprint("desk-1")
         .build()
         .unwrap();

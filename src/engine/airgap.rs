@@ -381,7 +381,8 @@ impl Engine {
         })
     }
 
-    /// The vendor's books take a deactivation receipt (armored or bare):
+    /// The vendor's books take a deactivation receipt (armored or bare),
+    /// behind [`Books::accept_receipt`](crate::books::Books::accept_receipt):
     /// verified against the install key recorded for its device when the
     /// books answered its request, it frees that activation and counts a
     /// transfer, so the license's slot can go to another device.
@@ -389,7 +390,7 @@ impl Engine {
     /// Refused with `RECEIPT_INVALID` (forged, altered, another install's,
     /// or for a device these books do not hold activated),
     /// `RECEIPT_REPLAYED` (accepted before) or `TRANSFER_LIMIT`.
-    pub fn accept_receipt(&self, text: &str) -> Result<AcceptedReceipt> {
+    pub(crate) fn accept_receipt(&self, text: &str) -> Result<AcceptedReceipt> {
         let claimed = DeactivationReceipt::read_unverified(text)?;
         let (license, device) = (&claimed.license_id, &claimed.fingerprint);
         self.mutate(|plan| {
@@ -450,7 +451,8 @@ impl Engine {
         })
     }
 
-    /// The vendor's books take a usage report (armored or bare): verified
+    /// The vendor's books take a usage report (armored or bare), behind
+    /// [`Books::ingest_report`](crate::books::Books::ingest_report): verified
     /// against an install key recorded for its device, and kept.
     ///
     /// Refused with `REPORT_INVALID` (forged, altered, another install's,
@@ -462,7 +464,7 @@ impl Engine {
     /// device is recorded and flagged [`IngestedReport::fork`]; one dated
     /// more than a day ahead of the books' clock,
     /// [`IngestedReport::clock_ahead`].
-    pub fn ingest_report(&self, text: &str) -> Result<IngestedReport> {
+    pub(crate) fn ingest_report(&self, text: &str) -> Result<IngestedReport> {
         let claimed = UsageReport::read_unverified(text)?;
         let device = &claimed.fingerprint;
         self.mutate(|plan| {

@@ -47,8 +47,8 @@ pub struct EngineBuilder {
     release_date: Option<Timestamp>,
     fingerprint: Option<String>,
     named_device: Option<String>,
-    /// Tests only: build as on a machine that gives no machine id.
-    #[cfg(test)]
+    /// Build as on a machine that gives no machine id: tests, and the
+    /// vendor's books, which have no device of their own.
     no_machine_id: bool,
     vm: Option<bool>,
     tolerance_secs: i64,
@@ -66,7 +66,6 @@ impl EngineBuilder {
             release_date: None,
             fingerprint: None,
             named_device: None,
-            #[cfg(test)]
             no_machine_id: false,
             vm: None,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
@@ -187,15 +186,14 @@ impl EngineBuilder {
 
     /// This machine's fingerprint, the default device.
     fn machine_fingerprint(&self) -> Option<String> {
-        #[cfg(test)]
         if self.no_machine_id {
             return None;
         }
         crate::device::machine_fingerprint()
     }
 
-    /// Builds as on a machine that gives no machine id (tests only).
-    #[cfg(test)]
+    /// Builds as on a machine that gives no machine id (tests, and the
+    /// vendor's books).
     pub(crate) fn without_machine_id(mut self) -> Self {
         self.no_machine_id = true;
         self

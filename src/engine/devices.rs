@@ -145,8 +145,9 @@ impl Engine {
     /// Activates `device` for every node-locked license in force that this
     /// install counts. Idempotent per fingerprint. Returns the license ids.
     ///
-    /// This records a device in this install's count (a site server
-    /// activating a client, a vendor's books): it activates this engine
+    /// This records a device in this install's count (a site server or a
+    /// shared install activating a client, for licenses it counts): it
+    /// activates this engine
     /// only when `device` is this engine's own device. A desktop
     /// application activates itself with
     /// [`activate_this_device`](Self::activate_this_device).
@@ -484,13 +485,14 @@ impl Engine {
 }
 
 impl Engine {
-    /// The vendor side of an offline activation, for a vendor without a
-    /// server: records that a certificate is being issued for the request's
-    /// device in this (vendor) state, refusing over the license's `max`
+    /// The vendor side of an offline activation, behind
+    /// [`Books::record_issued_certificate`](crate::books::Books::record_issued_certificate):
+    /// records that a certificate is being issued for the request's device
+    /// in this (vendor) state, refusing over the license's `max`
     /// activations. The license must be installed in the vendor's state.
     /// This engine is the authority here, whatever `counted_by` says. The
     /// record counts toward `max` and grants nothing here.
-    pub fn record_issued_certificate(
+    pub(crate) fn record_issued_certificate(
         &self,
         request: &ActivationRequest,
         expires_at: Option<Timestamp>,

@@ -4,7 +4,7 @@
 //! [`Store`](crate::store::Store), then published as an immutable
 //! snapshot. Readers load the snapshot without locking or allocating.
 
-mod airgap;
+pub(crate) mod airgap;
 mod builder;
 mod codes;
 mod consumption;
@@ -19,7 +19,7 @@ pub(crate) mod state;
 mod users;
 
 pub use crate::query::{Page, Query};
-pub use airgap::{AcceptedReceipt, IngestedReport, IssuedReceipt, SequenceGap, SignedReport};
+pub use airgap::{IssuedReceipt, SignedReport};
 pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};

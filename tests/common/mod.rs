@@ -1,6 +1,7 @@
 //! Shared fixtures: a vendor, licenses it signs, and engines on a manual clock.
 #![allow(dead_code)]
 
+use entitle::books::{Books, BooksBuilder};
 use entitle::token::{sign, SigningKey, TokenType};
 use entitle::{Engine, EngineBuilder, ManualClock, Timestamp};
 use serde_json::{json, Value};
@@ -62,6 +63,19 @@ impl Vendor {
 
     pub fn engine(&self, clock: &ManualClock) -> Engine {
         self.builder(clock).build().unwrap()
+    }
+
+    /// The vendor's books, trusting this vendor, on `clock`.
+    pub fn books_builder(&self, clock: &ManualClock) -> BooksBuilder {
+        Books::builder("acme")
+            .trust(self.key.public_key().clone())
+            .clock(clock.clone())
+            .background_refresh(false)
+    }
+
+    /// The vendor's books in memory.
+    pub fn books(&self, clock: &ManualClock) -> Books {
+        self.books_builder(clock).in_memory().build().unwrap()
     }
 }
 

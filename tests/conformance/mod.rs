@@ -318,20 +318,23 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
             .build()
             .unwrap()
     };
+    let books_on = |store: S| vendor.books_builder(&clock).store(store).build().unwrap();
     // A program's install elsewhere (in memory), and this state as both an
-    // install of its own and the vendor's books for the first.
+    // install of its own and the vendor's books for the first (two roles
+    // over one state, opened one after the other as two processes would).
     let remote = vendor
         .builder(&clock)
+        .in_memory()
         .fingerprint("desk-9")
         .in_memory()
         .build()
         .unwrap();
     remote.add_license(&license).unwrap();
     let (key, kept, report, receipt) = {
-        let engine = install_on(open());
-        engine.add_license(&license).unwrap();
+        let books = books_on(open());
+        books.add_license(&license).unwrap();
         let request = remote.activation_request(None).unwrap();
-        engine.record_issued_certificate(&request, None).unwrap();
+        books.record_issued_certificate(&request, None).unwrap();
         remote
             .apply(&vendor.sign(
                 json!({"v": 1, "license_id": "lic", "fingerprint": "desk-9",
@@ -340,13 +343,15 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
             ))
             .unwrap();
         let report = remote.usage_report().unwrap().token;
-        engine.ingest_report(&report).unwrap();
+        books.ingest_report(&report).unwrap();
         let receipt = remote
             .deactivate_with_receipt("desk-9", None)
             .unwrap()
             .token;
-        engine.accept_receipt(&receipt).unwrap();
+        books.accept_receipt(&receipt).unwrap();
+        drop(books);
         // Its own device, activated and deactivated with a receipt.
+        let engine = install_on(open());
         engine
             .apply(&vendor.sign(
                 json!({"v": 1, "license_id": "lic", "fingerprint": "desk-1", "issued_at": T0}),
@@ -363,26 +368,28 @@ pub fn the_way_back_survives_reopening<S: Store>(open: impl Fn() -> S) {
     let again = engine.deactivate_with_receipt("desk-1", None).unwrap();
     assert!(again.again);
     assert_eq!(again.token, kept.token);
+    drop(engine);
+    let books = books_on(open());
     assert_eq!(
-        engine.accept_receipt(&receipt).unwrap_err().code(),
+        books.accept_receipt(&receipt).unwrap_err().code(),
         "RECEIPT_REPLAYED"
     );
     assert_eq!(
-        engine.ingest_report(&report).unwrap_err().code(),
+        books.ingest_report(&report).unwrap_err().code(),
         "REPORT_REPLAYED"
     );
     // The device's next report verifies with the key the books kept.
     assert_eq!(
-        engine
+        books
             .ingest_report(&remote.usage_report().unwrap().token)
             .unwrap()
             .previous_sequence,
         Some(1)
     );
     let request = remote.activation_request(None).unwrap();
-    engine.record_issued_certificate(&request, None).unwrap();
-    drop(engine);
-    let recorded = install_on(open())
+    books.record_issued_certificate(&request, None).unwrap();
+    drop(books);
+    let recorded = books_on(open())
         .activations()
         .into_iter()
         .find(|a| a.fingerprint == "desk-9")

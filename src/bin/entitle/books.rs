@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use entitle::engine::SequenceGap;
+use entitle::books::SequenceGap;
 use serde_json::json;
 
 use crate::output::{report_lines, to_json, Failure, Outcome};
-use crate::state::open_engine;
+use crate::state::open_books;
 use crate::{files, Globals};
 
 /// The books' intake of receipts and reports.
@@ -54,8 +54,8 @@ pub fn run(command: BooksCommand, globals: &Globals) -> Result<Outcome, Failure>
 /// `entitle --state BOOKS receipt FILE`.
 fn receipt(args: &ReceiptArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let text = files::read_text(&args.file, "deactivation receipt")?;
-    let engine = open_engine(globals)?;
-    let accepted = engine.accept_receipt(&text)?;
+    let books = open_books(globals)?;
+    let accepted = books.accept_receipt(&text)?;
     let receipt = &accepted.receipt;
     let transfers = match accepted.max_transfers {
         Some(max) => format!("{} of {max} transfer(s) used", accepted.transfers),
@@ -85,8 +85,8 @@ fn receipt(args: &ReceiptArgs, globals: &Globals) -> Result<Outcome, Failure> {
 /// `entitle --state BOOKS ingest FILE`.
 fn ingest(args: &IngestArgs, globals: &Globals) -> Result<Outcome, Failure> {
     let text = files::read_text(&args.file, "usage report")?;
-    let engine = open_engine(globals)?;
-    let ingested = engine.ingest_report(&text)?;
+    let books = open_books(globals)?;
+    let ingested = books.ingest_report(&text)?;
     let report = &ingested.report;
     let expected = ingested
         .previous_sequence

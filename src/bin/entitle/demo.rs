@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
+use entitle::books::Books;
 use entitle::device::Device;
 use entitle::engine::{license_query, Applied};
 use entitle::store::FileStore;
@@ -258,7 +259,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         c.period_ends_at.map_or("never".into(), |t| t.to_string())
     ));
 
-    story.chapter("7. An air-gapped activation round trip  [activate, activation_request, apply]");
+    story.chapter("7. An air-gapped activation round trip  [activate, activation_request, Books::record_issued_certificate, apply]");
     let locked = json!({
         "v": 1, "id": "lic_offline", "product": "acme-cad", "issued_at": start.to_string(),
         "activations": {"max": 1, "counted_by": "vendor"},
@@ -278,7 +279,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         "the install writes a request for device {} (a file carried to the vendor)",
         request.fingerprint
     ));
-    let vendor_books = Engine::builder("acme-cad")
+    let vendor_books = Books::builder("acme-cad")
         .trust(vendor.public_key().clone())
         .clock(clock.clone())
         .store(FileStore::create(dir.join("vendor"))?)
@@ -368,7 +369,7 @@ fn walk(story: &mut Story, dir: &std::path::Path, start: Timestamp) -> Result<()
         engine.check_feature("offline-export").reason()
     ));
 
-    story.chapter("11. Back to the vendor: a usage report, and a device retired offline  [usage_report, deactivate_with_receipt, accept_receipt, ingest_report]");
+    story.chapter("11. Back to the vendor: a usage report, and a device retired offline  [usage_report, deactivate_with_receipt, Books::accept_receipt, Books::ingest_report]");
     let report = engine.usage_report()?;
     story.say(format!(
         "the install signs usage report {} with its own key {} (a file carried to the vendor)",

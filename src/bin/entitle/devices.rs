@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::output::{report_lines, to_json};
 use crate::output::{Failure, Outcome};
-use crate::state::{open_engine, open_install};
+use crate::state::{open_books, open_engine, open_install};
 use crate::{files, Globals};
 
 /// The node-locked devices' commands.
@@ -294,9 +294,12 @@ fn report(args: &ReportArgs, globals: &Globals) -> Result<Outcome, Failure> {
 
 /// `entitle activation list`.
 fn activation_list(globals: &Globals) -> Result<Outcome, Failure> {
-    let engine = open_engine(globals)?;
-    let now = engine.now();
-    let items = engine.activations();
+    // The listing is the state's records, whichever role the state plays
+    // (an install, or the vendor's books): read as books, it needs no
+    // device, so it answers the same on any machine.
+    let books = open_books(globals)?;
+    let now = books.now();
+    let items = books.activations();
     let mut human = String::new();
     if items.is_empty() {
         human.push_str("No device is activated here. `entitle activate` activates this one.\n");

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use entitle::books::{Books, BooksBuilder};
 use entitle::device::{detect_virtual_machine, machine_fingerprint};
 use entitle::license::MAX_NAME_LEN;
 #[cfg(feature = "postgres")]
@@ -147,6 +148,15 @@ impl Opened {
 
     /// Builds the engine on this store.
     pub fn attach(self, builder: EngineBuilder) -> EngineBuilder {
+        match self {
+            Opened::File(store) => builder.store(*store),
+            #[cfg(feature = "postgres")]
+            Opened::Postgres(store) => builder.store(*store),
+        }
+    }
+
+    /// Builds the vendor's books on this store.
+    pub fn attach_books(self, builder: BooksBuilder) -> BooksBuilder {
         match self {
             Opened::File(store) => builder.store(*store),
             #[cfg(feature = "postgres")]
@@ -305,6 +315,25 @@ pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Er
         device,
         moved,
     })
+}
+
+/// Opens the state as the vendor's books (`respond`, `receipt`, `ingest`,
+/// `activation list`): `STATE_MISSING` if `init` never ran there. The
+/// books are no device: this machine's fingerprint and virtual-machine
+/// detection play no part.
+pub fn open_books(globals: &Globals) -> Result<Books, Error> {
+    let location = globals.location()?;
+    let store = Opened::open(&location, false)?;
+    let settings = Settings::read(&store, &location)?;
+    let builder = Books::builder(settings.product.as_str())
+        .keyring(settings.keyring(&location)?)
+        .background_refresh(false);
+    let builder = store.attach_books(builder);
+    let builder = match globals.now {
+        Some(now) => builder.clock(ManualClock::new(now)),
+        None => builder.clock(SystemClock),
+    };
+    builder.build()
 }
 
 /// Refuses names a state cannot hold well: empty, too long, or with

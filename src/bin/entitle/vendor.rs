@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::files;
 use crate::output::{Failure, Outcome};
-use crate::state::open_engine;
+use crate::state::open_books;
 use crate::Globals;
 
 /// The vendor side of `entitle`.
@@ -501,8 +501,8 @@ fn respond(args: &RespondArgs, globals: &Globals) -> Result<Outcome, Failure> {
     // named one that is missing is an error: a typo must not sign an
     // uncounted certificate.
     let counted_in = if globals.state_named() {
-        let engine = open_engine(globals)?;
-        engine.record_issued_certificate(&request, args.expires)?;
+        let books = open_books(globals)?;
+        books.record_issued_certificate(&request, args.expires)?;
         Some(globals.location()?.to_string())
     } else {
         None
