@@ -119,6 +119,10 @@ pub use error::{Error, Result};
 /// The JSON library whose types (`Value`, `Map`) appear in this crate's
 /// API, re-exported so that a program uses the same version.
 pub use serde_json;
+/// The version library whose types (`VersionReq` in a license's
+/// `versions`) appear in this crate's API, re-exported so that a program
+/// uses the same version.
+pub use semver;
 pub use time::Timestamp;
 
 /// The README's examples, compiled and run as tests.
