@@ -19,7 +19,9 @@ fn a_users_name_and_email_are_kept_across_reopen_and_shown_in_usage() {
         engine
             .add_license(&vendor.license(json!({"id": "s", "seats": {"max": 5}})))
             .unwrap();
-        let ann = NewUser::new("ann", "editor").name("Ann Lee").email("ann@example.com");
+        let ann = NewUser::new("ann", "editor")
+            .name("Ann Lee")
+            .email("ann@example.com");
         assert!(engine.add_user_with(&ann).unwrap().allowed());
         engine.add_user("bob", "viewer").unwrap();
         // Activity and a plain re-add keep what she was given.
@@ -37,7 +39,10 @@ fn a_users_name_and_email_are_kept_across_reopen_and_shown_in_usage() {
     assert_eq!(ann.id, "ann");
     assert_eq!(ann.name.as_deref(), Some("Ann Lee"));
     assert_eq!(ann.email.as_deref(), Some("ann@example.org"));
-    assert_eq!((usage.users[1].name.as_ref(), usage.users[1].email.as_ref()), (None, None));
+    assert_eq!(
+        (usage.users[1].name.as_ref(), usage.users[1].email.as_ref()),
+        (None, None)
+    );
 }
 
 #[test]

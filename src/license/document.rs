@@ -161,7 +161,9 @@ fn yes() -> bool {
 
 /// Reads `versions`, saying what a requirement looks like when it is not
 /// one (the path of the field is added by the reader).
-fn version_requirement<'de, D>(deserializer: D) -> std::result::Result<Option<semver::VersionReq>, D::Error>
+fn version_requirement<'de, D>(
+    deserializer: D,
+) -> std::result::Result<Option<semver::VersionReq>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -708,10 +710,7 @@ impl License {
                 );
             }
             if feature.metadata.as_ref().is_some_and(|m| !m.is_object()) {
-                return bad(
-                    &format!("features[{i}].metadata"),
-                    "must be a JSON object",
-                );
+                return bad(&format!("features[{i}].metadata"), "must be a JSON object");
             }
             if feature.limit.is_some_and(|l| l < 0) {
                 return bad(&format!("features[{i}].limit"), "must not be negative");
@@ -856,7 +855,10 @@ mod tests {
             assert!(err.to_string().contains("field `versions`"), "{bad}: {err}");
         }
         let err = license(serde_json::json!({"versions": "2.x.q"})).unwrap_err();
-        assert!(err.to_string().contains(">=2.0, <3"), "says what one looks like: {err}");
+        assert!(
+            err.to_string().contains(">=2.0, <3"),
+            "says what one looks like: {err}"
+        );
         for (channels, path) in [
             (serde_json::json!([]), "`channels`"),
             (serde_json::json!(["stable", ""]), "`channels[1]`"),
@@ -878,8 +880,10 @@ mod tests {
         assert_eq!(export.name.as_deref(), Some("Export to PDF"));
         assert_eq!(export.metadata.as_ref().unwrap()["tier"], "pro");
         assert!(export.extra.is_empty());
-        let err = license(serde_json::json!({"features": [{"code": "a"}, {"code": "b", "metadata": [1]}]}))
-            .unwrap_err();
+        let err = license(
+            serde_json::json!({"features": [{"code": "a"}, {"code": "b", "metadata": [1]}]}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`features[1].metadata`"), "{err}");
     }
 
