@@ -146,7 +146,7 @@ impl EngineBuilder {
     /// assert_eq!(engine.product(), "acme");
     ///
     /// let err = Engine::builder("acme").in_memory().version("2.3").build().unwrap_err();
-    /// assert!(err.to_string().contains(".version(\"2.3\")"));
+    /// assert!(err.to_string().contains("EngineBuilder::version(\"2.3\")"), "{err}");
     /// ```
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
