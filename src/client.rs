@@ -429,6 +429,7 @@ fn reason_of(code: &str) -> Option<Reason> {
         Reason::Suspended,
         Reason::Revoked,
         Reason::MaintenanceExpired,
+        Reason::VersionNotLicensed,
         Reason::NotActivated,
         Reason::DeviceUnknown,
         Reason::SeatLimit,

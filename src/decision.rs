@@ -67,11 +67,16 @@ pub enum Reason {
     /// The lease is borrowed: its seat is held until the borrow ends, and
     /// it cannot be checked in early.
     LeaseBorrowed,
+    /// The license is for other versions or release channels of the
+    /// program (its `versions`, `channels`), or the program does not say
+    /// its version or channel (`EngineBuilder::version`, `channel`) and
+    /// the license limits them.
+    VersionNotLicensed,
 }
 
 impl Reason {
     /// Every reason, in declaration order (`reason as usize` is its index).
-    pub(crate) const ALL: [Reason; 27] = {
+    pub(crate) const ALL: [Reason; 28] = {
         use Reason::*;
         [
             Ok,
@@ -101,6 +106,7 @@ impl Reason {
             LeaseRequired,
             CertificateDeactivated,
             LeaseBorrowed,
+            VersionNotLicensed,
         ]
     };
 
@@ -138,6 +144,7 @@ impl Reason {
             Reason::LeaseRequired => "LEASE_REQUIRED",
             Reason::CertificateDeactivated => "CERTIFICATE_DEACTIVATED",
             Reason::LeaseBorrowed => "LEASE_BORROWED",
+            Reason::VersionNotLicensed => "VERSION_NOT_LICENSED",
         }
     }
 
@@ -193,6 +200,9 @@ impl Reason {
             Reason::LeaseBorrowed => {
                 "This seat is taken offline: it stays taken until the borrowing period ends."
             }
+            Reason::VersionNotLicensed => {
+                "Your license is for another version or edition of this program. Use a version it covers, or ask your vendor for an upgrade."
+            }
         }
     }
 
@@ -224,6 +234,7 @@ impl Reason {
             Reason::NotActivated => 55,
             Reason::DeviceUnknown => 54,
             Reason::MaintenanceExpired => 50,
+            Reason::VersionNotLicensed => 48,
             Reason::NotYetValid => 45,
             Reason::Expired => 40,
             Reason::Suspended => 35,

@@ -121,6 +121,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Decision, Reason};
 pub use engine::{Engine, EngineBuilder, FeatureGate, LeaseGuard};
 pub use error::{Error, Result};
+/// The version library whose types (`VersionReq` in a license's
+/// `versions`) appear in this crate's API, re-exported so that a program
+/// uses the same version.
+pub use semver;
 /// The JSON library whose types (`Value`, `Map`) appear in this crate's
 /// API, re-exported so that a program uses the same version.
 pub use serde_json;

@@ -881,3 +881,199 @@ fn activating_another_device_does_not_apply_this_machines_vm_detection() {
         assert_eq!(world.ok(&["activate"])["vm"], false);
     }
 }
+
+/// A spec with everything a feature and a license may say besides its
+/// rights: a feature's `name` and `metadata`, the `versions` and
+/// `channels` it is for.
+fn versioned_spec() -> Value {
+    json!({
+        "product": "acme", "id": "lic-v2", "versions": ">=2.0, <3", "channels": ["stable", "beta"],
+        "seats": {"max": 5},
+        "features": [
+            {"code": "export", "name": "Export to PDF", "metadata": {"tier": "pro"}},
+            {"code": "render"}
+        ]
+    })
+}
+
+#[test]
+fn issue_accepts_feature_names_metadata_versions_and_channels_and_installs_enforce_them() {
+    let world = World::new();
+    world.write("v2.json", &versioned_spec().to_string());
+    let issued = world.ok(&[
+        "issue",
+        "--key",
+        "vendor.key",
+        "--spec",
+        "v2.json",
+        "--out",
+        "v2.lic",
+    ]);
+    assert_eq!(issued["versions"], ">=2.0, <3", "{issued}");
+    assert_eq!(issued["channels"], json!(["stable", "beta"]));
+    assert_eq!(issued["warnings"], json!([]), "no unknown field: {issued}");
+    let human = world.run(&[
+        "issue",
+        "--key",
+        "vendor.key",
+        "--spec",
+        "v2.json",
+        "--out",
+        "again.lic",
+    ]);
+    let said = String::from_utf8_lossy(&human.stdout).into_owned()
+        + &String::from_utf8_lossy(&human.stderr);
+    assert!(
+        said.contains("For versions >=2.0, <3 on the channels stable, beta only."),
+        "{said}"
+    );
+
+    // Each install says its own version and channel when it is made.
+    let install = |state: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--state",
+            state,
+            "init",
+            "--pub",
+            "vendor.pub",
+            "--product",
+            "acme",
+        ];
+        args.extend_from_slice(extra);
+        world.ok(&args);
+        world.ok(&["--state", state, "license", "add", "v2.lic"]);
+    };
+    install("inside", &["--app-version", "2.3.1", "--channel", "beta"]);
+    install("newer", &["--app-version", "3.0.0", "--channel", "beta"]);
+    install(
+        "nightly",
+        &["--app-version", "2.3.1", "--channel", "nightly"],
+    );
+    install("unsaid", &[]);
+    let reason = |state: &str| {
+        let (_, value) = world.json(&["--state", state, "check", "export"]);
+        value["reason"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(reason("inside"), "OK");
+    for state in ["newer", "nightly", "unsaid"] {
+        assert_eq!(reason(state), "VERSION_NOT_LICENSED", "{state}");
+    }
+    let denied = world.run(&["--state", "newer", "check", "export"]);
+    assert_eq!(exit_code(&denied), 1);
+    assert!(
+        String::from_utf8_lossy(&denied.stdout).contains("--app-version")
+            || String::from_utf8_lossy(&denied.stderr).contains("--app-version"),
+        "the hint says how an install gives its version"
+    );
+
+    // The listing shows them, and the features' names and metadata.
+    let list = world.ok(&["--state", "inside", "license", "list"]);
+    let license = &list["items"][0];
+    assert_eq!(license["versions"], ">=2.0, <3", "{license}");
+    assert_eq!(license["channels"], json!(["stable", "beta"]));
+    assert_eq!(license["version_licensed"], true);
+    assert_eq!(license["features"][0]["name"], "Export to PDF");
+    assert_eq!(license["features"][0]["metadata"], json!({"tier": "pro"}));
+    assert_eq!(license["features"][1]["name"], Value::Null);
+    let human = world.run(&["--state", "newer", "license", "list"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("export (\"Export to PDF\")"), "{text}");
+    assert!(
+        text.contains("for versions >=2.0, <3 on the channels stable, beta"),
+        "{text}"
+    );
+    assert!(text.contains("VERSION_NOT_LICENSED here"), "{text}");
+
+    // An install's version is fixed once made, as its release date is.
+    let message = world.fails(
+        &[
+            "--state",
+            "inside",
+            "init",
+            "--pub",
+            "vendor.pub",
+            "--product",
+            "acme",
+            "--app-version",
+            "2.4.0",
+        ],
+        "STATE_EXISTS",
+    );
+    assert!(
+        message.contains("records application version 2.3.1"),
+        "{message}"
+    );
+    let (code, refused) = world.json(&[
+        "--state",
+        "bad",
+        "init",
+        "--pub",
+        "vendor.pub",
+        "--product",
+        "acme",
+        "--app-version",
+        "2.4",
+    ]);
+    assert_eq!(
+        (code, refused["error"]["code"].as_str()),
+        (2, Some("USAGE")),
+        "{refused}"
+    );
+    assert!(!world.path("bad").exists(), "nothing made");
+}
+
+#[test]
+fn issue_refuses_a_bad_version_requirement_naming_its_field() {
+    let world = World::new();
+    let mut spec = versioned_spec();
+    spec["versions"] = json!(">=2.0, <3, banana");
+    world.write("bad.json", &spec.to_string());
+    let message = world.fails(
+        &[
+            "issue",
+            "--key",
+            "vendor.key",
+            "--spec",
+            "bad.json",
+            "--out",
+            "bad.lic",
+        ],
+        "MALFORMED",
+    );
+    assert!(message.contains("field `versions`"), "{message}");
+    assert!(!world.path("bad.lic").exists());
+}
+
+#[test]
+fn a_users_name_and_email_are_shown_by_license_usage() {
+    let world = team_install();
+    let added = world.ok(&[
+        "user",
+        "add",
+        "ann",
+        "--type",
+        "designer",
+        "--name",
+        "Ann Lee",
+        "--email",
+        "ann@example.com",
+    ]);
+    assert_eq!(
+        (added["name"].as_str(), added["email"].as_str()),
+        (Some("Ann Lee"), Some("ann@example.com"))
+    );
+    world.ok(&["user", "add", "bob"]);
+    let usage = world.ok(&["license", "usage"]);
+    assert_eq!(usage["users"][0]["name"], "Ann Lee", "{usage}");
+    assert_eq!(usage["users"][0]["email"], "ann@example.com");
+    assert_eq!(usage["users"][1]["name"], Value::Null);
+    let text = String::from_utf8_lossy(&world.run(&["license", "usage"]).stdout).into_owned();
+    assert!(
+        text.contains("ann  Ann Lee <ann@example.com>  designer  active"),
+        "{text}"
+    );
+    world.fails(
+        &["user", "add", "cy", "--email", "not-an-address"],
+        "INVALID_ARGUMENT",
+    );
+}

@@ -45,6 +45,7 @@ fn every_check_reason_code_is_reachable() {
     let clock = clock_at("2026-06-01T00:00:00Z");
     let engine = vendor
         .builder(&clock)
+        .in_memory()
         .release_date(t("2026-03-01T00:00:00Z"))
         .fingerprint("this-device")
         .build()
@@ -73,6 +74,7 @@ fn every_check_reason_code_is_reachable() {
         json!({"id": "feat", "features": [{"code": "feature_expired", "expires_at": "2026-05-01T00:00:00Z"}]}),
     );
     add(json!({"id": "rev", "features": [{"code": "revoked"}]}));
+    add(json!({"id": "v1", "versions": "^1", "features": [{"code": "version"}]}));
     engine
         .apply_revocations(&vendor.revocations(&["rev"], "2026-01-02T00:00:00Z"))
         .unwrap();
@@ -87,6 +89,7 @@ fn every_check_reason_code_is_reachable() {
         ("locked", Reason::NotActivated),
         ("feature_expired", Reason::Expired),
         ("revoked", Reason::Revoked),
+        ("version", Reason::VersionNotLicensed),
         ("nothing", Reason::NotLicensed),
     ];
     for (code, reason) in table {

@@ -58,8 +58,21 @@ fn a_state_written_by_an_older_entitle_opens_whole_and_takes_changes() {
     assert_eq!(ok(&state, &["lease", "list"])["items"][0]["client"], "ws-1");
     assert_eq!(ok(&state, &["check", "export"])["allowed"], true);
 
-    // New mutations on the old state, then everything reads back.
-    ok(&state, &["user", "add", "carol"]);
+    // New mutations on the old state, then everything reads back: a user
+    // of the old state has no name, a new one may have one.
+    assert_eq!(usage["users"][0]["name"], Value::Null, "{usage}");
+    ok(
+        &state,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--name",
+            "Carol",
+            "--email",
+            "carol@example.com",
+        ],
+    );
     ok(&state, &["user", "remove", "bob"]);
     assert_eq!(ok(&state, &["consume", "api", "--amount", "3"])["used"], 10);
     ok(&state, &["lease", "checkout", "--client", "ws-2"]);
@@ -72,6 +85,8 @@ fn a_state_written_by_an_older_entitle_opens_whole_and_takes_changes() {
         .map(|u| u["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["alice", "carol"]);
+    assert_eq!(usage["users"][1]["name"], "Carol", "{usage}");
+    assert_eq!(usage["users"][1]["email"], "carol@example.com");
     assert_eq!(
         ok(&state, &["lease", "list"])["items"]
             .as_array()
@@ -176,7 +191,7 @@ fn a_format_2_state_gets_an_install_key_and_an_activation_answered_before_is_fre
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "4", "brought up to this format");
+    assert_eq!(version, "5", "brought up to this format");
 
     // The books answered its request before installs had keys: they cannot
     // check its receipts or reports, and say how to free the slot by hand.

@@ -182,10 +182,18 @@ fn admin_routes_take_the_token_refuse_a_wrong_one_and_are_off_without_it() {
     );
     assert_eq!(bad_filter.status, 400, "{:?}", bad_filter.body);
 
-    server.post("/v1/users", &json!({"id": "bob"}));
+    let bob = server.post(
+        "/v1/users",
+        &json!({"id": "bob", "name": "Bob Ray", "email": "bob@example.com"}),
+    );
+    assert_eq!(bob.status, 201, "{:?}", bob.body);
     let usage = server.admin("GET", "/admin/license/usage?offset=0", token, None);
     assert_eq!(usage.status, 200);
     assert_eq!(usage.body["users"][0]["id"], json!("bob"));
+    assert_eq!(usage.body["users"][0]["name"], json!("Bob Ray"));
+    assert_eq!(usage.body["users"][0]["email"], json!("bob@example.com"));
+    let bad = server.post("/v1/users", &json!({"id": "cy", "email": "cy"}));
+    assert_eq!((bad.status, bad.code()), (400, "INVALID_ARGUMENT"));
 
     let removed = server.admin("DELETE", "/admin/license/lic_1?hard=false", token, None);
     assert_eq!(removed.status, 200, "{:?}", removed.body);

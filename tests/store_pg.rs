@@ -186,6 +186,7 @@ fn a_version_1_schema_is_migrated_keeping_its_rows() {
         &url,
         "DROP TABLE entitle_issued_receipts, entitle_accepted_receipts, entitle_reports; \
          ALTER TABLE entitle_activations DROP COLUMN install_key; \
+         ALTER TABLE entitle_users DROP COLUMN name, DROP COLUMN email; \
          DELETE FROM entitle_settings WHERE key IN ('install_key', 'report_sequence'); \
          DROP FUNCTION entitle_advance; UPDATE entitle_schema SET version = 1",
     );
@@ -201,9 +202,15 @@ fn a_version_1_schema_is_migrated_keeping_its_rows() {
     assert_eq!(activations[0].install_key, None);
     assert!(engine.install_key().is_some());
     assert_eq!(engine.usage_report().unwrap().report.sequence, 1);
-    // Version 3's commit in one round trip works on the migrated tables.
-    engine.add_user("bob", "member").unwrap();
-    assert_eq!(open().usage(0, 10).users.len(), 2);
+    // Version 3's commit in one round trip works on the migrated tables,
+    // and version 5's users keep a name and an email.
+    engine
+        .add_user_with(&entitle::engine::NewUser::new("bob", "member").email("bob@example.com"))
+        .unwrap();
+    let usage = open().usage(0, 10);
+    assert_eq!(usage.users.len(), 2);
+    assert_eq!(usage.users[0].email, None);
+    assert_eq!(usage.users[1].email.as_deref(), Some("bob@example.com"));
 }
 
 /// A database that is not there: an error naming the host and port and

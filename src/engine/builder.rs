@@ -45,6 +45,10 @@ pub struct EngineBuilder {
     clock: ClockSource,
     store: Option<Backend>,
     release_date: Option<Timestamp>,
+    /// As given: parsed by `build`, which names the call when it is not
+    /// a version.
+    version: Option<String>,
+    channel: Option<String>,
     fingerprint: Option<String>,
     named_device: Option<String>,
     /// Build as on a machine that gives no machine id: tests, and the
@@ -64,6 +68,8 @@ impl EngineBuilder {
             clock: ClockSource::System,
             store: None,
             release_date: None,
+            version: None,
+            channel: None,
             fingerprint: None,
             named_device: None,
             no_machine_id: false,
@@ -122,6 +128,37 @@ impl EngineBuilder {
     /// The release date of this build, checked against `maintenance_until`.
     pub fn release_date(mut self, date: Timestamp) -> Self {
         self.release_date = Some(date);
+        self
+    }
+
+    /// This program's version, a semver version (`"2.3.1"`,
+    /// `"2.4.0-beta.1"`), checked against each license's `versions`. A
+    /// license that sets `versions` gives a program that does not say its
+    /// version nothing (`VERSION_NOT_LICENSED`); one that sets none
+    /// accepts any program, with a version or without. Something other
+    /// than a version is an error at [`build`](Self::build).
+    ///
+    /// ```
+    /// use entitle::Engine;
+    /// let engine = Engine::builder("acme").in_memory().version("2.3.1").channel("beta")
+    ///     .background_refresh(false).build().unwrap();
+    /// assert_eq!(engine.product(), "acme");
+    ///
+    /// let err = Engine::builder("acme").in_memory().version("2.3").build().unwrap_err();
+    /// assert!(err.to_string().contains("EngineBuilder::version(\"2.3\")"), "{err}");
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// This program's release channel (`"stable"`, `"beta"`), checked
+    /// against each license's `channels`. A license that lists channels
+    /// gives a program that does not say its channel nothing
+    /// (`VERSION_NOT_LICENSED`); one that lists none accepts any. See
+    /// [`version`](Self::version).
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channel = Some(channel.into());
         self
     }
 
@@ -223,6 +260,28 @@ impl EngineBuilder {
                     .into(),
             ));
         };
+        let version = self
+            .version
+            .as_deref()
+            .map(|text| {
+                semver::Version::parse(text).map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "EngineBuilder::version(\"{text}\"): not a semver version ({e}); give \
+                         MAJOR.MINOR.PATCH, such as .version(\"2.3.1\") or \
+                         .version(env!(\"CARGO_PKG_VERSION\"))"
+                    ))
+                })
+            })
+            .transpose()?;
+        if let Some(channel) = &self.channel {
+            if !crate::ident::is_name(channel) {
+                return Err(Error::InvalidArgument(format!(
+                    "EngineBuilder::channel({channel:?}): a channel is 1 to {} printable \
+                     characters, such as .channel(\"stable\")",
+                    crate::ident::MAX_NAME_LEN
+                )));
+            }
+        }
         let config = Config {
             product: self.product,
             trust_root: Arc::new(self.keyring),
@@ -235,6 +294,8 @@ impl EngineBuilder {
                     .unwrap_or_else(crate::device::detect_virtual_machine),
                 ctx: Context {
                     release_date: self.release_date,
+                    version,
+                    channel: self.channel,
                 },
             },
         };

@@ -108,6 +108,15 @@ pub struct LicenseInfo {
     pub grace_ends_at: Option<Timestamp>,
     /// Builds released after this instant are not licensed.
     pub maintenance_until: Option<Timestamp>,
+    /// The versions of the program it is for, as a semver requirement
+    /// (`>=2.0, <3`); `None`: any.
+    pub versions: Option<String>,
+    /// The release channels it is for; `None`: any.
+    pub channels: Option<Vec<String>>,
+    /// Whether it is for this program's version and channel (as given to
+    /// `EngineBuilder::version` and `channel`): `false`, every feature of
+    /// it is `VERSION_NOT_LICENSED` here.
+    pub version_licensed: bool,
     /// When it was added here.
     pub added_at: Timestamp,
     /// Named-user seats, if it gives any.
@@ -163,6 +172,10 @@ pub struct FloatingInfo {
 pub struct FeatureInfo {
     /// The code the application checks.
     pub code: String,
+    /// Its display name, if the license gives one.
+    pub name: Option<String>,
+    /// Free-form data (a JSON object), carried and shown.
+    pub metadata: Option<Json>,
     /// The feature ends earlier than the license.
     pub expires_at: Option<Timestamp>,
     /// Its quota, if it has one.
@@ -239,6 +252,8 @@ impl<'a> Shown<'a> {
             .iter()
             .map(|f| FeatureInfo {
                 code: f.code.clone(),
+                name: f.name.clone(),
+                metadata: f.metadata.clone(),
                 expires_at: f.expires_at,
                 limit: f.limit,
                 consumption: f.consumption.map(|quota| {
@@ -276,6 +291,12 @@ impl<'a> Shown<'a> {
             expires_at: expires.map(Timestamp::from_unix),
             grace_ends_at: expires.map(|e| Timestamp::from_unix(e.saturating_add(l.grace_secs))),
             maintenance_until: l.maintenance_until,
+            versions: l.versions.as_ref().map(ToString::to_string),
+            channels: l.channels.clone(),
+            version_licensed: l.admits(
+                self.device.ctx.version.as_ref(),
+                self.device.ctx.channel.as_deref(),
+            ),
             added_at: installed.added_at,
             seats: l.seats.map(|s| SeatsInfo {
                 max: s.max,

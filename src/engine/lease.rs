@@ -370,19 +370,39 @@ impl LeaseGuard {
     /// that was not borrowed (`BORROW_NOT_ALLOWED`: it needs heartbeats),
     /// or one already ended (`LEASE_EXPIRED`).
     ///
+    /// While the guard lives, the engine's gates of the pool's features
+    /// count the seat, as they count one the engine took itself.
+    ///
     /// ```
+    /// use entitle::license::{Feature, Floating, License};
     /// use entitle::token::{LeaseToken, SigningKey};
     /// use entitle::{Engine, LeaseGuard, Timestamp};
     ///
-    /// let engine = Engine::builder("acme").in_memory().build().unwrap(); // the application's install
-    /// let server = SigningKey::from_seed(&[9; 32]);
+    /// let vendor = SigningKey::from_seed(&[1; 32]);
+    /// let engine = Engine::builder("acme") // the application's install
+    ///     .trust(vendor.public_key().clone())
+    ///     .in_memory()
+    ///     .build()
+    ///     .unwrap();
     /// let now = engine.now();
-    /// let trip = LeaseToken::new("lease_1", vec!["lic_1".into()], "laptop-3", Some("cad"),
+    /// let site = License::builder("acme").id("lic_1").issued_at(now)
+    ///     .floating(Floating::new(5, 300)).feature(Feature::new("cad"))
+    ///     .sign(&vendor).unwrap();
+    /// engine.add_license(&site).unwrap();
+    /// let cad = engine.feature("cad");
+    /// assert_eq!(cad.check().reason().code(), "LEASE_REQUIRED");
+    ///
+    /// // What the laptop wrote to disk before leaving the network.
+    /// let server = SigningKey::from_seed(&[9; 32]);
+    /// let trip = LeaseToken::new("lease_1", vec!["lic_1".into()], engine.client_id(), None,
     ///     now, Timestamp::from_unix(now.unix() + 7 * 86_400), true);
-    /// let saved = trip.sign(&server).unwrap(); // what the laptop wrote to disk
+    /// let saved = trip.sign(&server).unwrap();
     ///
     /// let seat = LeaseGuard::borrowed(&engine, &saved, server.public_key()).unwrap();
     /// assert!(seat.check().allowed());
+    /// assert!(cad.check().allowed()); // the one gate counts it
+    /// drop(seat);
+    /// assert_eq!(cad.check().reason().code(), "LEASE_REQUIRED");
     /// ```
     pub fn borrowed(
         engine: &Engine,

@@ -31,7 +31,7 @@ pub use info::{
 };
 pub use lease::LeaseGuard;
 pub use licenses::Applied;
-pub use users::{EngineStatus, TypeSummary, Usage, UserUsage};
+pub use users::{EngineStatus, NewUser, TypeSummary, Usage, UserUsage};
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};

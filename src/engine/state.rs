@@ -49,7 +49,7 @@ impl InstalledLicense {
 }
 
 /// A named user, as held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct User {
     /// Index into the state's user types.
     pub user_type: u32,
@@ -57,6 +57,23 @@ pub(crate) struct User {
     pub added_at: i64,
     /// The latest activity.
     pub last_active_at: i64,
+    /// Name and email, shown in usage; behind one pointer, so that a
+    /// million users without them cost a word each.
+    pub contact: Option<Arc<Contact>>,
+}
+
+/// What a user is called and how to reach them: words, granting nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Contact {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Contact {
+    /// The contact of a stored user, if it has any.
+    pub fn of(name: Option<String>, email: Option<String>) -> Option<Arc<Contact>> {
+        (name.is_some() || email.is_some()).then(|| Arc::new(Contact { name, email }))
+    }
 }
 
 /// Users by id. The maps reports read are persistent: a snapshot shares
@@ -305,6 +322,7 @@ impl State {
                     user_type,
                     added_at: record.added_at,
                     last_active_at: record.last_active_at,
+                    contact: Contact::of(record.name, record.email),
                 };
                 if let Some(old) = self.users.insert(Arc::from(record.id), user) {
                     self.activity.remove(old.last_active_at);

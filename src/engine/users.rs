@@ -50,6 +50,10 @@ pub struct UserUsage {
     pub id: String,
     /// User type.
     pub user_type: String,
+    /// Display name, if one was given ([`NewUser::name`]).
+    pub name: Option<String>,
+    /// Email address, if one was given ([`NewUser::email`]).
+    pub email: Option<String>,
     /// Active within the window now.
     pub active: bool,
     /// Latest activity.
@@ -88,6 +92,88 @@ fn check_user_id(id: &str) -> Result<()> {
     crate::ident::check("a user id", id)
 }
 
+/// A named user to add, with what a usage listing shows of them besides
+/// the id and type: a display name and an email address. Both are words,
+/// kept and shown, never enforced (editing them in the state gains
+/// nothing).
+///
+/// ```
+/// use entitle::engine::NewUser;
+/// use entitle::license::{License, Seats};
+/// use entitle::token::SigningKey;
+/// use entitle::Engine;
+///
+/// let vendor = SigningKey::generate()?;
+/// let engine = Engine::builder("acme").in_memory().trust(vendor.public_key().clone())
+///     .background_refresh(false).build()?;
+/// engine.add_license(&License::builder("acme").seats(Seats::new(5)).sign(&vendor)?)?;
+///
+/// let ann = NewUser::new("ann", "editor").name("Ann Lee").email("ann@example.com");
+/// assert!(engine.add_user_with(&ann)?.allowed());
+/// engine.add_user("ann", "editor")?; // keeps her name and email
+/// let usage = engine.usage(0, 10);
+/// assert_eq!(usage.users[0].name.as_deref(), Some("Ann Lee"));
+/// assert_eq!(usage.users[0].email.as_deref(), Some("ann@example.com"));
+///
+/// let bad = NewUser::new("bob", "editor").email("bob");
+/// assert_eq!(engine.add_user_with(&bad).unwrap_err().code(), "INVALID_ARGUMENT");
+/// # Ok::<(), entitle::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a NewUser does nothing until given to `Engine::add_user_with`"]
+pub struct NewUser {
+    id: String,
+    user_type: String,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+impl NewUser {
+    /// A user `id` of `user_type`, without name or email.
+    pub fn new(id: impl Into<String>, user_type: impl Into<String>) -> Self {
+        NewUser {
+            id: id.into(),
+            user_type: user_type.into(),
+            name: None,
+            email: None,
+        }
+    }
+
+    /// The user's display name (1 to 256 printable characters).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The user's email address (1 to 256 printable characters, with an
+    /// `@`).
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        check_user_id(&self.id)?;
+        if self.user_type.len() > 64 {
+            return Err(Error::InvalidArgument(
+                "a user type is at most 64 characters".into(),
+            ));
+        }
+        if let Some(name) = &self.name {
+            crate::ident::check("a user's name", name)?;
+        }
+        if let Some(email) = &self.email {
+            crate::ident::check("a user's email", email)?;
+            if !email.contains('@') {
+                return Err(Error::InvalidArgument(format!(
+                    "`{email}` is not an email address (it has no `@`)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Plans taking a seat for a user who is not active now.
 fn take_seat(plan: &Plan<'_>, id: &str) -> Result<()> {
     let reason = seats::can_add(&plan.seats, plan.active_users);
@@ -112,13 +198,18 @@ impl Engine {
     /// Adds a named user (or records activity for an existing one).
     /// A user who is not active needs a free seat: `SEAT_LIMIT` otherwise.
     /// Returns the decision that let the user in (`OK` or `OVERAGE`).
+    /// An existing user keeps the name and email they were given.
     pub fn add_user(&self, id: &str, user_type: &str) -> Result<Decision> {
-        check_user_id(id)?;
-        if user_type.len() > 64 {
-            return Err(Error::InvalidArgument(
-                "a user type is at most 64 characters".into(),
-            ));
-        }
+        self.add_user_with(&NewUser::new(id, user_type))
+    }
+
+    /// [`add_user`](Self::add_user), with a name and an email shown in
+    /// [`usage`](Self::usage). For an existing user, what `user` gives
+    /// replaces what they had; what it leaves out is kept. See
+    /// [`NewUser`].
+    pub fn add_user_with(&self, user: &NewUser) -> Result<Decision> {
+        user.check()?;
+        let (id, user_type) = (user.id.as_str(), user.user_type.as_str());
         self.mutate(|plan| {
             let existing = plan.state.users.get(id);
             let active = existing.is_some_and(|u| {
@@ -137,6 +228,14 @@ impl Engine {
                 // As `record_activity`: a clock set back a little must not
                 // move a user's activity back in time.
                 last_active_at: existing.map_or(plan.now, |u| u.last_active_at.max(plan.now)),
+                name: user
+                    .name
+                    .clone()
+                    .or_else(|| existing.and_then(|u| u.contact.as_ref()?.name.clone())),
+                email: user
+                    .email
+                    .clone()
+                    .or_else(|| existing.and_then(|u| u.contact.as_ref()?.email.clone())),
             });
             Ok((vec![change], Decision::new(reason, None)))
         })
@@ -161,6 +260,8 @@ impl Engine {
                     user_type,
                     added_at: user.added_at,
                     last_active_at: plan.now.max(user.last_active_at),
+                    name: user.contact.as_ref().and_then(|c| c.name.clone()),
+                    email: user.contact.as_ref().and_then(|c| c.email.clone()),
                 })],
                 (),
             ))
@@ -235,6 +336,8 @@ impl Engine {
             .map(|(id, u)| UserUsage {
                 id: id.to_string(),
                 user_type: types[u.user_type as usize].to_string(),
+                name: u.contact.as_ref().and_then(|c| c.name.clone()),
+                email: u.contact.as_ref().and_then(|c| c.email.clone()),
                 active: seats::is_active(u.last_active_at, now, window),
                 last_active_at: Timestamp::from_unix(u.last_active_at),
             })

@@ -84,6 +84,8 @@ impl LicenseBuilder {
                 grace_secs: 0,
                 on_expiry: OnExpiry::default(),
                 maintenance_until: None,
+                versions: None,
+                channels: None,
                 assigned_users: None,
                 seats: None,
                 activations: None,
@@ -331,6 +333,46 @@ impl LicenseBuilder {
     /// ```
     pub fn maintenance_until(mut self, until: impl Into<Timestamp>) -> Self {
         self.license.maintenance_until = Some(until.into());
+        self
+    }
+
+    /// The versions of the program the license is for [default: any]: a
+    /// program outside them, or one that does not say its version
+    /// (`EngineBuilder::version`), gets `VERSION_NOT_LICENSED` for every
+    /// feature of the license. Pre-releases follow semver: `2.4.0-rc.1`
+    /// matches `>=2.4.0-rc.1`, never `>=2.0, <3`.
+    ///
+    /// ```
+    /// use entitle::license::License;
+    /// use entitle::semver::VersionReq;
+    ///
+    /// let license = License::builder("acme").versions(VersionReq::parse(">=2.0, <3").unwrap()).build().unwrap();
+    /// assert_eq!(license.versions.unwrap().to_string(), ">=2.0, <3");
+    /// ```
+    pub fn versions(mut self, requirement: semver::VersionReq) -> Self {
+        self.license.versions = Some(requirement);
+        self
+    }
+
+    /// The release channels the license is for [default: any]; repeated
+    /// calls add channels. A program on another channel, or one that does
+    /// not say its channel (`EngineBuilder::channel`), gets
+    /// `VERSION_NOT_LICENSED` for every feature of the license.
+    ///
+    /// ```
+    /// let license = entitle::license::License::builder("acme")
+    ///     .channels(["stable"]).channels(["beta"]).build().unwrap();
+    /// assert_eq!(license.channels.unwrap(), ["stable", "beta"]);
+    ///
+    /// let none: [&str; 0] = [];
+    /// let err = entitle::license::License::builder("acme").channels(none).build().unwrap_err();
+    /// assert!(err.to_string().contains("`channels`"));
+    /// ```
+    pub fn channels<C: Into<String>>(mut self, channels: impl IntoIterator<Item = C>) -> Self {
+        self.license
+            .channels
+            .get_or_insert_with(Vec::new)
+            .extend(channels.into_iter().map(Into::into));
         self
     }
 

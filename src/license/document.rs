@@ -17,6 +17,8 @@ pub const MAX_FEATURES: usize = 1024;
 pub use crate::ident::MAX_NAME_LEN;
 /// The most `assigned_users` one license may name.
 pub const MAX_ASSIGNED_USERS: usize = 100_000;
+/// The most `channels` one license may list.
+pub const MAX_CHANNELS: usize = 64;
 
 /// The schema version this crate writes and reads.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -111,6 +113,25 @@ pub struct License {
     /// Builds released after this instant are not licensed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_until: Option<Timestamp>,
+    /// The versions of the program the license is for, as a semver
+    /// requirement written as Cargo writes them (`">=2.0, <3"`; a bare
+    /// `"2.3"` means `^2.3`); absent = any version. A program says its
+    /// version with `EngineBuilder::version`; one that says none, or one
+    /// outside the requirement, gets `VERSION_NOT_LICENSED` for every
+    /// feature of the license. Pre-releases follow semver: `2.4.0-beta.1`
+    /// matches only a requirement that names a pre-release of 2.4.0.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "version_requirement"
+    )]
+    pub versions: Option<semver::VersionReq>,
+    /// The release channels the license is for (`["stable", "beta"]`);
+    /// absent = any channel. A program says its channel with
+    /// `EngineBuilder::channel`; one that says none, or one not listed,
+    /// gets `VERSION_NOT_LICENSED` for every feature of the license.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
     /// A user-based license: only these users get its rights in per-user checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_users: Option<Vec<String>>,
@@ -136,6 +157,27 @@ pub struct License {
 
 fn yes() -> bool {
     true
+}
+
+/// Reads `versions`, saying what a requirement looks like when it is not
+/// one (the path of the field is added by the reader).
+fn version_requirement<'de, D>(
+    deserializer: D,
+) -> std::result::Result<Option<semver::VersionReq>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    semver::VersionReq::parse(&text).map(Some).map_err(|e| {
+        let shown: String = text.chars().take(64).collect();
+        D::Error::custom(format!(
+            "`{shown}` is not a version requirement ({e}); write one as Cargo does, \
+             such as \">=2.0, <3\" or \"2.3\" (meaning ^2.3)"
+        ))
+    })
 }
 
 /// The informational class of a license.
@@ -523,6 +565,44 @@ impl License {
         LicenseBuilder::new(product)
     }
 
+    /// Whether the license is for a program of this version and channel
+    /// (`None`: the program gave none): each of `versions` and `channels`
+    /// the license has must admit the program's, and a program that gives
+    /// none is admitted only where the license sets no such limit.
+    ///
+    /// ```
+    /// use entitle::license::License;
+    /// use entitle::semver::{Version, VersionReq};
+    ///
+    /// let license = License::builder("acme")
+    ///     .versions(VersionReq::parse(">=2.0, <3").unwrap())
+    ///     .channels(["stable", "beta"])
+    ///     .build().unwrap();
+    /// let v = |s: &str| Version::parse(s).unwrap();
+    /// assert!(license.admits(Some(&v("2.3.1")), Some("beta")));
+    /// assert!(!license.admits(Some(&v("3.0.0")), Some("beta")));
+    /// assert!(!license.admits(Some(&v("2.3.1")), Some("nightly")));
+    /// assert!(!license.admits(None, Some("stable")));
+    /// // Pre-releases as semver says: only where the requirement names one.
+    /// assert!(!license.admits(Some(&v("2.4.0-beta.1")), Some("beta")));
+    ///
+    /// let any = License::builder("acme").build().unwrap();
+    /// assert!(any.admits(None, None));
+    /// ```
+    pub fn admits(&self, version: Option<&semver::Version>, channel: Option<&str>) -> bool {
+        let version_ok = match (&self.versions, version) {
+            (None, _) => true,
+            (Some(required), Some(version)) => required.matches(version),
+            (Some(_), None) => false,
+        };
+        let channel_ok = match (&self.channels, channel) {
+            (None, _) => true,
+            (Some(listed), Some(channel)) => listed.iter().any(|c| c == channel),
+            (Some(_), None) => false,
+        };
+        version_ok && channel_ok
+    }
+
     /// The feature with this code, if the license grants it.
     pub fn feature(&self, code: &str) -> Option<&Feature> {
         self.features.iter().find(|f| f.code == code)
@@ -574,6 +654,27 @@ impl License {
         if let Some(floating) = &self.floating {
             floating_ok(|| "floating".to_owned(), floating)?;
         }
+        if let Some(channels) = &self.channels {
+            if channels.is_empty() {
+                return bad(
+                    "channels",
+                    "must list at least one channel; leave it out to allow any channel",
+                );
+            }
+            if channels.len() > MAX_CHANNELS {
+                return Err(Error::TooLarge {
+                    what: "channels",
+                    size: channels.len(),
+                    limit: MAX_CHANNELS,
+                });
+            }
+            for (i, channel) in channels.iter().enumerate() {
+                name_ok(&format!("channels[{i}]"), channel)?;
+                if channels[..i].contains(channel) {
+                    return bad(&format!("channels[{i}]"), &format!("repeats `{channel}`"));
+                }
+            }
+        }
         if self.features.len() > MAX_FEATURES {
             return Err(Error::TooLarge {
                 what: "features",
@@ -607,6 +708,9 @@ impl License {
                         feature.code
                     ),
                 );
+            }
+            if feature.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+                return bad(&format!("features[{i}].metadata"), "must be a JSON object");
             }
             if feature.limit.is_some_and(|l| l < 0) {
                 return bad(&format!("features[{i}].limit"), "must not be negative");
@@ -660,4 +764,146 @@ fn floating_ok(field: impl Fn() -> String, floating: &Floating) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use semver::Version;
+
+    fn license(extra: Value) -> Result<License> {
+        let mut document = serde_json::json!({
+            "v": 1, "id": "lic_1", "product": "acme", "issued_at": "2026-01-01T00:00:00Z"
+        });
+        if let (Value::Object(base), Value::Object(extra)) = (&mut document, extra) {
+            base.extend(extra);
+        }
+        License::from_json_slice(document.to_string().as_bytes())
+    }
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn versions_are_read_as_a_semver_requirement() {
+        let l = license(serde_json::json!({"versions": ">=2.0, <3"})).unwrap();
+        let required = l.versions.as_ref().unwrap();
+        assert_eq!(required.to_string(), ">=2.0, <3");
+        for inside in ["2.0.0", "2.3.1", "2.99.0"] {
+            assert!(l.admits(Some(&v(inside)), None), "{inside}");
+        }
+        for outside in ["1.9.9", "3.0.0", "10.0.0"] {
+            assert!(!l.admits(Some(&v(outside)), None), "{outside}");
+        }
+        // A bare version means a caret requirement, as Cargo reads it.
+        let caret = license(serde_json::json!({"versions": "2.3"})).unwrap();
+        assert!(caret.admits(Some(&v("2.9.0")), None));
+        assert!(!caret.admits(Some(&v("2.2.9")), None));
+        assert!(!caret.admits(Some(&v("3.0.0")), None));
+    }
+
+    #[test]
+    fn a_prerelease_matches_only_a_requirement_naming_a_prerelease_of_its_version() {
+        let plain = license(serde_json::json!({"versions": ">=2.0, <3"})).unwrap();
+        assert!(!plain.admits(Some(&v("2.4.0-beta.1")), None));
+        let named = license(serde_json::json!({"versions": ">=2.4.0-beta.1, <3"})).unwrap();
+        assert!(named.admits(Some(&v("2.4.0-beta.1")), None));
+        assert!(named.admits(Some(&v("2.4.0-beta.2")), None));
+        assert!(named.admits(Some(&v("2.4.0")), None));
+        // Another version's pre-release is not named by it.
+        assert!(!named.admits(Some(&v("2.5.0-beta.1")), None));
+        // Build metadata is ignored.
+        assert!(plain.admits(Some(&v("2.3.1+build.7")), None));
+    }
+
+    #[test]
+    fn channels_admit_only_a_listed_channel() {
+        let l = license(serde_json::json!({"channels": ["stable", "beta"]})).unwrap();
+        assert!(l.admits(None, Some("stable")));
+        assert!(l.admits(Some(&v("9.0.0")), Some("beta")));
+        assert!(!l.admits(None, Some("nightly")));
+        assert!(!l.admits(None, Some("Stable")));
+    }
+
+    #[test]
+    fn a_program_that_says_nothing_is_admitted_only_without_limits() {
+        let any = license(serde_json::json!({})).unwrap();
+        assert!(any.admits(None, None));
+        assert!(any.admits(Some(&v("0.0.1-alpha")), Some("anything")));
+        let versions = license(serde_json::json!({"versions": "*"})).unwrap();
+        assert!(!versions.admits(None, None));
+        assert!(versions.admits(Some(&v("1.0.0")), None));
+        let channels = license(serde_json::json!({"channels": ["stable"]})).unwrap();
+        assert!(!channels.admits(Some(&v("1.0.0")), None));
+        let both = license(serde_json::json!({"versions": "^2", "channels": ["stable"]})).unwrap();
+        assert!(!both.admits(Some(&v("2.0.0")), None));
+        assert!(!both.admits(None, Some("stable")));
+        assert!(both.admits(Some(&v("2.0.0")), Some("stable")));
+    }
+
+    #[test]
+    fn bad_versions_and_channels_are_refused_naming_the_field() {
+        for bad in [
+            serde_json::json!("2.x.q"),
+            serde_json::json!(""),
+            serde_json::json!(">= two"),
+            serde_json::json!(2),
+        ] {
+            let err = license(serde_json::json!({ "versions": bad })).unwrap_err();
+            assert_eq!(err.code(), "MALFORMED", "{bad}");
+            assert!(err.to_string().contains("field `versions`"), "{bad}: {err}");
+        }
+        let err = license(serde_json::json!({"versions": "2.x.q"})).unwrap_err();
+        assert!(
+            err.to_string().contains(">=2.0, <3"),
+            "says what one looks like: {err}"
+        );
+        for (channels, path) in [
+            (serde_json::json!([]), "`channels`"),
+            (serde_json::json!(["stable", ""]), "`channels[1]`"),
+            (serde_json::json!(["beta", "beta"]), "`channels[1]`"),
+            (serde_json::json!(["a\u{7}"]), "`channels[0]`"),
+        ] {
+            let err = license(serde_json::json!({ "channels": channels })).unwrap_err();
+            assert!(err.to_string().contains(path), "{channels}: {err}");
+        }
+    }
+
+    #[test]
+    fn features_carry_a_name_and_an_object_of_metadata() {
+        let l = license(serde_json::json!({"features": [
+            {"code": "export", "name": "Export to PDF", "metadata": {"tier": "pro", "n": [1]}}
+        ]}))
+        .unwrap();
+        let export = l.feature("export").unwrap();
+        assert_eq!(export.name.as_deref(), Some("Export to PDF"));
+        assert_eq!(export.metadata.as_ref().unwrap()["tier"], "pro");
+        assert!(export.extra.is_empty());
+        let err = license(
+            serde_json::json!({"features": [{"code": "a"}, {"code": "b", "metadata": [1]}]}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`features[1].metadata`"), "{err}");
+    }
+
+    #[test]
+    fn versions_and_channels_survive_signing_as_written() {
+        let built = License::builder("acme")
+            .versions(semver::VersionReq::parse(">=2.0, <3").unwrap())
+            .channels(["stable"])
+            .feature(
+                Feature::new("export")
+                    .with_name("Export")
+                    .with_metadata(serde_json::json!({"a": 1})),
+            )
+            .build()
+            .unwrap();
+        let written = serde_json::to_value(&built).unwrap();
+        assert_eq!(written["versions"], ">=2.0, <3");
+        assert_eq!(written["channels"], serde_json::json!(["stable"]));
+        assert_eq!(written["features"][0]["name"], "Export");
+        let read = License::from_json_slice(written.to_string().as_bytes()).unwrap();
+        assert_eq!(read, built);
+    }
 }

@@ -19,6 +19,12 @@ use crate::time::Timestamp;
 pub struct Feature {
     /// The name the application checks.
     pub code: String,
+    /// A display name ("Export to PDF"), carried and shown, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form data (a JSON object), carried and shown, never enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
     /// The feature ends earlier than the license.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
@@ -58,12 +64,39 @@ impl Feature {
     pub fn new(code: impl Into<String>) -> Self {
         Feature {
             code: code.into(),
+            name: None,
+            metadata: None,
             expires_at: None,
             limit: None,
             consumption: None,
             floating: None,
             extra: Map::new(),
         }
+    }
+
+    /// A display name, carried and shown.
+    ///
+    /// ```
+    /// use entitle::license::Feature;
+    /// use entitle::serde_json::json;
+    ///
+    /// let export = Feature::new("export")
+    ///     .with_name("Export to PDF")
+    ///     .with_metadata(json!({"tier": "pro"}));
+    /// assert_eq!(export.name.as_deref(), Some("Export to PDF"));
+    /// assert_eq!(export.metadata.unwrap()["tier"], "pro");
+    /// ```
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Free-form data, carried and shown; it must be a JSON object (a
+    /// license with anything else is refused when built). See
+    /// [`Feature::with_name`].
+    pub fn with_metadata(mut self, metadata: impl Into<Value>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
     }
 
     /// The feature ends at this instant, before the license. See

@@ -341,6 +341,8 @@ fn every_field() -> License {
         grace_secs: 1,
         on_expiry: OnExpiry::Deny,
         maintenance_until: Some(t),
+        versions: Some(semver::VersionReq::STAR),
+        channels: Some(Vec::new()),
         assigned_users: Some(Vec::new()),
         seats: Some(Seats {
             max: 1,
@@ -356,6 +358,8 @@ fn every_field() -> License {
         floating: Some(floating),
         features: vec![Feature {
             code: String::new(),
+            name: Some(String::new()),
+            metadata: Some(Value::Null),
             expires_at: Some(t),
             limit: Some(1),
             consumption: Some(Consumption {

@@ -16,7 +16,7 @@ pub use crate::policy::validity::LicenseStatus;
 pub use builder::LicenseBuilder;
 pub use document::{
     Activations, Consumption, CountedBy, Feature, Floating, Kind, License, OnExpiry, Reset, Seats,
-    DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_FEATURES, MAX_NAME_LEN,
+    DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_CHANNELS, MAX_FEATURES, MAX_NAME_LEN,
 };
 pub use issue::{IssueWarning, UnknownField};
 pub use receipt::DeactivationReceipt;

@@ -123,10 +123,14 @@ impl Activation {
 }
 
 /// What the install itself contributes to validity.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Context {
     /// The release date of the running build, for `maintenance_until`.
     pub release_date: Option<Timestamp>,
+    /// The version of the running program, for `versions`.
+    pub version: Option<semver::Version>,
+    /// The release channel of the running program, for `channels`.
+    pub channel: Option<String>,
 }
 
 /// The license's state at `now`.
@@ -193,6 +197,11 @@ pub fn license_reason(view: &LicenseView<'_>, ctx: &Context, now: i64, tampered:
         LicenseStatus::Revoked => return Reason::Revoked,
         LicenseStatus::Suspended => return Reason::Suspended,
         _ => {}
+    }
+    // Time cannot change this answer: it is taken once per snapshot, with
+    // the rest of the license's reasons, never per check.
+    if !license.admits(ctx.version.as_ref(), ctx.channel.as_deref()) {
+        return Reason::VersionNotLicensed;
     }
     if let (Some(until), Some(release)) = (license.maintenance_until, ctx.release_date) {
         if release > until {

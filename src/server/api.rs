@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::decision::Reason;
-use crate::engine::{license_query, Engine, Lease};
+use crate::engine::{license_query, Engine, Lease, NewUser};
 use crate::error::Error;
 use crate::time::Timestamp;
 use crate::token::{LeaseToken, SigningKey};
@@ -676,6 +676,10 @@ struct UserBody {
     id: String,
     #[serde(default = "default_user_type")]
     user_type: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 fn default_user_type() -> String {
@@ -685,12 +689,20 @@ fn default_user_type() -> String {
 async fn add_user(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
     let request: UserBody = json_body(body)?;
     let engine = app.engine.clone();
-    let (id, user_type) = (request.id.clone(), request.user_type.clone());
-    let decision = blocking(move || engine.add_user(&id, &user_type)).await?;
+    let mut user = NewUser::new(&request.id, &request.user_type);
+    if let Some(name) = &request.name {
+        user = user.name(name);
+    }
+    if let Some(email) = &request.email {
+        user = user.email(email);
+    }
+    let decision = blocking(move || engine.add_user_with(&user)).await?;
     let status = app.engine.status();
     created(json!({
         "id": request.id,
         "user_type": request.user_type,
+        "name": request.name,
+        "email": request.email,
         "allowed": decision.allowed(),
         "reason": decision.reason().code(),
         "overage": decision.reason() == Reason::Overage,

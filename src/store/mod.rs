@@ -35,7 +35,7 @@ use crate::license::VerifiedLicense;
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens (and is brought up to date); one written by a
 /// newer version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// The latest issue of a license id an install has seen: the highest
 /// serial, and the latest `issued_at` among the tokens of that serial
@@ -109,6 +109,10 @@ pub struct UserRecord {
     pub added_at: i64,
     /// The latest activity (Unix seconds).
     pub last_active_at: i64,
+    /// A display name (words: it grants nothing).
+    pub name: Option<String>,
+    /// An email address (words: it grants nothing).
+    pub email: Option<String>,
 }
 
 /// What an activation rests on.
@@ -381,6 +385,12 @@ pub struct InstallSettings {
     pub device: Option<String>,
     /// This machine's fingerprint when `init` ran.
     pub machine: Option<String>,
+    /// The application's version (`init --app-version`), for licenses
+    /// with `versions`.
+    pub version: Option<String>,
+    /// The application's release channel (`init --channel`), for
+    /// licenses with `channels`.
+    pub channel: Option<String>,
 }
 
 /// One setting of an install.
@@ -437,6 +447,8 @@ pub(crate) mod setting_key {
     pub const RELEASE_DATE: &str = "release_date";
     pub const DEVICE: &str = "fingerprint";
     pub const MACHINE: &str = "machine";
+    pub const VERSION: &str = "app_version";
+    pub const CHANNEL: &str = "app_channel";
     /// The install's secret seed (base64url): the one secret a state holds.
     pub const INSTALL_KEY: &str = "install_key";
     pub const REPORT_SEQUENCE: &str = "report_sequence";
@@ -471,6 +483,8 @@ impl Settings {
                     .transpose()?,
                 device: rows.get(key::DEVICE).cloned(),
                 machine: rows.get(key::MACHINE).cloned(),
+                version: rows.get(key::VERSION).cloned(),
+                channel: rows.get(key::CHANNEL).cloned(),
             }),
         };
         let report_sequence = number(key::REPORT_SEQUENCE)?

@@ -40,7 +40,13 @@ pub fn acknowledged_changes_survive_reopening<S: Store>(open: impl Fn() -> S) {
                 "features": [{"code": "export", "limit": 7},
                              {"code": "api", "consumption": {"max": 10}}]})))
             .unwrap();
-        engine.add_user("ann", "admin").unwrap();
+        engine
+            .add_user_with(
+                &entitle::engine::NewUser::new("ann", "admin")
+                    .name("Ann Lee")
+                    .email("ann@example.com"),
+            )
+            .unwrap();
         engine.add_user("bob", "member").unwrap();
         engine.remove_user("bob").unwrap();
         engine.remove_license("gone", true).unwrap();
@@ -60,6 +66,13 @@ pub fn acknowledged_changes_survive_reopening<S: Store>(open: impl Fn() -> S) {
             usage.users[0].user_type.as_str()
         ),
         ("ann", "admin")
+    );
+    assert_eq!(
+        (
+            usage.users[0].name.as_deref(),
+            usage.users[0].email.as_deref()
+        ),
+        (Some("Ann Lee"), Some("ann@example.com"))
     );
     assert_eq!(engine.consumption("api")[0].used, 4);
     assert_eq!(

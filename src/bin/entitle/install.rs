@@ -56,6 +56,14 @@ pub struct InitArgs {
     /// `maintenance_until`. Fixed once the state exists.
     #[arg(long, value_name = "RFC3339", value_parser = crate::parse_time)]
     release_date: Option<Timestamp>,
+    /// The application's version (semver, e.g. `2.3.1`), checked against
+    /// a license's `versions`. Fixed once the state exists.
+    #[arg(long, value_name = "SEMVER", value_parser = parse_version)]
+    app_version: Option<String>,
+    /// The application's release channel (e.g. `stable`, `beta`), checked
+    /// against a license's `channels`. Fixed once the state exists.
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    channel: Option<String>,
     /// Name this device for activations [default: derived from the machine
     /// id]. The state still knows the machine it was made on: copied to
     /// another, it grants no node-locked right there.
@@ -166,6 +174,8 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
         install.trusted_keys = offered.keys().map(PublicKey::to_pem).collect();
     }
     install.release_date = args.release_date.map(Timestamp::unix);
+    install.version = args.app_version.clone();
+    install.channel = args.channel.clone();
     install.device = args.fingerprint.clone();
     install.machine = here.clone();
     let settings = Settings {
@@ -210,6 +220,12 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
     if let Some(date) = release_date {
         human.push_str(&format!("Application release date: {date}\n"));
     }
+    if let Some(version) = settings.app_version() {
+        human.push_str(&format!("Application version: {version}\n"));
+    }
+    if let Some(channel) = settings.app_channel() {
+        human.push_str(&format!("Application release channel: {channel}\n"));
+    }
     human.push_str(
         "These settings are fixed from now on; the vendor changes keys with a signed rotation.\n\
          Next: add the license the vendor sent with `entitle license add FILE`, \
@@ -223,6 +239,8 @@ fn init(args: &InitArgs, globals: &Globals) -> Result<Outcome, Error> {
             "kids": kids,
             "fingerprint": fingerprint,
             "release_date": release_date,
+            "app_version": settings.app_version(),
+            "channel": settings.app_channel(),
             "install_key": install_key.as_ref().map(|k| k.to_base64url()),
             "install_kid": install_key.as_ref().map(|k| k.kid()),
         }),
@@ -270,6 +288,22 @@ fn init_again(
             ));
         }
     }
+    if let Some(version) = &args.app_version {
+        if existing.install.version.as_ref() != Some(version) {
+            differences.push(format!(
+                "records application version {} (fixed at creation)",
+                existing.install.version.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    if let Some(channel) = &args.channel {
+        if existing.install.channel.as_ref() != Some(channel) {
+            differences.push(format!(
+                "records release channel {} (fixed at creation)",
+                existing.install.channel.as_deref().unwrap_or("none")
+            ));
+        }
+    }
     if let Some(fingerprint) = &args.fingerprint {
         if existing.install.device.as_ref() != Some(fingerprint) {
             differences.push(format!(
@@ -299,6 +333,8 @@ fn init_again(
             "kids": kids,
             "fingerprint": fingerprint,
             "release_date": release_date,
+            "app_version": existing.app_version(),
+            "channel": existing.app_channel(),
         }),
         format!(
             "The install at {state} exists with these settings already; nothing changed.\n\
@@ -466,6 +502,14 @@ fn apply(engine: &Engine, path: &Path) -> Result<Outcome, Error> {
 }
 
 /// Says which file a key error came from.
+/// `--app-version`: a semver version, checked here so that `init` never
+/// records one the engine would refuse at every later command.
+fn parse_version(text: &str) -> Result<String, String> {
+    entitle::semver::Version::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a semver version ({e}); give MAJOR.MINOR.PATCH, such as 2.3.1"))
+}
+
 fn in_file(error: Error, path: &Path) -> Error {
     match error {
         Error::Malformed { what, detail } => Error::Malformed {

@@ -220,9 +220,15 @@ fn usage(engine: &Engine, args: &UsageArgs) -> Outcome {
         human.push_str("No users yet. Add one with `entitle user add ID`.\n");
     }
     for user in &usage.users {
+        let who = match (&user.name, &user.email) {
+            (Some(name), Some(email)) => format!("  {name} <{email}>"),
+            (Some(name), None) => format!("  {name}"),
+            (None, Some(email)) => format!("  <{email}>"),
+            (None, None) => String::new(),
+        };
         let _ = writeln!(
             human,
-            "{id}  {user_type}  {state}  last active {at}",
+            "{id}{who}  {user_type}  {state}  last active {at}",
             id = user.id,
             user_type = user.user_type,
             state = if user.active { "active" } else { "idle" },

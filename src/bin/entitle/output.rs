@@ -274,6 +274,11 @@ pub fn reason_hint(reason: Reason) -> Option<&'static str> {
             "This build was released after the license's maintenance ended: \
              use an older build or renew maintenance."
         }
+        Reason::VersionNotLicensed => {
+            "The license is for other versions or channels of the program (`entitle license list` \
+             shows them): run a version it covers; an install says its own with \
+             `entitle init --app-version V --channel C`."
+        }
         Reason::NotActivated => {
             "The license is node-locked and this device is not activated: run `entitle activate`, \
              or for vendor-activated licenses `entitle request` and `entitle apply` the reply."
@@ -335,6 +340,18 @@ pub fn report_lines(report: &entitle::license::UsageReport) -> String {
     text
 }
 
+/// The versions and channels a license is for, in words (`versions
+/// >=2.0, <3 on the channels stable, beta`); `None` when it is for any.
+pub fn version_limits(versions: Option<&str>, channels: Option<&[String]>) -> Option<String> {
+    let channels = channels.map(|c| c.join(", "));
+    match (versions, channels) {
+        (None, None) => None,
+        (Some(v), None) => Some(format!("versions {v}")),
+        (None, Some(c)) => Some(format!("the channels {c}")),
+        (Some(v), Some(c)) => Some(format!("versions {v} on the channels {c}")),
+    }
+}
+
 /// One line about a license, for people.
 pub fn license_line(info: &LicenseInfo) -> String {
     let mut line = format!("{}  {}  {}", info.id, info.status, info.kind);
@@ -348,8 +365,21 @@ pub fn license_line(info: &LicenseInfo) -> String {
         None => line.push_str("  no expiry"),
     }
     if !info.features.is_empty() {
-        let codes: Vec<&str> = info.features.iter().map(|f| f.code.as_str()).collect();
+        let codes: Vec<String> = info
+            .features
+            .iter()
+            .map(|f| match &f.name {
+                Some(name) => format!("{} (\"{name}\")", f.code),
+                None => f.code.clone(),
+            })
+            .collect();
         let _ = write!(line, "  features: {}", codes.join(", "));
+    }
+    if let Some(limits) = version_limits(info.versions.as_deref(), info.channels.as_deref()) {
+        let _ = write!(line, "\n  for {limits}");
+        if !info.version_licensed {
+            line.push_str(" (not this install's: its features are VERSION_NOT_LICENSED here)");
+        }
     }
     if let Some(notice) = &info.notice {
         let _ = write!(line, "\n  notice: {notice}");

@@ -26,6 +26,10 @@ pub mod built_in {
     pub const KEYS: &str = include_str!(concat!(env!("OUT_DIR"), "/trusted_keys.pem"));
     /// `ENTITLE_RELEASE_DATE` at build time, or "".
     pub const RELEASE_DATE: &str = include_str!(concat!(env!("OUT_DIR"), "/release_date.txt"));
+    /// `ENTITLE_APP_VERSION` at build time, or "".
+    pub const APP_VERSION: &str = include_str!(concat!(env!("OUT_DIR"), "/app_version.txt"));
+    /// `ENTITLE_APP_CHANNEL` at build time, or "".
+    pub const APP_CHANNEL: &str = include_str!(concat!(env!("OUT_DIR"), "/app_channel.txt"));
 
     /// Whether this build trusts only its own keys.
     pub const fn has_keys() -> bool {
@@ -225,6 +229,24 @@ impl Settings {
             })
     }
 
+    /// The application version in force, for licenses with `versions`:
+    /// the build's own, if compiled in, else the one `init` recorded.
+    pub fn app_version(&self) -> Option<&str> {
+        match built_in::APP_VERSION {
+            "" => self.install.version.as_deref(),
+            compiled => Some(compiled),
+        }
+    }
+
+    /// The release channel in force, for licenses with `channels`: the
+    /// build's own, if compiled in, else the one `init` recorded.
+    pub fn app_channel(&self) -> Option<&str> {
+        match built_in::APP_CHANNEL {
+            "" => self.install.channel.as_deref(),
+            compiled => Some(compiled),
+        }
+    }
+
     /// The device this install names on `here` (this machine's
     /// fingerprint, computed afresh; `None` where the system gives no
     /// machine id): the one `init --fingerprint` named, or the machine
@@ -305,6 +327,12 @@ pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Er
     }
     if let Some(date) = settings.release_date()? {
         builder = builder.release_date(date);
+    }
+    if let Some(version) = settings.app_version() {
+        builder = builder.version(version);
+    }
+    if let Some(channel) = settings.app_channel() {
+        builder = builder.channel(channel);
     }
     builder = match globals.now {
         Some(now) => builder.clock(ManualClock::new(now)),

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Subcommand};
+use entitle::engine::NewUser;
 use entitle::Reason;
 use serde_json::json;
 
@@ -37,6 +38,12 @@ pub struct AddArgs {
     #[arg(long = "type", value_name = "T", default_value = "user",
           value_parser = NonEmptyStringValueParser::new())]
     user_type: String,
+    /// The user's name, shown by `entitle license usage`.
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
+    name: Option<String>,
+    /// The user's email address, shown by `entitle license usage`.
+    #[arg(long, value_name = "ADDRESS", value_parser = NonEmptyStringValueParser::new())]
+    email: Option<String>,
 }
 
 /// A command on one user.
@@ -52,7 +59,14 @@ pub fn run(command: UserCommand, globals: &Globals) -> Result<Outcome, Failure> 
     let engine = open_engine(globals)?;
     match command {
         UserCommand::Add(args) => {
-            let decision = engine.add_user(&args.id, &args.user_type)?;
+            let mut user = NewUser::new(&args.id, &args.user_type);
+            if let Some(name) = &args.name {
+                user = user.name(name);
+            }
+            if let Some(email) = &args.email {
+                user = user.email(email);
+            }
+            let decision = engine.add_user_with(&user)?;
             let status = engine.status();
             let human = format!(
                 "Added user `{id}` ({user_type}): {active} of {seats} licensed seats in use \
@@ -66,6 +80,8 @@ pub fn run(command: UserCommand, globals: &Globals) -> Result<Outcome, Failure> 
             let mut result = json!({
                 "id": args.id,
                 "user_type": args.user_type,
+                "name": args.name,
+                "email": args.email,
                 "reason": decision.reason().code(),
                 "overage": decision.reason() == Reason::Overage,
                 "active_user_count": status.active_user_count,

@@ -18,7 +18,7 @@ use entitle::{Error, Timestamp};
 use serde_json::{json, Value};
 
 use crate::files;
-use crate::output::{Failure, Outcome};
+use crate::output::{self, Failure, Outcome};
 use crate::state::open_books;
 use crate::Globals;
 
@@ -285,10 +285,16 @@ fn issue(args: &IssueArgs, globals: &Globals) -> Result<Outcome, Error> {
             .map(|(code, message)| json!({"code": code, "message": message}))
             .collect::<Vec<_>>(),
     });
-    let summary = format!(
+    let versions = license.versions.as_ref().map(ToString::to_string);
+    result["versions"] = json!(versions);
+    result["channels"] = json!(license.channels);
+    let mut summary = format!(
         "Issued license `{}` for product `{}`, signed by kid {kid}.",
         license.id, license.product
     );
+    if let Some(limits) = output::version_limits(versions.as_deref(), license.channels.as_deref()) {
+        summary.push_str(&format!("\nFor {limits} only."));
+    }
     let mut outcome = match &args.out {
         Some(out) => {
             files::write_text(out, "license", &armored)?;

@@ -222,7 +222,7 @@ pub(super) fn read_all(
     }
     let users = conn
         .query(
-            "SELECT id, user_type, added_at, last_active_at FROM entitle_users \
+            "SELECT id, user_type, added_at, last_active_at, name, email FROM entitle_users \
              WHERE namespace = $1 ORDER BY id",
             &[ns],
         )?
@@ -233,6 +233,8 @@ pub(super) fn read_all(
                 user_type: get(r, 1, "users")?,
                 added_at: get(r, 2, "users")?,
                 last_active_at: get(r, 3, "users")?,
+                name: get(r, 4, "users")?,
+                email: get(r, 5, "users")?,
             })
         })
         .collect::<Rows<_>>()?;
@@ -518,6 +520,8 @@ fn write_setting(sql: &mut String, ns: &str, setting: &Setting) -> Rows<()> {
             set(sql, ns, key::RELEASE_DATE, date.as_deref());
             set(sql, ns, key::DEVICE, s.device.as_deref());
             set(sql, ns, key::MACHINE, s.machine.as_deref());
+            set(sql, ns, key::VERSION, s.version.as_deref());
+            set(sql, ns, key::CHANNEL, s.channel.as_deref());
         }
         Setting::InstallKey(seed) => set(sql, ns, key::INSTALL_KEY, Some(seed.expose())),
         Setting::ReportSequence(n) => set(
@@ -582,11 +586,20 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
         }
         Change::PutUser(u) => statement(
             sql,
-            "INSERT INTO entitle_users (namespace, id, user_type, added_at, last_active_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, id) DO UPDATE SET \
-             user_type = EXCLUDED.user_type, added_at = EXCLUDED.added_at, \
-             last_active_at = EXCLUDED.last_active_at",
-            &[&ns, &u.id, &u.user_type, &u.added_at, &u.last_active_at],
+            "INSERT INTO entitle_users (namespace, id, user_type, added_at, last_active_at, \
+             name, email) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (namespace, id) DO \
+             UPDATE SET user_type = EXCLUDED.user_type, added_at = EXCLUDED.added_at, \
+             last_active_at = EXCLUDED.last_active_at, name = EXCLUDED.name, \
+             email = EXCLUDED.email",
+            &[
+                &ns,
+                &u.id,
+                &u.user_type,
+                &u.added_at,
+                &u.last_active_at,
+                &u.name,
+                &u.email,
+            ],
         ),
         Change::DeleteUser(id) => statement(
             sql,
@@ -770,6 +783,8 @@ pub(super) fn holds_nul(change: &Change) -> bool {
             s.trusted_keys.iter().any(|k| nul(k))
                 || s.device.as_deref().is_some_and(nul)
                 || s.machine.as_deref().is_some_and(nul)
+                || s.version.as_deref().is_some_and(nul)
+                || s.channel.as_deref().is_some_and(nul)
         }
         Change::PutLicense(l) => nul(&l.id) || nul(&l.token),
         Change::DeleteLicense(id)
@@ -780,7 +795,12 @@ pub(super) fn holds_nul(change: &Change) -> bool {
         | Change::Transfers(id, _)
         | Change::DeleteLease(id) => nul(id),
         Change::PutSigned(r) => nul(&r.token),
-        Change::PutUser(u) => nul(&u.id) || nul(&u.user_type),
+        Change::PutUser(u) => {
+            nul(&u.id)
+                || nul(&u.user_type)
+                || u.name.as_deref().is_some_and(nul)
+                || u.email.as_deref().is_some_and(nul)
+        }
         Change::PutActivation(a) => {
             nul(&a.license_id)
                 || nul(&a.fingerprint)

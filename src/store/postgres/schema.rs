@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS entitle_signed (
     added_at bigint NOT NULL, PRIMARY KEY (namespace, digest));
 CREATE TABLE IF NOT EXISTS entitle_users (
     namespace text NOT NULL, id text NOT NULL, user_type text NOT NULL,
-    added_at bigint NOT NULL, last_active_at bigint NOT NULL, PRIMARY KEY (namespace, id));
+    added_at bigint NOT NULL, last_active_at bigint NOT NULL, name text, email text,
+    PRIMARY KEY (namespace, id));
 CREATE TABLE IF NOT EXISTS entitle_activations (
     namespace text NOT NULL, license_id text NOT NULL, fingerprint text NOT NULL,
     activated_at bigint NOT NULL, expires_at bigint, certificate boolean NOT NULL,
@@ -118,6 +119,10 @@ CREATE TABLE IF NOT EXISTS entitle_closed_periods (
     namespace text NOT NULL, license_id text NOT NULL, code text NOT NULL,
     starts_at bigint NOT NULL, ends_at bigint NOT NULL, used bigint NOT NULL,
     PRIMARY KEY (namespace, license_id, code, starts_at));
+-- Version 5: a user's name and email, shown in usage (words: they grant
+-- nothing); an older user has none.
+ALTER TABLE entitle_users ADD COLUMN IF NOT EXISTS name text;
+ALTER TABLE entitle_users ADD COLUMN IF NOT EXISTS email text;
 ";
 
 /// Every table holding rows of a namespace, `entitle_namespaces` first:

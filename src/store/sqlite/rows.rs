@@ -140,13 +140,15 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
             conn,
             &meta,
             "users",
-            "id, user_type, added_at, last_active_at",
+            "id, user_type, added_at, last_active_at, name, email",
             |r| {
                 Ok(UserRecord {
                     id: r.get(0)?,
                     user_type: r.get(1)?,
                     added_at: r.get(2)?,
                     last_active_at: r.get(3)?,
+                    name: r.get(4)?,
+                    email: r.get(5)?,
                 })
             },
         )?,
@@ -340,7 +342,9 @@ fn write_setting(conn: &Connection, setting: &Setting) -> rusqlite::Result<()> {
             let date = s.release_date.map(|t| Timestamp::from_unix(t).to_rfc3339());
             set_meta(conn, key::RELEASE_DATE, date.as_deref())?;
             set_meta(conn, key::DEVICE, s.device.as_deref())?;
-            set_meta(conn, key::MACHINE, s.machine.as_deref())
+            set_meta(conn, key::MACHINE, s.machine.as_deref())?;
+            set_meta(conn, key::VERSION, s.version.as_deref())?;
+            set_meta(conn, key::CHANNEL, s.channel.as_deref())
         }
         Setting::InstallKey(seed) => set_meta(conn, key::INSTALL_KEY, Some(seed.expose())),
         Setting::ReportSequence(n) => set_meta(
@@ -394,8 +398,8 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
         }
         Change::PutUser(u) => run(
             conn,
-            "INSERT OR REPLACE INTO users (id, user_type, added_at, last_active_at) VALUES (?1, ?2, ?3, ?4)",
-            params![u.id, u.user_type, u.added_at, u.last_active_at],
+            "INSERT OR REPLACE INTO users (id, user_type, added_at, last_active_at, name, email) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![u.id, u.user_type, u.added_at, u.last_active_at, u.name, u.email],
         ),
         Change::DeleteUser(id) => run(conn, "DELETE FROM users WHERE id = ?1", params![id]),
         Change::PutActivation(a) => {

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS serials (id TEXT PRIMARY KEY, serial INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, user_type TEXT NOT NULL, added_at INTEGER NOT NULL,
-    last_active_at INTEGER NOT NULL) WITHOUT ROWID;
+    last_active_at INTEGER NOT NULL, name TEXT, email TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS activations (
     license_id TEXT NOT NULL, fingerprint TEXT NOT NULL, activated_at INTEGER NOT NULL,
     expires_at INTEGER, certificate INTEGER NOT NULL, hostname TEXT NOT NULL,
@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS closed_periods (
 /// the `issued_at` of each id's latest issue (`serials.issued_at`) and
 /// the machine a named device was activated on in format 4 (none: an
 /// activation of a named device grants nothing until it is made again).
+/// Users gain a name and an email in format 5 (none for an older user).
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('activations')")?;
     let columns: Vec<String> = stmt
@@ -91,6 +92,15 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         .collect::<rusqlite::Result<_>>()?;
     if !columns.iter().any(|c| c == "issued_at") {
         conn.execute_batch("ALTER TABLE serials ADD COLUMN issued_at INTEGER")?;
+    }
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('users')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ["name", "email"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} TEXT"))?;
+        }
     }
     Ok(())
 }
