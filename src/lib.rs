@@ -110,7 +110,7 @@ pub mod fuzzing {
 }
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use decision::{Decision, Reason};
+pub use decision::{Decision, Reason, Warning, ENDING_NOTICE_SECS};
 pub use engine::{Engine, EngineBuilder, FeatureGate, LeaseGuard};
 pub use error::{Error, Result};
 /// The JSON library whose types (`Value`, `Map`) appear in this crate's
