@@ -27,7 +27,7 @@ pub enum LicenseStatus {
     /// license's rights depend on the time: they are held
     /// (`CLOCK_TAMPERED`) until the clock is right again. Only
     /// [`LicenseInfo`](crate::engine::LicenseInfo) says it, as it knows the
-    /// clock; [`status`] reads the document's dates alone.
+    /// clock's history; a status read from the dates alone never is.
     ClockTampered,
 }
 
