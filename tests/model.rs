@@ -658,6 +658,25 @@ impl Model {
         }
     }
 
+    /// When a gate's answer for `code` stops holding, given the check's
+    /// `until`: for a metered feature the licenses a unit can be charged to
+    /// change whenever a license granting it starts or ends (or any of its
+    /// features ends), even where the check's reason does not.
+    fn gate_until(&self, code: usize, now: i64, tampered: bool, until: Option<i64>) -> Option<i64> {
+        let metered = self.grants(code).any(|(_, f)| f.meter.is_some());
+        if !metered || tampered || !allows(self.check(code, now, tampered)) {
+            return until;
+        }
+        let changes = self.grants(code).flat_map(|(l, _)| {
+            let (start, end) = Self::window(l);
+            let features = l.spec.features.iter().map(|f| f.expires_at);
+            [start, end, end.map(|e| e + l.spec.grace_secs)]
+                .into_iter()
+                .chain(features)
+        });
+        changes.flatten().filter(|&x| x > now).chain(until).min()
+    }
+
     fn seats(&self, now: i64, tampered: bool) -> Seats {
         let mut seats = Seats {
             reason: Reason::NotLicensed,
@@ -1060,7 +1079,11 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
             r if r == decision.reason() => warning,
             _ => None,
         };
-        let gate = (gate_reason, decision.until(), gate_warning);
+        let offset = |at: entitle::Timestamp| at.unix() - t(T0).unix();
+        let gate_until = model
+            .gate_until(i, now, tampered, decision.until().map(offset))
+            .map(|at| t(T0).plus_secs(at));
+        let gate = (gate_reason, gate_until, gate_warning);
         let seen = |d: Decision| (d.reason(), d.until(), d.warning());
         prop_assert_eq!(
             seen(gates[i].check()),

@@ -17,9 +17,11 @@ use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::engine::consumption;
 use crate::engine::snapshot::Snapshot;
+use crate::engine::state::DeviceContext;
 use crate::engine::{ClockSource, Engine, Inner};
 use crate::policy::consumption as metering;
 use crate::policy::floating::{self, Held};
+use crate::policy::validity;
 
 /// A handle on one feature, resolved once by [`Engine::feature`]: the
 /// fastest check there is, and the one a program should use. It follows
@@ -219,6 +221,12 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
             now,
             tampered,
         );
+        if !tampered {
+            // The licenses a unit can be charged to change whenever one
+            // of them starts or ends, even where the feature's reason
+            // does not (another license carries it on).
+            bound(next_change(snapshot, device, code, now));
+        }
         if !found.is_empty() {
             match metering::consume(&found, code, 1) {
                 Ok((_, Reason::Ok, _)) => {}
@@ -235,6 +243,18 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
         }
     }
     Decision::new(reason, until.map(Timestamp::from_unix)).ending(base.is_ending())
+}
+
+/// The first instant after `now` at which a license granting `code` on
+/// this device changes what it grants.
+fn next_change(snapshot: &Snapshot, device: &DeviceContext, code: &str, now: i64) -> Option<i64> {
+    let mut points = Vec::new();
+    for view in snapshot.views(device) {
+        if view.license.feature(code).is_some() {
+            validity::view_breakpoints(&view, &mut points);
+        }
+    }
+    points.into_iter().filter(|&at| at > now).min()
 }
 
 /// The word: a reason and the span `[from, until)` over which it holds,
