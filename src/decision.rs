@@ -251,7 +251,82 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// The answer to a check: allowed or not, why, and until when it holds.
+/// How long before a feature's right lapses a check says so: 14 days.
+/// Within it, an allowed [`Decision`] whose right ends (every license that
+/// grants the feature expires, its trial ends, the feature's own
+/// `expires_at` passes) has the warning [`Warning::Ending`]. A right that
+/// another license carries on past the end does not end, and gives no
+/// warning.
+pub const ENDING_NOTICE_SECS: i64 = 14 * 24 * 3600;
+
+/// A notice the user should see while a check is allowed
+/// ([`Decision::warning`]): the program keeps working, and its user should
+/// act before it stops.
+///
+/// ```
+/// use entitle::{Decision, Reason, Warning};
+///
+/// let d = Decision::new(Reason::InGrace, None);
+/// assert!(d.allowed());
+/// assert_eq!(d.warning(), Some(Warning::InGrace));
+/// assert_eq!(Warning::InGrace.code(), "IN_GRACE");
+/// assert_eq!(Decision::new(Reason::Ok, None).warning(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Warning {
+    /// The license has expired and its grace runs (`IN_GRACE`): renew it.
+    InGrace,
+    /// Beyond the licensed amount, within what is allowed as overage
+    /// (`OVERAGE`).
+    Overage,
+    /// Expired, kept by `on_expiry: keep` (`EXPIRED_KEPT`): the license's
+    /// `notice_on_expire` says what to show.
+    ExpiredKept,
+    /// The right ends within [`ENDING_NOTICE_SECS`] (`ENDING`): the license
+    /// or trial granting it, or the feature, expires then and nothing
+    /// carries it on. [`LicenseInfo::expires_at`](crate::engine::LicenseInfo::expires_at)
+    /// says when.
+    Ending,
+}
+
+impl Warning {
+    /// A stable code: the reason's (`IN_GRACE`, `OVERAGE`, `EXPIRED_KEPT`),
+    /// or `ENDING`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Warning::InGrace => Reason::InGrace.code(),
+            Warning::Overage => Reason::Overage.code(),
+            Warning::ExpiredKept => Reason::ExpiredKept.code(),
+            Warning::Ending => "ENDING",
+        }
+    }
+
+    /// A sentence fit for an application's notice, in the words of its
+    /// user.
+    ///
+    /// ```
+    /// assert_eq!(entitle::Warning::Ending.message(), "Your license ends soon. Please renew it.");
+    /// ```
+    pub const fn message(self) -> &'static str {
+        match self {
+            Warning::InGrace => Reason::InGrace.message(),
+            Warning::Overage => Reason::Overage.message(),
+            Warning::ExpiredKept => Reason::ExpiredKept.message(),
+            Warning::Ending => "Your license ends soon. Please renew it.",
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The answer to a check: allowed or not, why, until when it holds, and
+/// whether the user should see a notice while it is allowed
+/// ([`warning`](Decision::warning)).
 ///
 /// Small and `Copy`, so the hot path returns it by value without allocating.
 ///
@@ -265,6 +340,9 @@ impl std::fmt::Display for Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Decision {
     reason: Reason,
+    /// The right ends within [`ENDING_NOTICE_SECS`]: a byte in what would
+    /// be padding, so a decision stays 24 bytes.
+    ending: bool,
     until: Option<Timestamp>,
 }
 
@@ -272,7 +350,74 @@ impl Decision {
     /// A decision for `reason` that holds until `until` (`None`: until
     /// something changes other than time).
     pub const fn new(reason: Reason, until: Option<Timestamp>) -> Self {
-        Decision { reason, until }
+        Decision {
+            reason,
+            ending: false,
+            until,
+        }
+    }
+
+    /// The same decision, saying whether its right ends within
+    /// [`ENDING_NOTICE_SECS`] (only an `OK` one can).
+    #[inline]
+    pub(crate) const fn ending(mut self, ending: bool) -> Self {
+        self.ending = ending && matches!(self.reason, Reason::Ok);
+        self
+    }
+
+    /// A decision from its parts, as a gate's word holds them.
+    #[inline(always)]
+    pub(crate) const fn from_parts(reason: Reason, ending: bool, until: Option<Timestamp>) -> Self {
+        Decision {
+            reason,
+            ending,
+            until,
+        }
+    }
+
+    /// Whether it says its right ends within [`ENDING_NOTICE_SECS`].
+    #[inline]
+    pub(crate) const fn is_ending(&self) -> bool {
+        self.ending
+    }
+
+    /// The notice the user should see while the check is allowed, if any:
+    /// `IN_GRACE`, `OVERAGE`, `EXPIRED_KEPT`, or the right ending within
+    /// [`ENDING_NOTICE_SECS`]. `None` when denied ([`message`](Decision::message)
+    /// says why) or allowed with nothing to say. [`allowed`](Decision::allowed)
+    /// is true whatever it says. Costs a comparison; allocates nothing.
+    ///
+    /// ```
+    /// # use entitle::token::{sign, SigningKey, TokenType};
+    /// # use entitle::{Engine, ManualClock, Timestamp};
+    /// use entitle::Warning;
+    ///
+    /// # let vendor = SigningKey::generate().unwrap();
+    /// let clock = ManualClock::new(Timestamp::parse("2026-12-25T00:00:00Z").unwrap());
+    /// # let engine = Engine::builder("acme").in_memory().virtual_machine(false)
+    /// #     .trust(vendor.public_key().clone()).clock(clock.clone()).build().unwrap();
+    /// # engine.add_license(&sign(&serde_json::json!({
+    /// #     "v": 1, "id": "lic_1", "product": "acme", "issued_at": "2026-01-01T00:00:00Z",
+    /// #     "expires_at": "2027-01-01T00:00:00Z", "grace_secs": 604800,
+    /// #     "features": [{"code": "export"}]}), &vendor, TokenType::License).unwrap()).unwrap();
+    /// let export = engine.feature("export");
+    /// // A week before the license ends: allowed, with a notice.
+    /// let d = export.check();
+    /// assert!(d.allowed());
+    /// assert_eq!(d.warning(), Some(Warning::Ending));
+    /// // Expired, in grace: still allowed.
+    /// clock.advance(8 * 24 * 3600);
+    /// assert_eq!(export.check().warning(), Some(Warning::InGrace));
+    /// ```
+    #[inline]
+    pub const fn warning(&self) -> Option<Warning> {
+        match self.reason {
+            Reason::InGrace => Some(Warning::InGrace),
+            Reason::Overage => Some(Warning::Overage),
+            Reason::ExpiredKept => Some(Warning::ExpiredKept),
+            Reason::Ok if self.ending => Some(Warning::Ending),
+            _ => None,
+        }
     }
 
     /// Whether the check is allowed.
@@ -314,7 +459,32 @@ impl serde::Serialize for Reason {
 
 #[cfg(test)]
 mod tests {
-    use super::Reason;
+    use super::{Decision, Reason, Warning};
+
+    #[test]
+    fn a_warning_costs_a_decision_no_bytes() {
+        // Reason, then padding, then the 16-byte `Option<Timestamp>`: the
+        // flag lives in the padding.
+        assert_eq!(std::mem::size_of::<Decision>(), 24);
+    }
+
+    #[test]
+    fn only_allowed_decisions_warn_and_only_an_ok_one_ends() {
+        for reason in Reason::ALL {
+            let warned = Decision::new(reason, None).ending(true).warning();
+            let expected = match reason {
+                Reason::Ok => Some(Warning::Ending),
+                Reason::InGrace => Some(Warning::InGrace),
+                Reason::Overage => Some(Warning::Overage),
+                Reason::ExpiredKept => Some(Warning::ExpiredKept),
+                _ => None,
+            };
+            assert_eq!(warned, expected, "{reason:?}");
+            assert!(warned.is_none() || reason.allows(), "{reason:?}");
+            let plain = Decision::new(reason, None).warning();
+            assert_eq!(plain, expected.filter(|w| *w != Warning::Ending));
+        }
+    }
 
     #[test]
     fn every_reason_has_a_sentence_for_users_without_codes_or_commands() {

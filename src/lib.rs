@@ -118,7 +118,7 @@ pub mod fuzzing {
 }
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use decision::{Decision, Reason};
+pub use decision::{Decision, Reason, Warning, ENDING_NOTICE_SECS};
 pub use engine::{Engine, EngineBuilder, FeatureGate, LeaseGuard};
 pub use error::{Error, Result};
 /// The version library whose types (`VersionReq` in a license's

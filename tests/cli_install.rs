@@ -226,13 +226,13 @@ fn checks_answer_with_exit_codes_until_grace_and_expiry() {
     assert_eq!(
         export,
         json!({"feature": "export", "allowed": true, "reason": "OK",
-               "until": "2026-07-01T00:00:00Z"})
+               "until": "2026-07-01T00:00:00Z", "warning": null})
     );
     let missing = world.denied(&["check", "simulate"]);
     assert_eq!(
         missing,
         json!({"feature": "simulate", "allowed": false, "reason": "NOT_LICENSED",
-               "until": null})
+               "until": null, "warning": null})
     );
     assert_eq!(
         world.ok(&["limit", "environments"]),
@@ -240,11 +240,23 @@ fn checks_answer_with_exit_codes_until_grace_and_expiry() {
     );
     assert_eq!(world.ok(&["limit", "export"])["limit"], Value::Null);
 
+    // Within two weeks of the end: allowed, with a notice.
+    world.at("2026-06-20T00:00:00Z");
+    let ending = world.ok(&["check", "export"]);
+    assert_eq!(
+        (&ending["allowed"], &ending["warning"]),
+        (&json!(true), &json!("ENDING"))
+    );
+    let listed = world.ok(&["license", "list"]);
+    assert_eq!(listed["items"][0]["floating"]["borrow_max_secs"], 7 * 86400);
+    assert_eq!(listed["items"][0]["features"][0]["floating"], Value::Null);
+
     // Past expiry, within the two weeks of grace.
     world.at("2026-07-05T00:00:00Z");
     let grace = world.ok(&["check", "export"]);
     assert_eq!(grace["reason"], "IN_GRACE");
     assert_eq!(grace["allowed"], true);
+    assert_eq!(grace["warning"], "IN_GRACE");
     assert_eq!(grace["until"], "2026-07-15T00:00:00Z");
 
     // Beyond grace: every right ends.

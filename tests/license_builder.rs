@@ -184,7 +184,7 @@ fn the_builder_refuses_what_an_install_would_refuse() {
         ),
         (
             License::builder("acme").feature(
-                Feature::new("a").with_floating(Floating::new(1, 60).with_borrow_max_secs(60)),
+                Feature::new("a").with_floating(Floating::new(1, 60).with_borrow_max_secs(-1)),
             ),
             "features[0].floating.borrow_max_secs",
         ),

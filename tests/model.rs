@@ -10,8 +10,12 @@
 //! outlives soft and hard removal, re-adding never restarts a trial, a
 //! higher serial with a larger `trial_secs` extends it), replays by serial,
 //! soft and hard removal, revocation lists, named users, the clock-rollback
-//! guard and its way out (a token newer than every token seen), `refresh`. Not covered here: activations,
-//! floating leases, consumption, `maintenance_until`, `assigned_users`.
+//! guard and its way out (a token newer than every token seen), `refresh`,
+//! consumption without a reset (the charge order: purchased licenses before
+//! trials, then the first to end first; the all-or-nothing charge within
+//! `max`, then within overage; what a gate of a metered feature says).
+//! Not covered here: activations, floating leases, counts that reset,
+//! `maintenance_until`, `assigned_users`.
 //! Persistence: on the in-memory store, not covered (it keeps nothing);
 //! with the `postgres` feature the same sequences also run on PostgreSQL
 //! (`engine_agrees_with_the_reference_model_on_postgres`, at
@@ -26,7 +30,7 @@ mod pg_common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
-use entitle::{Decision, Engine, FeatureGate, ManualClock, Reason};
+use entitle::{Decision, Engine, FeatureGate, ManualClock, Reason, Warning, ENDING_NOTICE_SECS};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Value};
@@ -51,6 +55,8 @@ struct FeatureSpec {
     code: usize,
     limit: Option<i64>,
     expires_at: Option<i64>,
+    /// Metered: `consumption` with this `max` and `overage`.
+    meter: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +110,9 @@ impl LicenseSpec {
                 }
                 if let Some(end) = f.expires_at {
                     doc["expires_at"] = json!(at(end));
+                }
+                if let Some((max, overage)) = f.meter {
+                    doc["consumption"] = json!({"max": max, "overage": overage});
                 }
                 doc
             })
@@ -195,17 +204,19 @@ fn license_spec() -> impl Strategy<Value = LicenseSpec> {
             prop::bool::weighted(0.6),
             proptest::option::of(0i64..100),
             proptest::option::weighted(0.3, -600i64..6000),
+            proptest::option::weighted(0.4, (0u64..12, prop_oneof![3 => Just(0u64), 1 => 1u64..4])),
         ),
         GRANTABLE,
     )
     .prop_map(|fs| {
         fs.into_iter()
             .enumerate()
-            .filter(|(_, (granted, _, _))| *granted)
-            .map(|(code, (_, limit, expires_at))| FeatureSpec {
+            .filter(|(_, (granted, _, _, _))| *granted)
+            .map(|(code, (_, limit, expires_at, meter))| FeatureSpec {
                 code,
                 limit,
                 expires_at,
+                meter,
             })
             .collect::<Vec<_>>()
     });
@@ -323,6 +334,11 @@ enum Op {
     /// Moves the clock (negative: back).
     Advance(i64),
     Refresh,
+    /// Consumes units of a feature.
+    Consume {
+        code: usize,
+        amount: u64,
+    },
 }
 
 /// Mostly a few regulars, so activity and removal find the users added.
@@ -344,6 +360,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1i64..=TOLERANCE).prop_map(|s| Op::Advance(-s)),
         1 => (TOLERANCE + 1..8000).prop_map(|s| Op::Advance(-s)),
         1 => Just(Op::Refresh),
+        4 => (0..CODES.len(), 1u64..=5).prop_map(|(code, amount)| Op::Consume { code, amount }),
     ]
 }
 
@@ -428,7 +445,13 @@ struct Model {
     /// soft or hard, and revocation.
     first_use: BTreeMap<usize, i64>,
     users: BTreeMap<usize, User>,
+    /// Units used per (license id, code): kept through removal.
+    counters: BTreeMap<(usize, usize), u64>,
 }
+
+/// A license a metered feature may be charged to: (id, max, overage, used),
+/// `max` `None` for a license that grants the feature unmetered.
+type Meter = (usize, Option<u64>, u64, u64);
 
 impl Model {
     fn new() -> Self {
@@ -442,6 +465,7 @@ impl Model {
             tombstones: BTreeSet::new(),
             first_use: BTreeMap::new(),
             users: BTreeMap::new(),
+            counters: BTreeMap::new(),
         }
     }
 
@@ -523,6 +547,29 @@ impl Model {
             .fold(Reason::NotLicensed, better)
     }
 
+    /// The notice an allowed check gives: `IN_GRACE`, `EXPIRED_KEPT`, or,
+    /// for `OK`, that the right lapses within the notice window (some
+    /// instant a license's answer changes at, within it, where the check no
+    /// longer says `OK`). Never on a tampered clock.
+    fn warning(&self, code: usize, now: i64, tampered: bool) -> Option<Warning> {
+        match self.check(code, now, tampered) {
+            Reason::InGrace => Some(Warning::InGrace),
+            Reason::ExpiredKept => Some(Warning::ExpiredKept),
+            Reason::Ok if !tampered => {
+                let changes = self.grants(code).flat_map(|(l, f)| {
+                    let (start, end) = Self::window(l);
+                    [start, end, end.map(|e| e + l.spec.grace_secs), f.expires_at]
+                });
+                changes
+                    .flatten()
+                    .filter(|&x| now < x && x <= now + ENDING_NOTICE_SECS)
+                    .any(|x| self.check(code, x, false) != Reason::Ok)
+                    .then_some(Warning::Ending)
+            }
+            _ => None,
+        }
+    }
+
     fn limit(&self, code: usize, now: i64, tampered: bool) -> Option<i64> {
         self.grants(code)
             .filter(|(l, f)| allows(Self::feature_reason(l, f, now, tampered)))
@@ -544,6 +591,90 @@ impl Model {
                 && (s.keep || end.is_none_or(|end| now < end + s.grace_secs))
                 && f.expires_at.is_none_or(|end| now < end)
         })
+    }
+
+    /// The licenses `code` may be charged to, in the order they are
+    /// charged: those granting new rights with the feature allowed;
+    /// purchased before trials, then the first to end first (a license
+    /// that never ends last), then by id.
+    fn meters(&self, code: usize, now: i64, tampered: bool) -> Vec<Meter> {
+        let mut found: Vec<(bool, bool, Option<i64>, &str, Meter)> = self
+            .grants(code)
+            .filter(|(l, f)| {
+                matches!(
+                    Self::license_reason(l, now, tampered),
+                    Reason::Ok | Reason::InGrace
+                ) && allows(Self::feature_reason(l, f, now, tampered))
+            })
+            .map(|(l, f)| {
+                let end = Self::window(l).1;
+                let id = l.spec.id;
+                let used = self.counters.get(&(id, code)).copied().unwrap_or(0);
+                let meter = match f.meter {
+                    Some((max, overage)) => (id, Some(max), overage, used),
+                    None => (id, None, 0, used),
+                };
+                (l.spec.trial, end.is_none(), end, IDS[id], meter)
+            })
+            .collect();
+        found.sort_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+        found.into_iter().map(|f| f.4).collect()
+    }
+
+    /// Where `amount` units of `code` go: the first license that takes them
+    /// within `max`, else the first within its overage.
+    fn charge(
+        &self,
+        code: usize,
+        amount: u64,
+        now: i64,
+        tampered: bool,
+    ) -> Option<(usize, Reason)> {
+        let meters = self.meters(code, now, tampered);
+        let within = meters
+            .iter()
+            .find(|(_, max, _, used)| max.is_none_or(|max| used + amount <= max));
+        let over = || {
+            meters.iter().find(|(_, max, overage, used)| {
+                max.is_some_and(|max| used + amount <= max + overage)
+            })
+        };
+        within
+            .map(|m| (m.0, Reason::Ok))
+            .or_else(|| over().map(|m| (m.0, Reason::Overage)))
+    }
+
+    /// What a gate says: the check, and, while it allows with a license to
+    /// charge, whether one more unit fits.
+    fn gate(&self, code: usize, now: i64, tampered: bool) -> Reason {
+        let reason = self.check(code, now, tampered);
+        if !allows(reason) || self.meters(code, now, tampered).is_empty() {
+            return reason;
+        }
+        match self.charge(code, 1, now, tampered) {
+            Some((_, Reason::Ok)) => reason,
+            Some((_, other)) => other,
+            None => Reason::ConsumptionLimit,
+        }
+    }
+
+    /// When a gate's answer for `code` stops holding, given the check's
+    /// `until`: for a metered feature the licenses a unit can be charged to
+    /// change whenever a license granting it starts or ends (or any of its
+    /// features ends), even where the check's reason does not.
+    fn gate_until(&self, code: usize, now: i64, tampered: bool, until: Option<i64>) -> Option<i64> {
+        let metered = self.grants(code).any(|(_, f)| f.meter.is_some());
+        if !metered || tampered || !allows(self.check(code, now, tampered)) {
+            return until;
+        }
+        let changes = self.grants(code).flat_map(|(l, _)| {
+            let (start, end) = Self::window(l);
+            let features = l.spec.features.iter().map(|f| f.expires_at);
+            [start, end, end.map(|e| e + l.spec.grace_secs)]
+                .into_iter()
+                .chain(features)
+        });
+        changes.flatten().filter(|&x| x > now).chain(until).min()
     }
 
     fn seats(&self, now: i64, tampered: bool) -> Seats {
@@ -759,6 +890,23 @@ impl Model {
         Ok(None)
     }
 
+    fn consume(&mut self, code: usize, amount: u64) -> Outcome {
+        let tampered = self.tampered_at(self.now);
+        if self.meters(code, self.now, tampered).is_empty() {
+            let reason = match self.check(code, self.now, tampered) {
+                r if allows(r) => Reason::Expired,
+                r => r,
+            };
+            return Err(reason.code().into());
+        }
+        let Some((id, reason)) = self.charge(code, amount, self.now, tampered) else {
+            return Err("CONSUMPTION_LIMIT".into());
+        };
+        *self.counters.entry((id, code)).or_insert(0) += amount;
+        self.commit();
+        Ok(Some(reason))
+    }
+
     fn refresh(&mut self) -> Outcome {
         if self.now >= self.latest_seen + PERSIST_CLOCK_EVERY {
             self.commit();
@@ -823,6 +971,9 @@ fn on_engine(engine: &Engine, clock: &ManualClock, pools: &Pools, op: &Op) -> Ou
             Ok(None)
         }
         Op::Refresh => outcome(engine.refresh(), |_| None),
+        Op::Consume { code, amount } => {
+            outcome(engine.consume(CODES[*code], *amount), |c| Some(c.reason))
+        }
     }
 }
 
@@ -842,18 +993,21 @@ fn on_model(model: &mut Model, pools: &Pools, op: &Op) -> Outcome {
             Ok(None)
         }
         Op::Refresh => model.refresh(),
+        Op::Consume { code, amount } => model.consume(*code, *amount),
     }
 }
 
-/// A decision's `until` says when time alone changes it: the model must
-/// give the same answer just before and a different one at that instant,
-/// and, without one, the same answer for ever after.
-fn check_until(
+/// A decision's `until` says when time alone changes its reason
+/// (`answer`): the model must give the same answer just before and a
+/// different one at that instant, and, without one, the same answer for
+/// ever after.
+fn check_until<T: Copy + PartialEq + std::fmt::Debug>(
     what: &str,
     decision: Decision,
+    answer: T,
     now: i64,
     tampered: bool,
-    model_at: impl Fn(i64) -> Reason,
+    model_at: impl Fn(i64) -> T,
 ) -> Result<(), TestCaseError> {
     let until = decision.until().map(|u| u.unix() - t(T0).unix());
     if tampered {
@@ -871,7 +1025,7 @@ fn check_until(
             );
             prop_assert_eq!(
                 model_at(end - 1),
-                decision.reason(),
+                answer,
                 "{}: until {} (now {})",
                 what,
                 end,
@@ -879,7 +1033,7 @@ fn check_until(
             );
             prop_assert_ne!(
                 model_at(end),
-                decision.reason(),
+                answer,
                 "{}: nothing changes at until {}",
                 what,
                 end
@@ -887,7 +1041,7 @@ fn check_until(
         }
         None => prop_assert_eq!(
             model_at(FOREVER),
-            decision.reason(),
+            answer,
             "{}: changes later with no until",
             what
         ),
@@ -909,18 +1063,51 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
             code,
             now
         );
+        // A gate also says whether one more unit of a metered feature
+        // fits; it holds as long as the check does (no count resets).
+        let warning = model.warning(i, now, tampered);
         prop_assert_eq!(
-            gates[i].check(),
-            decision,
+            decision.warning(),
+            warning,
+            "warning of {} at {}",
+            code,
+            now
+        );
+        let gate_reason = model.gate(i, now, tampered);
+        let gate_warning = match gate_reason {
+            Reason::Overage => Some(Warning::Overage),
+            r if r == decision.reason() => warning,
+            _ => None,
+        };
+        let offset = |at: entitle::Timestamp| at.unix() - t(T0).unix();
+        let gate_until = model
+            .gate_until(i, now, tampered, decision.until().map(offset))
+            .map(|at| t(T0).plus_secs(at));
+        let gate = (gate_reason, gate_until, gate_warning);
+        let seen = |d: Decision| (d.reason(), d.until(), d.warning());
+        prop_assert_eq!(
+            seen(gates[i].check()),
+            gate,
             "gate {} made at the start",
             code
         );
         prop_assert_eq!(
-            engine.feature(code).check(),
-            decision,
+            seen(engine.feature(code).check()),
+            gate,
             "fresh gate {}",
             code
         );
+        let charged: Vec<(String, u64, Option<u64>)> = engine
+            .consumption(code)
+            .into_iter()
+            .map(|c| (c.license_id, c.used, c.max))
+            .collect();
+        let expected: Vec<(String, u64, Option<u64>)> = model
+            .meters(i, now, tampered)
+            .into_iter()
+            .map(|(id, max, _, used)| (IDS[id].to_owned(), used, max))
+            .collect();
+        prop_assert_eq!(charged, expected, "consumption({}) at {}", code, now);
         prop_assert_eq!(
             engine.limit(code),
             model.limit(i, now, tampered),
@@ -935,7 +1122,7 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
                 decision.reason()
             );
         }
-        check_until(code, decision, now, tampered, |at| {
+        check_until(code, decision, decision.reason(), now, tampered, |at| {
             model.check(i, at, false)
         })?;
     }
@@ -947,9 +1134,14 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
         "can_add_user at {}",
         now
     );
-    check_until("can_add_user", can_add, now, tampered, |at| {
-        model.can_add(at, false)
-    })?;
+    check_until(
+        "can_add_user",
+        can_add,
+        can_add.reason(),
+        now,
+        tampered,
+        |at| model.can_add(at, false),
+    )?;
 
     let seats = model.seats(now, tampered);
     let status = engine.status();
@@ -1004,9 +1196,14 @@ fn check_reads(engine: &Engine, gates: &[FeatureGate], model: &Model) -> Result<
         .iter()
         .map(|(id, l)| {
             let (start, end) = Model::window(l);
+            let status = match Model::status(l, now) {
+                "revoked" | "suspended" => Model::status(l, now),
+                _ if tampered && l.spec.time_dependent() => "clock_tampered",
+                other => other,
+            };
             (
                 IDS[*id].to_owned(),
-                Model::status(l, now),
+                status,
                 l.spec.trial,
                 start,
                 end,

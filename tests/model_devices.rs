@@ -136,12 +136,13 @@ impl Model {
 
     fn pool(&self, client: u8, render: bool) -> Result<Pool, &'static str> {
         if render {
-            // Only L2 has a `render` pool; L1 does not grant `render`.
+            // Only L2 has a `render` pool; L1 does not grant `render`. The
+            // pool lends by its own block (L2's license-level pool does not).
             return if self.l2 {
                 Ok(Pool {
                     seats: 1,
                     lease_secs: 45,
-                    borrow_max: None,
+                    borrow_max: Some(120),
                 })
             } else {
                 Err("NOT_LICENSED")
@@ -309,7 +310,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(Timestamp::from_unix(BASE));
     // The engine is device 0: node-locked rights (L1's) hold for it only
     // while dev0 is activated.
-    let engine: Engine = vendor.builder(&clock).fingerprint("dev0").build().unwrap();
+    let engine: Engine = vendor
+        .builder(&clock)
+        .in_memory()
+        .fingerprint("dev0")
+        .build()
+        .unwrap();
     let l1 = vendor.license(
         json!({"id": "l1", "expires_at": Timestamp::from_unix(L1_END).to_string(),
         "activations": {"max": 2, "max_transfers": 2},
@@ -319,7 +325,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let l2 = vendor.license(
         json!({"id": "l2", "floating": {"seats": 1, "lease_secs": 30},
         "features": [{"code": "api", "consumption": {"max": 5}},
-                     {"code": "render", "floating": {"seats": 1, "lease_secs": 45}}]}),
+                     {"code": "render", "floating": {"seats": 1, "lease_secs": 45, "borrow_max_secs": 120}}]}),
     );
     // Gates, taken before any license: their words follow every change.
     let api = engine.feature("api");

@@ -1070,7 +1070,7 @@ fn each_document_rule_is_malformed_naming_its_field() {
             "features[0].limit",
         ),
         (
-            json!({"features": [{"code": "a", "floating": {"seats": 1, "lease_secs": 60, "borrow_max_secs": 60}}]}),
+            json!({"features": [{"code": "a", "floating": {"seats": 1, "lease_secs": 60, "borrow_max_secs": -1}}]}),
             "features[0].floating.borrow_max_secs",
         ),
         (json!({"on_expiry": "maybe"}), "on_expiry"),

@@ -78,10 +78,35 @@ pub(crate) fn candidates<'a>(
             quota,
             // A trial ends when its window does.
             expires_at: view.window().1,
+            trial: view.license.trial,
         });
     }
     consumption::charge_order(&mut found);
     found
+}
+
+/// Each license's use, in the order they are charged: "10 of 10 units used
+/// (license `bought`, overage 0) and 5 of 5 (trial `trial`, overage 0)".
+fn usage_list(found: &[Candidate]) -> String {
+    let mut text = String::new();
+    for (i, c) in found.iter().enumerate() {
+        if i > 0 {
+            text.push_str(if i + 1 == found.len() { " and " } else { ", " });
+        }
+        let max = c
+            .quota
+            .max
+            .map_or("unlimited".to_owned(), |m| m.to_string());
+        let units = if i == 0 { " units used" } else { "" };
+        let kind = if c.trial { "trial" } else { "license" };
+        text.push_str(&format!(
+            "{} of {max}{units} ({kind} `{}`, overage {})",
+            c.used,
+            c.license_id,
+            c.quota.overage.unwrap_or(0),
+        ));
+    }
+    text
 }
 
 fn report(code: &str, c: &Candidate, used: u64) -> Consumed {
@@ -102,8 +127,14 @@ fn report(code: &str, c: &Candidate, used: u64) -> Consumed {
 
 impl Engine {
     /// Records `amount` units of a metered feature, all or nothing: either
-    /// the whole amount is charged (to the granting license that expires
-    /// first and can take it) or nothing is (`CONSUMPTION_LIMIT`).
+    /// the whole amount is charged or nothing is (`CONSUMPTION_LIMIT`, whose
+    /// message gives every license's count).
+    ///
+    /// The amount goes to the first license, in charge order, that takes it
+    /// within its `max`, else to the first that takes it within its
+    /// overage. Purchased licenses come before trials; among each, the one
+    /// that ends first comes first, one that never ends last (ties by id).
+    /// [`consumption`](Engine::consumption) lists them in that order.
     pub fn consume(&self, code: &str, amount: u64) -> Result<Consumed> {
         if amount == 0 {
             return Err(Error::InvalidArgument("consume at least one unit".into()));
@@ -121,8 +152,18 @@ impl Engine {
             );
             if found.is_empty() {
                 let views = plan.state.views(&plan.config.device);
-                let reason = feature_decision(&views, code, &plan.config.device.ctx, plan.now, plan.tampered);
-                let reason = if reason.allows() { Reason::Expired } else { reason };
+                let reason = feature_decision(
+                    &views,
+                    code,
+                    &plan.config.device.ctx,
+                    plan.now,
+                    plan.tampered,
+                );
+                let reason = if reason.allows() {
+                    Reason::Expired
+                } else {
+                    reason
+                };
                 let message = if reason == Reason::ClockTampered {
                     format!(
                         "`{code}` cannot be consumed: the system clock ({}) is behind the latest \
@@ -133,20 +174,21 @@ impl Engine {
                         Timestamp::from_unix(plan.state.latest_seen),
                     )
                 } else {
-                    format!("no license in force lets `{code}` be consumed ({})", reason.code())
+                    format!(
+                        "no license in force lets `{code}` be consumed ({})",
+                        reason.code()
+                    )
                 };
                 return Err(Error::denied(reason, message));
             }
             let (i, _, counter) = consumption::consume(&found, code, amount).map_err(|denial| {
-                let Candidate { license_id, quota, used, .. } = &found[0];
                 let retry_at = denial.retry_at.map(Timestamp::from_unix);
                 Error::Denied {
                     reason: denial.reason,
                     message: format!(
-                        "`{code}` has {used} of {} units used (license `{license_id}`, overage {}); {amount} more do not fit{}",
-                        quota.max.map_or("unlimited".to_owned(), |m| m.to_string()),
-                        quota.overage.unwrap_or(0),
-                        retry_at.map_or(String::new(), |t| format!("; the count resets at {t}")),
+                        "`{code}` has {}; {amount} more do not fit{}",
+                        usage_list(&found),
+                        retry_at.map_or(String::new(), |t| format!("; a count resets at {t}")),
                     ),
                     retry_at,
                 }
@@ -161,7 +203,12 @@ impl Engine {
                 plan.state.closed_periods.get(&key).map(|p| p.used)
             };
             let closed = before.and_then(|b| {
-                closed_by(found[i].quota.reset, Some(b), &counter, kept(b.period_start))
+                closed_by(
+                    found[i].quota.reset,
+                    Some(b),
+                    &counter,
+                    kept(b.period_start),
+                )
             });
             let mut changes = Vec::with_capacity(2);
             changes.extend(closed.map(Change::PutClosedPeriod));

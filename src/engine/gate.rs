@@ -20,9 +20,11 @@ use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::engine::consumption;
 use crate::engine::snapshot::Snapshot;
+use crate::engine::state::DeviceContext;
 use crate::engine::{ClockSource, Engine, Inner};
 use crate::policy::consumption as metering;
 use crate::policy::floating::{self, Held};
+use crate::policy::validity;
 
 /// A handle on one feature, resolved once by [`Engine::feature`]: the
 /// fastest check there is, and the one a program should use. It follows
@@ -247,6 +249,12 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
             now,
             tampered,
         );
+        if !tampered {
+            // The licenses a unit can be charged to change whenever one
+            // of them starts or ends, even where the feature's reason
+            // does not (another license carries it on).
+            bound(next_change(snapshot, device, code, now));
+        }
         if !found.is_empty() {
             match metering::consume(&found, code, 1) {
                 Ok((_, Reason::Ok, _)) => {}
@@ -262,7 +270,19 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
             }
         }
     }
-    Decision::new(reason, until.map(Timestamp::from_unix))
+    Decision::new(reason, until.map(Timestamp::from_unix)).ending(base.is_ending())
+}
+
+/// The first instant after `now` at which a license granting `code` on
+/// this device changes what it grants.
+fn next_change(snapshot: &Snapshot, device: &DeviceContext, code: &str, now: i64) -> Option<i64> {
+    let mut points = Vec::new();
+    for view in snapshot.views(device) {
+        if view.license.feature(code).is_some() {
+            validity::view_breakpoints(&view, &mut points);
+        }
+    }
+    points.into_iter().filter(|&at| at > now).min()
 }
 
 /// The word: a reason and the span `[from, until)` over which it holds,
@@ -274,8 +294,15 @@ fn decide(inner: &Inner, snapshot: &Snapshot, slot: &Slot, now: i64) -> Decision
 /// ```text
 /// | until: 29 | from: 29 | reason: 6 |
 /// ```
+///
+/// The reason's last two values are `OK` with a notice: 63 is `OK` whose
+/// right ends within the notice window ([`Warning::Ending`](crate::Warning::Ending)),
+/// 62 an `OK` whose notice starts later: its span ends where the notice
+/// starts (so the gate decides again then), and its `until` is that
+/// instant plus the window.
 pub(crate) mod word {
     use super::{Decision, Reason, Timestamp};
+    use crate::decision::ENDING_NOTICE_SECS;
 
     const REASON_BITS: u32 = 6;
     const TIME_BITS: u32 = 29;
@@ -287,6 +314,12 @@ pub(crate) mod word {
     pub(crate) const NONE: u64 = 0;
     /// How far before the engine was built its epoch lies.
     pub(crate) const EPOCH_BEFORE: i64 = 1 << (TIME_BITS - 1);
+    /// The reason bits of an `OK` that ends within the notice window.
+    const ENDING_OK: u64 = (1 << REASON_BITS) - 1;
+    /// The reason bits of an `OK` whose notice window opens at the end of
+    /// the span.
+    const NOTICE_AHEAD: u64 = ENDING_OK - 1;
+    const _: () = assert!(Reason::ALL.len() < NOTICE_AHEAD as usize);
 
     /// Every reason, at its declaration index (`reason as usize`), padded
     /// to 64 so a masked index needs no bounds check.
@@ -298,6 +331,8 @@ pub(crate) mod word {
             all[i] = listed[i];
             i += 1;
         }
+        all[ENDING_OK as usize] = Reason::Ok;
+        all[NOTICE_AHEAD as usize] = Reason::Ok;
         all
     };
 
@@ -307,14 +342,23 @@ pub(crate) mod word {
         if !(0..NEVER as i64).contains(&from) {
             return NONE;
         }
-        let until = match decision.until() {
+        let (reason, span_end) = match decision.until().map(Timestamp::unix) {
+            _ if decision.is_ending() => (ENDING_OK, decision.until().map(Timestamp::unix)),
+            Some(u)
+                if decision.reason() == Reason::Ok
+                    && u.saturating_sub(ENDING_NOTICE_SECS) > now =>
+            {
+                (NOTICE_AHEAD, Some(u - ENDING_NOTICE_SECS))
+            }
+            until => (decision.reason() as u64, until),
+        };
+        let until = match span_end {
             None => NEVER,
-            Some(t) => match t.unix().saturating_sub(epoch) {
+            Some(t) => match t.saturating_sub(epoch) {
                 u if u > from && u < NEVER as i64 => u as u64,
                 _ => return NONE,
             },
         };
-        let reason = decision.reason() as u64;
         debug_assert!(REASONS[reason as usize] == decision.reason());
         reason | (from as u64) << REASON_BITS | until << (REASON_BITS + TIME_BITS)
     }
@@ -329,9 +373,18 @@ pub(crate) mod word {
         if at.wrapping_sub(from) >= until.wrapping_sub(from) {
             return None;
         }
-        let reason = REASONS[(word & ((1 << REASON_BITS) - 1)) as usize];
-        let until = (until != NEVER).then(|| Timestamp::from_unix(epoch + until as i64));
-        Some(Decision::new(reason, until))
+        let bits = word & ((1 << REASON_BITS) - 1);
+        let ahead = if bits == NOTICE_AHEAD {
+            ENDING_NOTICE_SECS
+        } else {
+            0
+        };
+        let until = (until != NEVER).then(|| Timestamp::from_unix(epoch + until as i64 + ahead));
+        Some(Decision::from_parts(
+            REASONS[bits as usize],
+            bits == ENDING_OK,
+            until,
+        ))
     }
 
     #[cfg(test)]
@@ -341,7 +394,9 @@ pub(crate) mod word {
         #[test]
         fn every_reason_sits_at_its_own_index() {
             for (i, reason) in REASONS.iter().enumerate() {
-                if *reason != Reason::NotLicensed || i == Reason::NotLicensed as usize {
+                if i == ENDING_OK as usize || i == NOTICE_AHEAD as usize {
+                    assert_eq!(*reason, Reason::Ok);
+                } else if *reason != Reason::NotLicensed || i == Reason::NotLicensed as usize {
                     assert_eq!(*reason as usize, i, "{reason:?}");
                 }
             }
@@ -372,6 +427,41 @@ pub(crate) mod word {
             assert_eq!(encode(far, 1_500, epoch), NONE);
             let past = Decision::new(Reason::Ok, Some(Timestamp::from_unix(1_500)));
             assert_eq!(encode(past, 1_500, epoch), NONE);
+        }
+
+        #[test]
+        fn a_word_keeps_the_notice_that_a_right_ends() {
+            let epoch = 1_000;
+            let until = Some(Timestamp::from_unix(2_000));
+            let ending = Decision::new(Reason::Ok, until).ending(true);
+            let decoded = decode(encode(ending, 1_500, epoch), 1_500, epoch);
+            assert_eq!(decoded, Some(ending));
+            assert_eq!(
+                decoded.and_then(|d| d.warning()),
+                Some(crate::Warning::Ending)
+            );
+            let plain = Decision::new(Reason::Ok, until);
+            assert_eq!(
+                decode(encode(plain, 1_500, epoch), 1_500, epoch),
+                Some(plain)
+            );
+        }
+
+        #[test]
+        fn a_word_ends_where_the_notice_starts_and_keeps_its_until() {
+            let epoch = 1_000;
+            let end = 2_000 + ENDING_NOTICE_SECS;
+            let ok = Decision::new(Reason::Ok, Some(Timestamp::from_unix(end)));
+            let w = encode(ok, 1_500, epoch);
+            assert_eq!(decode(w, 1_999, epoch), Some(ok));
+            // The notice starts: the gate decides again.
+            assert_eq!(decode(w, 2_000, epoch), None);
+            // Other reasons hold to their end.
+            let grace = Decision::new(Reason::InGrace, Some(Timestamp::from_unix(end)));
+            assert_eq!(
+                decode(encode(grace, 1_500, epoch), 2_000, epoch),
+                Some(grace)
+            );
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::clock::Timestamp;
+use crate::decision::Reason;
 use crate::engine::snapshot::Snapshot;
 use crate::engine::state::{DeviceContext, InstalledLicense};
 use crate::engine::Engine;
@@ -73,7 +74,9 @@ use crate::query::{self, FieldKind, Fields, Filter, Order, Page, Query, Value};
 pub struct LicenseInfo {
     /// License id.
     pub id: String,
-    /// Its state now.
+    /// Its state now: `clock_tampered` while the clock is behind the latest
+    /// time seen and the license's rights depend on the time (they are
+    /// held, `CLOCK_TAMPERED`), else what its dates say.
     pub status: LicenseStatus,
     /// Product code.
     pub product: String,
@@ -155,15 +158,19 @@ pub struct ActivationsInfo {
     pub max_transfers: Option<u32>,
 }
 
-/// A license's floating pool.
+/// A floating pool: the license-level one ([`LicenseInfo::floating`]) or
+/// a feature's own ([`FeatureInfo::floating`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FloatingInfo {
-    /// Seats it adds to the license-level pool.
+    /// Seats this license adds to the pool.
     pub seats: u32,
-    /// Live leases of the license-level pool now (shared by every license
-    /// that adds seats to it).
+    /// Live leases of the pool now (shared by every license that adds
+    /// seats to it).
     pub in_use: u64,
+    /// How long a lease of the pool may be borrowed under this license, in
+    /// seconds (`None`: borrowing is not allowed).
+    pub borrow_max_secs: Option<i64>,
 }
 
 /// A feature a license grants.
@@ -182,6 +189,9 @@ pub struct FeatureInfo {
     pub limit: Option<i64>,
     /// Its metering this period, for a metered feature.
     pub consumption: Option<ConsumptionInfo>,
+    /// The feature's own floating pool, if this license gives it one (its
+    /// leases are taken from it rather than from the license-level pool).
+    pub floating: Option<FloatingInfo>,
 }
 
 /// A metered feature's use this period, charged to this license.
@@ -229,7 +239,13 @@ impl<'a> Shown<'a> {
             self.device
                 .activation(installed, &snapshot.device_activations),
         );
-        let status = validity::status(&view, now);
+        // Under a tampered clock the rights of a time-dependent license are
+        // held, whatever its dates say: an About box must not say `active`.
+        let tampered = now < snapshot.tamper_below;
+        let status = match validity::license_reason(&view, &self.device.ctx, now, tampered) {
+            Reason::ClockTampered => LicenseStatus::ClockTampered,
+            _ => validity::status(&view, now),
+        };
         let l = installed.verified.license();
         let (starts, expires) = view.window();
         let notice = match (status, &l.notice_on_expire) {
@@ -270,6 +286,15 @@ impl<'a> Shown<'a> {
                         period_ends_at: (end != i64::MAX).then(|| Timestamp::from_unix(end)),
                     }
                 }),
+                floating: f.floating.map(|pool| FloatingInfo {
+                    seats: pool.seats,
+                    in_use: snapshot
+                        .leases
+                        .values()
+                        .filter(|l| l.feature.as_deref() == Some(&f.code) && l.live_at(now))
+                        .count() as u64,
+                    borrow_max_secs: pool.borrow_max_secs,
+                }),
             })
             .collect();
         LicenseInfo {
@@ -307,6 +332,7 @@ impl<'a> Shown<'a> {
             floating: l.floating.map(|f| FloatingInfo {
                 seats: f.seats,
                 in_use: self.in_use,
+                borrow_max_secs: f.borrow_max_secs,
             }),
             features,
         }

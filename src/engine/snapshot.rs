@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::clock::Timestamp;
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Reason, ENDING_NOTICE_SECS};
 use crate::engine::codes::CodeTable;
 use crate::engine::state::{
     Activations, Counters, DeviceActivations, DeviceContext, InstalledLicense, Leases, State, Users,
@@ -60,7 +60,10 @@ impl FeatureEntry {
             return Decision::new(self.tampered, None);
         }
         let (reason, until) = self.timeline.at(now);
-        Decision::new(reason, until.map(Timestamp::from_unix))
+        // Equal neighbours merge: what follows an `OK` is the right
+        // lapsing, so an `OK` whose `until` is near ends.
+        let ending = until.is_some_and(|u| u.saturating_sub(now) <= ENDING_NOTICE_SECS);
+        Decision::new(reason, until.map(Timestamp::from_unix)).ending(ending)
     }
 
     pub(crate) fn limit(&self, now: i64, tamper_below: i64) -> Option<i64> {

@@ -355,7 +355,8 @@ pub struct Floating {
     pub seats: u32,
     /// A lease not renewed within this many seconds is free again.
     pub lease_secs: i64,
-    /// Borrowing allowed up to this many seconds, when present.
+    /// Borrowing allowed up to this many seconds, when present: a lease of
+    /// this pool (the license's, or the feature's own) may be borrowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub borrow_max_secs: Option<i64>,
     /// After a check-in the seat stays with its client for this many
@@ -383,8 +384,8 @@ impl Floating {
         }
     }
 
-    /// Borrowing allowed for up to this many seconds (on a license's pool
-    /// only). See [`Floating::new`].
+    /// Borrowing allowed for up to this many seconds, on a license's pool
+    /// or a feature's own. See [`Floating::new`].
     pub const fn with_borrow_max_secs(mut self, secs: i64) -> Self {
         self.borrow_max_secs = Some(secs);
         self
@@ -716,12 +717,6 @@ impl License {
                 return bad(&format!("features[{i}].limit"), "must not be negative");
             }
             if let Some(floating) = &feature.floating {
-                if floating.borrow_max_secs.is_some() {
-                    return bad(
-                        &format!("features[{i}].floating.borrow_max_secs"),
-                        "is not supported on a feature pool; set it on the license's `floating`",
-                    );
-                }
                 floating_ok(|| format!("features[{i}].floating"), floating)?;
             }
         }

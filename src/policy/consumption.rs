@@ -138,39 +138,75 @@ pub fn charge(consumption: &Consumption, used: u64, amount: u64) -> Charge {
 }
 
 /// A license that may be charged for a feature: its quota, when it
-/// expires, and its use in the period a charge now belongs to.
+/// expires, whether it is a trial, and its use in the period a charge now
+/// belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     /// The license.
     pub license_id: String,
     /// Its quota for the feature.
     pub quota: Consumption,
-    /// When the license expires (`None`: never).
+    /// When the license ends here (`None`: never); a trial's end is that
+    /// of its window on this install.
     pub expires_at: Option<i64>,
+    /// The license is a trial (`trial: true`).
+    pub trial: bool,
     /// Units used in the current period.
     pub used: u64,
     /// The start of the period a charge now belongs to.
     pub period_start: i64,
 }
 
-/// The order licenses are charged in: first to expire first, one that
-/// never expires last (ties by id), so units bought with the license that
-/// ends soonest are used before they are lost.
+/// The place of a candidate in the charge order: purchased licenses before
+/// trials, then the first to end first, one that never ends last, then by
+/// id. Units bought with the license that ends soonest are used before
+/// they are lost; and a trial is the last resort once a license has been
+/// bought, so the purchase's count is the one that moves (an About box
+/// that says "0 of 100 used" while units are being used would be wrong).
+fn charge_key(candidate: &Candidate) -> (bool, bool, Option<i64>, &str) {
+    (
+        candidate.trial,
+        candidate.expires_at.is_none(),
+        candidate.expires_at,
+        &candidate.license_id,
+    )
+}
+
+/// Sorts candidates into the order they are charged in (see
+/// [`Candidate`]): purchased before trial, then first to end first, one
+/// that never ends last, ties by license id.
+///
+/// ```
+/// use entitle::license::Consumption;
+/// use entitle::policy::consumption::{charge_order, Candidate};
+///
+/// let candidate = |id: &str, trial, expires_at| Candidate {
+///     license_id: id.into(),
+///     quota: Consumption::up_to(100),
+///     expires_at,
+///     trial,
+///     used: 0,
+///     period_start: 0,
+/// };
+/// let mut found = vec![
+///     candidate("trial", true, Some(10)),
+///     candidate("perpetual", false, None),
+///     candidate("yearly", false, Some(1_000)),
+/// ];
+/// charge_order(&mut found);
+/// let ids: Vec<&str> = found.iter().map(|c| c.license_id.as_str()).collect();
+/// assert_eq!(ids, ["yearly", "perpetual", "trial"]);
+/// ```
 pub fn charge_order(candidates: &mut [Candidate]) {
-    candidates.sort_by(|a, b| {
-        (a.expires_at.is_none(), a.expires_at, &a.license_id).cmp(&(
-            b.expires_at.is_none(),
-            b.expires_at,
-            &b.license_id,
-        ))
-    });
+    candidates.sort_by(|a, b| charge_key(a).cmp(&charge_key(b)));
 }
 
 /// Charges `amount` units of `code`, all or nothing, to the first
 /// candidate (in [`charge_order`]) that takes it within `max`, else the
 /// first that takes it within its overage: the candidate charged, the
 /// reason (`OK` or `OVERAGE`) and the counter to store. Refused with
-/// `CONSUMPTION_LIMIT`, retry at the end of the first candidate's period.
+/// `CONSUMPTION_LIMIT`, retry at the first period end after which some
+/// candidate could take the amount (none when no count resets).
 pub fn consume(
     candidates: &[Candidate],
     code: &str,
@@ -184,15 +220,9 @@ pub fn consume(
     let (i, reason) = pick(Charge::Within)
         .map(|i| (i, Reason::Ok))
         .or_else(|| pick(Charge::Overage).map(|i| (i, Reason::Overage)))
-        .ok_or_else(|| {
-            let end = candidates
-                .first()
-                .map(|c| period(c.quota.reset, c.period_start).1)
-                .filter(|&end| end != i64::MAX);
-            Denial {
-                reason: Reason::ConsumptionLimit,
-                retry_at: end,
-            }
+        .ok_or_else(|| Denial {
+            reason: Reason::ConsumptionLimit,
+            retry_at: retry_at(candidates, amount),
         })?;
     let chosen = &candidates[i];
     let counter = CounterRecord {
@@ -202,6 +232,17 @@ pub fn consume(
         used: chosen.used.saturating_add(amount),
     };
     Ok((i, reason, counter))
+}
+
+/// The first instant a refused charge of `amount` could be taken: the
+/// earliest end of a candidate's period whose fresh count would take it.
+fn retry_at(candidates: &[Candidate], amount: u64) -> Option<i64> {
+    candidates
+        .iter()
+        .filter(|c| charge(&c.quota, 0, amount) != Charge::Refused)
+        .map(|c| period(c.quota.reset, c.period_start).1)
+        .filter(|&end| end != i64::MAX)
+        .min()
 }
 
 #[cfg(test)]
@@ -296,6 +337,7 @@ mod tests {
             license_id: id.into(),
             quota,
             expires_at,
+            trial: false,
             used,
             period_start: 0,
         };
@@ -316,5 +358,116 @@ mod tests {
             charged(&order).unwrap_err().reason,
             Reason::ConsumptionLimit
         );
+    }
+
+    fn candidate(id: &str, trial: bool, expires_at: Option<i64>) -> Candidate {
+        Candidate {
+            license_id: id.into(),
+            quota: Consumption::up_to(100),
+            expires_at,
+            trial,
+            used: 0,
+            period_start: 0,
+        }
+    }
+
+    fn ordered(mut found: Vec<Candidate>) -> Vec<String> {
+        charge_order(&mut found);
+        found.into_iter().map(|c| c.license_id).collect()
+    }
+
+    #[test]
+    fn a_purchased_license_is_charged_before_a_trial_that_ends_sooner() {
+        // The trial ends first, yet the license bought is the one charged.
+        assert_eq!(
+            ordered(vec![
+                candidate("trial", true, Some(10)),
+                candidate("bought", false, Some(1_000)),
+            ]),
+            ["bought", "trial"]
+        );
+        assert_eq!(
+            ordered(vec![
+                candidate("trial", true, Some(10)),
+                candidate("perpetual", false, None),
+            ]),
+            ["perpetual", "trial"]
+        );
+    }
+
+    #[test]
+    fn among_purchases_and_among_trials_the_first_to_end_is_charged_first() {
+        assert_eq!(
+            ordered(vec![
+                candidate("forever", false, None),
+                candidate("late", false, Some(2_000)),
+                candidate("b_soon", false, Some(1_000)),
+                candidate("a_soon", false, Some(1_000)),
+                candidate("trial_late", true, Some(500)),
+                candidate("trial_never", true, None),
+                candidate("trial_soon", true, Some(100)),
+            ]),
+            [
+                "a_soon",
+                "b_soon",
+                "late",
+                "forever",
+                "trial_soon",
+                "trial_late",
+                "trial_never"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trial_is_charged_once_every_purchase_is_full() {
+        let mut found = vec![
+            candidate("trial", true, Some(10)),
+            candidate("bought", false, Some(1_000)),
+        ];
+        charge_order(&mut found);
+        let (i, reason, counter) = consume(&found, "api", 100).unwrap();
+        assert_eq!(
+            (found[i].license_id.as_str(), reason),
+            ("bought", Reason::Ok)
+        );
+        found[0].used = counter.used;
+        let (i, _, counter) = consume(&found, "api", 1).unwrap();
+        assert_eq!((counter.license_id.as_str(), counter.used), ("trial", 1));
+        assert_eq!(i, 1);
+    }
+
+    #[test]
+    fn a_refusal_retries_when_the_first_count_that_could_take_it_resets() {
+        let day = |id: &str, reset, max| Candidate {
+            quota: Consumption {
+                max: Some(max),
+                overage: None,
+                reset,
+            },
+            used: max,
+            ..candidate(id, false, None)
+        };
+        let now = at("2026-03-04T15:00:00Z");
+        let mut found = vec![
+            day("forever", None, 10),
+            day("monthly", Some(Reset::Monthly), 10),
+            day("daily_small", Some(Reset::Daily), 1),
+        ];
+        for c in &mut found {
+            c.period_start = period(c.quota.reset, now).0;
+        }
+        let refused = |found: &[Candidate], amount| consume(found, "api", amount).unwrap_err();
+        // Two units never fit the daily count of one: the monthly reset is
+        // the first that helps.
+        assert_eq!(
+            refused(&found, 2).retry_at,
+            Some(at("2026-04-01T00:00:00Z"))
+        );
+        assert_eq!(
+            refused(&found, 1).retry_at,
+            Some(at("2026-03-05T00:00:00Z"))
+        );
+        assert_eq!(refused(&found[..1], 1).retry_at, None);
     }
 }

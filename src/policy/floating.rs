@@ -84,12 +84,13 @@ pub fn pool<'a>(
         pool.seats = pool.seats.saturating_add(u64::from(floating.seats));
         pool.lease_secs = pool.lease_secs.min(floating.lease_secs);
         pool.linger_secs = pool.linger_secs.max(floating.linger_secs.unwrap_or(0));
-        if !own_pools {
-            pool.borrow_max_secs = match (pool.borrow_max_secs, floating.borrow_max_secs) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-        }
+        // The pool's own block says whether its leases may be borrowed: a
+        // feature's pool by its `floating`, the license-level one by the
+        // license's.
+        pool.borrow_max_secs = match (pool.borrow_max_secs, floating.borrow_max_secs) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
     if reason == Reason::Ok {
         Ok(pool)
@@ -366,4 +367,71 @@ pub fn gate_reason(
         reason = best(reason, r);
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::license::{Feature, Floating};
+
+    fn license() -> License {
+        License::builder("acme")
+            .floating(Floating::new(3, 60).with_borrow_max_secs(86_400))
+            .feature(
+                Feature::new("render")
+                    .with_floating(Floating::new(2, 60).with_borrow_max_secs(3600)),
+            )
+            .feature(Feature::new("print").with_floating(Floating::new(1, 60)))
+            .feature(Feature::new("view"))
+            .build()
+            .unwrap()
+    }
+
+    fn borrow_max(license: &License, feature: Option<&str>) -> Option<i64> {
+        let view = LicenseView::of(license);
+        pool([&view], feature, |_| true, &Context::default(), 0, false)
+            .unwrap()
+            .borrow_max_secs
+    }
+
+    #[test]
+    fn a_feature_pool_lends_by_its_own_block_not_the_license_level_one() {
+        let license = license();
+        assert_eq!(borrow_max(&license, Some("render")), Some(3600));
+        assert_eq!(borrow_max(&license, Some("print")), None);
+        // A feature without a pool of its own uses the license-level one.
+        assert_eq!(borrow_max(&license, Some("view")), Some(86_400));
+        assert_eq!(borrow_max(&license, None), Some(86_400));
+    }
+
+    #[test]
+    fn a_lease_of_a_feature_pool_is_borrowed_within_its_limit_only() {
+        let license = license();
+        let view = LicenseView::of(&license);
+        let render = pool(
+            [&view],
+            Some("render"),
+            |_| true,
+            &Context::default(),
+            0,
+            false,
+        )
+        .unwrap();
+        let lease = checkout(&render, &[], "desk", Some("render"), "lease_1", 0).unwrap();
+        assert_eq!(
+            borrow(&lease, &render, 3600, 0).unwrap().borrowed_until,
+            Some(3600)
+        );
+        assert_eq!(borrow(&lease, &render, 3601, 0), Err(Reason::BorrowTooLong));
+        let print = pool(
+            [&view],
+            Some("print"),
+            |_| true,
+            &Context::default(),
+            0,
+            false,
+        )
+        .unwrap();
+        assert_eq!(borrow(&lease, &print, 60, 0), Err(Reason::BorrowNotAllowed));
+    }
 }

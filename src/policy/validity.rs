@@ -23,6 +23,12 @@ pub enum LicenseStatus {
     Suspended,
     /// Revoked or hard-removed.
     Revoked,
+    /// The clock is behind the latest time this install has seen, and the
+    /// license's rights depend on the time: they are held
+    /// (`CLOCK_TAMPERED`) until the clock is right again. Only
+    /// [`LicenseInfo`](crate::engine::LicenseInfo) says it, as it knows the
+    /// clock's history; a status read from the dates alone never is.
+    ClockTampered,
 }
 
 impl std::fmt::Display for LicenseStatus {
@@ -41,6 +47,7 @@ impl LicenseStatus {
             LicenseStatus::Expired => "expired",
             LicenseStatus::Suspended => "suspended",
             LicenseStatus::Revoked => "revoked",
+            LicenseStatus::ClockTampered => "clock_tampered",
         }
     }
 }

@@ -373,6 +373,9 @@ fn check(install: &Install, args: &CheckArgs) -> Outcome {
         human.push_str(&format!(", until {until}"));
     }
     human.push('.');
+    if let Some(warning) = decision.warning() {
+        human.push_str(&format!("\nNotice ({warning}): {}", warning.message()));
+    }
     if let Some(hint) = reason_hint(decision.reason()) {
         human.push('\n');
         human.push_str(hint);

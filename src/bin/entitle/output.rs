@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use std::fmt::Write as _;
 
-use entitle::engine::LicenseInfo;
+use entitle::engine::{FloatingInfo, LicenseInfo};
 use entitle::{Decision, Error, Reason};
 use serde_json::{json, Value};
 
@@ -205,12 +205,15 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-/// `allowed`, `reason` and `until` of a decision, as every check prints it.
+/// `allowed`, `reason`, `until` and `warning` (the notice to show while
+/// allowed: `IN_GRACE`, `OVERAGE`, `EXPIRED_KEPT`, `ENDING`, or null) of a
+/// decision, as every check prints it.
 pub fn decision_json(decision: &Decision) -> Value {
     json!({
         "allowed": decision.allowed(),
         "reason": decision.reason().code(),
         "until": decision.until(),
+        "warning": decision.warning().map(|w| w.code()),
     })
 }
 
@@ -352,6 +355,19 @@ pub fn version_limits(versions: Option<&str>, channels: Option<&[String]>) -> Op
     }
 }
 
+/// A floating pool in words: "1 of 2 seats in use, borrowable for up to
+/// 3600 s".
+fn pool_words(pool: &FloatingInfo) -> String {
+    let mut words = format!("{} of {} seats in use", pool.in_use, pool.seats);
+    match pool.borrow_max_secs {
+        Some(secs) => {
+            let _ = write!(words, ", borrowable for up to {secs} s");
+        }
+        None => words.push_str(", not borrowable"),
+    }
+    words
+}
+
 /// One line about a license, for people.
 pub fn license_line(info: &LicenseInfo) -> String {
     let mut line = format!("{}  {}  {}", info.id, info.status, info.kind);
@@ -364,13 +380,22 @@ pub fn license_line(info: &LicenseInfo) -> String {
         }
         None => line.push_str("  no expiry"),
     }
+    if let Some(pool) = &info.floating {
+        let _ = write!(line, "  floating: {}", pool_words(pool));
+    }
     if !info.features.is_empty() {
         let codes: Vec<String> = info
             .features
             .iter()
-            .map(|f| match &f.name {
-                Some(name) => format!("{} (\"{name}\")", f.code),
-                None => f.code.clone(),
+            .map(|f| {
+                let mut words = f.code.clone();
+                if let Some(name) = &f.name {
+                    let _ = write!(words, " (\"{name}\")");
+                }
+                if let Some(pool) = &f.floating {
+                    let _ = write!(words, " ({})", pool_words(pool));
+                }
+                words
             })
             .collect();
         let _ = write!(line, "  features: {}", codes.join(", "));
