@@ -646,6 +646,7 @@ async fn check_feature(
         "allowed": decision.allowed(),
         "reason": decision.reason().code(),
         "until": decision.until(),
+        "warning": decision.warning().map(|w| w.code()),
     });
     if let Some(user) = user {
         value["user"] = json!(user);
