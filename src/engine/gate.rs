@@ -16,6 +16,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use crate::clock::Timestamp;
 use crate::decision::{Decision, Reason};
 use crate::engine::consumption;
@@ -174,15 +176,7 @@ impl Engine {
     pub(crate) fn rewrite_gates(&self) {
         let inner = &*self.inner;
         let gates = inner.gates.lock();
-        let snapshot = inner.snapshot.load();
-        let now = inner.clock.now().unix();
-        for slot in gates.values() {
-            slot.write(
-                decide(inner, &snapshot, slot, now),
-                now,
-                snapshot.tamper_below,
-            );
-        }
+        write_words(inner, &gates, &inner.snapshot.load());
     }
 
     /// Publishes `snapshot` unless a later one is out already (a mutation
@@ -195,19 +189,24 @@ impl Engine {
             return;
         }
         inner.snapshot.store(Arc::clone(&snapshot));
-        if gates.is_empty() {
-            return;
-        }
-        // The exact clock: it also moves the coarse one forward, so a check
-        // made after this returns finds itself inside the words' spans.
-        let now = inner.clock.now().unix();
-        for slot in gates.values() {
-            slot.write(
-                decide(inner, &snapshot, slot, now),
-                now,
-                snapshot.tamper_below,
-            );
-        }
+        write_words(inner, &gates, &snapshot);
+    }
+}
+
+/// Writes the word of every gate in `gates` (held locked) from `snapshot`.
+fn write_words(inner: &Inner, gates: &FxHashMap<u32, Arc<Slot>>, snapshot: &Snapshot) {
+    if gates.is_empty() {
+        return;
+    }
+    // The exact clock: it also moves the coarse one forward, so a check
+    // made after this returns finds itself inside the words' spans.
+    let now = inner.clock.now().unix();
+    for slot in gates.values() {
+        slot.write(
+            decide(inner, snapshot, slot, now),
+            now,
+            snapshot.tamper_below,
+        );
     }
 }
 
