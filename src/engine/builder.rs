@@ -279,6 +279,7 @@ impl EngineBuilder {
                 writer: Mutex::new(Writer {
                     state,
                     generation,
+                    committed: false,
                     built: Arc::new(Snapshot::empty()),
                     has_features: false,
                 }),
