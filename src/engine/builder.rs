@@ -669,6 +669,17 @@ impl Backend {
         }
     }
 
+    /// Whether the mutation committed at `generation` was rolled back with
+    /// its batch (for whatever reason): nothing of it is stored.
+    pub(crate) fn rolled_back(&self, generation: u64) -> bool {
+        match self {
+            Backend::File(file) => file.rolled_back(generation),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.rolled_back(generation),
+            Backend::Other(_) => false,
+        }
+    }
+
     /// Whether the mutation committed at `generation`, whose sync failed,
     /// stored nothing because another writer changed the state after it
     /// was planned (a store that plans without a lock): planning it again

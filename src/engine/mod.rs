@@ -354,13 +354,14 @@ impl Engine {
         let store = inner.store.store();
         let mut txn = store.begin()?;
         let mut reloaded = false;
-        // A commit of this engine's that a conflict rolled back left its
-        // changes in `state`, under a generation that the other writer's
-        // commit may have brought the store to as well (each hands out the
-        // next number): until the mutation whose sync failed reloads, equal
-        // generations do not mean the same state.
+        // A commit of this engine's that was rolled back (another writer
+        // had moved on) left its changes in `state`, under a generation
+        // that the other writer's commit may have brought the store to as
+        // well (each hands out the next number): until the mutation whose
+        // sync failed reloads, equal generations do not mean the same
+        // state.
         if txn.generation() != writer.generation
-            || (writer.committed && inner.store.conflicted(writer.generation))
+            || (writer.committed && inner.store.rolled_back(writer.generation))
         {
             let fresh = builder::state_from(
                 txn.load()?,
