@@ -486,6 +486,87 @@ fn a_batch_that_must_read_after_another_writer_moved_rolls_back_what_it_planned(
     );
 }
 
+/// A batch rolled back by a conflict leaves its changes in the engine's
+/// memory under a generation it handed out, until the mutation whose sync
+/// failed reloads. The other writer's commit can bring the namespace to
+/// that very number (here it moves it on by one, changing nothing else),
+/// so a mutation that takes the engine's writer in between must not take
+/// the equal generations for the same state: it would plan on the
+/// rolled-back unit, and store one unit more than was acknowledged (or,
+/// had the other writer consumed, one less: a unit given twice).
+#[test]
+fn a_mutation_right_after_a_rolled_back_batch_plans_on_what_is_stored() {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let ns = created_namespace("rolled-back");
+    let open = || {
+        vendor
+            .builder(&clock)
+            .store(PgStore::open(server_url(), &ns).unwrap())
+            .background_refresh(false)
+            .build()
+            .unwrap()
+    };
+    let engine = open();
+    engine
+        .add_license(&vendor.license(json!({"id": "lic",
+            "features": [{"code": "api", "consumption": {"max": 10}}]})))
+        .unwrap();
+    assert_eq!(engine.consume("api", 1).unwrap().used, 1);
+    let connect = || postgres::Client::connect(server_url(), postgres::NoTls).unwrap();
+    // Another writer holds the namespace, moving it on by one.
+    let mut other = connect();
+    let mut moving = other.transaction().unwrap();
+    moving
+        .execute(
+            "UPDATE entitle_namespaces SET generation = generation + 1 WHERE namespace = $1",
+            &[&ns],
+        )
+        .unwrap();
+    std::thread::scope(|s| {
+        // Planned on the generation before, its commit waits for the lock.
+        let first = s.spawn(|| engine.consume("api", 1));
+        let mut watch = connect();
+        let since = Instant::now();
+        let waiting = |watch: &mut postgres::Client| {
+            let row = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                     AND query LIKE '%entitle_advance%' AND strpos(query, $1) > 0",
+                    &[&ns],
+                )
+                .unwrap();
+            row.get::<_, i64>(0) > 0
+        };
+        while !waiting(&mut watch) {
+            assert!(since.elapsed() < Duration::from_secs(10), "no commit waits");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Takes the engine's writer and waits for its store, busy with
+        // that commit, which the other writer's then fails.
+        let second = s.spawn(|| engine.consume("api", 1));
+        std::thread::sleep(Duration::from_millis(500));
+        moving.commit().unwrap();
+        let mut acknowledged = [first, second].map(|t| t.join().unwrap().unwrap().used);
+        acknowledged.sort_unstable();
+        assert_eq!(
+            acknowledged,
+            [2, 3],
+            "each counted on top of what is stored"
+        );
+    });
+    assert_eq!(
+        engine.consumption("api")[0].used,
+        3,
+        "as the engine sees it"
+    );
+    assert_eq!(
+        open().consumption("api")[0].used,
+        3,
+        "three consumes stored"
+    );
+}
+
 /// `psql` that must fail: its error output.
 fn psql_fails(url: &str, sql: &str) -> String {
     let out = Command::new(pg_common::pg_program("psql"))

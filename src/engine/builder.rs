@@ -340,6 +340,7 @@ impl EngineBuilder {
                 writer: Mutex::new(Writer {
                     state,
                     generation,
+                    committed: false,
                     built: Arc::new(Snapshot::empty()),
                     has_features: false,
                 }),
@@ -726,6 +727,17 @@ impl Backend {
             #[cfg(feature = "postgres")]
             Backend::Pg(pg) => pg.abandoned(),
             Backend::Other(_) => {}
+        }
+    }
+
+    /// Whether the mutation committed at `generation` was rolled back with
+    /// its batch (for whatever reason): nothing of it is stored.
+    pub(crate) fn rolled_back(&self, generation: u64) -> bool {
+        match self {
+            Backend::File(file) => file.rolled_back(generation),
+            #[cfg(feature = "postgres")]
+            Backend::Pg(pg) => pg.rolled_back(generation),
+            Backend::Other(_) => false,
         }
     }
 

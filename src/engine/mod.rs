@@ -94,6 +94,10 @@ impl ClockSource {
 struct Writer {
     state: State,
     generation: u64,
+    /// Whether `generation` is one this engine's last commit was handed
+    /// (its change applied to `state` before it is durable), rather than
+    /// one read from the store with `state`.
+    committed: bool,
     /// The last snapshot built from `state` (published, or waiting for
     /// its mutation to be durable): the parts that did not change are
     /// reused from it.
@@ -350,7 +354,15 @@ impl Engine {
         let store = inner.store.store();
         let mut txn = store.begin()?;
         let mut reloaded = false;
-        if txn.generation() != writer.generation {
+        // A commit of this engine's that was rolled back (another writer
+        // had moved on) left its changes in `state`, under a generation
+        // that the other writer's commit may have brought the store to as
+        // well (each hands out the next number): until the mutation whose
+        // sync failed reloads, equal generations do not mean the same
+        // state.
+        if txn.generation() != writer.generation
+            || (writer.committed && inner.store.rolled_back(writer.generation))
+        {
             let fresh = builder::state_from(
                 txn.load()?,
                 &inner.config,
@@ -359,6 +371,7 @@ impl Engine {
             )?;
             writer.state = fresh;
             writer.generation = txn.generation();
+            writer.committed = false;
             reloaded = true;
         }
         let outcome = {
@@ -422,6 +435,7 @@ impl Engine {
             writer.state.apply(change);
         }
         writer.generation = generation;
+        writer.committed = true;
         let snapshot = self.build(&mut writer, now, rebuild, seats_hold);
         inner.unsynced.fetch_add(1, Ordering::AcqRel);
         drop(writer);
@@ -569,6 +583,7 @@ impl Engine {
         let seats_hold = !rights_changed && writer.state.users == fresh.users;
         writer.state = fresh;
         writer.generation = generation;
+        writer.committed = false;
         let snapshot = self.build(&mut writer, now, rights_changed, seats_hold);
         if inner.unsynced.load(Ordering::Acquire) == 0 {
             self.publish(snapshot);

@@ -13,6 +13,7 @@
 //! a round waits, briefly and boundedly, for the mutations under way and
 //! for the callers the last round released ([`gather_until`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -88,12 +89,21 @@ pub(crate) struct GroupCommit {
     last_round: AtomicUsize,
 }
 
+/// How many rolled-back batches [`Rounds::rolled_back`] remembers: their
+/// callers ask right after the batch ends.
+const ROLLED_BACK_KEPT: usize = 64;
+
 /// The generation on disk, the latest one a commit or fsync failed to
 /// cover, whether a round is under way and when the last one ended.
 #[derive(Debug, Default)]
 struct Rounds {
     durable: u64,
     failed_through: u64,
+    /// The generations the latest batches rolled back handed out, first
+    /// and last: never durable, whatever a later round covers (a caller
+    /// may look only after the next batch, from a higher generation, has
+    /// committed).
+    rolled_back: VecDeque<(u64, u64)>,
     /// The highest generation a caller has waited for.
     highest: u64,
     in_progress: bool,
@@ -127,6 +137,23 @@ impl GroupCommit {
         rounds.failed_through = rounds.failed_through.max(generation);
     }
 
+    /// The batch that handed out `first..=last` was rolled back: those
+    /// generations failed, and are never taken for durable.
+    pub fn rolled_back(&self, first: u64, last: u64) {
+        let mut rounds = self.lock();
+        rounds.failed_through = rounds.failed_through.max(last);
+        if rounds.rolled_back.len() == ROLLED_BACK_KEPT {
+            rounds.rolled_back.pop_front();
+        }
+        rounds.rolled_back.push_back((first, last));
+    }
+
+    /// Whether `generation` was handed out by a batch that was rolled back
+    /// (of the latest [`ROLLED_BACK_KEPT`]).
+    pub fn was_rolled_back(&self, generation: u64) -> bool {
+        self.lock().was_rolled_back(generation)
+    }
+
     /// A mutation counted as under way ended without joining the batch:
     /// callers waiting for it need not wait any longer.
     pub fn abandoned(&self) {
@@ -154,6 +181,9 @@ impl GroupCommit {
         rounds.highest = rounds.highest.max(generation);
         let mut passed_over = false;
         loop {
+            if rounds.was_rolled_back(generation) {
+                return Err(Unsynced::Covered);
+            }
             if rounds.durable >= generation {
                 return Ok(());
             }
@@ -200,7 +230,14 @@ impl GroupCommit {
             }
         };
         self.end_round(Some(covered), result.is_ok());
-        result.map_err(Unsynced::Failed)
+        match result {
+            // The batch this commit was in was rolled back before the
+            // round (another writer had moved on): the round committed a
+            // later batch, or none.
+            Ok(()) if self.was_rolled_back(generation) => Err(Unsynced::Covered),
+            Ok(()) => Ok(()),
+            Err(e) => Err(Unsynced::Failed(e)),
+        }
     }
 
     /// Ends the round under way: every generation up to `covered` (or
@@ -247,6 +284,14 @@ impl GroupCommit {
                     .0
             }
         }
+    }
+}
+
+impl Rounds {
+    fn was_rolled_back(&self, generation: u64) -> bool {
+        self.rolled_back
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&generation))
     }
 }
 
@@ -377,6 +422,30 @@ mod tests {
         assert!(matches!(again, Err(Unsynced::Covered)));
         // A later generation gets its own round.
         assert!(group.sync(4, &under_way, || (4, Ok(()))).is_ok());
+    }
+
+    #[test]
+    fn a_rolled_back_commit_is_never_taken_for_durable_by_a_later_round() {
+        let group = GroupCommit::default();
+        let under_way = AtomicUsize::new(0);
+        // A batch that handed out 1 and 2 is rolled back (another writer
+        // had moved on), and the next one, from 3, commits before the
+        // callers for 1 and 2 look.
+        group.rolled_back(1, 2);
+        assert!(group.sync(3, &under_way, || (3, Ok(()))).is_ok());
+        for generation in [1, 2] {
+            assert!(matches!(
+                group.sync(generation, &under_way, || panic!("no round")),
+                Err(Unsynced::Covered)
+            ));
+        }
+        // A caller that leads a round for a generation rolled back while
+        // it waited is not told the round's success either.
+        let led = group.sync(4, &under_way, || {
+            group.rolled_back(4, 4);
+            (5, Ok(()))
+        });
+        assert!(matches!(led, Err(Unsynced::Covered)));
     }
 
     #[test]

@@ -376,7 +376,10 @@ impl PgStore {
                     conflicts.0.push_back((first, batch.generation));
                 }
             }
-            self.group.fail_through(batch.generation);
+            match batch.first {
+                Some(first) => self.group.rolled_back(first, batch.generation),
+                None => self.group.fail_through(batch.generation),
+            }
         }
         self.batch_generation.store(NO_BATCH, Ordering::Release);
         Error::io(
@@ -395,6 +398,12 @@ impl PgStore {
             .0
             .iter()
             .any(|&(first, last)| (first..=last).contains(&generation))
+    }
+
+    /// Whether the mutation committed into a batch at `generation` was
+    /// rolled back, for whatever reason: nothing of it is stored.
+    pub(crate) fn rolled_back(&self, generation: u64) -> bool {
+        self.group.was_rolled_back(generation)
     }
 
     /// Reads the whole state: in the open batch's transaction if there is

@@ -98,7 +98,13 @@ impl FileStore {
             // Generations the batch handed out are never handed out again,
             // so a later commit is not taken for a failed one.
             session.floor = session.floor.max(batch.generation);
-            self.group.fail_through(batch.generation);
+            // Its mutations were handed out one generation each, in turn.
+            match batch.mutations as u64 {
+                0 => self.group.fail_through(batch.generation),
+                n => self
+                    .group
+                    .rolled_back(batch.generation + 1 - n, batch.generation),
+            }
         }
         Error::io(
             format!("committing the state at {}", self.shown()),

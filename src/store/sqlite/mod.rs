@@ -209,6 +209,12 @@ impl FileStore {
     pub(crate) fn abandoned(&self) {
         self.group.abandoned();
     }
+
+    /// Whether the mutation committed into a batch at `generation` was
+    /// rolled back: nothing of it is stored.
+    pub(crate) fn rolled_back(&self, generation: u64) -> bool {
+        self.group.was_rolled_back(generation)
+    }
 }
 
 impl Drop for FileStore {
