@@ -25,18 +25,29 @@ pub fn period(reset: Option<Reset>, now: i64) -> (i64, i64) {
     let Some(reset) = reset else {
         return (i64::MIN, i64::MAX);
     };
-    let day_start = now.div_euclid(DAY) * DAY;
+    // `now` may come from an edited row: a period that would not fit in
+    // the range of a timestamp is all of time (a counter that never
+    // resets, which gives nothing back).
+    const ALL_TIME: (i64, i64) = (i64::MIN, i64::MAX);
+    let days = |start: i64, n: i64| -> Option<(i64, i64)> {
+        Some((start, start.checked_add(n.checked_mul(DAY)?)?))
+    };
+    let Some(day_start) = now.div_euclid(DAY).checked_mul(DAY) else {
+        return ALL_TIME;
+    };
     match reset {
-        Reset::Daily => (day_start, day_start + DAY),
+        Reset::Daily => days(day_start, 1).unwrap_or(ALL_TIME),
         Reset::Weekly => {
             // 1970-01-01 was a Thursday: weekday 3 counting from Monday.
             let weekday = (now.div_euclid(DAY) + 3).rem_euclid(7);
-            let start = day_start - weekday * DAY;
-            (start, start + 7 * DAY)
+            day_start
+                .checked_sub(weekday * DAY)
+                .and_then(|start| days(start, 7))
+                .unwrap_or(ALL_TIME)
         }
         Reset::Monthly | Reset::Annually => {
             let Some(date) = Utc.timestamp_opt(now, 0).single().map(|t| t.date_naive()) else {
-                return (i64::MIN, i64::MAX);
+                return ALL_TIME;
             };
             let (start, end) = if reset == Reset::Monthly {
                 let start = NaiveDate::from_ymd_opt(date.year(), date.month(), 1);
@@ -56,10 +67,10 @@ pub fn period(reset: Option<Reset>, now: i64) -> (i64, i64) {
                 d.and_then(|d| d.and_hms_opt(0, 0, 0))
                     .map(|t| t.and_utc().timestamp())
             };
-            (
-                secs(start).unwrap_or(i64::MIN),
-                secs(end).unwrap_or(i64::MAX),
-            )
+            match (secs(start), secs(end)) {
+                (Some(start), Some(end)) => (start, end),
+                _ => ALL_TIME,
+            }
         }
     }
 }
@@ -252,6 +263,24 @@ mod tests {
 
     fn at(text: &str) -> i64 {
         Timestamp::parse(text).unwrap().unix()
+    }
+
+    #[test]
+    fn a_period_is_defined_for_every_instant_a_row_can_hold() {
+        // A counter's period start is read from a row an attacker can edit.
+        let resets = [
+            None,
+            Some(Reset::Daily),
+            Some(Reset::Weekly),
+            Some(Reset::Monthly),
+            Some(Reset::Annually),
+        ];
+        for reset in resets {
+            for now in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX] {
+                let (start, end) = period(reset, now);
+                assert!(start <= now && now < end || (start, end) == (i64::MIN, i64::MAX));
+            }
+        }
     }
 
     #[test]
