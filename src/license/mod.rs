@@ -24,7 +24,7 @@ pub use report::{
     ClosedPeriod, FeatureUsage, LicenseUsage, ReportClock, UsageReport, MAX_REPORTED_LICENSES,
     MAX_REPORTED_PERIODS,
 };
-pub use revocations::{MachineCertificate, RevocationList, MAX_REVOKED_IDS};
+pub use revocations::{certificate_id, MachineCertificate, RevocationList, MAX_REVOKED_IDS};
 pub use rotation::{KeyRotation, MAX_ROTATED_KEYS};
 
 use crate::error::Result;

@@ -136,3 +136,23 @@ impl MachineCertificate {
         Self::from_json(&Value::Object(token.payload().clone()))
     }
 }
+
+/// The id of a machine certificate: the first 16 bytes of the SHA-256 of
+/// its compact token, base64url without padding (22 characters). The
+/// vendor's service names the certificates it withdrew (a slot freed for a
+/// lost machine) by it; only whoever holds a certificate knows its id, so
+/// a server that never saw one cannot name it.
+///
+/// ```
+/// use entitle::license::certificate_id;
+/// let id = certificate_id("eyJ0eXAiOiJlbnRpdGxlK21hY2hpbmUifQ.e30.c2ln");
+/// assert_eq!(id.len(), 22);
+/// assert_eq!(id, certificate_id("eyJ0eXAiOiJlbnRpdGxlK21hY2hpbmUifQ.e30.c2ln"));
+/// assert_ne!(id, certificate_id("another.token.here"));
+/// ```
+pub fn certificate_id(compact: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(compact.trim().as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
