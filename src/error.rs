@@ -263,6 +263,47 @@ pub enum Error {
         detail: String,
     },
 
+    /// The vendor's service gave this device its trial already: one trial
+    /// per device and product, whatever happened to the install since.
+    ///
+    /// ```
+    /// let err = entitle::Error::TrialUsed { fingerprint: "desk-1".into() };
+    /// assert_eq!(err.code(), "TRIAL_USED");
+    /// ```
+    #[error(
+        "device `{fingerprint}` has had its trial of this product already; buy a license to go on"
+    )]
+    TrialUsed {
+        /// The device.
+        fingerprint: String,
+    },
+
+    /// The vendor's service did not accept the credential: a license key
+    /// it does not know, a wrong email or password, a missing or wrong
+    /// admin token.
+    ///
+    /// ```
+    /// let err = entitle::Error::Unauthorized("no license has this key".into());
+    /// assert_eq!(err.code(), "UNAUTHORIZED");
+    /// ```
+    #[error(
+        "not authorized: {0}; check the license key, or the email and password, and try again"
+    )]
+    Unauthorized(String),
+
+    /// Too many failed attempts from this address: the service refuses
+    /// more for a while.
+    ///
+    /// ```
+    /// let err = entitle::Error::RateLimited { retry_after_secs: 60 };
+    /// assert_eq!(err.code(), "RATE_LIMITED");
+    /// ```
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    RateLimited {
+        /// How long to wait before trying again.
+        retry_after_secs: u64,
+    },
+
     /// The license server's lease token does not verify against the
     /// server key this program was configured with: the server signs with
     /// another key (a new state, another server), or the configured key
@@ -327,6 +368,9 @@ impl Error {
             Error::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
             Error::ServerUnreachable { .. } => "SERVER_UNREACHABLE",
             Error::LeaseKeyMismatch { .. } => "LEASE_KEY_MISMATCH",
+            Error::TrialUsed { .. } => "TRIAL_USED",
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Io { .. } => "IO_ERROR",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }
@@ -391,6 +435,11 @@ impl Error {
             Error::LeaseKeyMismatch { .. } => {
                 "The license server is not the one this program is set up for. Please contact your administrator."
             }
+            Error::TrialUsed { .. } => "The trial of this product has been used on this computer.",
+            Error::Unauthorized(_) => {
+                "The license key, email or password is not right. Please check it and try again."
+            }
+            Error::RateLimited { .. } => "Too many attempts. Please wait a minute and try again.",
             Error::Io { .. } => "The license data could not be read or written.",
             Error::InvalidArgument(_) => "The request was not valid.",
         }

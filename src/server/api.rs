@@ -119,7 +119,10 @@ fn status_of(error: &Error) -> StatusCode {
         | Error::LicenseReplayed { .. }
         | Error::ReceiptReplayed { .. }
         | Error::ReportReplayed { .. }
-        | Error::StateExists { .. } => StatusCode::CONFLICT,
+        | Error::StateExists { .. }
+        | Error::TrialUsed { .. } => StatusCode::CONFLICT,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         // The database is down or the state busy: the client retries.
         Error::StateLocked { .. } | Error::StoreUnavailable { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
