@@ -191,7 +191,7 @@ fn a_format_2_state_gets_an_install_key_and_an_activation_answered_before_is_fre
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "5", "brought up to this format");
+    assert_eq!(version, "6", "brought up to this format");
 
     // The books answered its request before installs had keys: they cannot
     // check its receipts or reports, and say how to free the slot by hand.

@@ -58,6 +58,12 @@ fn the_way_back_survives_reopening() {
 }
 
 #[test]
+fn books_records_survive_reopening() {
+    let (_dir, open) = fresh();
+    conformance::books_records_survive_reopening(open);
+}
+
+#[test]
 fn closed_periods_wait_for_a_report_across_reopening() {
     let (_dir, open) = fresh();
     conformance::closed_periods_wait_for_a_report_across_reopening(open);

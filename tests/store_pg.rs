@@ -61,6 +61,11 @@ fn the_way_back_survives_reopening() {
 }
 
 #[test]
+fn books_records_survive_reopening() {
+    conformance::books_records_survive_reopening(fresh());
+}
+
+#[test]
 fn closed_periods_wait_for_a_report_across_reopening() {
     conformance::closed_periods_wait_for_a_report_across_reopening(fresh());
 }

@@ -623,6 +623,9 @@ pub(crate) fn state_from(
     for report in persisted.reports {
         state.apply(Change::PutReport(report));
     }
+    for record in persisted.books {
+        state.apply(Change::PutBooksRecord(record));
+    }
     for period in persisted.closed_periods {
         state.apply(Change::PutClosedPeriod(period));
     }

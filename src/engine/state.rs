@@ -237,6 +237,9 @@ pub(crate) struct State {
     /// Closed periods no report has carried yet, by license, feature and
     /// start.
     pub closed_periods: BTreeMap<(String, String, i64), ClosedPeriodRecord>,
+    /// The records of the vendor's online service, by kind and key (its
+    /// books only: an install never reads them).
+    pub books: BTreeMap<(String, String), String>,
 }
 
 impl State {
@@ -381,6 +384,12 @@ impl State {
                 starts_at,
             } => {
                 self.closed_periods.remove(&(license_id, code, starts_at));
+            }
+            Change::PutBooksRecord(r) => {
+                self.books.insert((r.kind, r.key), r.value);
+            }
+            Change::DeleteBooksRecord { kind, key } => {
+                self.books.remove(&(kind, key));
             }
         }
     }

@@ -35,7 +35,7 @@ use crate::license::VerifiedLicense;
 /// The version of the stored layout this crate writes. A state written by
 /// an older version opens (and is brought up to date); one written by a
 /// newer version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 5;
+pub(crate) const FORMAT_VERSION: u32 = 6;
 
 /// The latest issue of a license id an install has seen: the highest
 /// serial, and the latest `issued_at` among the tokens of that serial
@@ -370,6 +370,38 @@ pub struct ClosedPeriodRecord {
     pub used: u64,
 }
 
+/// A record of the vendor's online service, kept in its books: what a
+/// license key, an account, an assignment, a trial or a withdrawn
+/// certificate is (`kind`), what it is known by (`key`) and its contents
+/// (`value`, JSON the books write and read back). A store keeps them as
+/// given; an install never reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BooksRecord {
+    /// What the record is (the books name their kinds).
+    pub kind: String,
+    /// What it is known by, within its kind.
+    pub key: String,
+    /// Its contents.
+    pub value: String,
+}
+
+impl BooksRecord {
+    /// A record of `kind`, known by `key`, holding `value`.
+    ///
+    /// ```
+    /// let record = entitle::store::BooksRecord::new("trial", "desk-1", "{}");
+    /// assert_eq!(record.kind, "trial");
+    /// ```
+    pub fn new(kind: impl Into<String>, key: impl Into<String>, value: impl Into<String>) -> Self {
+        BooksRecord {
+            kind: kind.into(),
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
 /// What `entitle init` fixes about an install it makes: the keys and
 /// release date the command-line tool trusts, the device it names and the
 /// machine it was made on. A program's own state has none: a program
@@ -544,6 +576,8 @@ pub struct Persisted {
     pub reports: Vec<ReportRecord>,
     /// Closed periods of metered features no report has carried yet.
     pub closed_periods: Vec<ClosedPeriodRecord>,
+    /// The records of the vendor's online service (none on an install).
+    pub books: Vec<BooksRecord>,
 }
 
 /// One durable step. Every mutation is a list of these, written in one
@@ -605,6 +639,16 @@ pub enum Change {
         code: String,
         /// When the period started (Unix seconds).
         starts_at: i64,
+    },
+    /// Keeps a record of the vendor's online service (replacing the one of
+    /// the same kind and key).
+    PutBooksRecord(BooksRecord),
+    /// Forgets a record of the vendor's online service.
+    DeleteBooksRecord {
+        /// Its kind.
+        kind: String,
+        /// Its key.
+        key: String,
     },
 }
 

@@ -479,3 +479,47 @@ pub fn closed_periods_wait_for_a_report_across_reopening<S: Store>(open: impl Fn
     assert_eq!(periods(&third.report), (0, vec![]));
     assert_eq!(third.report.sequence, 3);
 }
+
+/// The records of the vendor's online service (license keys, accounts,
+/// trials) are kept as given across reopening, replaced by kind and key,
+/// and forgotten when deleted; a transaction that refreshes sees another
+/// writer's.
+pub fn books_records_survive_reopening<S: Store>(open: impl Fn() -> S) {
+    use entitle::store::BooksRecord;
+    let store = open();
+    let mut txn = store.begin().unwrap();
+    txn.write(&[
+        Change::PutBooksRecord(BooksRecord::new("key", "9f86d0", r#"{"license":"lic_1"}"#)),
+        Change::PutBooksRecord(BooksRecord::new("trial", "desk-1", "lic_t")),
+        Change::PutBooksRecord(BooksRecord::new("trial", "desk-2", "o'brien \\ \u{e9}")),
+    ])
+    .unwrap();
+    let generation = txn.commit().unwrap();
+    store.sync(generation).unwrap();
+    drop(store);
+
+    let store = open();
+    let mut txn = store.begin().unwrap();
+    txn.write(&[
+        Change::PutBooksRecord(BooksRecord::new("trial", "desk-1", "lic_t2")),
+        Change::DeleteBooksRecord {
+            kind: "key".into(),
+            key: "9f86d0".into(),
+        },
+    ])
+    .unwrap();
+    let generation = txn.commit().unwrap();
+    store.sync(generation).unwrap();
+    drop(store);
+
+    let (_, rows) = open().load().unwrap();
+    let mut books = rows.books.clone();
+    books.sort_by(|a, b| (&a.kind, &a.key).cmp(&(&b.kind, &b.key)));
+    assert_eq!(
+        books,
+        [
+            BooksRecord::new("trial", "desk-1", "lic_t2"),
+            BooksRecord::new("trial", "desk-2", "o'brien \\ \u{e9}"),
+        ]
+    );
+}

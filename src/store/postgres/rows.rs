@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::database::Conn;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord,
-    CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted,
-    ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, BooksRecord, Change,
+    ClosedPeriodRecord, CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord,
+    Persisted, ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 
 /// A failure reading or writing rows: the client's, or a row that does
@@ -68,6 +68,7 @@ pub(super) struct Cached {
     signed: Vec<SignedRecord>,
     accepted_receipts: Vec<AcceptedReceiptRecord>,
     reports: Vec<ReportRecord>,
+    books: Vec<BooksRecord>,
 }
 
 /// Whether a change touches a table [`Cached`] keeps.
@@ -80,7 +81,9 @@ pub(super) fn changes_licenses(change: &Change) -> bool {
         | Change::FirstUse(..)
         | Change::PutSigned(_)
         | Change::PutAcceptedReceipt(_)
-        | Change::PutReport(_) => true,
+        | Change::PutReport(_)
+        | Change::PutBooksRecord(_)
+        | Change::DeleteBooksRecord { .. } => true,
         Change::Set(_)
         | Change::PutUser(_)
         | Change::DeleteUser(_)
@@ -214,6 +217,21 @@ pub(super) fn read_all(
                         created_at: get(r, 3, t)?,
                         ingested_at: get(r, 4, t)?,
                         token: get(r, 5, t)?,
+                    })
+                })
+                .collect::<Rows<_>>()?,
+            books: conn
+                .query(
+                    "SELECT kind, key, value FROM entitle_books WHERE namespace = $1 \
+                     ORDER BY kind, key",
+                    &[ns],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(BooksRecord {
+                        kind: get(r, 0, "books")?,
+                        key: get(r, 1, "books")?,
+                        value: get(r, 2, "books")?,
                     })
                 })
                 .collect::<Rows<_>>()?,
@@ -367,6 +385,7 @@ pub(super) fn read_all(
         accepted_receipts: cached.accepted_receipts.clone(),
         reports: cached.reports.clone(),
         closed_periods,
+        books: cached.books.clone(),
     })
 }
 
@@ -763,6 +782,17 @@ pub(super) fn write(sql: &mut String, ns: &str, change: &Change) -> Rows<()> {
              WHERE namespace = $1 AND license_id = $2 AND code = $3 AND starts_at = $4",
             &[&ns, license_id, code, starts_at],
         ),
+        Change::PutBooksRecord(r) => statement(
+            sql,
+            "INSERT INTO entitle_books (namespace, kind, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, kind, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&ns, &r.kind, &r.key, &r.value],
+        ),
+        Change::DeleteBooksRecord { kind, key } => statement(
+            sql,
+            "DELETE FROM entitle_books WHERE namespace = $1 AND kind = $2 AND key = $3",
+            &[&ns, kind, key],
+        ),
     }
     Ok(())
 }
@@ -829,6 +859,8 @@ pub(super) fn holds_nul(change: &Change) -> bool {
         }
         Change::PutReport(r) => nul(&r.fingerprint) || nul(&r.install_key) || nul(&r.token),
         Change::PutClosedPeriod(p) => nul(&p.license_id) || nul(&p.code),
+        Change::PutBooksRecord(r) => nul(&r.kind) || nul(&r.key) || nul(&r.value),
+        Change::DeleteBooksRecord { kind, key } => nul(kind) || nul(key),
         Change::DeleteClosedPeriod {
             license_id, code, ..
         } => nul(license_id) || nul(code),

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS entitle_closed_periods (
 -- nothing); an older user has none.
 ALTER TABLE entitle_users ADD COLUMN IF NOT EXISTS name text;
 ALTER TABLE entitle_users ADD COLUMN IF NOT EXISTS email text;
+-- Version 6: the records of the vendor's online service (license keys,
+-- accounts, assignments, trials, withdrawn certificates), kept by its
+-- books; an install has none.
+CREATE TABLE IF NOT EXISTS entitle_books (
+    namespace text NOT NULL, kind text NOT NULL, key text NOT NULL, value text NOT NULL,
+    PRIMARY KEY (namespace, kind, key));
 ";
 
 /// Every table holding rows of a namespace, `entitle_namespaces` first:
@@ -146,6 +152,7 @@ pub(super) const NAMESPACED_TABLES: &[&str] = &[
     "entitle_accepted_receipts",
     "entitle_reports",
     "entitle_closed_periods",
+    "entitle_books",
 ];
 
 /// Whether entitle's tables are there, brought up to date if they are

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::corrupt_rows;
 use super::schema::check_count;
 use crate::store::{
-    AcceptedReceiptRecord, ActivationKind, ActivationRecord, Change, ClosedPeriodRecord,
-    CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord, Persisted,
-    ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
+    AcceptedReceiptRecord, ActivationKind, ActivationRecord, BooksRecord, Change,
+    ClosedPeriodRecord, CounterRecord, IssueMark, IssuedReceiptRecord, LeaseRecord, LicenseRecord,
+    Persisted, ReportRecord, Setting, Settings, SignedKind, SignedRecord, UserRecord,
 };
 use crate::Timestamp;
 
@@ -70,6 +70,7 @@ pub(super) struct Cached {
     signed: Option<(String, Vec<SignedRecord>)>,
     accepted_receipts: Option<(String, Vec<AcceptedReceiptRecord>)>,
     reports: Option<(String, Vec<ReportRecord>)>,
+    books: Option<(String, Vec<BooksRecord>)>,
 }
 
 /// Reads `table` with `read`, or takes it from `cached` when its version
@@ -294,6 +295,15 @@ pub(super) fn read_all(conn: &Connection, cached: &mut Cached) -> rusqlite::Resu
                 })
             },
         )?,
+        books: read_versioned(&meta, &mut cached.books, "books", || {
+            read_table(conn, &meta, "books", "kind, key, value", |r| {
+                Ok(BooksRecord {
+                    kind: r.get(0)?,
+                    key: r.get(1)?,
+                    value: r.get(2)?,
+                })
+            })
+        })?,
     })
 }
 
@@ -518,6 +528,16 @@ pub(super) fn write(conn: &Connection, change: &Change) -> rusqlite::Result<()> 
             conn,
             "DELETE FROM closed_periods WHERE license_id = ?1 AND code = ?2 AND starts_at = ?3",
             params![license_id, code, starts_at],
+        ),
+        Change::PutBooksRecord(r) => run(
+            conn,
+            "INSERT OR REPLACE INTO books (kind, key, value) VALUES (?1, ?2, ?3)",
+            params![r.kind, r.key, r.value],
+        ),
+        Change::DeleteBooksRecord { kind, key } => run(
+            conn,
+            "DELETE FROM books WHERE kind = ?1 AND key = ?2",
+            params![kind, key],
         ),
     }
 }

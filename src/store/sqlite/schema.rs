@@ -60,13 +60,17 @@ CREATE TABLE IF NOT EXISTS closed_periods (
     license_id TEXT NOT NULL, code TEXT NOT NULL, starts_at INTEGER NOT NULL,
     ends_at INTEGER NOT NULL, used INTEGER NOT NULL,
     PRIMARY KEY (license_id, code, starts_at)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS books (
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)) WITHOUT ROWID;
 ";
 
 /// Brings a state written by an older format up to this one, in the
 /// transaction that opens it. The tables added since format 1 (`signed`
 /// in format 2; `issued_receipts`, `accepted_receipts` and `reports` in
 /// format 3; `closed_periods` in format 4, empty for an older state,
-/// whose closed periods were overwritten as they closed) are made by
+/// whose closed periods were overwritten as they closed; `books`, the
+/// vendor's online service, in format 6) are made by
 /// [`SCHEMA`]. Activations gain the certificate
 /// token in format 2 (an old certificate row has none, and so grants
 /// nothing until its certificate is applied again) and the install key in
@@ -177,7 +181,7 @@ fn upgrade(conn: &Connection, shown: &str) -> Result<()> {
 /// same transaction as the rows; every load compares. A leaf page replaced
 /// by another table's valid page passes SQLite's structural check but not
 /// this one.
-const COUNTED: [(&str, &str); 14] = [
+const COUNTED: [(&str, &str); 15] = [
     ("licenses", "id = NEW.id"),
     ("serials", "id = NEW.id"),
     ("tombstones", "id = NEW.id"),
@@ -210,6 +214,7 @@ const COUNTED: [(&str, &str); 14] = [
         "closed_periods",
         "license_id = NEW.license_id AND code = NEW.code AND starts_at = NEW.starts_at",
     ),
+    ("books", "kind = NEW.kind AND key = NEW.key"),
 ];
 
 /// The tables of format 1: all present, or none (a new state). Tables
@@ -255,7 +260,7 @@ fn count_rows(conn: &Connection) -> rusqlite::Result<()> {
 /// trigger gives each a fresh random `version.<table>` on every change,
 /// so a reader that read them at that version need not read them again
 /// (a refresh after another process's change reads only what changed).
-pub(super) const VERSIONED: [&str; 7] = [
+pub(super) const VERSIONED: [&str; 8] = [
     "licenses",
     "serials",
     "tombstones",
@@ -263,6 +268,7 @@ pub(super) const VERSIONED: [&str; 7] = [
     "first_use",
     "accepted_receipts",
     "reports",
+    "books",
 ];
 
 fn version_rows(conn: &Connection) -> rusqlite::Result<()> {
