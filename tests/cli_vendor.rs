@@ -539,6 +539,60 @@ fn allow_unknown_signs_the_fields_and_an_install_keeps_them() {
 }
 
 #[test]
+fn a_device_limit_each_install_counts_is_issued_with_a_warning() {
+    let (dir, _) = vendor_dir();
+    spec(
+        &dir,
+        json!({"product": "acme", "activations": {"max": 2}, "features": [{"code": "cad"}]}),
+    );
+    let human = entitle(
+        dir.path(),
+        &[
+            "issue",
+            "--key",
+            "vendor.key",
+            "--spec",
+            "spec.json",
+            "--out",
+            "a.lic",
+        ],
+    );
+    assert_eq!(code(&human), 0, "still issued: {}", stderr(&human));
+    assert!(dir.path().join("a.lic").exists());
+    let warned = stderr(&human);
+    assert!(
+        warned.contains("warning: `activations.max` is 2")
+            && warned.contains("binds only what one state or one site server sees"),
+        "{warned}"
+    );
+
+    let out = issue_json(&dir, &[]);
+    assert_eq!(code(&out), 0);
+    let warnings = &json_out(&out)["warnings"];
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+    assert_eq!(warnings[0]["code"], "ACTIVATIONS_COUNTED_BY_INSTALL");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`activations.counted_by` to `vendor`"),
+        "says what to do: {warnings}"
+    );
+
+    // Counted by the vendor's books, or without a limit: nothing to say.
+    for good in [
+        json!({"product": "acme", "activations": {"max": 2, "counted_by": "vendor"}}),
+        json!({"product": "acme", "activations": {"max_transfers": 1}}),
+    ] {
+        spec(&dir, good.clone());
+        let out = issue_json(&dir, &[]);
+        assert_eq!(code(&out), 0, "{good}");
+        assert_eq!(json_out(&out)["warnings"], json!([]), "{good}");
+        assert!(stderr(&out).is_empty(), "{good}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_perpetual_license_with_an_expiry_is_issued_with_a_warning() {
     let (dir, _) = vendor_dir();
     spec(

@@ -67,6 +67,13 @@ pub struct ActivationRequest {
     /// in the certificate, which then holds only on that machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// The install runs on a virtual machine (as its engine detected or
+    /// was told, [`EngineBuilder::virtual_machine`](crate::EngineBuilder::virtual_machine)):
+    /// the vendor refuses a license with `prevent_vm` before counting the
+    /// device (docs/formats.md#activation-request). Read as `false` from
+    /// requests made before installs said so.
+    #[serde(default)]
+    pub vm: bool,
 }
 
 /// Between a fingerprint and an install key in the key under which the
@@ -351,6 +358,7 @@ impl Engine {
             created_at: self.now(),
             install_key,
             machine,
+            vm: self.inner.config.device.vm,
         })
     }
 
@@ -488,9 +496,10 @@ impl Engine {
     /// The vendor side of an offline activation, behind
     /// [`Books::record_issued_certificate`](crate::books::Books::record_issued_certificate):
     /// records that a certificate is being issued for the request's device
-    /// in this (vendor) state, refusing over the license's `max`
-    /// activations. The license must be installed in the vendor's state.
-    /// This engine is the authority here, whatever `counted_by` says. The
+    /// in this (vendor) state, refusing a virtual machine when the license
+    /// has `prevent_vm` (`VM_NOT_ALLOWED`, nothing recorded) and a device
+    /// over the license's `max` activations. The license must be installed
+    /// in the vendor's state. This engine is the authority here, whatever `counted_by` says. The
     /// record counts toward `max` and grants nothing here.
     pub(crate) fn record_issued_certificate(
         &self,
@@ -509,6 +518,15 @@ impl Engine {
                     request.license_id
                 ))
             })?;
+            // Before anything is counted: a refused virtual machine takes
+            // no slot (docs/formats.md#activation-request).
+            if installed.verified.prevent_vm && request.vm {
+                return Err(denied_activation(
+                    Reason::VmNotAllowed,
+                    &request.license_id,
+                    plan,
+                ));
+            }
             // The books count a device by (fingerprint, install key): the
             // same pair again is a re-issue that counts nothing; a known
             // fingerprint with another install key (a second install
@@ -548,7 +566,7 @@ impl Engine {
                         expires_at: expires_at.map(Timestamp::unix),
                         kind: ActivationKind::Recorded,
                         hostname: request.hostname.clone(),
-                        vm: false,
+                        vm: request.vm,
                         install_key: request.install_key.clone(),
                         machine: request.machine.clone(),
                 })],

@@ -405,7 +405,9 @@ impl LicenseBuilder {
         self
     }
 
-    /// Node-locked device activations.
+    /// Node-locked device activations. A `max` that each install counts
+    /// (`counted_by: install`, the default) binds only what one state
+    /// sees: [`License::issue_warnings`] says so.
     ///
     /// ```
     /// use entitle::license::{Activations, License};

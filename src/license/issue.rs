@@ -88,6 +88,26 @@ pub enum IssueWarning {
     /// `kind` is `consumption`, but no feature has `consumption`: nothing
     /// is metered.
     ConsumptionWithoutMeter,
+    /// `activations.max` limits the devices, but each install counts them
+    /// (`counted_by: install`, the default): such a limit binds only what
+    /// one state or one site server sees, and a copy of the license on
+    /// another install counts afresh.
+    ///
+    /// ```
+    /// use entitle::license::{Activations, CountedBy, IssueWarning, License};
+    ///
+    /// let license = License::builder("acme").activations(Activations::up_to(3)).build().unwrap();
+    /// assert_eq!(license.issue_warnings(), [IssueWarning::ActivationsCountedByInstall { max: 3 }]);
+    /// assert_eq!(license.issue_warnings()[0].code(), "ACTIVATIONS_COUNTED_BY_INSTALL");
+    ///
+    /// let counted = Activations::up_to(3).with_counted_by(CountedBy::Vendor);
+    /// let license = License::builder("acme").activations(counted).build().unwrap();
+    /// assert!(license.issue_warnings().is_empty());
+    /// ```
+    ActivationsCountedByInstall {
+        /// The most devices at once, as `activations.max` says.
+        max: u32,
+    },
 }
 
 impl IssueWarning {
@@ -102,6 +122,7 @@ impl IssueWarning {
             IssueWarning::KindWithoutEnd { .. } => "KIND_WITHOUT_END",
             IssueWarning::TrialWithoutEnd => "TRIAL_WITHOUT_END",
             IssueWarning::ConsumptionWithoutMeter => "CONSUMPTION_WITHOUT_METER",
+            IssueWarning::ActivationsCountedByInstall { .. } => "ACTIVATIONS_COUNTED_BY_INSTALL",
         }
     }
 }
@@ -128,6 +149,14 @@ impl fmt::Display for IssueWarning {
             IssueWarning::ConsumptionWithoutMeter => f.write_str(
                 "`kind` is `consumption`, but no feature has `consumption`: nothing is metered; \
                  give the metered features a `consumption`, or choose another `kind`",
+            ),
+            IssueWarning::ActivationsCountedByInstall { max } => write!(
+                f,
+                "`activations.max` is {max}, but each install counts its own activations \
+                 (`counted_by: install`, the default): such a limit binds only what one state or \
+                 one site server sees, and the same license on another install activates {max} \
+                 more devices; set `activations.counted_by` to `vendor` so that only machine \
+                 certificates from your books activate a device"
             ),
         }
     }
@@ -168,7 +197,8 @@ impl License {
     }
 
     /// What issuing this license would warn about: a `kind` at odds with
-    /// its end, a trial that never ends. None of these makes it invalid.
+    /// its end, a trial that never ends, a device limit that each install
+    /// counts for itself. None of these makes it invalid.
     /// See [`IssueWarning`] for an example.
     pub fn issue_warnings(&self) -> Vec<IssueWarning> {
         let ends = self.expires_at.is_some() || self.trial_secs.is_some();
@@ -188,6 +218,17 @@ impl License {
         }
         if self.kind == Kind::Consumption && self.features.iter().all(|f| f.consumption.is_none()) {
             warnings.push(IssueWarning::ConsumptionWithoutMeter);
+        }
+        // An install counts only the devices it sees itself
+        // (docs/semantics.md#activations-and-transfers): a vendor who sets
+        // a `max` most likely means every machine of the customer.
+        if let Some(Activations {
+            max: Some(max),
+            counted_by: CountedBy::Install,
+            ..
+        }) = self.activations
+        {
+            warnings.push(IssueWarning::ActivationsCountedByInstall { max });
         }
         warnings
     }
@@ -554,5 +595,36 @@ mod tests {
         assert!(license(serde_json::json!({"product": "a", "kind": "consumption",
                                             "features": [{"code": "f", "consumption": {"max": 1}}]}))
         .is_empty());
+    }
+
+    #[test]
+    fn a_device_limit_each_install_counts_is_warned_about() {
+        let warnings = |activations: Value| {
+            let spec = serde_json::json!({"product": "a", "activations": activations});
+            License::from_spec(&spec.to_string(), Timestamp::from_unix(0))
+                .unwrap()
+                .0
+                .issue_warnings()
+        };
+        let warned = [IssueWarning::ActivationsCountedByInstall { max: 3 }];
+        // `install` is the default: said or not, the same warning.
+        assert_eq!(warnings(serde_json::json!({"max": 3})), warned);
+        assert_eq!(
+            warnings(serde_json::json!({"max": 3, "counted_by": "install", "max_transfers": 1})),
+            warned
+        );
+        // Counted by the vendor, or no limit to count: nothing to say.
+        assert!(warnings(serde_json::json!({"max": 3, "counted_by": "vendor"})).is_empty());
+        assert!(warnings(serde_json::json!({})).is_empty());
+        assert!(warnings(serde_json::json!({"max_transfers": 2})).is_empty());
+
+        let message = warned[0].to_string();
+        assert_eq!(warned[0].code(), "ACTIVATIONS_COUNTED_BY_INSTALL");
+        assert!(
+            message.contains("binds only what one state or one site server sees")
+                && message.contains("`vendor`")
+                && message.contains('3'),
+            "{message}"
+        );
     }
 }
