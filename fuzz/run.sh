@@ -18,7 +18,7 @@ shift || true
 cd "$(dirname "$0")"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(token armor license filter request machine revocations keys receipt report lease state)
+    targets=(token armor license filter request machine revocations keys receipt report lease state license_key)
 fi
 
 status=0

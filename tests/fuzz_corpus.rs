@@ -28,6 +28,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("lease", fuzz_targets::lease),
     ("filter", fuzz_targets::filter),
     ("state", fuzz_targets::state),
+    ("license_key", fuzz_targets::license_key),
 ];
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
@@ -96,6 +97,19 @@ fn the_license_corpus_holds_valid_and_invalid_documents() {
         .collect();
     assert!(
         results.contains(&true) && results.contains(&false),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn the_license_key_corpus_holds_keys_that_read_and_typing_that_does_not() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/license_key");
+    let results: Vec<bool> = inputs(&root)
+        .iter()
+        .map(|path| fuzz_targets::license_key(&std::fs::read(path).unwrap()).is_ok())
+        .collect();
+    assert!(
+        results.iter().filter(|&&ok| ok).count() >= 2 && results.contains(&false),
         "{results:?}"
     );
 }

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use entitle::engine::ActivationRequest;
 use entitle::license::{
-    DeactivationReceipt, KeyRotation, License, MachineCertificate, RevocationList, UsageReport,
-    VerifiedLicense,
+    DeactivationReceipt, KeyRotation, License, LicenseKey, MachineCertificate, RevocationList,
+    UsageReport, VerifiedLicense,
 };
 use entitle::policy::activation::{accept_receipt, ReceiptBooks};
 use entitle::policy::reports::{ingest_report, ReportBooks};
@@ -364,4 +364,16 @@ pub fn lease(data: &[u8]) -> entitle::Result<()> {
         );
     }
     signed.or(payload).map(drop)
+}
+
+/// `license_key`: the bytes as a license key a person typed (lossy UTF-8,
+/// as a form field or a command line hands it over). A key that reads
+/// displays in a form that reads back to itself, with the same hash.
+pub fn license_key(data: &[u8]) -> entitle::Result<()> {
+    let key = LicenseKey::parse(&String::from_utf8_lossy(data))?;
+    let shown = key.to_string();
+    let reread = LicenseKey::parse(&shown);
+    assert_eq!(reread.as_ref().ok(), Some(&key), "round trip of {shown}");
+    assert_eq!(reread.map(|k| k.hash()).ok(), Some(key.hash()));
+    Ok(())
 }

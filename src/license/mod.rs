@@ -1,12 +1,14 @@
 //! The signed documents: licenses, revocation lists, offline machine
 //! certificates and key rotations (signed by the vendor), deactivation
-//! receipts and usage reports (signed by an install's own key), and the
-//! proof types that only verification can make.
+//! receipts and usage reports (signed by an install's own key), the
+//! proof types that only verification can make, and the license keys a
+//! person types.
 
 mod builder;
 mod document;
 mod feature;
 mod issue;
+mod key;
 mod receipt;
 mod report;
 mod revocations;
@@ -19,6 +21,7 @@ pub use document::{
     DEFAULT_ACTIVE_WINDOW_SECS, MAX_ASSIGNED_USERS, MAX_CHANNELS, MAX_FEATURES, MAX_NAME_LEN,
 };
 pub use issue::{IssueWarning, UnknownField};
+pub use key::LicenseKey;
 pub use receipt::DeactivationReceipt;
 pub use report::{
     ClosedPeriod, FeatureUsage, LicenseUsage, ReportClock, UsageReport, MAX_REPORTED_LICENSES,
