@@ -72,6 +72,9 @@
 //! # Ok::<(), entitle::Error>(())
 //! ```
 
+#[cfg(feature = "server")]
+pub mod online;
+
 use crate::clock::{Clock, Timestamp};
 use crate::engine::{Engine, EngineBuilder, LicenseInfo};
 use crate::error::{Error, Result};

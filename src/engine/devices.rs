@@ -506,74 +506,146 @@ impl Engine {
         request: &ActivationRequest,
         expires_at: Option<Timestamp>,
     ) -> Result<()> {
-        self.mutate(|plan| {
-            let installed = plan.state.licenses.get(&request.license_id).ok_or_else(|| {
-                Error::LicenseNotFound {
-                    id: request.license_id.clone(),
-                }
-            })?;
-            let rules = installed.verified.activations.ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "license `{}` is not node-locked (it has no `activations`); it needs no certificate",
-                    request.license_id
-                ))
-            })?;
-            // Before anything is counted: a refused virtual machine takes
-            // no slot (docs/formats.md#activation-request).
-            if installed.verified.prevent_vm && request.vm {
-                return Err(denied_activation(
-                    Reason::VmNotAllowed,
-                    &request.license_id,
-                    plan,
-                ));
-            }
-            // The books count a device by (fingerprint, install key): the
-            // same pair again is a re-issue that counts nothing; a known
-            // fingerprint with another install key (a second install
-            // claiming the first one's fingerprint) is another device,
-            // kept under a key of its own (docs/semantics.md#what-stored-state-is-trusted).
-            let license = &request.license_id;
-            let same_device = plan
-                .state
-                .devices_for(license, plan.now)
-                .find(|(_, r)| {
-                    device_of(&r.fingerprint) == request.fingerprint
-                        && (r.install_key == request.install_key || r.install_key.is_none())
-                })
-                .map(|(key, _)| key.to_owned());
-            let key = match same_device {
-                Some(key) => key,
-                None => {
-                    let devices = plan.state.devices_for(license, plan.now).count() as u64;
-                    if rules.max.is_some_and(|max| devices >= u64::from(max)) {
-                        return Err(denied_activation(Reason::ActivationLimit, license, plan));
-                    }
-                    let taken = plan
-                        .state
-                        .activations
-                        .contains_key(&(license.clone(), request.fingerprint.clone()));
-                    match (&request.install_key, taken) {
-                        (Some(install_key), true) => books_device_key(&request.fingerprint, install_key),
-                        _ => request.fingerprint.clone(),
-                    }
-                }
-            };
-            Ok((
-                vec![Change::PutActivation(ActivationRecord {
-                    license_id: request.license_id.clone(),
-                    fingerprint: key,
-                        activated_at: plan.now,
-                        expires_at: expires_at.map(Timestamp::unix),
-                        kind: ActivationKind::Recorded,
-                        hostname: request.hostname.clone(),
-                        vm: request.vm,
-                        install_key: request.install_key.clone(),
-                        machine: request.machine.clone(),
-                })],
-                (),
-            ))
-        })
+        self.mutate(|plan| Ok((plan_record_certificate(plan, request, expires_at)?.0, ())))
     }
+}
+
+/// Plans the books' record of a certificate issued for `request`'s device
+/// (see [`Engine::record_issued_certificate`]); `true` when the device is
+/// counted now, `false` when it was counted already (a re-issue).
+pub(crate) fn plan_record_certificate(
+    plan: &Plan<'_>,
+    request: &ActivationRequest,
+    expires_at: Option<Timestamp>,
+) -> Result<(Vec<Change>, bool)> {
+    let installed = plan
+        .state
+        .licenses
+        .get(&request.license_id)
+        .ok_or_else(|| Error::LicenseNotFound {
+            id: request.license_id.clone(),
+        })?;
+    let rules = installed.verified.activations.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "license `{}` is not node-locked (it has no `activations`); it needs no certificate",
+            request.license_id
+        ))
+    })?;
+    // Before anything is counted: a refused virtual machine takes
+    // no slot (docs/formats.md#activation-request).
+    if installed.verified.prevent_vm && request.vm {
+        return Err(denied_activation(
+            Reason::VmNotAllowed,
+            &request.license_id,
+            plan,
+        ));
+    }
+    // The books count a device by (fingerprint, install key): the
+    // same pair again is a re-issue that counts nothing; a known
+    // fingerprint with another install key (a second install
+    // claiming the first one's fingerprint) is another device,
+    // kept under a key of its own (docs/semantics.md#what-stored-state-is-trusted).
+    let license = &request.license_id;
+    let same_device = plan
+        .state
+        .devices_for(license, plan.now)
+        .find(|(_, r)| {
+            device_of(&r.fingerprint) == request.fingerprint
+                && (r.install_key == request.install_key || r.install_key.is_none())
+        })
+        .map(|(key, _)| key.to_owned());
+    let created = same_device.is_none();
+    let key = match same_device {
+        Some(key) => key,
+        None => {
+            let devices = plan.state.devices_for(license, plan.now).count() as u64;
+            if rules.max.is_some_and(|max| devices >= u64::from(max)) {
+                return Err(denied_activation(Reason::ActivationLimit, license, plan));
+            }
+            let taken = plan
+                .state
+                .activations
+                .contains_key(&(license.clone(), request.fingerprint.clone()));
+            match (&request.install_key, taken) {
+                (Some(install_key), true) => books_device_key(&request.fingerprint, install_key),
+                _ => request.fingerprint.clone(),
+            }
+        }
+    };
+    let mut changes = recorded(request, plan.now, expires_at);
+    if let Some(Change::PutActivation(record)) = changes.first_mut() {
+        record.fingerprint = key;
+    }
+    Ok((changes, created))
+}
+
+/// The books' record of a device activated for `request`'s license, made
+/// at `now`: it counts toward `max` and grants nothing on the books.
+pub(crate) fn recorded(
+    request: &ActivationRequest,
+    now: i64,
+    expires_at: Option<Timestamp>,
+) -> Vec<Change> {
+    vec![Change::PutActivation(ActivationRecord {
+        license_id: request.license_id.clone(),
+        fingerprint: request.fingerprint.clone(),
+        activated_at: now,
+        expires_at: expires_at.map(Timestamp::unix),
+        kind: ActivationKind::Recorded,
+        hostname: request.hostname.clone(),
+        vm: request.vm,
+        install_key: request.install_key.clone(),
+        machine: request.machine.clone(),
+    })]
+}
+
+/// Plans freeing device `fingerprint`'s slot on `license_id` by hand (a
+/// machine the customer lost): every activation the books keep of it for
+/// that license (under its plain fingerprint, or under another install's
+/// key), counting one transfer. `NOT_ACTIVATED` when there is none;
+/// `TRANSFER_LIMIT` when no transfer is left.
+// Used by the vendor's service (`server`).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn plan_free(
+    plan: &Plan<'_>,
+    license_id: &str,
+    fingerprint: &str,
+) -> Result<Vec<Change>> {
+    let held: Vec<String> = plan
+        .state
+        .activations
+        .range((license_id.to_owned(), String::new())..)
+        .take_while(|((l, _), _)| l == license_id)
+        .filter(|((_, f), _)| device_of(f) == fingerprint)
+        .map(|((_, f), _)| f.clone())
+        .collect();
+    if held.is_empty() {
+        return Err(Error::denied(
+            Reason::NotActivated,
+            format!("device `{fingerprint}` is not activated for license `{license_id}`"),
+        ));
+    }
+    let used = plan.state.transfers.get(license_id).copied().unwrap_or(0);
+    if let Some(rules) = plan
+        .state
+        .licenses
+        .get(license_id)
+        .and_then(|l| l.verified.activations)
+    {
+        activation::deactivate(&rules, used).map_err(|r| denied_activation(r, license_id, plan))?;
+    }
+    let mut changes: Vec<Change> = held
+        .into_iter()
+        .map(|f| Change::DeleteActivation {
+            license_id: license_id.to_owned(),
+            fingerprint: f,
+        })
+        .collect();
+    changes.push(Change::Transfers(
+        license_id.to_owned(),
+        used.saturating_add(1),
+    ));
+    Ok(changes)
 }
 
 impl ActivationRequest {

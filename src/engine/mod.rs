@@ -8,7 +8,7 @@ pub(crate) mod airgap;
 mod builder;
 mod codes;
 mod consumption;
-mod devices;
+pub(crate) mod devices;
 mod floating;
 mod gate;
 mod info;
@@ -309,6 +309,19 @@ impl Engine {
         let mut registry = self.inner.registry.write();
         let next = registry.len() as u32;
         *registry.entry(Box::from(code)).or_insert(next)
+    }
+
+    /// Reads the writer's state, brought up to date with the store first
+    /// (what other processes sharing it committed): for the vendor's
+    /// service, whose records are not in the readers' snapshot. Takes the
+    /// writer's lock; never on a hot path.
+    // Used by the vendor's service (`server`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn read_state<T>(&self, read: impl FnOnce(&State, i64) -> T) -> Result<T> {
+        self.refresh()?;
+        let now = self.inner.clock.now().unix();
+        let writer = self.inner.writer.lock();
+        Ok(read(&writer.state, now))
     }
 
     // ---- the writer ---------------------------------------------------
