@@ -308,13 +308,6 @@ impl Engine {
     /// This device's offline activation request for `license_id` (or the
     /// only node-locked license installed).
     pub fn activation_request(&self, license_id: Option<&str>) -> Result<ActivationRequest> {
-        let fingerprint = self
-            .inner
-            .config
-            .device
-            .fingerprint
-            .clone()
-            .ok_or_else(crate::device::unknown)?;
         let license_id = match license_id {
             Some(id) => id.to_owned(),
             None => {
@@ -341,6 +334,27 @@ impl Engine {
                 }
             }
         };
+        self.request_for(license_id)
+    }
+
+    /// This device's activation request naming no license (`"license_id":
+    /// ""`), for the vendor's service to pick one: the license a key
+    /// opens, the one assigned to a user, or a trial
+    /// (docs/http.md#the-vendors-service). Never a file a person carries:
+    /// the vendor's books refuse a request without a license.
+    #[cfg(feature = "client")]
+    pub(crate) fn activation_request_for_any_license(&self) -> Result<ActivationRequest> {
+        self.request_for(String::new())
+    }
+
+    fn request_for(&self, license_id: String) -> Result<ActivationRequest> {
+        let fingerprint = self
+            .inner
+            .config
+            .device
+            .fingerprint
+            .clone()
+            .ok_or_else(crate::device::unknown)?;
         let install_key = self
             .inner
             .snapshot
@@ -376,6 +390,76 @@ impl Engine {
             MachineCertificate::from_json(&serde_json::Value::Object(verified.payload().clone()))?;
         self.record_certificate(&cert, &kid, verified.into_compact())?;
         Ok(cert)
+    }
+
+    /// Whether a verified certificate from the vendor's service is this
+    /// install's own: for this device, on this machine, and bound to this
+    /// install's key. Stricter than a file applied by hand, which may
+    /// predate install keys: the online service always binds the key it
+    /// was sent, so a certificate without it was not made for this
+    /// request.
+    #[cfg(feature = "client")]
+    pub(crate) fn certificate_is_ours(&self, cert: &MachineCertificate) -> Result<()> {
+        let device = &self.inner.config.device;
+        let own = device.fingerprint.as_deref().ok_or_else(crate::device::unknown)?;
+        if own != cert.fingerprint {
+            return Err(Error::FingerprintMismatch {
+                expected: own.to_owned(),
+                found: cert.fingerprint.clone(),
+            });
+        }
+        let made_for = cert.machine.as_deref().unwrap_or(&cert.fingerprint);
+        if device.machine.as_deref() != Some(made_for) {
+            return Err(Error::FingerprintMismatch {
+                expected: device.machine.clone().unwrap_or_default(),
+                found: made_for.to_owned(),
+            });
+        }
+        let ours = self
+            .inner
+            .snapshot
+            .load()
+            .install_key
+            .as_ref()
+            .map(|key| key.public_key().to_base64url());
+        if ours.is_none() || cert.install_key != ours {
+            return Err(Error::InstallKeyMismatch {
+                fingerprint: cert.fingerprint.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the activations whose machine certificate has one of `ids`
+    /// ([`certificate_id`](crate::license::certificate_id)): the vendor
+    /// freed their slots (a lost machine), so they stop granting here.
+    /// Counts no transfer (the vendor counted it) and signs no receipt.
+    /// Returns the `(license, device)` pairs withdrawn; an id this install
+    /// holds no certificate for is ignored.
+    #[cfg(feature = "client")]
+    pub(crate) fn withdraw_certificates(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.mutate(|plan| {
+            let mut changes = Vec::new();
+            let mut withdrawn = Vec::new();
+            for ((license_id, fingerprint), record) in plan.state.activations.iter() {
+                let ActivationKind::Certificate(token) = &record.kind else {
+                    continue;
+                };
+                let id = crate::license::certificate_id(token);
+                if !ids.contains(&id) {
+                    continue;
+                }
+                changes.push(Change::DeleteActivation {
+                    license_id: license_id.clone(),
+                    fingerprint: fingerprint.clone(),
+                });
+                withdrawn.push((license_id.clone(), device_of(fingerprint).to_owned()));
+            }
+            Ok((changes, withdrawn))
+        })
     }
 
     /// Records a verified certificate (`token`, signed by `kid`).

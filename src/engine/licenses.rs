@@ -207,8 +207,21 @@ fn plan_rotation(plan: &Plan<'_>, rotation: &KeyRotation, token: &str) -> Result
 impl Engine {
     /// The keys trusted now: the builder's, with the signed key rotations
     /// applied to this state over them.
-    fn keyring(&self) -> Arc<Keyring> {
+    pub(crate) fn keyring(&self) -> Arc<Keyring> {
         Arc::clone(&self.inner.snapshot.load().keyring)
+    }
+
+    /// The token of the license installed under `id`, if any: what a
+    /// sync compares a token from the vendor's service with.
+    #[cfg(feature = "client")]
+    pub(crate) fn installed_license_token(&self, id: &str) -> Option<String> {
+        self.inner
+            .snapshot
+            .load()
+            .licenses
+            .iter()
+            .find(|l| l.verified.id == id)
+            .map(|l| l.verified.token().to_owned())
     }
 
     /// Verifies and installs a license (armored or a bare token).

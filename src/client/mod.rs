@@ -21,6 +21,12 @@
 //! free). A server that cannot be reached is `SERVER_UNREACHABLE`, naming
 //! its address.
 //!
+//! The vendor's online service (`entitle serve --books`) is reached
+//! through a [`VendorClient`]: an install activates by license key, login
+//! or trial, deactivates and syncs with [`Engine::activate_online`] and
+//! its siblings, and believes only what verifies against the keys it
+//! trusts (docs/http.md#the-vendors-service).
+//!
 //! A laptop leaving the network borrows its seat
 //! ([`Client::borrow`]), saves the token, and later holds it offline with
 //! [`LeaseGuard::borrowed`] until the borrow ends, judging time by the
@@ -72,6 +78,13 @@
 //! # Ok(())
 //! # }
 //! ```
+
+mod vendor;
+
+pub use vendor::{
+    OnlineActivation, OnlineDeactivation, RefusedToken, SyncOutcome, UserLicense, VendorClient,
+    VendorUser, WithdrawnActivation,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,8 +323,9 @@ impl Remote {
                 .into_json::<Value>()
                 .map_err(|e| unreachable(format!("its answer is not JSON: {e}"))),
             Err(ureq::Error::Status(status, response)) => {
+                let retry_after = retry_after(&response);
                 let body: Value = response.into_json().unwrap_or(Value::Null);
-                Err(server_error(status, &body).unwrap_or_else(|| {
+                Err(server_error(status, &body, retry_after, "the license server").unwrap_or_else(|| {
                     unreachable(format!("it answered {status} without an error body"))
                 }))
             }
@@ -391,18 +405,25 @@ impl Holder for Arc<Remote> {
 }
 
 /// The server's `{"error": {"code", "message", "retry_at"?}}` as an
-/// [`Error`]: a refusal by policy keeps its reason; anything the client
-/// cannot act on but retry (a 5xx) is `None`, an outage.
-fn server_error(status: u16, body: &Value) -> Option<Error> {
+/// [`Error`]: a refusal by policy keeps its reason, a refused credential
+/// or trial its own variant; anything the client cannot act on but retry
+/// (a 5xx) is `None`, an outage. `who` names the server in the message
+/// ("the license server", "the vendor's service"); `retry_after` is the
+/// answer's `Retry-After` header, in seconds. One mapping for both
+/// clients, so a code means the same whichever server sent it.
+pub(crate) fn server_error(
+    status: u16,
+    body: &Value,
+    retry_after: Option<u64>,
+    who: &str,
+) -> Option<Error> {
     if status >= 500 {
         return None;
     }
     let error = &body["error"];
     let code = error["code"].as_str()?;
-    let message = format!(
-        "the license server refused: {}",
-        error["message"].as_str().unwrap_or(code)
-    );
+    let said = error["message"].as_str().unwrap_or(code);
+    let message = format!("{who} refused: {said}");
     let retry_at = error["retry_at"]
         .as_str()
         .and_then(|t| Timestamp::parse(t).ok());
@@ -415,9 +436,29 @@ fn server_error(status: u16, body: &Value) -> Option<Error> {
         None => match code {
             "SIGNATURE_INVALID" => Error::SignatureInvalid,
             "MALFORMED" | "TOO_LARGE" => Error::malformed("request to the license server", message),
+            "UNAUTHORIZED" => Error::Unauthorized(format!("{who} says: {said}")),
+            "RATE_LIMITED" => Error::RateLimited {
+                // Without the header, a minute: what the service's limit
+                // counts over (docs/http.md#the-vendors-service).
+                retry_after_secs: retry_after
+                    .or_else(|| error["retry_after_secs"].as_u64())
+                    .unwrap_or(60),
+            },
+            "TRIAL_USED" => Error::TrialUsed {
+                // Filled in by the caller, who knows its device.
+                fingerprint: error["fingerprint"].as_str().unwrap_or_default().to_owned(),
+            },
             _ => Error::InvalidArgument(format!("{message} ({code})")),
         },
     })
+}
+
+/// An answer's `Retry-After` header in seconds (the HTTP-date form is
+/// not used by these servers, and reads as absent).
+pub(crate) fn retry_after(response: &ureq::Response) -> Option<u64> {
+    response
+        .header("retry-after")
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// The reason a code names, for the refusals a server sends.
@@ -458,7 +499,7 @@ mod tests {
     fn server_refusals_keep_their_reason_and_outages_are_io() {
         let body = json!({"error": {"code": "FLOATING_EXHAUSTED", "message": "all 2 in use",
             "retry_at": "2026-01-01T00:10:00Z"}});
-        match server_error(409, &body) {
+        match server_error(409, &body, None, "the license server") {
             Some(Error::Denied {
                 reason, retry_at, ..
             }) => {
@@ -467,8 +508,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(server_error(503, &body).is_none());
-        assert!(server_error(400, &Value::Null).is_none());
+        assert!(server_error(503, &body, None, "the license server").is_none());
+        assert!(server_error(400, &Value::Null, None, "the license server").is_none());
         assert_eq!(encode("lease_1a/../x"), "lease_1a%2F..%2Fx");
     }
 }
