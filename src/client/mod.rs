@@ -325,9 +325,11 @@ impl Remote {
             Err(ureq::Error::Status(status, response)) => {
                 let retry_after = retry_after(&response);
                 let body: Value = response.into_json().unwrap_or(Value::Null);
-                Err(server_error(status, &body, retry_after, "the license server").unwrap_or_else(|| {
-                    unreachable(format!("it answered {status} without an error body"))
-                }))
+                Err(
+                    server_error(status, &body, retry_after, "the license server").unwrap_or_else(
+                        || unreachable(format!("it answered {status} without an error body")),
+                    ),
+                )
             }
             Err(ureq::Error::Transport(transport)) => Err(unreachable(transport.to_string())),
         }

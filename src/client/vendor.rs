@@ -714,7 +714,8 @@ impl Engine {
             });
         }
         let verified = token::verify(certificate_text, &keyring, TokenType::Machine)?;
-        let certificate = MachineCertificate::from_json(&Value::Object(verified.payload().clone()))?;
+        let certificate =
+            MachineCertificate::from_json(&Value::Object(verified.payload().clone()))?;
         if certificate.license_id != license.id {
             return Err(malformed(format!(
                 "its certificate is for license `{}`, but its license is `{}`",

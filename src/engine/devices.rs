@@ -401,7 +401,10 @@ impl Engine {
     #[cfg(feature = "client")]
     pub(crate) fn certificate_is_ours(&self, cert: &MachineCertificate) -> Result<()> {
         let device = &self.inner.config.device;
-        let own = device.fingerprint.as_deref().ok_or_else(crate::device::unknown)?;
+        let own = device
+            .fingerprint
+            .as_deref()
+            .ok_or_else(crate::device::unknown)?;
         if own != cert.fingerprint {
             return Err(Error::FingerprintMismatch {
                 expected: own.to_owned(),

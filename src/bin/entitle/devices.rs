@@ -1,7 +1,9 @@
 //! Node-locked devices: `activate`, `deactivate`, `activation list`;
 //! `request`, the install's half of an offline activation; and what flows
 //! back to the vendor from an air-gapped install: `deactivate --receipt`
-//! and `report`, signed by the install's own key.
+//! and `report`, signed by the install's own key. The same through the
+//! vendor's online service (`--online URL`, `sync`, `trial`) is in
+//! `online`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,7 @@ use serde_json::json;
 use crate::output::{report_lines, to_json};
 use crate::output::{Failure, Outcome};
 use crate::state::{open_books, open_engine, open_install};
-use crate::{files, Globals};
+use crate::{files, online, Globals};
 
 /// The node-locked devices' commands.
 #[derive(Debug, Subcommand)]
@@ -32,6 +34,13 @@ pub enum DeviceCommand {
     Request(RequestArgs),
     /// Write a usage report signed by this install, to send to the vendor.
     Report(ReportArgs),
+    /// Bring this install up to date with the vendor's online service:
+    /// newer licenses, revocations, key rotations, withdrawn activations
+    /// (builds with the `client` feature).
+    Sync(online::SyncArgs),
+    /// Start this device's trial from the vendor's online service (builds
+    /// with the `client` feature).
+    Trial(online::TrialArgs),
 }
 
 /// Runs one device command.
@@ -42,6 +51,8 @@ pub fn run(command: DeviceCommand, globals: &Globals) -> Result<Outcome, Failure
         DeviceCommand::Activation(ActivationCommand::List) => activation_list(globals),
         DeviceCommand::Request(args) => request(&args, globals),
         DeviceCommand::Report(args) => report(&args, globals),
+        DeviceCommand::Sync(args) => online::sync(&args, globals),
+        DeviceCommand::Trial(args) => online::trial(&args, globals),
     }
 }
 
@@ -54,6 +65,27 @@ pub struct ActivateArgs {
     /// Declare the device a virtual machine (otherwise detected).
     #[arg(long)]
     vm: bool,
+    /// Activate this device through the vendor's online service at URL
+    /// (https://HOST[:PORT], or http:// to this machine), with --key or
+    /// --email (builds with the `client` feature).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["fingerprint", "vm"])]
+    online: Option<String>,
+    /// With --online: the license key the vendor sent.
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "online",
+        conflicts_with = "email"
+    )]
+    key: Option<String>,
+    /// With --online: log in as this user of the vendor's service, and
+    /// activate the license assigned to them. The password comes from
+    /// --password-file or $ENTITLE_PASSWORD, never the command line.
+    #[arg(long, value_name = "EMAIL", requires = "online")]
+    email: Option<String>,
+    /// With --email: the file whose first line is the password.
+    #[arg(long, value_name = "FILE", requires = "email")]
+    password_file: Option<PathBuf>,
 }
 
 /// `entitle deactivate`.
@@ -72,6 +104,11 @@ pub struct DeactivateArgs {
     /// activated for several (a receipt covers one).
     #[arg(long, value_name = "ID", requires = "receipt", value_parser = NonEmptyStringValueParser::new())]
     license: Option<String>,
+    /// Deactivate this device and send its receipt to the vendor's online
+    /// service at URL, which frees the slot (builds with the `client`
+    /// feature).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["fingerprint", "receipt"])]
+    online: Option<String>,
 }
 
 /// `entitle report`.
@@ -102,6 +139,24 @@ pub struct RequestArgs {
 
 /// `entitle activate`.
 fn activate(args: &ActivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    if let Some(url) = &args.online {
+        let credential = match (&args.key, &args.email) {
+            (Some(key), _) => online::Credential::Key(key),
+            (None, Some(email)) => online::Credential::Login {
+                email,
+                password_file: args.password_file.as_ref(),
+            },
+            (None, None) => {
+                return Err(Error::InvalidArgument(
+                    "--online needs --key KEY (the license key the vendor sent) or --email \
+                     EMAIL (a user of the vendor's service)"
+                        .into(),
+                )
+                .into())
+            }
+        };
+        return online::activate(url, credential, globals);
+    }
     let install = open_install(globals)?;
     let engine = &install.engine;
     // Another device named with --fingerprint (a site server activating a
@@ -164,6 +219,9 @@ fn device_unknown() -> Error {
 
 /// `entitle deactivate`.
 fn deactivate(args: &DeactivateArgs, globals: &Globals) -> Result<Outcome, Failure> {
+    if let Some(url) = &args.online {
+        return online::deactivate(url, globals);
+    }
     let install = open_install(globals)?;
     let fingerprint = match (&args.fingerprint, install.engine.fingerprint()) {
         (Some(named), _) => named.clone(),

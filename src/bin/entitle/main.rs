@@ -16,6 +16,7 @@ mod install;
 mod leases;
 mod licenses;
 mod namespaces;
+mod online;
 mod output;
 mod serve;
 mod state;
