@@ -76,7 +76,7 @@
 pub mod online;
 
 use crate::clock::{Clock, Timestamp};
-use crate::engine::{Engine, EngineBuilder, LicenseInfo};
+use crate::engine::{Engine, EngineBuilder, LicenseInfo, Page, Query};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::token::{Keyring, PublicKey};
@@ -382,6 +382,22 @@ impl Books {
     /// ```
     pub fn licenses(&self) -> Vec<LicenseInfo> {
         self.engine.license_infos()
+    }
+
+    /// A page of the licenses the books hold, filtered, ordered and cut as
+    /// `query` says ([`license_query`](crate::engine::license_query)
+    /// reads one from text, as the admin API takes it).
+    ///
+    /// ```
+    /// # use entitle::books::Books;
+    /// let books = Books::builder("acme").in_memory().build()?;
+    /// let query = entitle::engine::license_query(None, Some("id"), Some(10), None)?;
+    /// let page = books.license_page(&query)?;
+    /// assert!(page.items.is_empty() && page.next_cursor.is_none());
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    pub fn license_page(&self, query: &Query) -> Result<Page<LicenseInfo>> {
+        self.engine.licenses(query)
     }
 
     /// The vendor's side of an offline activation: records that a machine

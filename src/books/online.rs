@@ -65,8 +65,11 @@ use crate::engine::devices::{plan_free, plan_record_certificate};
 use crate::engine::licenses::plan_add;
 use crate::engine::state::State;
 use crate::engine::ActivationRequest;
+use crate::engine::{ActivationInfo, LicenseInfo};
 use crate::error::{Error, Result};
-use crate::license::{certificate_id, IssueWarning, License, LicenseKey, VerifiedLicense};
+use crate::license::{
+    certificate_id, IssueWarning, License, LicenseKey, LicenseUsage, VerifiedLicense,
+};
 use crate::store::{BooksRecord, Change, SignedKind};
 use crate::token::{self, SigningKey, TokenType};
 
@@ -75,6 +78,9 @@ use crate::token::{self, SigningKey, TokenType};
 mod kind {
     /// A license key's SHA-256 (hex) → the license id.
     pub const KEY: &str = "key";
+    /// A license id → nothing: the license has a key (so its id alone
+    /// activates or fetches nothing).
+    pub const KEYED: &str = "keyed";
     /// An account's email (lower case) → [`Account`](super::StoredAccount) as JSON.
     pub const ACCOUNT: &str = "account";
     /// `license_id \n email` → nothing: the license is assigned to the
@@ -170,6 +176,33 @@ pub struct Synced {
     pub withdrawn: Vec<String>,
 }
 
+/// One license as the vendor sees it ([`Service::license_detail`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct LicenseDetail {
+    /// Its summary.
+    pub license: LicenseInfo,
+    /// The devices activated on it.
+    pub activations: Vec<ActivationInfo>,
+    /// The latest usage each device reported for it.
+    pub usage: Vec<ReportedUsage>,
+}
+
+/// What a device last reported of a license's use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReportedUsage {
+    /// The device.
+    pub fingerprint: String,
+    /// The report's sequence number.
+    pub sequence: u64,
+    /// When the install made the report.
+    pub created_at: Timestamp,
+    /// The license's use, as reported.
+    #[serde(flatten)]
+    pub usage: LicenseUsage,
+}
+
 /// An account: a person who logs in to activate the licenses assigned
 /// to them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -192,6 +225,7 @@ pub struct Account {
 
 /// A new account.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NewAccount {
     /// Its email.
@@ -416,6 +450,7 @@ impl Service {
         self.books.engine.mutate(|plan| {
             let mut changes = plan_add(plan, verified.clone())?;
             changes.push(put(kind::KEY, key.hash(), &id));
+            changes.push(put(kind::KEYED, id.clone(), ""));
             for email in &users {
                 account_in(plan.state, email)?;
                 changes.push(put(kind::ASSIGNED, pair(&id, email), ""));
@@ -485,11 +520,7 @@ impl Service {
                             "the request names no license: give a license key or log in".into(),
                         ));
                     }
-                    let guarded = state.books.iter().any(|((k, key), value)| {
-                        (k == kind::KEY && *value == asked)
-                            || (k == kind::ASSIGNED && first_of(key) == asked)
-                    });
-                    if guarded {
+                    if guarded(state, &asked) {
                         return Err(Error::Unauthorized(format!(
                             "license `{asked}` is activated with its key or by logging in"
                         )));
@@ -599,17 +630,34 @@ impl Service {
         })
     }
 
-    /// What the install of `fingerprint` (holding `install_key`) learns at
-    /// a sync: the current issue of each license in `license_ids` the
-    /// books hold, the latest revocation list and key rotation, and the
-    /// certificates of its device the vendor withdrew.
-    pub fn sync(&self, license_ids: &[String], fingerprint: &str) -> Result<Synced> {
+    /// What the install of `fingerprint` holding `install_key` (base64url)
+    /// learns at a sync: the current issue of each license in
+    /// `license_ids` it may have, the latest revocation list and key
+    /// rotation, and the certificates of its device the vendor withdrew.
+    ///
+    /// A license activated with its key or by logging in is sent only to
+    /// a device the books hold activated on it with that install key: its
+    /// id alone does not fetch it. Another license (added to the books as
+    /// a file) is sent to whoever names it, as its customer holds it.
+    pub fn sync(
+        &self,
+        license_ids: &[String],
+        fingerprint: &str,
+        install_key: &str,
+    ) -> Result<Synced> {
         self.books.engine.read_state(|state, _| {
             let wanted: BTreeSet<&str> = license_ids.iter().map(String::as_str).collect();
+            let may_have = |id: &str| {
+                !guarded(state, id)
+                    || state
+                        .activations
+                        .get(&(id.to_owned(), fingerprint.to_owned()))
+                        .is_some_and(|a| a.install_key.as_deref() == Some(install_key))
+            };
             let licenses = state
                 .licenses
                 .iter()
-                .filter(|(id, _)| wanted.contains(id.as_str()))
+                .filter(|(id, _)| wanted.contains(id.as_str()) && may_have(id))
                 .map(|(_, l)| l.verified.token().to_owned())
                 .collect();
             let latest = |kind: SignedKind| {
@@ -635,6 +683,66 @@ impl Service {
                 keys: latest(SignedKind::Keys),
                 withdrawn,
             }
+        })
+    }
+
+    /// One license as the vendor sees it: its summary, the devices
+    /// activated on it, and the latest usage each device reported for it.
+    /// `LICENSE_NOT_FOUND` when the books do not hold it.
+    ///
+    /// ```
+    /// # use entitle::books::{online::Service, Books};
+    /// # let vendor = entitle::token::SigningKey::generate()?;
+    /// # let books = Books::builder("acme").in_memory().trust(vendor.public_key().clone()).build()?;
+    /// # let service = Service::new(books, vendor)?;
+    /// let issued = service.issue(r#"{"product": "acme"}"#, &[])?;
+    /// let detail = service.license_detail(&issued.id)?;
+    /// assert_eq!(detail.license.id, issued.id);
+    /// assert!(detail.activations.is_empty() && detail.usage.is_empty());
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    pub fn license_detail(&self, license_id: &str) -> Result<LicenseDetail> {
+        let license = self
+            .books
+            .licenses()
+            .into_iter()
+            .find(|l| l.id == license_id)
+            .ok_or_else(|| Error::LicenseNotFound {
+                id: license_id.to_owned(),
+            })?;
+        let activations = self
+            .books
+            .activations()
+            .into_iter()
+            .filter(|a| a.license_id == license_id)
+            .collect();
+        let usage = self.books.engine.read_state(|state, _| {
+            // The latest report of each device (the map is ordered by
+            // device, then sequence).
+            let mut latest: std::collections::BTreeMap<&str, &crate::store::ReportRecord> =
+                std::collections::BTreeMap::new();
+            for record in state.reports.values() {
+                latest.insert(&record.fingerprint, record);
+            }
+            latest
+                .values()
+                .filter_map(|record| {
+                    let report =
+                        crate::license::UsageReport::read_unverified(&record.token).ok()?;
+                    let usage = report.licenses.into_iter().find(|l| l.id == license_id)?;
+                    Some(ReportedUsage {
+                        fingerprint: record.fingerprint.clone(),
+                        sequence: record.sequence,
+                        created_at: Timestamp::from_unix(record.created_at),
+                        usage,
+                    })
+                })
+                .collect()
+        })?;
+        Ok(LicenseDetail {
+            license,
+            activations,
+            usage,
         })
     }
 
@@ -843,6 +951,19 @@ fn read_request(text: &str) -> Result<ActivationRequest> {
         request.license_id.clear();
     }
     Ok(request)
+}
+
+/// Whether `license_id` is activated only with its key or by logging in
+/// (it has a key, or users assigned).
+fn guarded(state: &State, license_id: &str) -> bool {
+    let keyed = (kind::KEYED.to_owned(), license_id.to_owned());
+    let assigned = (kind::ASSIGNED.to_owned(), format!("{license_id}\n"));
+    state.books.contains_key(&keyed)
+        || state
+            .books
+            .range(assigned.clone()..)
+            .next()
+            .is_some_and(|((k, key), _)| *k == assigned.0 && key.starts_with(&assigned.1))
 }
 
 /// Signs the machine certificate for `request`'s device.

@@ -87,7 +87,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -96,7 +96,7 @@ impl ApiError {
         }
     }
 
-    fn shutting_down() -> Self {
+    pub(super) fn shutting_down() -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "SHUTTING_DOWN",
@@ -180,25 +180,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(super) type Answer = Result<Response, ApiError>;
 
-fn ok(value: Value) -> Answer {
+pub(super) fn ok(value: Value) -> Answer {
     Ok(Json(value).into_response())
 }
 
-fn created(value: Value) -> Answer {
+pub(super) fn created(value: Value) -> Answer {
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
 /// A library value as JSON (plain data: this cannot fail; were it to, a
 /// `null` beats a panic).
-fn to_json<T: serde::Serialize>(value: &T) -> Value {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Runs an engine call that may block (a mutation waits for the store's
 /// commit) on the blocking pool, off the workers that read requests.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
@@ -231,7 +231,9 @@ fn body_error(rejection: &BytesRejection) -> ApiError {
 
 /// A JSON body of the shape `T` (unknown fields refused, so a misspelt
 /// field is an error rather than ignored).
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|r| body_error(&r))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -254,7 +256,7 @@ fn text_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     })
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -264,7 +266,7 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(p)| p).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -279,7 +281,16 @@ fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 /// Lets an admin request through, or says why not: `404` when the admin
 /// routes are off, `401` without the right bearer token.
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &app.admin_token else {
+    check_admin(app.admin_token.as_ref(), headers)
+}
+
+/// Checks the bearer token against `expected` (the admin token's
+/// SHA-256; `None`: the admin routes are off).
+pub(super) fn check_admin(
+    expected: Option<&[u8; 32]>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -750,7 +761,7 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -758,7 +769,7 @@ async fn not_found() -> ApiError {
     )
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",

@@ -11,14 +11,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tower_service::Service as _;
 
 use super::cidr::Cidr;
 use super::MAX_HEADER_BYTES;
@@ -87,7 +90,7 @@ impl Guarded {
             return Connection {
                 stream,
                 _permit: permit,
-                _address: address,
+                address,
                 patience: self.patience,
                 asking: false,
                 deadline: Box::pin(tokio::time::sleep(self.patience)),
@@ -174,7 +177,15 @@ pub(crate) async fn serve(
             _ = stop.wait_for(|stop| *stop) => break,
             connection = listener.accept() => connection,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Each request carries its client's address, for the limits kept
+        // per address (failed logins).
+        let client = ClientAddress(connection.peer());
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(client);
+            // A router is always ready (axum's `Router::poll_ready`).
+            router.clone().call(request.map(Body::new))
+        });
         let conn = http.serve_connection(TokioIo::new(connection), service);
         let mut stop = stop.clone();
         let closed_rx = closed_rx.clone();
@@ -199,6 +210,10 @@ pub(crate) async fn serve(
     closed_tx.closed().await;
 }
 
+/// The address of the client that sent a request (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddress(pub(crate) IpAddr);
+
 /// An accepted connection: its slots under the caps (in all, and its
 /// address's) are freed when it closes. From the first byte of a request
 /// until the server writes its answer, the connection has the patience
@@ -208,7 +223,7 @@ pub(crate) async fn serve(
 pub(crate) struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
-    _address: AddressSlot,
+    address: AddressSlot,
     patience: Duration,
     /// Bytes of a request came in that no answer has followed yet.
     asking: bool,
@@ -216,6 +231,12 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// The client's address (canonical: an IPv4 client seen through an
+    /// IPv6 socket is its IPv4 address).
+    fn peer(&self) -> IpAddr {
+        self.address.ip
+    }
+
     /// The client sent bytes: the clock starts if a request begins.
     fn read_some(&mut self) {
         if !self.asking {

@@ -21,20 +21,24 @@
 //! ```
 
 mod api;
+mod books;
 mod cidr;
 mod listener;
 mod metrics;
 mod queue;
+mod ratelimit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::books::online::Service;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::token::SigningKey;
 
 pub use api::routes;
+pub use books::books_routes;
 pub use cidr::Cidr;
 
 /// The largest request body the server reads (64 KiB, as a token).
@@ -145,7 +149,50 @@ pub fn run(
     config: ServerConfig,
     ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let lease_key = lease_key(&engine, config.lease_key.clone())?;
+    let app_config = config.clone();
+    runtime()?.block_on(serve(
+        config,
+        move |stopping| api::router(api::App::new(engine, lease_key, &app_config, stopping)),
+        ready,
+    ))
+}
+
+/// Serves the vendor's online service `service` (docs/http.md#the-vendors-service)
+/// until SIGTERM or SIGINT, as [`run`] serves an install: the same
+/// listener, limits and clean stop. `config.admin_token` turns on the
+/// admin routes (issuing, revoking, accounts); its lease key and queue
+/// settings are not used.
+///
+/// ```no_run
+/// use entitle::books::{online::Service, Books};
+/// use entitle::server::{self, ServerConfig};
+/// # fn main() -> entitle::Result<()> {
+/// let vendor = entitle::token::SigningKey::generate()?;
+/// let books = Books::builder("acme").in_memory().trust(vendor.public_key().clone()).build()?;
+/// let service = Service::new(books, vendor)?;
+/// let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+/// config.admin_token = Some("a long random secret".into());
+/// server::run_books(service, config, |addr| println!("listening on http://{addr}"))?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn run_books(
+    service: Service,
+    config: ServerConfig,
+    ready: impl FnOnce(SocketAddr) + Send,
+) -> Result<()> {
+    let app_config = config.clone();
+    runtime()?.block_on(serve(
+        config,
+        move |stopping| books::router(books::BooksApp::new(service, &app_config, stopping)),
+        ready,
+    ))
+}
+
+/// The server's runtime: two workers, a bounded blocking pool.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // Mutations serialize on the engine's writer anyway; a bounded
         // pool keeps a burst from spawning hundreds of threads.
@@ -154,16 +201,16 @@ pub fn run(
         .enable_io()
         .enable_time()
         .build()
-        .map_err(|e| Error::io("starting the server's runtime", e))?;
-    runtime.block_on(serve(engine, config, ready))
+        .map_err(|e| Error::io("starting the server's runtime", e))
 }
 
+/// Listens, serves the router `router_for` makes (given the stop signal)
+/// until SIGTERM or SIGINT, then stops cleanly.
 async fn serve(
-    engine: Engine,
     config: ServerConfig,
+    router_for: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> axum::Router,
     ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<()> {
-    let lease_key = lease_key(&engine, config.lease_key.clone())?;
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
@@ -171,8 +218,7 @@ async fn serve(
         .local_addr()
         .map_err(|e| Error::io("reading the listening address", e))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let app = api::App::new(engine, lease_key, &config, shutdown_rx.clone());
-    let router = api::router(app);
+    let router = router_for(shutdown_rx.clone());
     // A connection that has sent part of a request gets no longer than
     // the longest request may take to be answered, however slowly it
     // trickles (the request's own timeout answers first); one between

@@ -55,8 +55,21 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     max_wait_secs: u64,
     /// Print the public key clients verify lease tokens with, and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "books")]
     print_lease_pub: bool,
+    /// Serve the vendor's books instead: online activation by license
+    /// key or login, trials, sync, and the admin API to issue and revoke
+    /// (docs/http.md#the-vendors-service). Needs --vendor-key.
+    #[arg(long, requires = "vendor_key", conflicts_with = "lease_key")]
+    books: bool,
+    /// With --books: the vendor's signing key (PEM PKCS#8 Ed25519), which
+    /// the books must trust.
+    #[arg(long, value_name = "FILE", requires = "books")]
+    vendor_key: Option<PathBuf>,
+    /// With --books: the license spec each device's trial is made from
+    /// (`"trial": true` and `trial_secs`); without it, trials are refused.
+    #[arg(long, value_name = "FILE", requires = "books")]
+    trial_spec: Option<PathBuf>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -70,7 +83,9 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     use serde_json::json;
 
     use crate::files;
-    use crate::state::open_install_with;
+    use entitle::books::online::Service;
+
+    use crate::state::{open_books_with, open_install_with};
 
     let mut allow = Vec::new();
     for text in &args.allow {
@@ -99,6 +114,40 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
         }
         None => None,
     };
+    let json = globals.json;
+    let announce = move |addr: SocketAddr| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if json {
+            writeln!(stdout, "{}", json!({"listening": format!("http://{addr}")}))
+        } else {
+            writeln!(stdout, "listening on http://{addr}")
+        };
+        let _ = stdout.flush();
+    };
+    if args.books {
+        let Some(listen) = args.listen else {
+            return Err(Error::InvalidArgument("`--listen ADDR:PORT` is required".into()).into());
+        };
+        let Some(key_path) = &args.vendor_key else {
+            return Err(Error::InvalidArgument("--books needs --vendor-key FILE".into()).into());
+        };
+        let vendor = SigningKey::from_pem(&files::read_text(key_path, "vendor key file")?)?;
+        let books = open_books_with(globals, true)?;
+        let mut service = Service::new(books, vendor)?;
+        if let Some(path) = &args.trial_spec {
+            service = service.trial_spec(&files::read_text(path, "trial spec file")?)?;
+        }
+        let mut config = ServerConfig::new(listen);
+        config.admin_token = admin_token;
+        config.allow = allow;
+        config.max_connections = args.max_connections;
+        config.max_connections_per_address =
+            usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX);
+        config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
+        server::run_books(service, config, announce)?;
+        eprintln!("stopped: every request acknowledged is in the books.");
+        return Ok(Outcome::new(json!({"stopped": true}), "").already_printed());
+    }
     // A server runs for long: its engine refreshes its view of the state
     // in the background (the CLI may change it meanwhile).
     let opened = open_install_with(globals, !args.print_lease_pub)?;
@@ -123,16 +172,7 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.max_queue = args.max_queue;
     config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
     config.max_wait_secs = args.max_wait_secs;
-    let json = globals.json;
-    server::run(opened.engine, config, |addr| {
-        let mut stdout = std::io::stdout().lock();
-        let _ = if json {
-            writeln!(stdout, "{}", json!({"listening": format!("http://{addr}")}))
-        } else {
-            writeln!(stdout, "listening on http://{addr}")
-        };
-        let _ = stdout.flush();
-    })?;
+    server::run(opened.engine, config, announce)?;
     // Said on stderr: stdout carried the one line (or JSON object) saying
     // where the server listened.
     eprintln!("stopped: every request acknowledged is in the state.");

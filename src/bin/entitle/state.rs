@@ -350,12 +350,19 @@ pub fn open_install_with(globals: &Globals, refresh: bool) -> Result<Install, Er
 /// books are no device: this machine's fingerprint and virtual-machine
 /// detection play no part.
 pub fn open_books(globals: &Globals) -> Result<Books, Error> {
+    open_books_with(globals, false)
+}
+
+/// The vendor's books, refreshing their view of the state in the
+/// background when `refresh` (a long-running service: another process
+/// may change the books meanwhile).
+pub fn open_books_with(globals: &Globals, refresh: bool) -> Result<Books, Error> {
     let location = globals.location()?;
     let store = Opened::open(&location, false)?;
     let settings = Settings::read(&store, &location)?;
     let builder = Books::builder(settings.product.as_str())
         .keyring(settings.keyring(&location)?)
-        .background_refresh(false);
+        .background_refresh(refresh);
     let builder = store.attach_books(builder);
     let builder = match globals.now {
         Some(now) => builder.clock(ManualClock::new(now)),
