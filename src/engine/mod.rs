@@ -387,35 +387,55 @@ impl Engine {
             writer.committed = false;
             reloaded = true;
         }
-        let outcome = {
-            let state = &mut writer.state;
-            let views = state.views(&inner.config.device);
-            let tampered = guard::tampered(now, state.latest_seen, inner.config.tolerance_secs);
-            let seats =
-                crate::policy::seats::totals(&views, &inner.config.device.ctx, now, tampered);
-            drop(views);
-            let active_users = state.activity.active_at(now, seats.window_secs);
-            let plan_input = Plan {
-                state,
-                now,
-                tampered,
-                config: &inner.config,
-                active_users,
-                seats,
+        let (mut changes, out) = loop {
+            let outcome = {
+                let state = &mut writer.state;
+                let views = state.views(&inner.config.device);
+                let tampered = guard::tampered(now, state.latest_seen, inner.config.tolerance_secs);
+                let seats =
+                    crate::policy::seats::totals(&views, &inner.config.device.ctx, now, tampered);
+                drop(views);
+                let active_users = state.activity.active_at(now, seats.window_secs);
+                let plan_input = Plan {
+                    state,
+                    now,
+                    tampered,
+                    config: &inner.config,
+                    active_users,
+                    seats,
+                };
+                plan(&plan_input)
             };
-            plan(&plan_input)
-        };
-        let (mut changes, out) = match outcome {
-            Ok(planned) => planned,
-            Err(e) => {
-                drop(txn);
-                if reloaded && inner.unsynced.load(Ordering::Acquire) == 0 {
-                    // What another process committed: publish it now.
-                    let snapshot = self.build(&mut writer, now, true, false);
-                    self.publish(snapshot);
-                }
-                return Err(e);
+            let refusal = match outcome {
+                Ok(planned) => break planned,
+                Err(e) => e,
+            };
+            // Planned on what this engine held: a store that plans on what
+            // it knows (PostgreSQL) may know less than another process
+            // has committed, and a refusal must stand on the latest state
+            // (a grant cannot: its commit would conflict). Asked once,
+            // under the store's lock; planned again on what is stored if
+            // it moved.
+            if !reloaded && txn.latest_generation()? != writer.generation {
+                let fresh = builder::state_from(
+                    txn.load()?,
+                    &inner.config,
+                    &store.location(),
+                    Some(&writer.state),
+                )?;
+                writer.state = fresh;
+                writer.generation = txn.generation();
+                writer.committed = false;
+                reloaded = true;
+                continue;
             }
+            drop(txn);
+            if reloaded && inner.unsynced.load(Ordering::Acquire) == 0 {
+                // What another process committed: publish it now.
+                let snapshot = self.build(&mut writer, now, true, false);
+                self.publish(snapshot);
+            }
+            return Err(refusal);
         };
         let guard_set = changes
             .iter()

@@ -693,6 +693,26 @@ pub trait Transaction {
     /// Reads the whole state as of this transaction.
     fn load(&mut self) -> Result<Persisted>;
 
+    /// The generation of the latest committed state, held so until the
+    /// transaction ends. The engine asks before it returns a refusal
+    /// planned on what it already held: a store that plans on what it
+    /// knows rather than under a lock (PostgreSQL) may know less than is
+    /// committed, and then the engine reads the state again and plans
+    /// once more, so that no refusal stands on a state another writer
+    /// has moved past. A store whose transactions start from the latest
+    /// state keeps this default, [`Transaction::generation`].
+    ///
+    /// ```
+    /// use entitle::store::{MemoryStore, Store};
+    /// let store = MemoryStore::new();
+    /// let mut txn = store.begin()?;
+    /// assert_eq!(txn.latest_generation()?, txn.generation());
+    /// # Ok::<(), entitle::Error>(())
+    /// ```
+    fn latest_generation(&mut self) -> Result<u64> {
+        Ok(self.generation())
+    }
+
     /// Records changes (not durable until commit).
     fn write(&mut self, changes: &[Change]) -> Result<()>;
 

@@ -604,6 +604,22 @@ impl Transaction for PgTransaction<'_> {
             .map_err(|e| store.row_error(e))
     }
 
+    fn latest_generation(&mut self) -> Result<u64> {
+        let store = self.store;
+        let session = &mut *self.session;
+        // Under the namespace's lock, which the batch then holds until it
+        // commits or, with nothing of its own, until this transaction is
+        // dropped: what is asked here stays the latest meanwhile.
+        store.lock_batch(session, true)?;
+        let Some(batch) = &session.batch else {
+            return Err(Error::InvalidArgument(
+                "a transaction read after its batch ended".into(),
+            ));
+        };
+        self.generation = batch.generation;
+        Ok(batch.generation)
+    }
+
     fn write(&mut self, changes: &[Change]) -> Result<()> {
         if changes.iter().any(holds_nul) {
             return Err(Error::InvalidArgument(
