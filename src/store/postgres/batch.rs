@@ -555,6 +555,29 @@ fn last_per_row(changes: Vec<Change>) -> Vec<Change> {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        // The synchronous client blocks on a runtime of its own, which
+        // panics on a thread that is running an async runtime's tasks;
+        // and the last engine over a store may be dropped on one (a
+        // server's router, at shutdown). So the last statements go on a
+        // thread of their own (or here, if none can be started).
+        let store = &*self;
+        std::thread::scope(|scope| {
+            let last = std::thread::Builder::new()
+                .name("entitle-pg-drop".into())
+                .spawn_scoped(scope, || store.last_statements());
+            match last {
+                Ok(thread) => {
+                    let _ = thread.join();
+                }
+                Err(_) => store.last_statements(),
+            }
+        });
+    }
+}
+
+impl PgStore {
+    /// What a store does as it is dropped.
+    fn last_statements(&self) {
         // Every mutation syncs before it returns, so a batch is open here
         // only if one's caller never got that far (a panic between commit
         // and sync): nobody was told it succeeded, and it is rolled back.
@@ -566,6 +589,7 @@ impl Drop for PgStore {
         {
             let _ = conn.client.batch_execute("ROLLBACK");
         }
+        drop(session);
         // A command-line run ends here: what it committed is announced
         // before the process exits.
         self.announcer.flush(&self.database, true);
