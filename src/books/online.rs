@@ -62,13 +62,14 @@ use serde_json::{json, Map, Value};
 use super::Books;
 use crate::clock::Timestamp;
 use crate::engine::devices::{plan_free, plan_record_certificate};
-use crate::engine::licenses::plan_add;
+use crate::engine::licenses::{plan_add, plan_revocations, still_trusted};
 use crate::engine::state::State;
 use crate::engine::ActivationRequest;
 use crate::engine::{ActivationInfo, LicenseInfo};
 use crate::error::{Error, Result};
 use crate::license::{
-    certificate_id, IssueWarning, License, LicenseKey, LicenseUsage, VerifiedLicense,
+    certificate_id, IssueWarning, License, LicenseKey, LicenseUsage, RevocationList,
+    VerifiedLicense,
 };
 use crate::store::{BooksRecord, Change, SignedKind};
 use crate::token::{self, SigningKey, TokenType};
@@ -660,12 +661,15 @@ impl Service {
                 .filter(|(id, _)| wanted.contains(id.as_str()) && may_have(id))
                 .map(|(_, l)| l.verified.token().to_owned())
                 .collect();
+            // Several taken in one second are told apart by when they
+            // were signed, then by how many licenses they name: each list
+            // `revoke` signs names every license revoked before it.
             let latest = |kind: SignedKind| {
                 state
                     .signed
                     .iter()
                     .filter(|r| r.kind == kind)
-                    .max_by_key(|r| r.added_at)
+                    .max_by_key(|r| (r.added_at, signed_order(&r.token)))
                     .map(|r| r.token.clone())
             };
             let withdrawn = state
@@ -780,31 +784,37 @@ impl Service {
     /// books hold revoked, this one with them, and keeps it; installs
     /// apply it at their next sync. Returns the list (compact).
     pub fn revoke(&self, license_id: &str) -> Result<String> {
-        let (product, mut ids) = self.books.engine.read_state(|state, _| {
-            let ids: BTreeSet<String> = state
+        let signer = Arc::clone(&self.signer);
+        // Signed inside the mutation, from what the books hold revoked
+        // then: a list signed from an earlier read would leave out a
+        // license another service over the same books revoked meanwhile,
+        // and the latest list is what installs get.
+        self.books.engine.mutate(|plan| {
+            let state = plan.state;
+            if !state.licenses.contains_key(license_id) {
+                return Err(Error::LicenseNotFound {
+                    id: license_id.to_owned(),
+                });
+            }
+            let ids: BTreeSet<&str> = state
                 .licenses
                 .iter()
                 .filter(|(_, l)| l.revoked)
-                .map(|(id, _)| id.clone())
-                .chain(state.tombstones.keys().cloned())
+                .map(|(id, _)| id.as_str())
+                .chain(state.tombstones.keys().map(String::as_str))
+                .chain(std::iter::once(license_id))
                 .collect();
-            (state.product.clone(), ids)
-        })?;
-        if !self.books.licenses().iter().any(|l| l.id == license_id) {
-            return Err(Error::LicenseNotFound {
-                id: license_id.to_owned(),
+            let document = json!({
+                "v": 1,
+                "product": state.product.as_deref().unwrap_or(plan.config.product.as_str()),
+                "issued_at": Timestamp::from_unix(plan.now).to_rfc3339(),
+                "ids": ids,
             });
-        }
-        ids.insert(license_id.to_owned());
-        let list = json!({
-            "v": 1,
-            "product": product.unwrap_or_else(|| self.books.product().to_owned()),
-            "issued_at": self.books.now().to_rfc3339(),
-            "ids": ids,
-        });
-        let token = token::sign(&list, &self.signer, TokenType::Revocations)?;
-        self.books.engine.apply_revocations(&token)?;
-        Ok(token)
+            let list = RevocationList::from_json(&document)?;
+            let token = token::sign(&document, &signer, TokenType::Revocations)?;
+            still_trusted(plan, signer.kid())?;
+            Ok((plan_revocations(plan, &list, &token)?, token))
+        })
     }
 
     /// Opens an account. `INVALID_ARGUMENT` for an email that is not one,
@@ -951,6 +961,28 @@ fn read_request(text: &str) -> Result<ActivationRequest> {
         request.license_id.clear();
     }
     Ok(request)
+}
+
+/// Where a revocation list or key rotation the books hold stands among
+/// others taken at the same second: when it was signed, and how many
+/// licenses it names. Read without checking the signature, which the
+/// books checked when they took it.
+fn signed_order(token: &str) -> (i64, usize) {
+    let Ok(decoded) = token::decode_unverified(token) else {
+        return (i64::MIN, 0);
+    };
+    let signed_at = decoded
+        .payload
+        .get("issued_at")
+        .and_then(Value::as_str)
+        .and_then(|text| Timestamp::parse(text).ok())
+        .map_or(i64::MIN, Timestamp::unix);
+    let named = decoded
+        .payload
+        .get("ids")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    (signed_at, named)
 }
 
 /// Whether `license_id` is activated only with its key or by logging in
