@@ -161,6 +161,7 @@ fn remove_deletes_every_row_of_its_namespace_and_no_other() {
         namespaced_tables(&url),
         [
             "entitle_accepted_receipts",
+            "entitle_books",
             "entitle_activations",
             "entitle_closed_periods",
             "entitle_counters",
