@@ -613,11 +613,15 @@ impl Service {
                 .map(|(_, l)| l.verified.token().to_owned())
                 .collect();
             let latest = |kind: SignedKind| {
-                state
-                    .signed
-                    .iter()
-                    .filter(|r| r.kind == kind)
-                    .max_by_key(|r| r.added_at)
+                let of_kind = || state.signed.iter().filter(move |r| r.kind == kind);
+                let newest = of_kind().map(|r| r.added_at).max()?;
+                // Several kept in the same second come back from the store
+                // in its own order, not the order they were signed in: of
+                // those, the one signed last (a revocation list names
+                // every license revoked before it) is the one to send.
+                of_kind()
+                    .filter(|r| r.added_at == newest)
+                    .max_by_key(|r| signed_order(&r.token))
                     .map(|r| r.token.clone())
             };
             let withdrawn = state
@@ -812,6 +816,28 @@ impl Service {
             .read_state(|s, _| Arc::clone(&s.keyring))?;
         VerifiedLicense::verify(token, &keyring)
     }
+}
+
+/// Where a revocation list or key rotation this service keeps stands
+/// among those kept in the same second: its `issued_at`, then how many
+/// ids it names. Read unverified, only to order them: each was verified
+/// when the books took it, and an install verifies what it is sent.
+fn signed_order(token: &str) -> (i64, usize) {
+    let Ok(token) = token::decode_unverified(token) else {
+        return (i64::MIN, 0);
+    };
+    let issued_at = token
+        .payload
+        .get("issued_at")
+        .and_then(Value::as_str)
+        .and_then(|t| Timestamp::parse(t).ok())
+        .map_or(i64::MIN, Timestamp::unix);
+    let ids = token
+        .payload
+        .get("ids")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    (issued_at, ids)
 }
 
 /// A request as the service takes it: JSON, at most 16 KiB; its license
