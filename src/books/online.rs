@@ -62,11 +62,13 @@ use serde_json::{json, Map, Value};
 use super::Books;
 use crate::clock::Timestamp;
 use crate::engine::devices::{plan_free, plan_record_certificate};
-use crate::engine::licenses::plan_add;
+use crate::engine::licenses::{plan_add, plan_revocations, still_trusted};
 use crate::engine::state::State;
 use crate::engine::ActivationRequest;
 use crate::error::{Error, Result};
-use crate::license::{certificate_id, IssueWarning, License, LicenseKey, VerifiedLicense};
+use crate::license::{
+    certificate_id, IssueWarning, License, LicenseKey, RevocationList, VerifiedLicense,
+};
 use crate::store::{BooksRecord, Change, SignedKind};
 use crate::token::{self, SigningKey, TokenType};
 
@@ -676,31 +678,37 @@ impl Service {
     /// books hold revoked, this one with them, and keeps it; installs
     /// apply it at their next sync. Returns the list (compact).
     pub fn revoke(&self, license_id: &str) -> Result<String> {
-        let (product, mut ids) = self.books.engine.read_state(|state, _| {
-            let ids: BTreeSet<String> = state
+        let signer = Arc::clone(&self.signer);
+        let product = self.books.product().to_owned();
+        // Signed inside the mutation: a list signed from what was read
+        // before it would leave out a license another service revoked in
+        // between, and a later sync would send that list alone.
+        self.books.engine.mutate(|plan| {
+            let state = plan.state;
+            if !state.licenses.contains_key(license_id) {
+                return Err(Error::LicenseNotFound {
+                    id: license_id.to_owned(),
+                });
+            }
+            let ids: BTreeSet<&str> = state
                 .licenses
                 .iter()
                 .filter(|(_, l)| l.revoked)
-                .map(|(id, _)| id.clone())
-                .chain(state.tombstones.keys().cloned())
+                .map(|(id, _)| id.as_str())
+                .chain(state.tombstones.keys().map(String::as_str))
+                .chain([license_id])
                 .collect();
-            (state.product.clone(), ids)
-        })?;
-        if !self.books.licenses().iter().any(|l| l.id == license_id) {
-            return Err(Error::LicenseNotFound {
-                id: license_id.to_owned(),
+            let list = json!({
+                "v": 1,
+                "product": state.product.as_deref().unwrap_or(&product),
+                "issued_at": Timestamp::from_unix(plan.now).to_rfc3339(),
+                "ids": ids,
             });
-        }
-        ids.insert(license_id.to_owned());
-        let list = json!({
-            "v": 1,
-            "product": product.unwrap_or_else(|| self.books.product().to_owned()),
-            "issued_at": self.books.now().to_rfc3339(),
-            "ids": ids,
-        });
-        let token = token::sign(&list, &self.signer, TokenType::Revocations)?;
-        self.books.engine.apply_revocations(&token)?;
-        Ok(token)
+            let token = token::sign(&list, &signer, TokenType::Revocations)?;
+            still_trusted(plan, signer.kid())?;
+            let changes = plan_revocations(plan, &RevocationList::from_json(&list)?, &token)?;
+            Ok((changes, token))
+        })
     }
 
     /// Opens an account. `INVALID_ARGUMENT` for an email that is not one,

@@ -146,7 +146,11 @@ pub(crate) fn plan_add(plan: &Plan<'_>, verified: VerifiedLicense) -> Result<Vec
 
 /// Plans a verified revocation list: kept as signed, and each id
 /// tombstoned and its license marked revoked.
-fn plan_revocations(plan: &Plan<'_>, list: &RevocationList, token: &str) -> Result<Vec<Change>> {
+pub(crate) fn plan_revocations(
+    plan: &Plan<'_>,
+    list: &RevocationList,
+    token: &str,
+) -> Result<Vec<Change>> {
     for_this_product(plan, list.product.as_deref(), "this revocation list")?;
     let mut changes = Vec::new();
     if list.product.is_some() {
