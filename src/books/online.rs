@@ -544,7 +544,9 @@ impl Service {
     /// Gives the device of `request` its trial: a license made from the
     /// trial spec, node-locked to the device, with its certificate. One
     /// per device and product, whatever became of the install
-    /// (`TRIAL_USED`); `INVALID_ARGUMENT` without a trial spec.
+    /// (`TRIAL_USED`); `INVALID_ARGUMENT` without a trial spec;
+    /// `VM_NOT_ALLOWED` for a virtual machine when the spec has
+    /// `prevent_vm`, before the device's trial is spent.
     pub fn start_trial(&self, request: &str) -> Result<Activated> {
         let Some(spec) = self.trial.clone() else {
             return Err(Error::InvalidArgument(
@@ -552,6 +554,14 @@ impl Service {
             ));
         };
         let mut request = read_request(request)?;
+        // As for any activation (docs/formats.md#activation-request): the
+        // trial would grant nothing there, and the device has one.
+        if request.vm && spec.get("prevent_vm").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::denied(
+                crate::decision::Reason::VmNotAllowed,
+                "this product's trial may not run on a virtual machine",
+            ));
+        }
         let mut document = (*spec).clone();
         let id = crate::engine::random_id("lic_");
         document.insert("id".into(), Value::from(id.clone()));
