@@ -448,6 +448,55 @@ fn an_accounts_max_activations_binds_over_all_its_licenses() {
 }
 
 #[test]
+fn an_accounts_max_counts_a_known_fingerprint_under_another_install_key_as_another_device() {
+    let shop = Shop::new();
+    let email = "ada@example.com";
+    let account = NewAccount::new(email).password(PASSWORD).max_activations(1);
+    shop.service.add_account(account).unwrap();
+    let issued = shop.issue(counted(5));
+    shop.service.assign(&issued.id, email).unwrap();
+    let ada = login(email, PASSWORD);
+    let first = request("desk-1", &fresh_install_key());
+    assert!(shop.service.activate(&first, &ada, None).unwrap().created);
+    let before = shop.stored();
+
+    // As the license counts it: another install claiming desk-1.
+    let copy = request("desk-1", &fresh_install_key());
+    assert_eq!(
+        code(shop.service.activate(&copy, &ada, None)),
+        "ACTIVATION_LIMIT"
+    );
+    assert_eq!(shop.stored(), before);
+    // The first install again is the device the account has.
+    assert!(!shop.service.activate(&first, &ada, None).unwrap().created);
+}
+
+#[test]
+fn freeing_a_users_device_gives_their_account_the_place_back() {
+    let shop = Shop::new();
+    let email = "ada@example.com";
+    let account = NewAccount::new(email).password(PASSWORD).max_activations(1);
+    shop.service.add_account(account).unwrap();
+    let issued = shop.issue(counted(5));
+    shop.service.assign(&issued.id, email).unwrap();
+    let ada = login(email, PASSWORD);
+    let desk_2 = request("desk-2", &fresh_install_key());
+    shop.service
+        .activate(&request("desk-1", &fresh_install_key()), &ada, None)
+        .unwrap();
+    assert_eq!(
+        code(shop.service.activate(&desk_2, &ada, None)),
+        "ACTIVATION_LIMIT"
+    );
+
+    shop.service.free(&issued.id, "desk-1").unwrap();
+
+    assert!(shop.service.activate(&desk_2, &ada, None).unwrap().created);
+    let licenses = shop.service.user_licenses(email, PASSWORD).unwrap();
+    assert_eq!(licenses[0].total_activations, 1);
+}
+
+#[test]
 fn a_password_shorter_than_the_minimum_is_refused() {
     let shop = Shop::new();
     let short = "x".repeat(MIN_PASSWORD_CHARS - 1);
