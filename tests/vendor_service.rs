@@ -327,6 +327,33 @@ fn a_license_with_a_key_or_users_does_not_activate_by_its_id_alone() {
     assert_eq!(shop.stored(), before);
 }
 
+#[test]
+fn a_license_added_as_a_file_activates_by_its_id_alone() {
+    let shop = Shop::new();
+    let license = shop.vendor.license(json!({"id": "lic_file",
+        "activations": {"max": 1, "counted_by": "vendor"}, "features": [{"code": "export"}]}));
+    shop.service.books().add_license(&license).unwrap();
+    let install = shop.install("desk-1");
+    let key = install.install_key().unwrap().to_base64url();
+
+    let asked = request_for("lic_file", "desk-1", &key);
+    let answer = shop
+        .service
+        .activate(&asked, &Credential::LicenseId, None)
+        .unwrap();
+
+    install_answer(&install, &answer);
+    assert!(install.check_feature("export").allowed());
+    let unnamed = request("desk-2", &fresh_install_key());
+    assert_eq!(
+        code(
+            shop.service
+                .activate(&unnamed, &Credential::LicenseId, None)
+        ),
+        "INVALID_ARGUMENT"
+    );
+}
+
 // ---- virtual machines ---------------------------------------------------
 
 #[test]
