@@ -1,11 +1,11 @@
 //! The vendor's online service as a library, `entitle::books::online::Service`
-//! (feature `server`, docs/http.md#the-vendors-service), over books in a
-//! SQLite file store: activation by key, login or id, the license's and the
-//! account's limits, one trial per device, free and revoke seen at the next
-//! sync, bad input, and two services racing on one store. Whatever the
-//! service grants, an install verifies and grants; whatever it refuses
-//! leaves the books exactly as they were (the store is read back and
-//! compared).
+//! (feature `server`; the requests and tokens of docs/formats.md), over
+//! books in a SQLite file store: activation by key, login or id, the
+//! license's and the account's limits, one trial per device, free and
+//! revoke seen at the next sync, bad input, and two services racing on one
+//! store. Whatever the service grants, an install verifies and grants;
+//! whatever it refuses leaves the books exactly as they were (the store is
+//! read back and compared).
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The vendor's online service over PostgreSQL (docs/http.md#the-vendors-service,
-//! docs/semantics.md#durability-and-sharing): two services on one
+//! The vendor's online service over PostgreSQL
+//! (docs/semantics.md#durability-and-sharing): two services on one
 //! namespace, as two `entitle serve --books` processes, count exactly
 //! together. Against a real server (`tests/pg_common/`), never a mock.
 
