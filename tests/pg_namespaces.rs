@@ -161,8 +161,8 @@ fn remove_deletes_every_row_of_its_namespace_and_no_other() {
         namespaced_tables(&url),
         [
             "entitle_accepted_receipts",
-            "entitle_books",
             "entitle_activations",
+            "entitle_books",
             "entitle_closed_periods",
             "entitle_counters",
             "entitle_first_use",

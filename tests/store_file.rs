@@ -58,6 +58,12 @@ fn the_way_back_survives_reopening() {
 }
 
 #[test]
+fn a_refresh_keeps_the_signed_facts_another_engine_applied() {
+    let (_dir, open) = fresh();
+    conformance::a_refresh_keeps_the_signed_facts_another_engine_applied(open);
+}
+
+#[test]
 fn books_records_survive_reopening() {
     let (_dir, open) = fresh();
     conformance::books_records_survive_reopening(open);

@@ -61,6 +61,11 @@ fn the_way_back_survives_reopening() {
 }
 
 #[test]
+fn a_refresh_keeps_the_signed_facts_another_engine_applied() {
+    conformance::a_refresh_keeps_the_signed_facts_another_engine_applied(fresh());
+}
+
+#[test]
 fn books_records_survive_reopening() {
     conformance::books_records_survive_reopening(fresh());
 }

@@ -87,7 +87,9 @@ mod kind {
     /// `license_id \n email` → nothing: the license is assigned to the
     /// account.
     pub const ASSIGNED: &str = "assigned";
-    /// `license_id \n fingerprint` → the account email that activated it.
+    /// `license_id \n device` → the account email that activated it; the
+    /// device as the books count it (its fingerprint, or the key they keep
+    /// a second install claiming that fingerprint under).
     pub const ACTIVATED_BY: &str = "activated_by";
     /// `license_id \n fingerprint` → the ids of the certificates signed for
     /// the device, as a JSON array.
@@ -544,10 +546,20 @@ impl Service {
             let mut request = request.clone();
             request.license_id = license_id.clone();
             let device = pair(&license_id, &request.fingerprint);
-            if let Some(email) = &by_user {
-                check_account_limit(state, email, &device, plan.now)?;
-            }
             let (mut changes, created) = plan_record_certificate(plan, &request, expires_at)?;
+            // The device as the license counts it: a second install
+            // claiming a known fingerprint is kept under a key of its own,
+            // and is another device for the account too.
+            let counted = changes
+                .iter()
+                .find_map(|change| match change {
+                    Change::PutActivation(record) => Some(pair(&license_id, &record.fingerprint)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| device.clone());
+            if let Some(email) = &by_user {
+                check_account_limit(state, email, &counted, created, plan.now)?;
+            }
             let certificate = sign_certificate(&signer, &request, plan.now, expires_at)?;
             let mut ids: Vec<String> = state
                 .books
@@ -557,7 +569,7 @@ impl Service {
             ids.push(certificate_id(&certificate));
             changes.push(put(kind::CERTIFICATES, device.clone(), &json_text(&ids)));
             if let Some(email) = &by_user {
-                changes.push(put(kind::ACTIVATED_BY, device, email));
+                changes.push(put(kind::ACTIVATED_BY, counted, email));
             }
             Ok((
                 changes,
@@ -574,7 +586,9 @@ impl Service {
     /// Gives the device of `request` its trial: a license made from the
     /// trial spec, node-locked to the device, with its certificate. One
     /// per device and product, whatever became of the install
-    /// (`TRIAL_USED`); `INVALID_ARGUMENT` without a trial spec.
+    /// (`TRIAL_USED`); `INVALID_ARGUMENT` without a trial spec;
+    /// `VM_NOT_ALLOWED` for a virtual machine when the spec has
+    /// `prevent_vm`, before the device's trial is spent.
     pub fn start_trial(&self, request: &str) -> Result<Activated> {
         let Some(spec) = self.trial.clone() else {
             return Err(Error::InvalidArgument(
@@ -582,6 +596,14 @@ impl Service {
             ));
         };
         let mut request = read_request(request)?;
+        // As for any activation (docs/formats.md#activation-request): the
+        // trial would grant nothing there, and the device has one.
+        if request.vm && spec.get("prevent_vm").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::denied(
+                crate::decision::Reason::VmNotAllowed,
+                "this product's trial may not run on a virtual machine",
+            ));
+        }
         let mut document = (*spec).clone();
         let id = crate::engine::random_id("lic_");
         document.insert("id".into(), Value::from(id.clone()));
@@ -768,12 +790,23 @@ impl Service {
             for id in &ids {
                 changes.push(put(kind::WITHDRAWN, id.clone(), &device));
             }
+            // Each install freed (the device, and any other claiming its
+            // fingerprint) is no longer one of its account's devices.
+            let freed: Vec<Change> = changes
+                .iter()
+                .filter_map(|change| match change {
+                    Change::DeleteActivation { fingerprint, .. } => {
+                        Some(Change::DeleteBooksRecord {
+                            kind: kind::ACTIVATED_BY.into(),
+                            key: pair(license_id, fingerprint),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect();
+            changes.extend(freed);
             changes.push(Change::DeleteBooksRecord {
                 kind: kind::CERTIFICATES.into(),
-                key: device.clone(),
-            });
-            changes.push(Change::DeleteBooksRecord {
-                kind: kind::ACTIVATED_BY.into(),
                 key: device,
             });
             Ok((changes, ids))
@@ -932,6 +965,28 @@ impl Service {
     }
 }
 
+/// Where a revocation list or key rotation this service keeps stands
+/// among those kept in the same second: its `issued_at`, then how many
+/// ids it names. Read unverified, only to order them: each was verified
+/// when the books took it, and an install verifies what it is sent.
+fn signed_order(token: &str) -> (i64, usize) {
+    let Ok(token) = token::decode_unverified(token) else {
+        return (i64::MIN, 0);
+    };
+    let issued_at = token
+        .payload
+        .get("issued_at")
+        .and_then(Value::as_str)
+        .and_then(|t| Timestamp::parse(t).ok())
+        .map_or(i64::MIN, Timestamp::unix);
+    let ids = token
+        .payload
+        .get("ids")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    (issued_at, ids)
+}
+
 /// A request as the service takes it: JSON, at most 16 KiB; its license
 /// id may be empty (the credential names the license).
 fn read_request(text: &str) -> Result<ActivationRequest> {
@@ -961,28 +1016,6 @@ fn read_request(text: &str) -> Result<ActivationRequest> {
         request.license_id.clear();
     }
     Ok(request)
-}
-
-/// Where a revocation list or key rotation the books hold stands among
-/// others taken at the same second: when it was signed, and how many
-/// licenses it names. Read without checking the signature, which the
-/// books checked when they took it.
-fn signed_order(token: &str) -> (i64, usize) {
-    let Ok(decoded) = token::decode_unverified(token) else {
-        return (i64::MIN, 0);
-    };
-    let signed_at = decoded
-        .payload
-        .get("issued_at")
-        .and_then(Value::as_str)
-        .and_then(|text| Timestamp::parse(text).ok())
-        .map_or(i64::MIN, Timestamp::unix);
-    let named = decoded
-        .payload
-        .get("ids")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    (signed_at, named)
 }
 
 /// Whether `license_id` is activated only with its key or by logging in
@@ -1062,18 +1095,28 @@ fn user_license(state: &State, email: &str, asked: &str, now: i64) -> Result<Str
 }
 
 /// Refuses a device over the account's `max_activations` (a device it
-/// has already is no new one).
-fn check_account_limit(state: &State, email: &str, device: &str, now: i64) -> Result<()> {
+/// has already is no new one). `device` is `license \n key` with the key
+/// the books count the device under; `created`, whether the license
+/// counts it now.
+fn check_account_limit(
+    state: &State,
+    email: &str,
+    device: &str,
+    created: bool,
+    now: i64,
+) -> Result<()> {
     let Ok(account) = account_in(state, email) else {
         return Err(Error::Unauthorized("wrong email or password".into()));
     };
     let Some(max) = account.max_activations else {
         return Ok(());
     };
-    let already = state
-        .books
-        .get(&(kind::ACTIVATED_BY.to_owned(), device.to_owned()))
-        .is_some_and(|by| by == email);
+    // A record left by a device since lapsed is no device the account has.
+    let already = !created
+        && state
+            .books
+            .get(&(kind::ACTIVATED_BY.to_owned(), device.to_owned()))
+            .is_some_and(|by| by == email);
     if !already && activations_of(state, email, now) >= max {
         return Err(Error::denied(
             crate::decision::Reason::ActivationLimit,
@@ -1090,7 +1133,7 @@ fn activations_of(state: &State, email: &str, now: i64) -> u32 {
         .filter(|(device, _)| {
             state
                 .devices_for(first_of(device), now)
-                .any(|(f, _)| crate::engine::devices::device_of(f) == second_of(device))
+                .any(|(key, _)| key == second_of(device))
         })
         .count();
     u32::try_from(count).unwrap_or(u32::MAX)

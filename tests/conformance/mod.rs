@@ -313,6 +313,41 @@ pub fn a_refresh_sees_every_kind_of_change<S: Store>(open: impl Fn() -> S) {
     );
 }
 
+/// A key rotation (and a revocation list) one engine applies stays with
+/// another across its refreshes, however the store tells what changed: a
+/// license the new key signed is trusted there, and the signed facts are
+/// still there after a change to something else.
+pub fn a_refresh_keeps_the_signed_facts_another_engine_applied<S: Store>(open: impl Fn() -> S) {
+    let vendor = Vendor::new();
+    let clock = clock_at(T0);
+    let writer = engine(&vendor, &clock, open());
+    let reader = engine(&vendor, &clock, open());
+    let next = entitle::token::SigningKey::from_seed(&[7; 32]);
+    writer
+        .apply(&vendor.sign(
+            json!({"v": 1, "product": "acme", "issued_at": T0,
+                   "keys": [next.public_key().to_base64url()]}),
+            entitle::token::TokenType::Keys,
+        ))
+        .unwrap();
+    writer
+        .apply_revocations(&vendor.revocations_for(Some("acme"), &["gone"], T0))
+        .unwrap();
+    reader.refresh().unwrap();
+    writer.remove_license("never-added", true).unwrap();
+    reader.refresh().unwrap();
+
+    let license = entitle::token::sign(
+        &json!({"v": 1, "id": "rotated", "product": "acme", "issued_at": T0,
+                "features": [{"code": "fr"}]}),
+        &next,
+        entitle::token::TokenType::License,
+    )
+    .unwrap();
+    reader.add_license(&license).unwrap();
+    assert_eq!(reader.check_feature("fr").reason(), Reason::Ok);
+}
+
 /// What the air-gapped way back keeps (docs/formats.md) is there when
 /// the state is opened again: the install key and report sequence, the
 /// receipt kept for a deactivation; and, in the vendor's books, the

@@ -271,19 +271,28 @@ pub(super) const VERSIONED: [&str; 8] = [
     "books",
 ];
 
+///
+/// The trigger sets the version with an `UPDATE` of the row made here:
+/// a statement inside a trigger takes the conflict policy of the statement
+/// that fired it, so the `INSERT OR REPLACE` older entitles used became an
+/// `INSERT OR IGNORE` when fired by one (`signed`, `first_use`), and left
+/// the version as it was: another process then kept the rows it had read
+/// before, and lost a revocation list or key rotation on its next refresh.
+/// Those triggers are replaced on open.
 fn version_rows(conn: &Connection) -> rusqlite::Result<()> {
     for table in VERSIONED {
-        for event in ["INSERT", "UPDATE", "DELETE"] {
-            conn.execute_batch(&format!(
-                "CREATE TRIGGER IF NOT EXISTS version_{table}_{event} AFTER {event} ON {table}
-                   BEGIN INSERT OR REPLACE INTO meta (key, value)
-                         VALUES ('version.{table}', lower(hex(randomblob(8)))); END;"
-            ))?;
-        }
         conn.execute_batch(&format!(
             "INSERT OR IGNORE INTO meta (key, value)
                VALUES ('version.{table}', lower(hex(randomblob(8))));"
         ))?;
+        for event in ["INSERT", "UPDATE", "DELETE"] {
+            conn.execute_batch(&format!(
+                "DROP TRIGGER IF EXISTS version_{table}_{event};
+                 CREATE TRIGGER IF NOT EXISTS bump_{table}_{event} AFTER {event} ON {table}
+                   BEGIN UPDATE meta SET value = lower(hex(randomblob(8)))
+                         WHERE key = 'version.{table}'; END;"
+            ))?;
+        }
     }
     Ok(())
 }
