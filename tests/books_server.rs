@@ -108,13 +108,18 @@ fn counted(max: u32) -> Value {
 }
 
 fn add_user(server: &Server, email: &str, password: &str) {
+    add_user_up_to(server, email, password, 5);
+}
+
+/// An account that may have `max` devices activated at once.
+fn add_user_up_to(server: &Server, email: &str, password: &str, max: u32) {
     let added = admin(
         server,
         "POST",
         "/admin/users",
         Some(
             &json!({"email": email, "password": password, "first_name": "Ada",
-                     "max_activations": 5}),
+                     "max_activations": max}),
         ),
     );
     assert_eq!(added.status, 201, "{:?}", added.body);
@@ -392,6 +397,23 @@ fn logins_list_and_activate_a_users_licenses() {
     let bad = basic("ada@example.com", "nope nope nope");
     let refused = send(&server.addr, "GET", "/v1/user/licenses", &[&bad], None);
     assert_eq!((refused.status, refused.code()), (401, "UNAUTHORIZED"));
+    // An account over its own limit, on a license with room: the
+    // account's numbers.
+    add_user_up_to(&server, "cy@example.com", "another long one", 1);
+    let (_, _) = issue(&server, counted(5), &["cy@example.com"]);
+    let cy = |fingerprint: &str| {
+        let engine = device(dir.path(), fingerprint, false);
+        json!({"request": request_text(&engine),
+               "user": {"email": "cy@example.com", "password": "another long one"}})
+    };
+    assert_eq!(server.post("/v1/activations", &cy("cy-1")).status, 201);
+    let over = server.post("/v1/activations", &cy("cy-2"));
+    assert_eq!((over.status, over.code()), (409, "ACTIVATION_LIMIT"));
+    assert_eq!(
+        (&over.body["used"], &over.body["max"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(over.body["error"]["max"], 1);
     // Both a key and a login: which one counts is not guessed.
     let both = json!({"request": request_text(&desk), "key": UNKNOWN_KEY,
                       "user": {"email": "ada@example.com", "password": "correct horse battery"}});

@@ -570,6 +570,48 @@ impl Service {
         })
     }
 
+    /// The devices counted against the limit an activation of `request`
+    /// with `credential` met, and that limit: the account's
+    /// `max_activations` when a login's account is full, else the
+    /// license's. `None` when the license or the limit cannot be told
+    /// (what `used` and `max` of an `ACTIVATION_LIMIT` answer say; the
+    /// login is not checked again, as this follows a refusal that
+    /// checked it).
+    pub(crate) fn activation_counts(
+        &self,
+        request: &str,
+        credential: &Credential,
+    ) -> Option<(u64, u64)> {
+        let asked = read_request(request).ok()?.license_id;
+        self.books
+            .engine
+            .read_state(|state, now| {
+                let license_id = match credential {
+                    Credential::Key(key) => state
+                        .books
+                        .get(&(kind::KEY.to_owned(), key.hash()))?
+                        .clone(),
+                    Credential::User { email, .. } => {
+                        let email = normal_email(email);
+                        let account = account_in(state, &email).ok()?;
+                        if let Some(max) = account.max_activations {
+                            let used = activations_of(state, &email, now);
+                            if used >= max {
+                                return Some((u64::from(used), u64::from(max)));
+                            }
+                        }
+                        user_license(state, &email, &asked, now).ok()?
+                    }
+                    Credential::LicenseId => asked.clone(),
+                };
+                let max = state.licenses.get(&license_id)?.verified.activations?.max?;
+                let used = state.devices_for(&license_id, now).count();
+                Some((u64::try_from(used).unwrap_or(u64::MAX), u64::from(max)))
+            })
+            .ok()
+            .flatten()
+    }
+
     /// Gives the device of `request` its trial: a license made from the
     /// trial spec, node-locked to the device, with its certificate. One
     /// per device and product, whatever became of the install
