@@ -503,6 +503,32 @@ fn deactivations_reports_sync_and_trials_answer_in_their_shapes() {
     assert_eq!((again.status, again.code()), (409, "TRIAL_USED"));
 }
 
+#[test]
+fn a_trial_refusing_virtual_machines_is_refused_to_one_without_using_up_the_device() {
+    let dir = books();
+    let mut spec = trial_spec();
+    spec["prevent_vm"] = json!(true);
+    std::fs::write(dir.path().join("trial.json"), spec.to_string()).unwrap();
+    let server = serve(dir.path(), true);
+    let vm = device(dir.path(), "box-1", true);
+    let refused = server.post("/v1/trials", &json!({"request": request_text(&vm)}));
+    assert_eq!(
+        (refused.status, refused.code()),
+        (403, "VM_NOT_ALLOWED"),
+        "{:?}",
+        refused.body
+    );
+    let listed = admin(&server, "GET", "/admin/licenses", None);
+    assert_eq!(listed.body["items"], json!([]));
+    // Nothing was used up: the device declared a physical one gets its
+    // trial, which grants there.
+    let physical = device(dir.path(), "box-1", false);
+    let trial = server.post("/v1/trials", &json!({"request": request_text(&physical)}));
+    assert_eq!(trial.status, 201, "{:?}", trial.body);
+    install_answer(&physical, &trial);
+    assert!(physical.check_feature("cad").allowed());
+}
+
 // ---- the admin routes -------------------------------------------------------------
 
 #[test]

@@ -615,7 +615,9 @@ impl Service {
     /// Gives the device of `request` its trial: a license made from the
     /// trial spec, node-locked to the device, with its certificate. One
     /// per device and product, whatever became of the install
-    /// (`TRIAL_USED`); `INVALID_ARGUMENT` without a trial spec.
+    /// (`TRIAL_USED`); `VM_NOT_ALLOWED` for a virtual machine when the
+    /// spec has `prevent_vm` (the device's trial is not used up then);
+    /// `INVALID_ARGUMENT` without a trial spec.
     pub fn start_trial(&self, request: &str) -> Result<Activated> {
         let Some(spec) = self.trial.clone() else {
             return Err(Error::InvalidArgument(
@@ -636,6 +638,15 @@ impl Service {
         );
         let token = token::sign(&Value::Object(document), &self.signer, TokenType::License)?;
         let verified = self.verify_own(&token)?;
+        // Before the device's one trial is used up: a trial its install
+        // would refuse to activate is no trial.
+        if verified.license().prevent_vm && request.vm {
+            return Err(Error::denied(
+                crate::decision::Reason::VmNotAllowed,
+                "this product's trial may not run on a virtual machine; start it on a physical \
+                 machine",
+            ));
+        }
         request.license_id = id.clone();
         let signer = Arc::clone(&self.signer);
         self.books.engine.mutate(|plan| {

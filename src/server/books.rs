@@ -171,8 +171,11 @@ struct TrialBody {
 async fn trial(State(app): AppState, body: Result<Bytes, BytesRejection>) -> Answer {
     let body: TrialBody = json_body(body)?;
     let service = app.service.clone();
-    let done = blocking(move || service.start_trial(&body.request)).await?;
-    activated(&done)
+    let outcome = blocking(move || Ok(service.start_trial(&body.request))).await?;
+    match outcome {
+        Ok(done) => activated(&done),
+        Err(error) => Err(activation_refused(error, None)),
+    }
 }
 
 #[derive(Deserialize)]
