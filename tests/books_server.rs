@@ -629,6 +629,24 @@ fn admin_routes_take_the_bearer_token_and_show_devices_revocations_and_freed_slo
     );
     let shown = admin(&server, "GET", &format!("/admin/licenses/{id}"), None);
     assert_eq!(shown.body["activations"], json!([]));
+    let vendor = VendorClient::new(&server.url()).unwrap();
+    let outcome = desk.sync_online(&vendor).unwrap();
+    assert_eq!(outcome.withdrawn.len(), 1);
+    assert!(!desk.check_feature("cad").allowed());
+
+    // The machine activated again at once (here, most often within the
+    // second its first certificate was signed, so the same certificate
+    // again): counted anew, and its new activation is not one the vendor
+    // withdrew.
+    let back = server.post(
+        "/v1/activations",
+        &json!({"request": request_text(&desk), "key": key}),
+    );
+    assert_eq!(back.status, 201, "{:?}", back.body);
+    install_answer(&desk, &back);
+    let outcome = desk.sync_online(&vendor).unwrap();
+    assert!(outcome.withdrawn.is_empty(), "{outcome:?}");
+    assert!(desk.check_feature("cad").allowed());
 
     // Revocation: the list comes with the next sync.
     let revoked = admin(

@@ -553,7 +553,19 @@ impl Service {
                 .get(&(kind::CERTIFICATES.to_owned(), device.clone()))
                 .and_then(|ids| serde_json::from_str(ids).ok())
                 .unwrap_or_default();
-            ids.push(certificate_id(&certificate));
+            let id = certificate_id(&certificate);
+            // Signed within the second of one the vendor withdrew, for
+            // the same device and install, a certificate is that one
+            // again: granted anew, it is withdrawn no longer (else the
+            // install's next sync would take back what it was just given).
+            let withdrawn = (kind::WITHDRAWN.to_owned(), id.clone());
+            if state.books.contains_key(&withdrawn) {
+                changes.push(Change::DeleteBooksRecord {
+                    kind: withdrawn.0,
+                    key: withdrawn.1,
+                });
+            }
+            ids.push(id);
             changes.push(put(kind::CERTIFICATES, device.clone(), &json_text(&ids)));
             if let Some(email) = &by_user {
                 changes.push(put(kind::ACTIVATED_BY, device, email));
