@@ -1161,7 +1161,7 @@ fn cli_install(dir: &Path, state: &str, fingerprint: &str) {
 }
 
 #[test]
-fn the_cli_activates_syncs_revocations_and_freed_machines_and_takes_one_trial() {
+fn the_cli_activates_deactivates_syncs_revocations_and_freed_machines_and_takes_one_trial() {
     let dir = books();
     let path = dir.path();
     let server = serve(path, true);
@@ -1227,6 +1227,36 @@ fn the_cli_activates_syncs_revocations_and_freed_machines_and_takes_one_trial() 
     );
     let denied = cli(path, "inst2", &["check", "cad"], &[]);
     assert_ne!(exit_code(&denied), 0);
+
+    // A machine given up: `deactivate --online` frees its slot, which
+    // another machine then takes with the same key.
+    let (_, moving) = issue(&server, counted(1), &[]);
+    cli_install(path, "old", "old-pc");
+    cli_ok(
+        path,
+        "old",
+        &["activate", "--online", &url, "--key", &moving],
+        &[],
+    );
+    cli_install(path, "new", "new-pc");
+    let full = cli(
+        path,
+        "new",
+        &["activate", "--online", &url, "--key", &moving],
+        &[],
+    );
+    assert_eq!(json_out(&full)["error"]["code"], "ACTIVATION_LIMIT");
+    let left = cli_ok(path, "old", &["deactivate", "--online", &url], &[]);
+    assert_eq!(left["fingerprint"], "old-pc");
+    assert_ne!(exit_code(&cli(path, "old", &["check", "cad"], &[])), 0);
+    let done = cli_ok(
+        path,
+        "new",
+        &["activate", "--online", &url, "--key", &moving],
+        &[],
+    );
+    assert_eq!(done["newly_counted"], true);
+    cli_ok(path, "new", &["check", "cad"], &[]);
 
     // One trial per device.
     cli_install(path, "inst3", "desk-3");
