@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -85,7 +85,7 @@ pub(crate) struct ApiError {
     message: String,
     retry_at: Option<Timestamp>,
     /// Further members of the answer, also in its `error` object.
-    details: Map<String, Value>,
+    details: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -95,7 +95,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_at: None,
-            details: Map::new(),
+            details: Vec::new(),
         }
     }
 
@@ -107,8 +107,8 @@ impl ApiError {
     }
 
     /// The same refusal with `name: value` in its answer.
-    pub(super) fn with_detail(mut self, name: &str, value: Value) -> Self {
-        self.details.insert(name.to_owned(), value);
+    pub(super) fn with_detail(mut self, name: &'static str, value: Value) -> Self {
+        self.details.push((name, value));
         self
     }
 
@@ -175,7 +175,7 @@ impl From<Error> for ApiError {
             code: error.code(),
             message: error.to_string(),
             retry_at,
-            details: Map::new(),
+            details: Vec::new(),
         }
     }
 }
@@ -188,8 +188,8 @@ impl IntoResponse for ApiError {
             body["retry_at"] = json!(at);
         }
         for (name, value) in self.details {
-            body["error"][&name] = value.clone();
-            body[&name] = value;
+            body["error"][name] = value.clone();
+            body[name] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
