@@ -566,7 +566,19 @@ impl Service {
                 .get(&(kind::CERTIFICATES.to_owned(), device.clone()))
                 .and_then(|ids| serde_json::from_str(ids).ok())
                 .unwrap_or_default();
-            ids.push(certificate_id(&certificate));
+            let id = certificate_id(&certificate);
+            // Signed within the second of one the vendor withdrew, for
+            // the same device and install, a certificate is that one
+            // again: granted anew, it is withdrawn no longer (else the
+            // install's next sync would take back what it was just given).
+            let withdrawn = (kind::WITHDRAWN.to_owned(), id.clone());
+            if state.books.contains_key(&withdrawn) {
+                changes.push(Change::DeleteBooksRecord {
+                    kind: withdrawn.0,
+                    key: withdrawn.1,
+                });
+            }
+            ids.push(id);
             changes.push(put(kind::CERTIFICATES, device.clone(), &json_text(&ids)));
             if let Some(email) = &by_user {
                 changes.push(put(kind::ACTIVATED_BY, counted, email));
@@ -581,6 +593,48 @@ impl Service {
                 },
             ))
         })
+    }
+
+    /// The devices counted against the limit an activation of `request`
+    /// with `credential` met, and that limit: the account's
+    /// `max_activations` when a login's account is full, else the
+    /// license's. `None` when the license or the limit cannot be told
+    /// (what `used` and `max` of an `ACTIVATION_LIMIT` answer say; the
+    /// login is not checked again, as this follows a refusal that
+    /// checked it).
+    pub(crate) fn activation_counts(
+        &self,
+        request: &str,
+        credential: &Credential,
+    ) -> Option<(u64, u64)> {
+        let asked = read_request(request).ok()?.license_id;
+        self.books
+            .engine
+            .read_state(|state, now| {
+                let license_id = match credential {
+                    Credential::Key(key) => state
+                        .books
+                        .get(&(kind::KEY.to_owned(), key.hash()))?
+                        .clone(),
+                    Credential::User { email, .. } => {
+                        let email = normal_email(email);
+                        let account = account_in(state, &email).ok()?;
+                        if let Some(max) = account.max_activations {
+                            let used = activations_of(state, &email, now);
+                            if used >= max {
+                                return Some((u64::from(used), u64::from(max)));
+                            }
+                        }
+                        user_license(state, &email, &asked, now).ok()?
+                    }
+                    Credential::LicenseId => asked.clone(),
+                };
+                let max = state.licenses.get(&license_id)?.verified.activations?.max?;
+                let used = state.devices_for(&license_id, now).count();
+                Some((u64::try_from(used).unwrap_or(u64::MAX), u64::from(max)))
+            })
+            .ok()
+            .flatten()
     }
 
     /// Gives the device of `request` its trial: a license made from the

@@ -84,6 +84,8 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     retry_at: Option<Timestamp>,
+    /// Further members of the answer, also in its `error` object.
+    details: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -93,7 +95,21 @@ impl ApiError {
             code,
             message: message.into(),
             retry_at: None,
+            details: Vec::new(),
         }
+    }
+
+    /// The same refusal with another status (a route whose refusal the
+    /// API documents otherwise than `status_of` maps its code).
+    pub(super) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same refusal with `name: value` in its answer.
+    pub(super) fn with_detail(mut self, name: &'static str, value: Value) -> Self {
+        self.details.push((name, value));
+        self
     }
 
     pub(super) fn shutting_down() -> Self {
@@ -159,6 +175,7 @@ impl From<Error> for ApiError {
             code: error.code(),
             message: error.to_string(),
             retry_at,
+            details: Vec::new(),
         }
     }
 }
@@ -169,6 +186,10 @@ impl IntoResponse for ApiError {
         if let Some(at) = self.retry_at {
             body["error"]["retry_at"] = json!(at);
             body["retry_at"] = json!(at);
+        }
+        for (name, value) in self.details {
+            body["error"][name] = value.clone();
+            body[name] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -126,8 +126,40 @@ async fn activate(State(app): AppState, body: Result<Bytes, BytesRejection>) -> 
         (None, None) => Credential::LicenseId,
     };
     let service = app.service.clone();
-    let done = blocking(move || service.activate(&body.request, &credential, None)).await?;
-    activated(&done)
+    let outcome = blocking(move || {
+        Ok(match service.activate(&body.request, &credential, None) {
+            Ok(done) => Ok(done),
+            Err(error) => {
+                // Over the limit: how many devices count, of how many.
+                let counts = (error.code() == "ACTIVATION_LIMIT")
+                    .then(|| service.activation_counts(&body.request, &credential))
+                    .flatten();
+                Err((error, counts))
+            }
+        })
+    })
+    .await?;
+    match outcome {
+        Ok(done) => activated(&done),
+        Err((error, counts)) => Err(activation_refused(error, counts)),
+    }
+}
+
+/// An activation's refusal as docs/http.md#the-vendors-service answers
+/// it: `403` for a virtual machine a license refuses (the device, not a
+/// count, is the matter); `ACTIVATION_LIMIT` with `used` and `max`.
+fn activation_refused(error: Error, counts: Option<(u64, u64)>) -> ApiError {
+    let vm = error.code() == "VM_NOT_ALLOWED";
+    let mut refused = ApiError::from(error);
+    if vm {
+        refused = refused.with_status(StatusCode::FORBIDDEN);
+    }
+    if let Some((used, max)) = counts {
+        refused = refused
+            .with_detail("used", json!(used))
+            .with_detail("max", json!(max));
+    }
+    refused
 }
 
 #[derive(Deserialize)]
@@ -139,8 +171,11 @@ struct TrialBody {
 async fn trial(State(app): AppState, body: Result<Bytes, BytesRejection>) -> Answer {
     let body: TrialBody = json_body(body)?;
     let service = app.service.clone();
-    let done = blocking(move || service.start_trial(&body.request)).await?;
-    activated(&done)
+    let outcome = blocking(move || Ok(service.start_trial(&body.request))).await?;
+    match outcome {
+        Ok(done) => activated(&done),
+        Err(error) => Err(activation_refused(error, None)),
+    }
 }
 
 #[derive(Deserialize)]
