@@ -114,7 +114,7 @@ impl BooksState {
             .args(["--listen", "127.0.0.1:0", "--admin-token-file", "admin.tok"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("entitle serve starts");
         let mut line = String::new();
