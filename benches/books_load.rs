@@ -123,8 +123,8 @@ fn activations(books: &BooksState, clients: usize, secs: u64) -> Figures {
             assert_eq!(status, 201, "{answer}");
         }
     };
-    let _warm_up = load(clients, 1, &client);
-    let figures = load(clients, secs, &client);
+    let _warm_up = load(clients, 1, client);
+    let figures = load(clients, secs, client);
     server.stop();
     let made = next.load(Ordering::Relaxed) as usize;
     assert_eq!(books.activations().len(), made, "the books lost a device");
