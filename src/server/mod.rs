@@ -151,11 +151,17 @@ pub fn run(
 ) -> Result<()> {
     let lease_key = lease_key(&engine, config.lease_key.clone())?;
     let app_config = config.clone();
-    runtime()?.block_on(serve(
+    // Closed only after the runtime is gone: a PostgreSQL store announces
+    // its last commits when dropped, with calls that block, which may not
+    // run on the runtime's threads.
+    let kept = engine.clone();
+    let served = runtime()?.block_on(serve(
         config,
         move |stopping| api::router(api::App::new(engine, lease_key, &app_config, stopping)),
         ready,
-    ))
+    ));
+    drop(kept);
+    served
 }
 
 /// Serves the vendor's online service `service` (docs/http.md#the-vendors-service)
@@ -183,11 +189,15 @@ pub fn run_books(
     ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<()> {
     let app_config = config.clone();
-    runtime()?.block_on(serve(
+    // Closed after the runtime, as in `run`.
+    let kept = service.clone();
+    let served = runtime()?.block_on(serve(
         config,
         move |stopping| books::router(books::BooksApp::new(service, &app_config, stopping)),
         ready,
-    ))
+    ));
+    drop(kept);
+    served
 }
 
 /// The server's runtime: two workers, a bounded blocking pool.
