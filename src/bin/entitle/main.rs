@@ -150,7 +150,8 @@ enum Command {
     /// A guided walk through everything, in a temporary directory.
     Demo,
     /// Serve this install's floating seats, checks and admin API over
-    /// HTTP to a LAN (builds with the `server` feature).
+    /// HTTP to a LAN; with --books, the vendor's online service (builds
+    /// with the `server` feature).
     Serve(serve::ServeArgs),
 }
 
