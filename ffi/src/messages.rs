@@ -51,8 +51,9 @@ pub extern "C" fn entitle_version() -> *const c_char {
 static MESSAGES: OnceLock<Vec<(entitle_status, CString)>> = OnceLock::new();
 
 fn messages() -> Vec<(entitle_status, CString)> {
-    entitle_status::ALL
-        .into_iter()
+    entitle_status::all()
+        .iter()
+        .copied()
         .map(|status| {
             let text = sentence(status);
             // The engine's sentences hold no NUL; should one, it is cut.
@@ -178,7 +179,7 @@ mod tests {
 
     #[test]
     fn every_error_status_has_a_sample_of_its_own_code() {
-        for status in entitle_status::ALL {
+        for &status in entitle_status::all() {
             if let Some(error) = sample_error(status) {
                 assert_eq!(error.code(), status.code());
             } else {
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_sentence_without_codes() {
-        for status in entitle_status::ALL {
+        for &status in entitle_status::all() {
             let words = text(status as u32);
             assert!(words.ends_with('.'), "{status:?}: {words}");
             assert!(

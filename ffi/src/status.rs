@@ -167,70 +167,14 @@ use entitle_status::*;
 
 impl entitle_status {
     /// Every status, in numeric order.
-    pub const ALL: [entitle_status; 62] = [
-        ENTITLE_OK,
-        ENTITLE_IN_GRACE,
-        ENTITLE_OVERAGE,
-        ENTITLE_EXPIRED_KEPT,
-        ENTITLE_NOT_LICENSED,
-        ENTITLE_EXPIRED,
-        ENTITLE_NOT_YET_VALID,
-        ENTITLE_SUSPENDED,
-        ENTITLE_REVOKED,
-        ENTITLE_MAINTENANCE_EXPIRED,
-        ENTITLE_NOT_ACTIVATED,
-        ENTITLE_DEVICE_UNKNOWN,
-        ENTITLE_SEAT_LIMIT,
-        ENTITLE_CLOCK_TAMPERED,
-        ENTITLE_ACTIVATION_LIMIT,
-        ENTITLE_TRANSFER_LIMIT,
-        ENTITLE_CERTIFICATE_REQUIRED,
-        ENTITLE_VM_NOT_ALLOWED,
-        ENTITLE_FLOATING_EXHAUSTED,
-        ENTITLE_LEASE_EXPIRED,
-        ENTITLE_LEASE_NOT_FOUND,
-        ENTITLE_BORROW_NOT_ALLOWED,
-        ENTITLE_BORROW_TOO_LONG,
-        ENTITLE_CONSUMPTION_LIMIT,
-        ENTITLE_LEASE_REQUIRED,
-        ENTITLE_CERTIFICATE_DEACTIVATED,
-        ENTITLE_LEASE_BORROWED,
-        ENTITLE_VERSION_NOT_LICENSED,
-        ENTITLE_SIGNATURE_INVALID,
-        ENTITLE_UNKNOWN_KEY,
-        ENTITLE_MALFORMED,
-        ENTITLE_TOO_LARGE,
-        ENTITLE_WRONG_TYPE,
-        ENTITLE_PRODUCT_MISMATCH,
-        ENTITLE_LICENSE_REVOKED,
-        ENTITLE_LICENSE_REPLAYED,
-        ENTITLE_LICENSE_NOT_FOUND,
-        ENTITLE_USER_NOT_FOUND,
-        ENTITLE_FINGERPRINT_MISMATCH,
-        ENTITLE_RECEIPT_INVALID,
-        ENTITLE_RECEIPT_REPLAYED,
-        ENTITLE_REPORT_INVALID,
-        ENTITLE_REPORT_REPLAYED,
-        ENTITLE_STATE_CORRUPT,
-        ENTITLE_STATE_LOCKED,
-        ENTITLE_STATE_EXISTS,
-        ENTITLE_STATE_MISSING,
-        ENTITLE_STORE_UNAVAILABLE,
-        ENTITLE_SERVER_UNREACHABLE,
-        ENTITLE_LEASE_KEY_MISMATCH,
-        ENTITLE_TRIAL_USED,
-        ENTITLE_UNAUTHORIZED,
-        ENTITLE_RATE_LIMITED,
-        ENTITLE_IO_ERROR,
-        ENTITLE_INVALID_ARGUMENT,
-        ENTITLE_ENDING,
-        ENTITLE_NULL,
-        ENTITLE_BUFFER_TOO_SMALL,
-        ENTITLE_INVALID_UTF8,
-        ENTITLE_PANIC,
-        ENTITLE_INVALID_HANDLE,
-        ENTITLE_UNKNOWN_ERROR,
-    ];
+    ///
+    /// ```
+    /// use entitle_ffi::entitle_status;
+    /// assert_eq!(entitle_status::all()[0], entitle_status::ENTITLE_OK);
+    /// ```
+    pub fn all() -> &'static [entitle_status] {
+        &STATUSES
+    }
 
     /// The stable code this status stands for: the engine's (`"SEAT_LIMIT"`)
     /// or this library's own (`"BUFFER_TOO_SMALL"`).
@@ -314,7 +258,7 @@ impl entitle_status {
     /// assert_eq!(entitle_status::from_code("NOPE"), None);
     /// ```
     pub fn from_code(code: &str) -> Option<entitle_status> {
-        Self::ALL.into_iter().find(|status| status.code() == code)
+        STATUSES.into_iter().find(|status| status.code() == code)
     }
 
     /// The status of a raw number from C, if it is one.
@@ -325,7 +269,7 @@ impl entitle_status {
     /// assert_eq!(entitle_status::from_u32(99), None);
     /// ```
     pub fn from_u32(value: u32) -> Option<entitle_status> {
-        Self::ALL.into_iter().find(|status| *status as u32 == value)
+        STATUSES.into_iter().find(|status| *status as u32 == value)
     }
 
     /// The status of a reason (a decision's, or a denial's).
@@ -401,6 +345,73 @@ impl entitle_status {
             .find(|reason| Self::of_reason(*reason) == self)
     }
 }
+
+/// Every status, in numeric order (a free constant: cbindgen would export
+/// an associated one into the header).
+const STATUSES: [entitle_status; 62] = [
+    ENTITLE_OK,
+    ENTITLE_IN_GRACE,
+    ENTITLE_OVERAGE,
+    ENTITLE_EXPIRED_KEPT,
+    ENTITLE_NOT_LICENSED,
+    ENTITLE_EXPIRED,
+    ENTITLE_NOT_YET_VALID,
+    ENTITLE_SUSPENDED,
+    ENTITLE_REVOKED,
+    ENTITLE_MAINTENANCE_EXPIRED,
+    ENTITLE_NOT_ACTIVATED,
+    ENTITLE_DEVICE_UNKNOWN,
+    ENTITLE_SEAT_LIMIT,
+    ENTITLE_CLOCK_TAMPERED,
+    ENTITLE_ACTIVATION_LIMIT,
+    ENTITLE_TRANSFER_LIMIT,
+    ENTITLE_CERTIFICATE_REQUIRED,
+    ENTITLE_VM_NOT_ALLOWED,
+    ENTITLE_FLOATING_EXHAUSTED,
+    ENTITLE_LEASE_EXPIRED,
+    ENTITLE_LEASE_NOT_FOUND,
+    ENTITLE_BORROW_NOT_ALLOWED,
+    ENTITLE_BORROW_TOO_LONG,
+    ENTITLE_CONSUMPTION_LIMIT,
+    ENTITLE_LEASE_REQUIRED,
+    ENTITLE_CERTIFICATE_DEACTIVATED,
+    ENTITLE_LEASE_BORROWED,
+    ENTITLE_VERSION_NOT_LICENSED,
+    ENTITLE_SIGNATURE_INVALID,
+    ENTITLE_UNKNOWN_KEY,
+    ENTITLE_MALFORMED,
+    ENTITLE_TOO_LARGE,
+    ENTITLE_WRONG_TYPE,
+    ENTITLE_PRODUCT_MISMATCH,
+    ENTITLE_LICENSE_REVOKED,
+    ENTITLE_LICENSE_REPLAYED,
+    ENTITLE_LICENSE_NOT_FOUND,
+    ENTITLE_USER_NOT_FOUND,
+    ENTITLE_FINGERPRINT_MISMATCH,
+    ENTITLE_RECEIPT_INVALID,
+    ENTITLE_RECEIPT_REPLAYED,
+    ENTITLE_REPORT_INVALID,
+    ENTITLE_REPORT_REPLAYED,
+    ENTITLE_STATE_CORRUPT,
+    ENTITLE_STATE_LOCKED,
+    ENTITLE_STATE_EXISTS,
+    ENTITLE_STATE_MISSING,
+    ENTITLE_STORE_UNAVAILABLE,
+    ENTITLE_SERVER_UNREACHABLE,
+    ENTITLE_LEASE_KEY_MISMATCH,
+    ENTITLE_TRIAL_USED,
+    ENTITLE_UNAUTHORIZED,
+    ENTITLE_RATE_LIMITED,
+    ENTITLE_IO_ERROR,
+    ENTITLE_INVALID_ARGUMENT,
+    ENTITLE_ENDING,
+    ENTITLE_NULL,
+    ENTITLE_BUFFER_TOO_SMALL,
+    ENTITLE_INVALID_UTF8,
+    ENTITLE_PANIC,
+    ENTITLE_INVALID_HANDLE,
+    ENTITLE_UNKNOWN_ERROR,
+];
 
 /// Every reason the engine has, for the way back from a status.
 const REASONS: [Reason; 28] = [
@@ -485,16 +496,16 @@ mod tests {
 
     #[test]
     fn numbers_and_codes_are_each_used_once_and_all_is_complete() {
-        let numbers: HashSet<u32> = entitle_status::ALL.iter().map(|s| *s as u32).collect();
-        let codes: HashSet<&str> = entitle_status::ALL.iter().map(|s| s.code()).collect();
-        assert_eq!(numbers.len(), entitle_status::ALL.len());
-        assert_eq!(codes.len(), entitle_status::ALL.len());
-        for status in entitle_status::ALL {
+        let numbers: HashSet<u32> = STATUSES.iter().map(|s| *s as u32).collect();
+        let codes: HashSet<&str> = STATUSES.iter().map(|s| s.code()).collect();
+        assert_eq!(numbers.len(), STATUSES.len());
+        assert_eq!(codes.len(), STATUSES.len());
+        for status in STATUSES {
             assert_eq!(format!("{status:?}"), format!("ENTITLE_{}", status.code()));
             assert_eq!(entitle_status::from_u32(status as u32), Some(status));
         }
         // Numeric order, so the header reads as the groups above.
-        assert!(entitle_status::ALL
+        assert!(STATUSES
             .windows(2)
             .all(|pair| (pair[0] as u32) < (pair[1] as u32)));
     }
