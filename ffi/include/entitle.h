@@ -598,6 +598,14 @@ void entitle_lease_free(entitle_lease *lease);
 const char *entitle_reason_message(uint32_t reason);
 
 /**
+ * The stable code of a status, `"SEAT_LIMIT"` for `ENTITLE_SEAT_LIMIT`
+ * (docs/errors.md explains each), for logs and for wrappers in other
+ * languages; `"UNKNOWN_ERROR"` for a number this library does not know.
+ * Static and NUL-terminated: never free it.
+ */
+const char *entitle_status_code(uint32_t status);
+
+/**
  * The library's version ("0.1.0"), static and NUL-terminated.
  */
 const char *entitle_version(void);

@@ -79,5 +79,5 @@ pub use gate::{
     entitle_gate, entitle_gate_check, entitle_gate_decision, entitle_gate_free, entitle_gate_new,
 };
 pub use lease::{entitle_lease, entitle_lease_acquire, entitle_lease_check, entitle_lease_free};
-pub use messages::{entitle_reason_message, entitle_version};
+pub use messages::{entitle_reason_message, entitle_status_code, entitle_version};
 pub use status::entitle_status;

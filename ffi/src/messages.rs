@@ -35,6 +35,41 @@ pub extern "C" fn entitle_reason_message(reason: u32) -> *const c_char {
     .unwrap_or(UNKNOWN.as_ptr())
 }
 
+/// The stable code of a status, `"SEAT_LIMIT"` for `ENTITLE_SEAT_LIMIT`
+/// (docs/errors.md explains each), for logs and for wrappers in other
+/// languages; `"UNKNOWN_ERROR"` for a number this library does not know.
+/// Static and NUL-terminated: never free it.
+///
+/// ```
+/// use entitle_ffi::{entitle_status_code, entitle_status};
+/// use std::ffi::CStr;
+/// let code = unsafe { CStr::from_ptr(entitle_status_code(entitle_status::ENTITLE_SEAT_LIMIT as u32)) };
+/// assert_eq!(code.to_str().unwrap(), "SEAT_LIMIT");
+/// ```
+#[no_mangle]
+pub extern "C" fn entitle_status_code(status: u32) -> *const c_char {
+    catch_unwind(|| {
+        let table = CODES.get_or_init(|| {
+            entitle_status::all()
+                .iter()
+                .map(|status| (*status, CString::new(status.code()).unwrap_or_default()))
+                .collect()
+        });
+        let unknown = entitle_status::ENTITLE_UNKNOWN_ERROR as u32;
+        let find = |number: u32| table.iter().find(|(s, _)| *s as u32 == number);
+        find(status)
+            .or_else(|| find(unknown))
+            .map_or(UNKNOWN_CODE.as_ptr(), |(_, code)| code.as_ptr())
+    })
+    .unwrap_or(UNKNOWN_CODE.as_ptr())
+}
+
+/// The code for numbers this library does not know.
+const UNKNOWN_CODE: &CStr = c"UNKNOWN_ERROR";
+
+/// Every status's code, NUL-terminated, made once.
+static CODES: OnceLock<Vec<(entitle_status, CString)>> = OnceLock::new();
+
 /// The library's version ("0.1.0"), static and NUL-terminated.
 ///
 /// ```
@@ -210,6 +245,18 @@ mod tests {
             Error::SignatureInvalid.user_message()
         );
         assert_eq!(text(777_777), UNKNOWN.to_str().unwrap());
+    }
+
+    #[test]
+    fn every_status_has_its_code_and_unknown_numbers_say_so() {
+        for &status in entitle_status::all() {
+            // SAFETY: static NUL-terminated strings.
+            let code = unsafe { CStr::from_ptr(entitle_status_code(status as u32)) };
+            assert_eq!(code.to_str(), Ok(status.code()));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(entitle_status_code(99)) };
+        assert_eq!(unknown.to_str(), Ok("UNKNOWN_ERROR"));
     }
 
     #[test]
