@@ -6,10 +6,17 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/include/entitle.h}"
+# The header is compared byte for byte: the version that wrote it makes it.
+want="0.29.4"
 command -v cbindgen >/dev/null || {
-    echo "cbindgen is missing: cargo install cbindgen --locked" >&2
+    echo "cbindgen is missing: cargo install cbindgen --locked --version $want" >&2
     exit 1
 }
+have="$(cbindgen --version | awk '{print $2}')"
+if [ "$have" != "$want" ]; then
+    echo "cbindgen $have here, the header is made with $want: cargo install cbindgen --locked --version $want" >&2
+    exit 1
+fi
 raw="$(mktemp)"
 trap 'rm -f "$raw"' EXIT
 cbindgen --quiet --config "$here/cbindgen.toml" --crate entitle-ffi --output "$raw" "$here"

@@ -448,7 +448,9 @@ entitle_status entitle_apply(const entitle_engine *engine, const char *text);
  * Whether `feature` may be used now, with why and until when, into
  * `*decision_out`. The same answer as a gate of the feature (this
  * program's leases and the meter count), at the cost of finding the
- * feature by name: for checks in a loop, make a gate once.
+ * feature by name: for checks in a loop, make a gate once. The engine
+ * keeps a gate for each name it was asked about, so names should come
+ * from the program, not from its input.
  *
  * # Safety
  *
@@ -538,7 +540,8 @@ int entitle_gate_check(const entitle_gate *gate);
  * `gate` is a live handle (or NULL); `decision_out` is NULL or a
  * writable `entitle_decision`.
  */
-entitle_status entitle_gate_decision(const entitle_gate *gate, entitle_decision *decision_out);
+entitle_status entitle_gate_decision(const entitle_gate *gate,
+                                     entitle_decision *decision_out);
 
 /**
  * Releases a gate. NULL does nothing; a second free is detected and

@@ -225,13 +225,38 @@ pub unsafe extern "C" fn entitle_apply(
 /// Whether `feature` may be used now, with why and until when, into
 /// `*decision_out`. The same answer as a gate of the feature (this
 /// program's leases and the meter count), at the cost of finding the
-/// feature by name: for checks in a loop, make a gate once.
+/// feature by name: for checks in a loop, make a gate once. The engine
+/// keeps a gate for each name it was asked about, so names should come
+/// from the program, not from its input.
 ///
 /// # Safety
 ///
 /// `engine` is a live handle (or NULL); `feature` is NULL or
 /// NUL-terminated; `decision_out` is NULL or a writable
 /// `entitle_decision`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+/// #     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z", "features": [
+/// #     {"code": "export"}, {"code": "render", "consumption": {"max": 1}}]}),
+/// #     &vendor, entitle::token::TokenType::License).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// # unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let mut decision = std::mem::MaybeUninit::<entitle_decision>::uninit();
+/// let status = unsafe { entitle_check_feature(engine, c("export").as_ptr(), decision.as_mut_ptr()) };
+/// assert_eq!(status, entitle_status::ENTITLE_OK);
+/// let decision = unsafe { decision.assume_init() };
+/// assert!(decision.allowed);
+/// assert_eq!(decision.reason, entitle_status::ENTITLE_OK);
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_check_feature(
     engine: *const entitle_engine,
@@ -259,6 +284,27 @@ pub unsafe extern "C" fn entitle_check_feature(
 ///
 /// `engine` is a live handle (or NULL); `feature` is NULL or
 /// NUL-terminated.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+/// #     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z", "features": [
+/// #     {"code": "export"}, {"code": "render", "consumption": {"max": 1}}]}),
+/// #     &vendor, entitle::token::TokenType::License).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// # unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let render = c("render");
+/// assert_eq!(unsafe { entitle_consume(engine, render.as_ptr(), 1) }, entitle_status::ENTITLE_OK);
+/// assert_eq!(unsafe { entitle_consume(engine, render.as_ptr(), 1) },
+///     entitle_status::ENTITLE_CONSUMPTION_LIMIT);
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_consume(
     engine: *const entitle_engine,
@@ -281,6 +327,31 @@ pub unsafe extern "C" fn entitle_consume(
 ///
 /// `engine` is a live handle (or NULL); `buf` is NULL or `len` writable
 /// bytes; `needed` is NULL or a writable `size_t`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+/// #     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z", "features": [
+/// #     {"code": "export"}, {"code": "render", "consumption": {"max": 1}}]}),
+/// #     &vendor, entitle::token::TokenType::License).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// # unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let mut needed = 0usize;
+/// let status = unsafe { entitle_license_info_json(engine, ptr::null_mut(), 0, &mut needed) };
+/// assert_eq!(status, entitle_status::ENTITLE_BUFFER_TOO_SMALL);
+/// let mut buf = vec![0 as std::ffi::c_char; needed];
+/// let status = unsafe { entitle_license_info_json(engine, buf.as_mut_ptr(), buf.len(), &mut needed) };
+/// assert_eq!(status, entitle_status::ENTITLE_OK);
+/// let json = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap();
+/// assert!(json.starts_with("[{\"id\":\"lic_1\""), "{json}");
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_license_info_json(
     engine: *const entitle_engine,

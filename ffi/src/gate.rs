@@ -115,6 +115,32 @@ fn not_a_gate(gate: *const entitle_gate) -> c_int {
 ///
 /// `gate` is a live handle (or NULL); `decision_out` is NULL or a
 /// writable `entitle_decision`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+/// #     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z", "features": [
+/// #     {"code": "export"}, {"code": "simulate", "floating": {"seats": 1, "lease_secs": 60}}]}),
+/// #     &vendor, entitle::token::TokenType::License).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// # unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let mut gate = ptr::null_mut();
+/// unsafe { entitle_gate_new(engine, c("simulate").as_ptr(), &mut gate) };
+/// let mut decision = std::mem::MaybeUninit::<entitle_decision>::uninit();
+/// assert_eq!(unsafe { entitle_gate_decision(gate, decision.as_mut_ptr()) }, entitle_status::ENTITLE_OK);
+/// let decision = unsafe { decision.assume_init() };
+/// assert_eq!(decision.reason, entitle_status::ENTITLE_LEASE_REQUIRED);
+/// let words = unsafe { std::ffi::CStr::from_ptr(entitle_reason_message(decision.reason as u32)) };
+/// assert!(words.to_str().unwrap().starts_with("This feature needs a seat"));
+/// unsafe { entitle_gate_free(gate) };
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_gate_decision(
     gate: *const entitle_gate,

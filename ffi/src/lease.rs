@@ -34,6 +34,34 @@ impl Handle for entitle_lease {
 ///
 /// `engine` is a live handle (or NULL); `feature` is NULL or
 /// NUL-terminated; `lease_out` is NULL or a writable `entitle_lease *`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+/// #     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z", "features": [
+/// #     {"code": "export"}, {"code": "simulate", "floating": {"seats": 1, "lease_secs": 60}}]}),
+/// #     &vendor, entitle::token::TokenType::License).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// # unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let simulate = c("simulate");
+/// let mut gate = ptr::null_mut();
+/// unsafe { entitle_gate_new(engine, simulate.as_ptr(), &mut gate) };
+/// assert_eq!(unsafe { entitle_gate_check(gate) }, 0, "LEASE_REQUIRED");
+/// let mut lease = ptr::null_mut();
+/// let status = unsafe { entitle_lease_acquire(engine, simulate.as_ptr(), &mut lease) };
+/// assert_eq!(status, entitle_status::ENTITLE_OK);
+/// assert_eq!(unsafe { entitle_gate_check(gate) }, 1);
+/// unsafe { entitle_lease_free(lease) };
+/// assert_eq!(unsafe { entitle_gate_check(gate) }, 0);
+/// unsafe { entitle_gate_free(gate) };
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_lease_acquire(
     engine: *const entitle_engine,

@@ -216,9 +216,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut engines: Pool<entitle_engine> = Pool::new();
     let mut gates: Pool<entitle_gate> = Pool::new();
     let mut leases: Pool<entitle_lease> = Pool::new();
-    let sentinel_engine = 0x5a5a_0 as *mut entitle_engine;
-    let sentinel_gate = 0x5a5a_0 as *mut entitle_gate;
-    let sentinel_lease = 0x5a5a_0 as *mut entitle_lease;
+    let sentinel_engine = 0x5a5a_5a50 as *mut entitle_engine;
+    let sentinel_gate = 0x5a5a_5a50 as *mut entitle_gate;
+    let sentinel_lease = 0x5a5a_5a50 as *mut entitle_lease;
     for op in ops {
         let not_engines: Vec<*mut ()> = gates
             .live
