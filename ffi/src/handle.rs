@@ -6,6 +6,8 @@
 //! passed as an engine) is `ENTITLE_INVALID_HANDLE`, never a read of freed
 //! memory, and a call clones what it needs (an `Arc`) under the registry's
 //! lock, so a `_free` on another thread cannot pull it away mid-call.
+//! What it cannot tell: a stale pointer whose address the allocator has
+//! since given to a new handle of the same kind is that new handle.
 //!
 //! `entitle_gate_check` alone skips the registry, to stay a load and a
 //! comparison: it checks a magic number in the gate instead, which `_free`
