@@ -50,6 +50,7 @@ fn repository_files() -> Vec<(PathBuf, String)> {
         "benches",
         "docs",
         "fuzz",
+        "ffi",
         ".ci",
     ]
     .iter()

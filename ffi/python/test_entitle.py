@@ -1,0 +1,177 @@
+"""Tests of the Python wrapper over entitle's C ABI (unittest only).
+
+The vendor's side is the `entitle` CLI: $ENTITLE_CLI names it (else the
+repository's target/debug/entitle); ffi/run-python-tests.sh builds both it
+and the library and runs these.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import entitle  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CLI = os.environ.get("ENTITLE_CLI", str(REPOSITORY / "target" / "debug" / "entitle"))
+
+SPEC = {
+    "product": "acme-cad",
+    "name": "Acme CAD Pro",
+    "features": [
+        {"code": "export"},
+        {"code": "render", "consumption": {"max": 2}},
+        {"code": "simulate", "floating": {"seats": 1, "lease_secs": 300}},
+    ],
+}
+
+
+def cli(*args: str) -> dict:
+    """Runs the CLI with --json and returns what it printed."""
+    done = subprocess.run([CLI, "--json", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"entitle {' '.join(args)}: {done.stdout} {done.stderr}")
+    return json.loads(done.stdout)
+
+
+class Vendor:
+    """A vendor key pair made by `entitle keygen`, and licenses it signs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        cli("keygen", "--out", str(directory / "vendor"))
+        self.pub = (directory / "vendor.pub").read_text()
+
+    def license(self, license_id: str, **extra) -> str:
+        spec = dict(SPEC, id=license_id, **extra)
+        spec_path = self.directory / f"{license_id}.json"
+        spec_path.write_text(json.dumps(spec))
+        out = self.directory / f"{license_id}.lic"
+        cli("issue", "--key", str(self.directory / "vendor.key"), "--spec", str(spec_path),
+            "--out", str(out))
+        return out.read_text()
+
+
+class WrapperTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = Path(cls.tmp.name)
+        cls.vendor = Vendor(cls.dir)
+        cls.license = cls.vendor.license("lic_py")
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.tmp.cleanup()
+
+    def engine(self) -> entitle.Engine:
+        return entitle.Engine("acme-cad", self.vendor.pub)
+
+    def test_version_is_a_str(self) -> None:
+        self.assertRegex(entitle.version(), r"^\d+\.\d+\.\d+")
+
+    def test_a_gate_follows_the_license_added(self) -> None:
+        with self.engine() as engine:
+            export = engine.gate("export")
+            self.assertFalse(export.check())
+            self.assertEqual(export.decision().reason, "NOT_LICENSED")
+            engine.add_license(self.license)
+            self.assertTrue(export.check())
+            decision = engine.check_feature("export")
+            self.assertTrue(decision.allowed)
+            self.assertEqual((decision.reason, decision.warning, decision.until), ("OK", None, None))
+            self.assertEqual(decision.message, "Licensed.")
+            export.close()
+            export.close()  # twice: nothing
+
+    def test_consuming_past_the_quota_raises_with_the_stable_code(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.license)
+            engine.consume("render")
+            engine.consume("render")
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.consume("render")
+            error = raised.exception
+            self.assertEqual(error.code, "CONSUMPTION_LIMIT")
+            self.assertEqual(error.status, 23)
+            self.assertIn("render", error.message)
+            self.assertIsInstance(error.user_message, str)
+            self.assertEqual(engine.check_feature("render").reason, "CONSUMPTION_LIMIT")
+
+    def test_a_floating_feature_is_allowed_while_the_lease_is_held(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.license)
+            self.assertEqual(engine.check_feature("simulate").reason, "LEASE_REQUIRED")
+            with engine.lease("simulate") as seat:
+                self.assertTrue(seat.check().allowed)
+                self.assertTrue(engine.check_feature("simulate").allowed)
+            self.assertEqual(engine.check_feature("simulate").reason, "LEASE_REQUIRED")
+
+    def test_license_info_is_a_list_of_dicts(self) -> None:
+        with self.engine() as engine:
+            self.assertEqual(engine.license_info(), [])
+            engine.add_license(self.license)
+            info = engine.license_info()
+            self.assertEqual(info[0]["id"], "lic_py")
+            self.assertEqual(info[0]["name"], "Acme CAD Pro")
+            self.assertIsInstance(engine.license_info_json(), str)
+
+    def test_bad_input_raises_and_never_crashes(self) -> None:
+        with self.engine() as engine:
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.add_license("not a license")
+            self.assertEqual(raised.exception.code, "MALFORMED")
+            self.assertEqual(raised.exception.user_message, "This is not a valid license file.")
+            with self.assertRaises(TypeError):
+                engine.add_license(b"bytes are not str")
+            with self.assertRaises(ValueError):
+                engine.consume("ren\0der")
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.consume("render", 0)
+            self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.request()
+            self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        # Closed: the library is handed NULL and says so.
+        with self.assertRaises(entitle.EntitleError) as raised:
+            engine.check_feature("export")
+        self.assertEqual(raised.exception.code, "NULL")
+        with self.assertRaises(entitle.EntitleError) as raised:
+            entitle.Engine("acme-cad", "no key here")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("PEM", raised.exception.message)
+
+    def test_a_license_of_another_vendor_is_refused(self) -> None:
+        other = Vendor(Path(tempfile.mkdtemp(dir=self.dir)))
+        with self.engine() as engine:
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.add_license(other.license("lic_other"))
+            self.assertEqual(raised.exception.code, "UNKNOWN_KEY")
+
+    def test_reason_messages_by_code_or_number(self) -> None:
+        self.assertEqual(entitle.reason_message("EXPIRED"), "Your license has expired.")
+        self.assertEqual(entitle.reason_message(5), "Your license has expired.")
+        self.assertEqual(entitle.status_code(12), "SEAT_LIMIT")
+        self.assertEqual(entitle.status_code(99999), "UNKNOWN_ERROR")
+        with self.assertRaises(ValueError):
+            entitle.reason_message("NO_SUCH_CODE")
+
+    def test_a_state_the_cli_made_is_shared_with_it(self) -> None:
+        state = self.dir / "state"
+        cli("--state", str(state), "init", "--pub", str(self.dir / "vendor.pub"),
+            "--product", "acme-cad")
+        lic = self.dir / "lic_py.lic"
+        cli("--state", str(state), "license", "add", str(lic))
+        with entitle.Engine("acme-cad", self.vendor.pub, str(state)) as engine:
+            self.assertTrue(engine.gate("export").check())
+            engine.consume("render")
+        self.assertEqual(cli("--state", str(state), "consumption", "render")["used"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

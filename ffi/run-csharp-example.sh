@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Compiles ffi/csharp/Desktop.cs with Mono's C# compiler and runs it
+# against a state the CLI made. No .NET SDK is in the registries this
+# project reaches; Debian's Mono is (apt-get install mono-mcs
+# mono-runtime). Without `mcs` and `mono` it says so and exits 0, unless
+# ENTITLE_REQUIRE_CSHARP=1.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+if ! command -v mcs >/dev/null || ! command -v mono >/dev/null; then
+    echo "run-csharp-example: skipped, no mcs/mono (apt-get install mono-mcs mono-runtime)"
+    [ "${ENTITLE_REQUIRE_CSHARP:-0}" = 1 ] && exit 1
+    exit 0
+fi
+cargo build -q -p entitle-ffi --release
+cargo build -q --bin entitle
+lib="$root/target/release"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+"$root/ffi/make-example-state.sh" "$root/target/debug/entitle" "$work"
+mcs -nologo -warnaserror -out:"$work/Desktop.exe" ffi/csharp/Desktop.cs
+LD_LIBRARY_PATH="$lib" mono "$work/Desktop.exe" "$work/state" "$work/vendor.pub"
+echo "run-csharp-example: ok"
