@@ -578,7 +578,11 @@ impl Service {
                     key: withdrawn.1,
                 });
             }
-            ids.push(id);
+            // The same certificate again (signed within the same second)
+            // is listed once.
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
             changes.push(put(kind::CERTIFICATES, device.clone(), &json_text(&ids)));
             if let Some(email) = &by_user {
                 changes.push(put(kind::ACTIVATED_BY, counted, email));

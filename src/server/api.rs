@@ -86,6 +86,9 @@ pub(crate) struct ApiError {
     retry_at: Option<Timestamp>,
     /// Further members of the answer, also in its `error` object.
     details: Vec<(&'static str, Value)>,
+    /// The scheme a `401` asks for (`WWW-Authenticate`): `Bearer` unless
+    /// said otherwise.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -96,7 +99,15 @@ impl ApiError {
             message: message.into(),
             retry_at: None,
             details: Vec::new(),
+            challenge: None,
         }
+    }
+
+    /// The same refusal asking for another authentication scheme in its
+    /// `WWW-Authenticate` (`Basic` for a user's login).
+    pub(super) fn with_challenge(mut self, scheme: &'static str) -> Self {
+        self.challenge = Some(scheme);
+        self
     }
 
     /// The same refusal with another status (a route whose refusal the
@@ -176,6 +187,7 @@ impl From<Error> for ApiError {
             message: error.to_string(),
             retry_at,
             details: Vec::new(),
+            challenge: None,
         }
     }
 }
@@ -193,9 +205,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
+            let scheme = self.challenge.unwrap_or("Bearer");
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
         }
         response
     }

@@ -267,9 +267,12 @@ async fn user_licenses(
     params: Result<Query<UserLicensesQuery>, QueryRejection>,
 ) -> Answer {
     let q = query(params)?;
-    let (email, password) = basic_login(&headers)?;
+    let basic = |e: ApiError| e.with_challenge("Basic");
+    let (email, password) = basic_login(&headers).map_err(basic)?;
     let service = app.service.clone();
-    let listed = blocking(move || service.user_licenses(&email, &password)).await?;
+    let listed = blocking(move || service.user_licenses(&email, &password))
+        .await
+        .map_err(basic)?;
     let product = app.service.books().product();
     if q.product.as_deref().is_some_and(|p| p != product) {
         return ok(json!([]));

@@ -43,7 +43,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections_per_address: u64,
     /// Checkouts that may wait in line per pool.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64, conflicts_with = "books")]
     max_queue: usize,
     /// How long one request may take, reading a slow client's body
     /// included (a checkout's `wait_secs` comes on top).
@@ -51,7 +51,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
     /// The longest a checkout may wait in line for a seat (`wait_secs`).
-    #[arg(long, value_name = "SECS", default_value_t = 60,
+    #[arg(long, value_name = "SECS", default_value_t = 60, conflicts_with = "books",
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     max_wait_secs: u64,
     /// Print the public key clients verify lease tokens with, and exit.
