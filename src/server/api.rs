@@ -795,7 +795,7 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-pub(super) async fn not_found() -> ApiError {
+async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -803,7 +803,7 @@ pub(super) async fn not_found() -> ApiError {
     )
 }
 
-pub(super) async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
@@ -846,7 +846,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
 
 /// The routes, as data: the router is built from this table, and the
 /// OpenAPI test compares it with the document.
-fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+fn table() -> RouteTable<Arc<App>> {
     vec![
         (Method::POST, "/admin/license", post(admin_add_license)),
         (Method::GET, "/admin/license", get(admin_list_licenses)),
@@ -880,21 +880,36 @@ fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
 /// assert!(routes.contains(&("POST".to_string(), "/v1/leases".to_string())));
 /// ```
 pub fn routes() -> Vec<(String, String)> {
-    table()
+    route_list(table())
+}
+
+/// A server's routes as data: method, path template, handler.
+pub(super) type RouteTable<S> = Vec<(Method, &'static str, MethodRouter<S>)>;
+
+/// The (method, path template) of each route of `table`.
+pub(super) fn route_list<S>(table: RouteTable<S>) -> Vec<(String, String)> {
+    table
         .into_iter()
         .map(|(method, path, _)| (method.to_string(), path.to_owned()))
         .collect()
 }
 
-pub(crate) fn router(app: Arc<App>) -> Router {
+/// The router of `table`, with the answers every server gives to an
+/// unknown route or method and its limit on bodies; the caller adds its
+/// guard and state.
+pub(super) fn table_router<S: Clone + Send + Sync + 'static>(table: RouteTable<S>) -> Router<S> {
     let mut router = Router::new();
-    for (_, path, handler) in table() {
+    for (_, path, handler) in table {
         router = router.route(path, handler);
     }
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    table_router(table())
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -27,12 +27,12 @@ use crate::error::Error;
 use crate::license::LicenseKey;
 
 use super::api::{
-    blocking, check_admin, created, json_body, method_not_allowed, not_found, ok, query, to_json,
-    Answer, ApiError,
+    blocking, check_admin, created, json_body, ok, query, route_list, table_router, to_json,
+    Answer, ApiError, RouteTable,
 };
 use super::listener::ClientAddress;
 use super::ratelimit::FailedLogins;
-use super::{ServerConfig, MAX_BODY_BYTES};
+use super::ServerConfig;
 
 /// The OpenAPI 3 document of every route, served at `/openapi.json`.
 const OPENAPI: &str = include_str!("openapi_books.json");
@@ -515,7 +515,7 @@ async fn guard(State(app): AppState, request: Request, next: Next) -> Response {
 
 /// The routes, as data: the router is built from this table, and the
 /// OpenAPI test compares it with the document.
-fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<BooksApp>>)> {
+fn table() -> RouteTable<Arc<BooksApp>> {
     vec![
         (Method::POST, "/v1/activations", post(activate)),
         (Method::POST, "/v1/deactivations", post(deactivate)),
@@ -557,21 +557,13 @@ fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<BooksApp>>)> {
 /// assert!(routes.contains(&("POST".to_string(), "/v1/activations".to_string())));
 /// ```
 pub fn books_routes() -> Vec<(String, String)> {
-    table()
-        .into_iter()
-        .map(|(method, path, _)| (method.to_string(), path.to_owned()))
-        .collect()
+    route_list(table())
 }
 
 pub(crate) fn router(app: Arc<BooksApp>) -> Router {
-    let mut router = Router::new();
-    for (_, path, handler) in table() {
-        router = router.route(path, handler);
-    }
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    // A layer, not a route layer: the limit on failed logins holds for
+    // every request from an address, a route or not.
+    table_router(table())
         .layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .with_state(app)
 }
