@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -20,11 +20,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::decision::Reason;
-use crate::engine::{license_query, Engine, Lease, NewUser};
+use crate::engine::{Engine, Lease, NewUser};
 use crate::error::Error;
 use crate::time::Timestamp;
 use crate::token::{LeaseToken, SigningKey};
 
+use super::admin;
 use super::metrics::Metrics;
 use super::queue::Queues;
 use super::{ServerConfig, MAX_BODY_BYTES};
@@ -34,17 +35,17 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 /// What every handler shares.
 pub(crate) struct App {
-    engine: Engine,
-    lease_key: Arc<SigningKey>,
+    pub(super) engine: Engine,
+    pub(super) lease_key: Arc<SigningKey>,
     /// SHA-256 of the admin token: compared digest to digest, in constant
     /// time, so neither its bytes nor its length leak through timing.
-    admin_token: Option<[u8; 32]>,
-    queues: Queues,
-    max_queue: usize,
-    request_timeout: Duration,
-    max_wait_secs: u64,
-    metrics: Metrics,
-    shutdown: watch::Receiver<bool>,
+    pub(super) admin_token: Option<[u8; 32]>,
+    pub(super) queues: Queues,
+    pub(super) max_queue: usize,
+    pub(super) request_timeout: Duration,
+    pub(super) max_wait_secs: u64,
+    pub(super) metrics: Metrics,
+    pub(super) shutdown: watch::Receiver<bool>,
 }
 
 impl App {
@@ -279,7 +280,7 @@ pub(super) fn json_body<T: DeserializeOwned>(
 }
 
 /// A text body (an armored token).
-fn text_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+pub(super) fn text_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let bytes = body.map_err(|r| body_error(&r))?;
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         ApiError::new(
@@ -308,166 +309,6 @@ pub(super) fn path(path: Result<Path<String>, PathRejection>) -> Result<String, 
             format!("the path is wrong: {}", e.body_text()),
         )
     })
-}
-
-// ---- admin ------------------------------------------------------------------
-
-/// Lets an admin request through, or says why not: `404` when the admin
-/// routes are off, `401` without the right bearer token.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    check_admin(app.admin_token.as_ref(), headers)
-}
-
-/// Checks the bearer token against `expected` (the admin token's
-/// SHA-256; `None`: the admin routes are off).
-pub(super) fn check_admin(
-    expected: Option<&[u8; 32]>,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "the admin routes are off on this server (it was started without \
-             --admin-token-file)",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|token| Sha256::digest(token.trim().as_bytes()));
-    let matches = presented.is_some_and(|digest| {
-        digest
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "this route needs `Authorization: Bearer <admin token>` with the server's admin \
-             token",
-        ))
-    }
-}
-
-async fn admin_add_license(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    authorize(&app, &headers)?;
-    let text = text_body(body)?;
-    let engine = app.engine.clone();
-    let info = blocking(move || {
-        let id = engine.add_license(&text)?;
-        Ok(engine.license_infos().into_iter().find(|l| l.id == id))
-    })
-    .await?;
-    created(to_json(&info))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    filter: Option<String>,
-    order: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-async fn admin_list_licenses(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    params: Result<Query<ListQuery>, QueryRejection>,
-) -> Answer {
-    authorize(&app, &headers)?;
-    let q = query(params)?;
-    let parsed = license_query(
-        q.filter.as_deref(),
-        q.order.as_deref(),
-        q.limit,
-        q.cursor.as_deref(),
-    )?;
-    let page = app.engine.licenses(&parsed)?;
-    ok(json!({"items": to_json(&page.items), "next_cursor": page.next_cursor}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RemoveQuery {
-    #[serde(default)]
-    hard: bool,
-}
-
-async fn admin_remove_license(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    params: Result<Query<RemoveQuery>, QueryRejection>,
-) -> Answer {
-    authorize(&app, &headers)?;
-    let id = path(id)?;
-    let hard = query(params)?.hard;
-    let engine = app.engine.clone();
-    let removed_id = id.clone();
-    let removed = blocking(move || engine.remove_license(&removed_id, hard)).await?;
-    let mut value = match removed {
-        Some(info) => to_json(&info),
-        None => json!({"id": id}),
-    };
-    value["removed"] = json!(true);
-    value["hard"] = json!(hard);
-    value["removed_at"] = json!(app.engine.now());
-    ok(value)
-}
-
-async fn admin_status(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
-    authorize(&app, &headers)?;
-    ok(to_json(&app.engine.status()))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UsageQuery {
-    #[serde(default)]
-    offset: usize,
-    size: Option<usize>,
-}
-
-async fn admin_usage(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    params: Result<Query<UsageQuery>, QueryRejection>,
-) -> Answer {
-    authorize(&app, &headers)?;
-    let q = query(params)?;
-    let size = q.size.unwrap_or(10);
-    if !(1..=1000).contains(&size) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "`size` is 1 to 1000",
-        ));
-    }
-    ok(to_json(&app.engine.usage(q.offset, size)))
-}
-
-async fn admin_apply(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    authorize(&app, &headers)?;
-    let text = text_body(body)?;
-    let engine = app.engine.clone();
-    let applied = blocking(move || engine.apply(&text)).await?;
-    ok(to_json(&applied))
 }
 
 // ---- leases -----------------------------------------------------------------
@@ -847,17 +688,8 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
 /// The routes, as data: the router is built from this table, and the
 /// OpenAPI test compares it with the document.
 fn table() -> RouteTable<Arc<App>> {
-    vec![
-        (Method::POST, "/admin/license", post(admin_add_license)),
-        (Method::GET, "/admin/license", get(admin_list_licenses)),
-        (
-            Method::DELETE,
-            "/admin/license/{id}",
-            delete(admin_remove_license),
-        ),
-        (Method::GET, "/admin/license/status", get(admin_status)),
-        (Method::GET, "/admin/license/usage", get(admin_usage)),
-        (Method::POST, "/admin/apply", post(admin_apply)),
+    let mut table = admin::table();
+    table.extend(vec![
         (Method::POST, "/v1/leases", post(checkout)),
         (Method::POST, "/v1/leases/{id}/heartbeat", post(heartbeat)),
         (Method::DELETE, "/v1/leases/{id}", delete(checkin)),
@@ -869,7 +701,8 @@ fn table() -> RouteTable<Arc<App>> {
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics)),
         (Method::GET, "/openapi.json", get(openapi)),
-    ]
+    ]);
+    table
 }
 
 /// Every route the server answers, as (method, path template): what

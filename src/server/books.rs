@@ -26,9 +26,10 @@ use crate::engine::license_query;
 use crate::error::Error;
 use crate::license::LicenseKey;
 
+use super::admin::check_admin;
 use super::api::{
-    blocking, check_admin, created, json_body, ok, query, route_list, table_router, to_json,
-    Answer, ApiError, RouteTable,
+    blocking, created, json_body, ok, query, route_list, table_router, to_json, Answer, ApiError,
+    RouteTable,
 };
 use super::listener::ClientAddress;
 use super::ratelimit::FailedLogins;

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod api;
 mod books;
 mod cidr;
