@@ -26,6 +26,7 @@ use crate::time::Timestamp;
 use crate::token::{LeaseToken, SigningKey};
 
 use super::admin;
+use super::console;
 use super::metrics::Metrics;
 use super::queue::Queues;
 use super::{ServerConfig, MAX_BODY_BYTES};
@@ -689,6 +690,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
 /// OpenAPI test compares it with the document.
 fn table() -> RouteTable<Arc<App>> {
     let mut table = admin::table();
+    table.extend(console::table());
     table.extend(vec![
         (Method::POST, "/v1/leases", post(checkout)),
         (Method::POST, "/v1/leases/{id}/heartbeat", post(heartbeat)),

@@ -24,6 +24,7 @@ mod admin;
 mod api;
 mod books;
 mod cidr;
+mod console;
 mod listener;
 mod metrics;
 mod queue;
