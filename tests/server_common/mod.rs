@@ -199,9 +199,21 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub text: String,
+    /// The status line and headers, as sent.
+    pub head: String,
 }
 
 impl Reply {
+    /// The value of header `name` (any case), if the answer has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+
     /// The error code of an error answer.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("")
@@ -262,6 +274,7 @@ pub fn read_reply(stream: &mut TcpStream) -> Reply {
         status,
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
         text: body,
+        head: head.to_owned(),
     }
 }
 
