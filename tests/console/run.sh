@@ -7,14 +7,16 @@
 # then drives the console in Debian's chromium with playwright-core
 # (tests/console/console.test.mjs) and stops the server.
 #   bash tests/console/run.sh
-# Env: CHROMIUM (default /usr/bin/chromium). Screenshots go to
+# Env: CHROMIUM (default /usr/bin/chromium); CONSOLE_FEATURES, the cargo
+# features to build with (default server,client; CI passes those of its
+# test build so that the binary is not built twice). Screenshots go to
 # target/console-screenshots/.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
-cargo build --features server,client --bin entitle
+cargo build --features "${CONSOLE_FEATURES:-server,client}" --bin entitle
 entitle="$root/target/debug/entitle"
 
 (cd tests/console && npm ci --no-audit --no-fund)
