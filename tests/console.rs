@@ -108,7 +108,12 @@ fn admin_without_a_slash_is_sent_to_the_console() {
 fn the_console_is_off_with_the_admin_routes() {
     let dir = install(spec());
     let server = Server::start(dir.path(), &[]);
-    for path in ["/admin", "/admin/", "/admin/console.js", "/admin/console.css"] {
+    for path in [
+        "/admin",
+        "/admin/",
+        "/admin/console.js",
+        "/admin/console.css",
+    ] {
         let reply = server.get(path);
         assert_eq!((reply.status, reply.code()), (404, "NOT_FOUND"), "{path}");
         assert!(!reply.text.contains("<html"), "{path}");

@@ -21,7 +21,10 @@ fn text_files(dir: &Path) -> Vec<(PathBuf, String)> {
     while let Some(path) = pending.pop() {
         if path.is_dir() {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if matches!(name, "target" | "corpus" | "artifacts" | ".git") {
+            if matches!(
+                name,
+                "target" | "corpus" | "artifacts" | ".git" | "node_modules"
+            ) {
                 continue;
             }
             let entries = fs::read_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
