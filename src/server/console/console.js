@@ -554,7 +554,8 @@
     const max = items.reduce((v, i) => Math.max(v, i.inUse, i.denials, i.queued), 0);
     const yTicks = ticks(max);
     const yTop = yTicks[yTicks.length - 1];
-    const x = (ms) => m.left + ((ms - from) / span) * plotW;
+    // A bucket may start before `from`: it is drawn at the edge.
+    const x = (ms) => m.left + Math.min(Math.max((ms - from) / span, 0), 1) * plotW;
     const y = (v) => m.top + plotH - (v / yTop) * plotH;
     const r = (n) => Math.round(n * 10) / 10;
 
