@@ -70,7 +70,8 @@
         const value = c.value(row);
         return el('td', { class: c.num ? 'num' : null }, value === undefined || value === null || value === '' ? '—' : value);
       })));
-    return el('table', {}, el('thead', {}, head), el('tbody', {}, body));
+    // A long name scrolls its table, not the page.
+    return el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, head), el('tbody', {}, body)));
   }
 
   /** Any JSON value as one line of text. */
@@ -395,7 +396,8 @@
         { label: 'License', value: licenseName },
         { label: 'Status', value: (l) => el('span', { class: 'badge ' + text(l.status) }, text(l.status)) },
         { label: 'Expires', value: (l) => timeCell(l.expires_at) || 'never' },
-        { label: 'Grace ends', value: (l) => timeCell(l.grace_ends_at) },
+        // A license without grace ends when it expires: nothing more to say.
+        { label: 'Grace ends', value: (l) => (l.grace_ends_at !== l.expires_at ? timeCell(l.grace_ends_at) : null) },
         { label: 'Floating seats', value: (l) => (l.floating ? text(l.floating.seats) : ''), num: true },
       ], licenses.value, 'No license is installed.'));
     } else {
@@ -448,7 +450,7 @@
       { label: 'Last heartbeat', value: (l) => timeCell(l.last_heartbeat_at) },
       { label: 'Expires', value: (l) => timeCell(l.expires_at) },
       {
-        label: 'Borrowed / lingering',
+        label: 'Borrow / linger',
         value: (l) => (l.borrowed_until
           ? el('span', {}, el('span', { class: 'badge borrowed' }, 'borrowed'), ' until ', fmtTime(l.borrowed_until))
           : l.lingering_until ? el('span', {}, 'lingering until ', fmtTime(l.lingering_until)) : null),
