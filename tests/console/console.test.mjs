@@ -168,27 +168,36 @@ test('the leases show a hostile client name as text, and force release frees its
 
 test('the history draws seats in use and denials, and its CSV downloads', async () => {
   await open('history');
+  // The pools to choose from are the server's.
+  await page.waitForSelector('#history-pool option[value="render"]', { state: 'attached' });
   await page.selectOption('#history-range', '3600:minute');
   await page.click('#history-form button[type=submit]');
+  await page.waitForFunction(() => /by minute .* license pool/.test(document.getElementById('history-summary').textContent));
   const line = page.locator('#history-chart svg path.in-use');
-  await line.waitFor();
   const d = await line.getAttribute('d');
-  assert.match(d, /^M[\d.]+ [\d.]+/, d);
-  // Axes with labels, and the refused render seat as a bar.
+  // One point a minute over the hour, the seat held by the hostile client among them.
+  assert.match(d, /^M[\d.]+ [\d.]+ H[\d.]+( V[\d.]+ H[\d.]+){59,}$/, d);
+  assert.match(await page.textContent('#history-summary'), /Peak seats in use 1, denials 0/);
   const labels = await page.$$eval('#history-chart svg .axis text', (texts) => texts.map((t) => t.textContent));
   assert.ok(labels.length >= 9, labels.join(','));
-  assert.ok(labels.includes('0'));
-  assert.ok(await page.locator('#history-chart svg rect.denials').count() >= 2, 'a denial bar and its legend');
-  assert.match(await page.textContent('#history-summary'), /denials [1-9]/);
+  assert.ok(labels.includes('0') && labels.includes('1'), labels.join(','));
+  assert.ok(labels.some((l) => /^\d\d:\d\d$/.test(l)), labels.join(','));
+
+  // The render pool: its one seat, and the checkout it refused as a bar.
+  await page.selectOption('#history-pool', 'render');
+  await page.click('#history-form button[type=submit]');
+  await page.waitForFunction(() => /by minute .* pool of render/.test(document.getElementById('history-summary').textContent));
+  assert.match(await page.textContent('#history-summary'), /Peak seats in use 1, denials 1/);
+  assert.equal(await page.locator('#history-chart svg .denials-bars rect.denials').count(), 1);
   await shot('5-history');
 
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#history-csv')]);
   assert.match(download.suggestedFilename(), /^history-.*\.csv$/);
   const csv = await readFile(await download.path(), 'utf8');
   const [header, ...rows] = csv.trim().split(/\r?\n/);
-  assert.match(header, /^at,/);
-  assert.match(header, /in_use_peak/);
-  assert.ok(rows.length >= 1, csv);
+  assert.equal(header, 'at,in_use_peak,denials,queued_peak');
+  assert.ok(rows.length >= 60, csv);
+  assert.ok(rows.some((row) => /,1,1,0$/.test(row)), 'the minute of the refused render seat: ' + csv);
 });
 
 test('a license file uploads, and a license is removed', async () => {

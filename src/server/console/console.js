@@ -240,6 +240,20 @@
 
   // ---- navigation ----------------------------------------------------------
 
+  // The latest call of a view wins: an answer that comes back after a newer
+  // call was made (a filter changed, a refresh) is dropped, not drawn over
+  // the newer one.
+  const tickets = {};
+
+  function ticket(view) {
+    tickets[view] = (tickets[view] || 0) + 1;
+    return tickets[view];
+  }
+
+  function stale(view, number) {
+    return tickets[view] !== number;
+  }
+
   let refreshTimer = null;
 
   function stopRefresh() {
@@ -271,7 +285,7 @@
     const loaders = {
       overview: loadOverview,
       leases: () => loadLeases(false, quietly),
-      history: loadHistory,
+      history: () => loadHistory(false),
       licenses: () => loadLicenses(false),
       events: () => loadEvents(false),
     };
@@ -429,15 +443,18 @@
       limit: 100,
       cursor: more ? leasesState.cursor : null,
     };
+    const number = ticket('leases');
     let answer;
     try {
       answer = await getJson('/admin/leases' + query(params));
     } catch (e) {
+      if (stale('leases', number)) return;
       say('leases-message', describe(e, 'The list of leases'), 'error');
       replace($('leases'));
       $('leases-more').hidden = true;
       return;
     }
+    if (stale('leases', number)) return;
     leasesState.rows = more ? leasesState.rows.concat(itemsOf(answer)) : itemsOf(answer);
     leasesState.cursor = answer.next_cursor || null;
     $('leases-more').hidden = !leasesState.cursor;
@@ -490,22 +507,55 @@
       from: from.toISOString().replace(/\.\d+Z$/, 'Z'),
       to: to.toISOString().replace(/\.\d+Z$/, 'Z'),
       step,
-      feature: $('history-feature').value.trim(),
+      feature: $('history-pool').value,
     };
   }
 
-  async function loadHistory() {
+  /**
+   * The pools a series can be drawn for: the license-level pool, then each
+   * feature's own (from the pools, else from the licenses' features).
+   */
+  const historySeats = new Map();
+
+  async function loadHistoryPools() {
+    let features = [];
+    historySeats.clear();
+    try {
+      const pools = itemsOf(await getJson('/admin/pools'));
+      for (const p of pools) historySeats.set(p.feature ? text(p.feature) : '', Number(p.seats) || 0);
+      features = pools.map((p) => p.feature).filter(Boolean);
+    } catch (_) {
+      try {
+        for (const license of await allLicenses()) {
+          for (const f of license.features || []) if (f.floating) features.push(f.code);
+        }
+      } catch (_) { /* the history's own call says what is wrong */ }
+    }
+    const select = $('history-pool');
+    const chosen = select.value;
+    const codes = [...new Set(features.map(text))].sort();
+    replace(select, el('option', { value: '' }, 'License pool'),
+      codes.map((code) => el('option', { value: code }, code)));
+    select.value = codes.includes(chosen) ? chosen : '';
+  }
+
+  async function loadHistory(keepPools) {
+    const number = ticket('history');
+    if (!keepPools) await loadHistoryPools();
+    if (stale('history', number)) return;
     const range = historyRange();
     say('history-message', 'Loading…');
     let answer;
     try {
       answer = await getJson('/admin/history' + query(range));
     } catch (e) {
+      if (stale('history', number)) return;
       say('history-message', describe(e, 'The history'), 'error');
       replace($('history-chart'));
       $('history-summary').textContent = '';
       return;
     }
+    if (stale('history', number)) return;
     const items = itemsOf(answer)
       .map((i) => ({
         at: parseTime(i.at),
@@ -516,13 +566,13 @@
       .filter((i) => i.at !== null)
       .sort((a, b) => a.at - b.at);
     say('history-message', items.length ? '' : 'Nothing was recorded in this range.');
-    replace($('history-chart'), chart(items, parseTime(range.from), parseTime(range.to), range.step));
+    replace($('history-chart'), chart(items, parseTime(range.from), parseTime(range.to), range.step, historySeats.get(range.feature)));
     const peak = items.reduce((m, i) => Math.max(m, i.inUse), 0);
     const denials = items.reduce((s, i) => s + i.denials, 0);
     const queued = items.reduce((m, i) => Math.max(m, i.queued), 0);
     $('history-summary').textContent = 'Peak seats in use ' + peak + ', denials ' + denials +
-      ', longest queue ' + queued + ', from ' + fmtTime(range.from) + ' to ' + fmtTime(range.to) +
-      (range.feature ? ', feature ' + range.feature : ', all pools') + '.';
+      ', longest queue ' + queued + ', by ' + range.step + ' from ' + fmtTime(range.from) + ' to ' + fmtTime(range.to) +
+      (range.feature ? ', pool of ' + range.feature : ', license pool') + '.';
   }
 
   /** Round numbers for an axis from 0 to at least `max`. */
@@ -537,33 +587,52 @@
     return values;
   }
 
-  function timeLabel(ms, span) {
-    const iso = new Date(ms).toISOString();
-    if (span <= 2 * 86400000) return iso.slice(11, 16);
-    if (span <= 10 * 86400000) return iso.slice(5, 10) + ' ' + iso.slice(11, 13) + 'h';
-    return iso.slice(5, 10);
+  const MINUTE = 60000;
+  const HOUR = 60 * MINUTE;
+  const DAY = 24 * HOUR;
+  const STEP_MS = { minute: MINUTE, hour: HOUR, day: DAY };
+  const TIME_TICKS = [MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR,
+    3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
+
+  /** Instants on round UTC boundaries across [from, to], at most 8. */
+  function timeTicks(from, to) {
+    const span = to - from;
+    const every = TIME_TICKS.find((t) => span / t <= 8) || 30 * DAY;
+    const ticksAt = [];
+    for (let t = Math.ceil(from / every) * every; t <= to; t += every) ticksAt.push(t);
+    return { ticksAt, every };
   }
 
-  const STEP_MS = { minute: 60000, hour: 3600000, day: 86400000 };
+  function timeLabel(ms, every, span) {
+    const iso = new Date(ms).toISOString();
+    if (every >= DAY) return iso.slice(5, 10);
+    if (span > 2 * DAY) return iso.slice(5, 10) + ' ' + iso.slice(11, 16);
+    return iso.slice(11, 16);
+  }
 
-  /** Seats in use (line), queued (dashed) and denials (bars), as SVG. */
-  function chart(items, from, to, step) {
+  /**
+   * Seats in use as steps (each point holds for its step), queued as a
+   * dashed step line, denials as bars, the pool's seats as a rule: SVG.
+   */
+  function chart(items, from, to, step, seats) {
     const W = 920, H = 320;
     const m = { left: 48, right: 16, top: 34, bottom: 40 };
     const plotW = W - m.left - m.right;
     const plotH = H - m.top - m.bottom;
     const span = Math.max(to - from, 1);
-    const max = items.reduce((v, i) => Math.max(v, i.inUse, i.denials, i.queued), 0);
+    const bucket = STEP_MS[step] || HOUR;
+    const max = items.reduce((v, i) => Math.max(v, i.inUse, i.denials, i.queued), seats || 0);
     const yTicks = ticks(max);
     const yTop = yTicks[yTicks.length - 1];
-    // A bucket may start before `from`: it is drawn at the edge.
+    // A bucket may start before `from`: it is drawn from the edge.
     const x = (ms) => m.left + Math.min(Math.max((ms - from) / span, 0), 1) * plotW;
     const y = (v) => m.top + plotH - (v / yTop) * plotH;
     const r = (n) => Math.round(n * 10) / 10;
+    const iso = (ms) => fmtTime(new Date(ms).toISOString());
 
     const root = svg('svg', {
       viewBox: '0 0 ' + W + ' ' + H, role: 'img',
-      'aria-label': 'Seats in use and denials from ' + fmtTime(new Date(from).toISOString()) + ' to ' + fmtTime(new Date(to).toISOString()),
+      'aria-label': 'Seats in use and denials from ' + iso(from) + ' to ' + iso(to),
     });
 
     // Grid and y axis.
@@ -576,48 +645,65 @@
     yAxis.append(svg('line', { x1: m.left, x2: m.left, y1: m.top, y2: m.top + plotH }));
     yAxis.append(svg('text', { x: 12, y: m.top + plotH / 2, transform: 'rotate(-90 12 ' + (m.top + plotH / 2) + ')', 'text-anchor': 'middle' }, 'seats / denials'));
 
-    // X axis: six labelled instants.
+    // X axis on round instants.
     const xAxis = svg('g', { class: 'axis x' });
     xAxis.append(svg('line', { x1: m.left, x2: W - m.right, y1: m.top + plotH, y2: m.top + plotH }));
-    for (let k = 0; k <= 6; k++) {
-      const ms = from + (span * k) / 6;
+    const { ticksAt, every } = timeTicks(from, to);
+    for (const ms of ticksAt) {
       const px = r(x(ms));
       xAxis.append(svg('line', { x1: px, x2: px, y1: m.top + plotH, y2: m.top + plotH + 5 }));
-      xAxis.append(svg('text', { x: px, y: m.top + plotH + 18, 'text-anchor': k === 0 ? 'start' : k === 6 ? 'end' : 'middle' }, timeLabel(ms, span)));
+      xAxis.append(svg('text', { x: px, y: m.top + plotH + 18, 'text-anchor': 'middle' }, timeLabel(ms, every, span)));
     }
     xAxis.append(svg('text', { x: m.left + plotW / 2, y: H - 4, 'text-anchor': 'middle' }, 'time (UTC), one point per ' + step));
-
     root.append(grid, yAxis, xAxis);
 
-    // Denials: a bar per bucket that had any.
-    const bucket = STEP_MS[step] || 3600000;
+    if (seats) {
+      root.append(svg('line', { class: 'capacity', x1: m.left, x2: W - m.right, y1: r(y(seats)), y2: r(y(seats)) }));
+      root.append(svg('text', { class: 'capacity-label', x: W - m.right - 4, y: r(y(seats)) - 4, 'text-anchor': 'end' }, seats + ' seat' + (seats === 1 ? '' : 's')));
+    }
+
+    // Denials: a bar in the middle of each bucket that had any.
     const barW = Math.max(2, Math.min(24, (bucket / span) * plotW * 0.6));
     const bars = svg('g', { class: 'denials-bars' });
     for (const i of items) {
       if (!i.denials) continue;
+      const middle = x(Math.min(i.at + bucket / 2, to));
       bars.append(svg('rect', {
-        class: 'denials', x: r(x(i.at) - barW / 2), y: r(y(i.denials)), width: r(barW), height: r(m.top + plotH - y(i.denials)),
-      }, svg('title', {}, fmtTime(new Date(i.at).toISOString()) + ': ' + i.denials + ' denied')));
+        class: 'denials', x: r(middle - barW / 2), y: r(y(i.denials)), width: r(barW), height: r(m.top + plotH - y(i.denials)),
+      }, svg('title', {}, iso(i.at) + ': ' + i.denials + ' denied')));
     }
-    root.append(bars);
+    if (!items.length) root.append(bars);
 
     if (items.length) {
-      const line = items.map((i, k) => (k ? 'L' : 'M') + r(x(i.at)) + ' ' + r(y(i.inUse))).join(' ');
-      const first = items[0], last = items[items.length - 1];
-      root.append(svg('path', {
-        class: 'in-use-area',
-        d: line + ' L' + r(x(last.at)) + ' ' + r(y(0)) + ' L' + r(x(first.at)) + ' ' + r(y(0)) + ' Z',
-      }));
-      root.append(svg('polyline', {
-        class: 'queued', points: items.map((i) => r(x(i.at)) + ',' + r(y(i.queued))).join(' '),
-      }));
+      const steps = (value) => {
+        let d = '';
+        let lastX = null;
+        for (const i of items) {
+          const x0 = r(x(i.at));
+          const x1 = r(x(Math.min(i.at + bucket, to)));
+          const y0 = r(y(value(i)));
+          d += lastX === null ? 'M' + x0 + ' ' + y0 : Math.abs(x0 - lastX) > 0.5 ? ' L' + x0 + ' ' + y0 : ' V' + y0;
+          d += ' H' + x1;
+          lastX = x1;
+        }
+        return d;
+      };
+      const line = steps((i) => i.inUse);
+      const first = r(x(items[0].at));
+      root.append(svg('path', { class: 'in-use-area', d: line + ' V' + r(y(0)) + ' H' + first + ' Z' }));
+      root.append(bars);
+      root.append(svg('path', { class: 'queued', d: steps((i) => i.queued) }));
       root.append(svg('path', { class: 'in-use', d: line }));
-      const points = svg('g', {});
-      for (const i of items) {
-        points.append(svg('circle', { class: 'point', cx: r(x(i.at)), cy: r(y(i.inUse)), r: items.length > 60 ? 1.5 : 3 },
-          svg('title', {}, fmtTime(new Date(i.at).toISOString()) + ': ' + i.inUse + ' in use, ' + i.denials + ' denied, ' + i.queued + ' queued')));
+      // A tooltip per bucket, while there are few enough to point at.
+      if (items.length <= 400) {
+        const hover = svg('g', { class: 'hover' });
+        for (const i of items) {
+          const x0 = x(i.at);
+          hover.append(svg('rect', { x: r(x0), y: m.top, width: r(Math.max(x(Math.min(i.at + bucket, to)) - x0, 1)), height: plotH },
+            svg('title', {}, iso(i.at) + ': ' + i.inUse + ' in use, ' + i.denials + ' denied, ' + i.queued + ' queued')));
+        }
+        root.append(hover);
       }
-      root.append(points);
     }
 
     // Legend.
@@ -656,13 +742,15 @@
   const licensesState = { cursor: null, rows: [] };
 
   async function loadLicenses(more) {
+    const number = ticket('licenses');
     let answer;
     try {
       answer = await getJson('/admin/license' + query({ limit: 100, cursor: more ? licensesState.cursor : null }));
     } catch (e) {
-      say('licenses-message', describe(e, 'The list of licenses'), 'error');
+      if (!stale('licenses', number)) say('licenses-message', describe(e, 'The list of licenses'), 'error');
       return;
     }
+    if (stale('licenses', number)) return;
     licensesState.rows = more ? licensesState.rows.concat(itemsOf(answer)) : itemsOf(answer);
     licensesState.cursor = answer.next_cursor || null;
     $('licenses-more').hidden = !licensesState.cursor;
@@ -725,7 +813,13 @@
   // ---- events --------------------------------------------------------------
 
   const eventsState = { cursor: null, rows: [], range: null };
-  const EVENT_COLUMNS = ['at', 'kind', 'type', 'event', 'feature', 'client', 'reason', 'lease_id', 'address'];
+  // The fields of docs/http.md#history, named for people; any other field
+  // an event has is shown too, under its own name.
+  const EVENT_COLUMNS = [
+    ['at', 'Time'], ['kind', 'Kind'], ['feature', 'Pool'], ['client', 'Client'], ['reason', 'Reason'],
+    ['lease_id', 'Lease'], ['in_use', 'In use after'], ['queued', 'Queued after'],
+  ];
+  const EVENT_HIDDEN = ['id'];
 
   async function loadEvents(more) {
     if (!more) {
@@ -736,15 +830,18 @@
         to: to.toISOString().replace(/\.\d+Z$/, 'Z'),
       };
     }
+    const number = ticket('events');
     let answer;
     try {
       answer = await getJson('/admin/events' + query({ ...eventsState.range, cursor: more ? eventsState.cursor : null }));
     } catch (e) {
+      if (stale('events', number)) return;
       say('events-message', describe(e, 'The events'), 'error');
       replace($('events'));
       $('events-more').hidden = true;
       return;
     }
+    if (stale('events', number)) return;
     eventsState.rows = more ? eventsState.rows.concat(itemsOf(answer)) : itemsOf(answer);
     eventsState.cursor = answer.next_cursor || null;
     $('events-more').hidden = !eventsState.cursor;
@@ -754,10 +851,20 @@
     for (const row of eventsState.rows) {
       if (row && typeof row === 'object') for (const k of Object.keys(row)) keys.add(k);
     }
-    const ordered = EVENT_COLUMNS.filter((k) => keys.has(k)).concat([...keys].filter((k) => !EVENT_COLUMNS.includes(k)).sort());
-    replace($('events'), table(ordered.map((k) => ({
-      label: k,
-      value: (row) => (k === 'at' || k.endsWith('_at') ? (row[k] ? fmtTime(row[k]) : null) : text(row[k])),
+    const known = EVENT_COLUMNS.map(([k]) => k);
+    const columns = EVENT_COLUMNS.filter(([k]) => keys.has(k))
+      .concat([...keys].filter((k) => !known.includes(k) && !EVENT_HIDDEN.includes(k)).sort().map((k) => [k, k]));
+    replace($('events'), table(columns.map(([k, label]) => ({
+      label,
+      num: k === 'in_use' || k === 'queued',
+      value: (row) => {
+        if (k === 'at' || k.endsWith('_at')) return row[k] ? fmtTime(row[k]) : null;
+        if (k === 'feature') return row[k] ? text(row[k]) : 'license pool';
+        if (row[k] === null || row[k] === undefined) return null;
+        if (k === 'client') return el('span', { class: 'client' }, text(row[k]));
+        if (k === 'lease_id') return el('span', { class: 'mono' }, text(row[k]));
+        return text(row[k]);
+      },
     })), eventsState.rows, 'No event in this range.'));
   }
 
@@ -772,7 +879,7 @@
     }
     $('leases-filter').addEventListener('submit', (e) => { e.preventDefault(); loadLeases(false); });
     $('leases-more').addEventListener('click', () => loadLeases(true));
-    $('history-form').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(); });
+    $('history-form').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(true); });
     $('history-csv').addEventListener('click', downloadCsv);
     $('license-upload').addEventListener('submit', uploadLicense);
     $('licenses-more').addEventListener('click', () => loadLicenses(true));
