@@ -56,8 +56,11 @@ fn pool<'a>(items: &'a Value, feature: Option<&str>) -> &'a Value {
 
 /// (seats, in_use, borrowed, lingering, queued) of a pool item.
 fn numbers(pool: &Value) -> [u64; 5] {
-    ["seats", "in_use", "borrowed", "lingering", "queued"]
-        .map(|name| pool[name].as_u64().unwrap_or_else(|| panic!("{name} in {pool}")))
+    ["seats", "in_use", "borrowed", "lingering", "queued"].map(|name| {
+        pool[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {pool}"))
+    })
 }
 
 #[test]
@@ -74,7 +77,12 @@ fn leases_are_listed_with_who_holds_them_filtered_and_paged() {
     assert_eq!(items.len(), 3, "{}", all.body);
     assert_eq!(all.body["next_cursor"], Value::Null);
     let item = items.iter().find(|l| l["id"] == a.as_str()).unwrap();
-    let mut fields: Vec<&str> = item.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut fields: Vec<&str> = item
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     fields.sort_unstable();
     let mut expected = vec![
         "address",
@@ -170,7 +178,10 @@ fn bad_limits_and_cursors_are_invalid_arguments() {
     }
     let unknown = admin(&server, "GET", "/admin/leases?colour=red");
     assert_eq!(unknown.status, 400, "{:?}", unknown.body);
-    assert_eq!(admin(&server, "GET", "/admin/leases?limit=1000").status, 200);
+    assert_eq!(
+        admin(&server, "GET", "/admin/leases?limit=1000").status,
+        200
+    );
     // The token is needed, as on every admin route.
     for (method, path) in [
         ("GET", "/admin/leases"),
@@ -224,7 +235,12 @@ fn a_seat_freed_by_force_goes_to_the_next_and_its_client_hears_lease_expired() {
     );
 
     let told = server.post(&format!("/v1/leases/{a}/heartbeat"), &json!({}));
-    assert_eq!((told.status, told.code()), (409, "LEASE_EXPIRED"), "{:?}", told.body);
+    assert_eq!(
+        (told.status, told.code()),
+        (409, "LEASE_EXPIRED"),
+        "{:?}",
+        told.body
+    );
     let listed = admin(&server, "GET", "/admin/leases?feature=cad");
     let ids: Vec<&str> = listed.body["items"]
         .as_array()
@@ -256,9 +272,15 @@ fn a_borrowed_lease_is_not_freed_by_force() {
         "{:?}",
         refused.body
     );
-    assert_eq!(refused.body["error"]["retry_at"], borrowed.body["expires_at"]);
+    assert_eq!(
+        refused.body["error"]["retry_at"],
+        borrowed.body["expires_at"]
+    );
     let listed = admin(&server, "GET", "/admin/leases");
-    assert_eq!(listed.body["items"][0]["borrowed_until"], borrowed.body["expires_at"]);
+    assert_eq!(
+        listed.body["items"][0]["borrowed_until"],
+        borrowed.body["expires_at"]
+    );
     let pools = admin(&server, "GET", "/admin/pools");
     assert_eq!(numbers(pool(&pools.body["items"], None)), [3, 1, 1, 0, 0]);
 }
@@ -269,9 +291,17 @@ fn pools_count_seats_in_use_borrowed_and_lingering_exactly() {
     let server = start(dir.path());
     let empty = admin(&server, "GET", "/admin/pools");
     assert_eq!(empty.status, 200, "{:?}", empty.body);
-    assert_eq!(empty.body["items"].as_array().unwrap().len(), 2, "{}", empty.body);
+    assert_eq!(
+        empty.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        empty.body
+    );
     assert_eq!(numbers(pool(&empty.body["items"], None)), [3, 0, 0, 0, 0]);
-    assert_eq!(numbers(pool(&empty.body["items"], Some("cad"))), [2, 0, 0, 0, 0]);
+    assert_eq!(
+        numbers(pool(&empty.body["items"], Some("cad"))),
+        [2, 0, 0, 0, 0]
+    );
 
     let a = checkout(&server, "desk-a", None);
     let b = checkout(&server, "desk-b", Some("view"));
@@ -283,12 +313,18 @@ fn pools_count_seats_in_use_borrowed_and_lingering_exactly() {
 
     let pools = admin(&server, "GET", "/admin/pools");
     assert_eq!(numbers(pool(&pools.body["items"], None)), [3, 2, 1, 1, 0]);
-    assert_eq!(numbers(pool(&pools.body["items"], Some("cad"))), [2, 1, 0, 0, 0]);
+    assert_eq!(
+        numbers(pool(&pools.body["items"], Some("cad"))),
+        [2, 1, 0, 0, 0]
+    );
     let lingering = admin(&server, "GET", "/admin/leases?client=desk-b");
     let item = &lingering.body["items"][0];
     assert!(item["lingering_until"].is_string(), "{item}");
     assert_eq!(item["lingering_until"], item["expires_at"]);
-    assert_eq!(item["address"], "127.0.0.1", "a lingering seat keeps its lease's address");
+    assert_eq!(
+        item["address"], "127.0.0.1",
+        "a lingering seat keeps its lease's address"
+    );
 
     // The status carries the same pools under `floating`.
     let status = admin(&server, "GET", "/admin/license/status");
@@ -297,7 +333,10 @@ fn pools_count_seats_in_use_borrowed_and_lingering_exactly() {
 
     // A lingering seat freed by force is gone at once.
     let id = item["id"].as_str().unwrap();
-    assert_eq!(admin(&server, "DELETE", &format!("/admin/leases/{id}")).status, 200);
+    assert_eq!(
+        admin(&server, "DELETE", &format!("/admin/leases/{id}")).status,
+        200
+    );
     let pools = admin(&server, "GET", "/admin/pools");
     assert_eq!(numbers(pool(&pools.body["items"], None)), [3, 1, 1, 0, 0]);
 }
@@ -433,4 +472,38 @@ fn an_empty_license_body_is_said_to_be_empty() {
             assert!(message.contains("body is empty"), "{route}: {message}");
         }
     }
+}
+
+#[test]
+fn a_client_guard_whose_seat_was_freed_by_force_takes_a_new_one() {
+    use entitle::client::Client;
+    use entitle::token::PublicKey;
+
+    let dir = install(spec());
+    let server = start(dir.path());
+    let vendor = std::fs::read_to_string(dir.path().join("vendor.pub")).unwrap();
+    let app = entitle::Engine::builder("acme")
+        .trust(PublicKey::from_pem(&vendor).unwrap())
+        .in_memory()
+        .background_refresh(false)
+        .build()
+        .unwrap();
+    app.add_license(&std::fs::read_to_string(dir.path().join("l.lic")).unwrap())
+        .unwrap();
+    let printed = entitle(dir.path(), &["serve", "--print-lease-pub"]);
+    let key = PublicKey::from_pem(printed["public_key"].as_str().unwrap()).unwrap();
+    let client = Client::connect(&app, &server.url(), key).unwrap();
+    let seat = client.lease(Some("cad")).unwrap();
+    let first = seat.lease().unwrap().id;
+
+    let released = admin(&server, "DELETE", &format!("/admin/leases/{first}"));
+    assert_eq!(released.status, 200, "{:?}", released.body);
+    // Its heartbeat hears LEASE_EXPIRED; a seat is free, so it checks out
+    // again at once.
+    assert!(seat.renew().allowed());
+    let second = seat.lease().unwrap().id;
+    assert_ne!(second, first);
+    let listed = admin(&server, "GET", "/admin/leases?feature=cad");
+    assert_eq!(listed.body["items"][0]["id"], second.as_str());
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
 }

@@ -109,11 +109,11 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
     let is_activated = |license: &License| {
         site.get(&license.id).is_some_and(|until| plan.now < *until)
             || devices_named_by(client).any(|device| {
-            state
-                .activations
-                .get(&(license.id.clone(), device.to_owned()))
-                .is_some_and(|r| r.live_at(plan.now))
-        })
+                state
+                    .activations
+                    .get(&(license.id.clone(), device.to_owned()))
+                    .is_some_and(|r| r.live_at(plan.now))
+            })
     };
     floating::pool(
         &views,

@@ -26,10 +26,10 @@ use crate::time::Timestamp;
 use crate::token::{LeaseToken, SigningKey};
 
 use super::admin;
+use super::listener::ClientAddress;
 use super::metrics::Metrics;
 use super::queue::Queues;
 use super::seats::LeaseNotes;
-use super::listener::ClientAddress;
 use super::{ServerConfig, MAX_BODY_BYTES};
 
 /// The OpenAPI 3 document of every route, served at `/openapi.json`.
@@ -123,7 +123,7 @@ impl ApiError {
     }
 
     /// The same answer, counted as a refusal of a right or a seat.
-    pub(super) fn as_denial(mut self) -> Self {
+    pub(super) fn counted_as_denial(mut self) -> Self {
         self.denial = true;
         self
     }
@@ -456,7 +456,7 @@ async fn checkout(
                  queue behind them"
             ),
         )
-        .as_denial());
+        .counted_as_denial());
     }
     let place = app.queues.join(&pool, app.max_queue).map_err(|_| {
         ApiError::new(
@@ -468,7 +468,7 @@ async fn checkout(
                 app.max_queue
             ),
         )
-        .as_denial()
+        .counted_as_denial()
     })?;
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut shutdown = app.shutdown.clone();
@@ -495,7 +495,7 @@ async fn checkout(
         let now = Instant::now();
         if now >= deadline {
             let mut error = last.unwrap_or_else(|| {
-                ApiError::new(StatusCode::CONFLICT, "FLOATING_EXHAUSTED", "").as_denial()
+                ApiError::new(StatusCode::CONFLICT, "FLOATING_EXHAUSTED", "").counted_as_denial()
             });
             error.message = format!(
                 "no floating seat came free in the {wait} s this checkout waited in line; {}",

@@ -158,8 +158,12 @@ impl Metrics {
         for pool in engine.pools() {
             let labels = [("feature", escape(pool.feature.as_deref().unwrap_or("")))];
             let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            self.pool_seats.get_or_create(&labels).set(gauge(pool.seats));
-            self.pool_in_use.get_or_create(&labels).set(gauge(pool.in_use));
+            self.pool_seats
+                .get_or_create(&labels)
+                .set(gauge(pool.seats));
+            self.pool_in_use
+                .get_or_create(&labels)
+                .set(gauge(pool.in_use));
             self.pool_queued
                 .get_or_create(&labels)
                 .set(gauge(queues.len(&pool.feature) as u64));
@@ -200,5 +204,17 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn a_label_value_with_quotes_backslashes_or_newlines_stays_one_value() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("two\nlines"), r"two\nlines");
+        assert_eq!(escape("cad"), "cad");
     }
 }
