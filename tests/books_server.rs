@@ -290,8 +290,8 @@ fn activations_count_each_device_once_and_refuse_as_the_service_says() {
         &json!({"request": request_text(&laptop), "key": key}),
     );
     assert_eq!((over.status, over.code()), (409, "ACTIVATION_LIMIT"));
-    assert_eq!(over.body["used"], 1, "{:?}", over.body);
-    assert_eq!(over.body["max"], 1, "{:?}", over.body);
+    assert_eq!(over.body["error"]["used"], 1, "{:?}", over.body);
+    assert_eq!(over.body["error"]["max"], 1, "{:?}", over.body);
 
     // A license refusing virtual machines, asked from one.
     let (_, vm_key) = issue(
@@ -410,7 +410,7 @@ fn logins_list_and_activate_a_users_licenses() {
     let over = server.post("/v1/activations", &cy("cy-2"));
     assert_eq!((over.status, over.code()), (409, "ACTIVATION_LIMIT"));
     assert_eq!(
-        (&over.body["used"], &over.body["max"]),
+        (&over.body["error"]["used"], &over.body["error"]["max"]),
         (&json!(1), &json!(1))
     );
     assert_eq!(over.body["error"]["max"], 1);

@@ -188,7 +188,14 @@ fn every_error_and_reason_code_is_explained_in_docs_errors_md() {
     let warnings = codes_in_function("src/license/issue.rs", "pub const fn code(&self)");
     // What the server answers besides the engine's codes: the code of
     // each `ApiError::new(status, "CODE", message)`.
-    let api = fs::read_to_string(root().join("src/server/api.rs")).expect("src/server/api.rs");
+    // Every file of the server, since the admin routes have their own.
+    let mut api = String::new();
+    for entry in fs::read_dir(root().join("src/server")).expect("src/server") {
+        let path = entry.expect("src/server entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            api.push_str(&fs::read_to_string(&path).expect("a server source file"));
+        }
+    }
     let server: BTreeSet<String> = api
         .split("ApiError::new(")
         .skip(1)

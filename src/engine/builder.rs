@@ -352,6 +352,7 @@ impl EngineBuilder {
                 outside: Default::default(),
                 under_way: AtomicUsize::new(0),
                 unsynced: AtomicUsize::new(0),
+                serves_site: Default::default(),
             }),
         };
         // Opening persists the latest time seen (and publishes).

@@ -40,6 +40,43 @@ impl Lease {
     }
 }
 
+/// One floating pool as a site server's administrator sees it.
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PoolUse {
+    /// The feature whose own pool it is (`None`: the license-level pool).
+    pub(crate) feature: Option<String>,
+    /// The seats its licenses in force offer the server's clients.
+    pub(crate) seats: u64,
+    /// Seats taken: live leases, borrowed ones and seats lingering after
+    /// a check-in included.
+    pub(crate) in_use: u64,
+    /// Of those, borrowed.
+    pub(crate) borrowed: u64,
+    /// Of those, lingering with their client after a check-in.
+    pub(crate) lingering: u64,
+    /// The licenses offering it, with the seats each offers now.
+    pub(crate) licenses: Vec<(String, u64)>,
+    /// Whether an installed license offers it (else only leases taken
+    /// before its license went are left in it).
+    declared: bool,
+}
+
+#[cfg(feature = "server")]
+impl PoolUse {
+    fn empty(feature: Option<&str>) -> PoolUse {
+        PoolUse {
+            feature: feature.map(str::to_owned),
+            seats: 0,
+            in_use: 0,
+            borrowed: 0,
+            lingering: 0,
+            licenses: Vec::new(),
+            declared: false,
+        }
+    }
+}
+
 impl Lease {
     /// The lease a license server's token stands for.
     pub(crate) fn from_token(token: &crate::token::LeaseToken) -> Lease {
@@ -61,13 +98,22 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
         .values()
         .map(|l| l.view(Activation::NotLocked))
         .collect();
+    // A site server's node-locked license is bound to the server's
+    // machine: while that machine is activated, its clients take seats
+    // without activations of their own.
+    let site = if plan.serves_site {
+        plan.state.device_activations(&plan.config.device)
+    } else {
+        Default::default()
+    };
     let is_activated = |license: &License| {
-        devices_named_by(client).any(|device| {
-            state
-                .activations
-                .get(&(license.id.clone(), device.to_owned()))
-                .is_some_and(|r| r.live_at(plan.now))
-        })
+        site.get(&license.id).is_some_and(|until| plan.now < *until)
+            || devices_named_by(client).any(|device| {
+                state
+                    .activations
+                    .get(&(license.id.clone(), device.to_owned()))
+                    .is_some_and(|r| r.live_at(plan.now))
+            })
     };
     floating::pool(
         &views,
@@ -82,6 +128,11 @@ fn pool_for(plan: &Plan<'_>, client: &str, feature: Option<&str>) -> Result<Pool
             format!("floating seats for `{f}`")
         });
         let message = match reason {
+            Reason::NotActivated if plan.serves_site => format!(
+                "this server's machine is not activated for the node-locked license that \
+                 offers {what}: activate it on the server (`entitle activate`), and its \
+                 clients take seats"
+            ),
             Reason::NotActivated => format!(
                 "client `{client}` must be an activated device to take {what}: activate it first"
             ),
@@ -243,6 +294,74 @@ impl Engine {
         })
     }
 
+    /// Frees a lease's seat now, whatever its client does: for an
+    /// administrator whose user went home with a seat taken. The lease
+    /// ends at once (a seat lingering after a check-in goes too); its
+    /// client's next heartbeat hears `LEASE_EXPIRED` and checks out anew.
+    /// Returns the lease as it ended.
+    ///
+    /// A borrowed lease is refused (`LEASE_BORROWED`, with the instant
+    /// its borrow ends as `retry_at`): its token holds offline until then,
+    /// so freeing its seat would hand out one seat twice
+    /// (docs/semantics.md#borrowing). `LEASE_NOT_FOUND` for no such lease,
+    /// `LEASE_EXPIRED` for one that already ended.
+    ///
+    /// ```
+    /// use entitle::license::{Floating, License};
+    /// use entitle::token::SigningKey;
+    ///
+    /// let vendor = SigningKey::generate().unwrap();
+    /// let engine = entitle::Engine::builder("acme").in_memory()
+    ///     .trust(vendor.public_key().clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let site = License::builder("acme").id("lic_1").issued_at(engine.now())
+    ///     .floating(Floating::new(1, 300))
+    ///     .sign(&vendor)
+    ///     .unwrap();
+    /// engine.add_license(&site).unwrap();
+    /// let held = engine.checkout("desk-1", None).unwrap();
+    /// assert!(engine.checkout("desk-2", None).is_err()); // the one seat is taken
+    ///
+    /// engine.force_release(&held.id).unwrap();
+    /// assert!(engine.checkout("desk-2", None).is_ok());
+    /// let told = engine.heartbeat(&held.id).unwrap_err();
+    /// assert_eq!(told.code(), "LEASE_EXPIRED");
+    /// ```
+    pub fn force_release(&self, lease_id: &str) -> Result<Lease> {
+        self.mutate(|plan| {
+            let lease = live_lease(plan, lease_id)?;
+            if floating::borrow_holds(lease, plan.now) {
+                let ends = Timestamp::from_unix(lease.expires_at);
+                return Err(Error::Denied {
+                    reason: Reason::LeaseBorrowed,
+                    message: format!(
+                        "lease `{lease_id}` is borrowed until {ends}: its token holds offline \
+                         until then, so its seat cannot be freed before; it frees itself at \
+                         that instant"
+                    ),
+                    retry_at: Some(ends),
+                });
+            }
+            // Ended now rather than deleted: a lapsed lease is remembered
+            // for a day, so its client hears LEASE_EXPIRED (check out
+            // again), not LEASE_NOT_FOUND.
+            let ended = LeaseRecord {
+                expires_at: plan.now,
+                borrowed_until: None,
+                ..lease.clone()
+            };
+            let out = Lease::of(&ended);
+            let mut changes = reclaim(plan);
+            if floating::is_lingering(lease) {
+                changes.push(Change::DeleteLease(ended.id));
+            } else {
+                changes.push(Change::PutLease(ended));
+            }
+            Ok((changes, out))
+        })
+    }
+
     /// Borrows a leased seat for `secs` seconds: it stays taken without
     /// heartbeats until then (for a laptop going on a trip), or until the
     /// lease already ran if that is later: a borrow never shortens a lease.
@@ -353,6 +472,107 @@ impl Engine {
                     .is_some_and(|f| f.floating.is_some())
             })
             .then(|| code.to_owned())
+    }
+
+    /// Marks this engine as the one a site server (`entitle serve`) hands
+    /// out seats from: a node-locked license is bound to the server's
+    /// machine, and while it is activated there its clients take seats
+    /// without activations of their own.
+    #[cfg(feature = "server")]
+    pub(crate) fn serve_site(&self) {
+        self.inner
+            .serves_site
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The live leases as the state keeps them (with when each was taken),
+    /// for a server's administrator.
+    #[cfg(feature = "server")]
+    pub(crate) fn lease_records(&self) -> Vec<LeaseRecord> {
+        let now = self.now().unix();
+        self.inner
+            .snapshot
+            .load()
+            .leases
+            .iter()
+            .filter(|(_, l)| l.live_at(now))
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// Every floating pool: the license-level one, when a license offers
+    /// it, and each feature's own, with its seats and how they are used.
+    #[cfg(feature = "server")]
+    pub(crate) fn pools(&self) -> Vec<PoolUse> {
+        use std::collections::BTreeMap;
+
+        let snapshot = self.inner.snapshot.load();
+        let now = self.now().unix();
+        let tampered = now < snapshot.tamper_below;
+        let ctx = &self.inner.config.device.ctx;
+        let site = self
+            .inner
+            .serves_site
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let is_activated = |license: &License| {
+            site && snapshot
+                .device_activations
+                .get(&license.id)
+                .is_some_and(|until| now < *until)
+        };
+        let views: Vec<_> = snapshot
+            .licenses
+            .iter()
+            .map(|l| l.view(Activation::NotLocked))
+            .collect();
+        let mut pools: BTreeMap<Option<String>, PoolUse> = BTreeMap::new();
+        let mut declare = |key: Option<&str>| {
+            pools
+                .entry(key.map(str::to_owned))
+                .or_insert_with(|| PoolUse::empty(key))
+                .declared = true;
+        };
+        for view in &views {
+            if view.license.floating.is_some() {
+                declare(None);
+            }
+            for feature in &view.license.features {
+                if feature.floating.is_some() {
+                    declare(Some(&feature.code));
+                }
+            }
+        }
+        for (_, lease) in snapshot.leases.iter() {
+            if !lease.live_at(now) {
+                continue;
+            }
+            let pool = pools
+                .entry(lease.feature.clone())
+                .or_insert_with(|| PoolUse::empty(lease.feature.as_deref()));
+            pool.in_use += 1;
+            pool.borrowed += u64::from(floating::borrow_holds(lease, now));
+            pool.lingering += u64::from(floating::is_lingering(lease));
+        }
+        for pool in pools.values_mut().filter(|p| p.declared) {
+            let key = pool.feature.as_deref();
+            for view in &views {
+                let offers = match key {
+                    None => view.license.floating.is_some(),
+                    Some(code) => view
+                        .license
+                        .feature(code)
+                        .is_some_and(|f| f.floating.is_some()),
+                };
+                if !offers {
+                    continue;
+                }
+                let seats = floating::pool([view], key, is_activated, ctx, now, tampered)
+                    .map_or(0, |p| p.seats);
+                pool.seats = pool.seats.saturating_add(seats);
+                pool.licenses.push((view.license.id.clone(), seats));
+            }
+        }
+        pools.into_values().collect()
     }
 
     /// The live leases.

@@ -24,6 +24,8 @@ pub use builder::EngineBuilder;
 pub use consumption::Consumed;
 pub use devices::{ActivationInfo, ActivationRequest};
 pub use floating::Lease;
+#[cfg(feature = "server")]
+pub(crate) use floating::PoolUse;
 pub use gate::FeatureGate;
 pub use info::{
     license_query, ActivationsInfo, ConsumptionInfo, FeatureInfo, FloatingInfo, LicenseInfo,
@@ -142,6 +144,10 @@ struct Inner {
     /// Mutations started and not yet committed to the store: the store
     /// lets them join the group of commits it is about to sync.
     under_way: AtomicUsize,
+    /// Whether this engine hands out a site server's seats: then a
+    /// node-locked license counts its clients as this machine
+    /// ([`Plan::serves_site`]).
+    serves_site: std::sync::atomic::AtomicBool,
     /// Mutations committed whose sync has not returned: their snapshot is
     /// built but not yet published, and nothing else may publish the
     /// writer's state before them. Raised under the writer lock, lowered
@@ -226,6 +232,10 @@ pub(crate) struct Plan<'a> {
     pub(crate) config: &'a Config,
     pub(crate) active_users: u64,
     pub(crate) seats: crate::policy::seats::SeatTotals,
+    /// The engine serves a site's seats (`entitle serve`): a node-locked
+    /// license is bound to the server's machine, and its clients take
+    /// seats while that machine is activated (docs/http.md#node-locked-licenses).
+    pub(crate) serves_site: bool,
 }
 
 impl Engine {
@@ -403,6 +413,7 @@ impl Engine {
                     config: &inner.config,
                     active_users,
                     seats,
+                    serves_site: inner.serves_site.load(std::sync::atomic::Ordering::Relaxed),
                 };
                 plan(&plan_input)
             };

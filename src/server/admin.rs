@@ -20,7 +20,7 @@ use super::api::{
 
 /// The admin routes: the server's table starts with them.
 pub(super) fn table() -> RouteTable<Arc<App>> {
-    vec![
+    let mut table = vec![
         (Method::POST, "/admin/license", post(admin_add_license)),
         (Method::GET, "/admin/license", get(admin_list_licenses)),
         (
@@ -31,7 +31,9 @@ pub(super) fn table() -> RouteTable<Arc<App>> {
         (Method::GET, "/admin/license/status", get(admin_status)),
         (Method::GET, "/admin/license/usage", get(admin_usage)),
         (Method::POST, "/admin/apply", post(admin_apply)),
-    ]
+    ];
+    table.extend(super::seats::table());
+    table
 }
 
 /// Lets an admin request through, or says why not: `404` when the admin
@@ -151,7 +153,10 @@ async fn admin_remove_license(
 
 async fn admin_status(State(app): State<Arc<App>>, headers: HeaderMap) -> Answer {
     authorize(&app, &headers)?;
-    ok(to_json(&app.engine.status()))
+    let mut value = to_json(&app.engine.status());
+    // Named-user seats above; the floating pools beside them.
+    value["floating"] = json!(super::seats::pools(&app));
+    ok(value)
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,8 +27,10 @@ use crate::token::{LeaseToken, SigningKey};
 
 use super::admin;
 use super::console;
+use super::listener::ClientAddress;
 use super::metrics::Metrics;
 use super::queue::Queues;
+use super::seats::LeaseNotes;
 use super::{ServerConfig, MAX_BODY_BYTES};
 
 /// The OpenAPI 3 document of every route, served at `/openapi.json`.
@@ -47,6 +49,9 @@ pub(crate) struct App {
     pub(super) max_wait_secs: u64,
     pub(super) metrics: Metrics,
     pub(super) shutdown: watch::Receiver<bool>,
+    /// Each lease's address and last heartbeat, which the state does not
+    /// keep (docs/http.md#seeing-and-steering-the-server).
+    pub(super) notes: LeaseNotes,
 }
 
 impl App {
@@ -56,6 +61,9 @@ impl App {
         config: &ServerConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<App> {
+        // This engine hands out a site's seats: a node-locked license is
+        // bound to this machine, not to each client's.
+        engine.serve_site();
         Arc::new(App {
             engine,
             lease_key,
@@ -69,6 +77,7 @@ impl App {
             max_wait_secs: config.max_wait_secs,
             metrics: Metrics::new(),
             shutdown,
+            notes: LeaseNotes::default(),
         })
     }
 
@@ -91,7 +100,15 @@ pub(crate) struct ApiError {
     /// The scheme a `401` asks for (`WWW-Authenticate`): `Bearer` unless
     /// said otherwise.
     challenge: Option<&'static str>,
+    /// A right or a seat refused (counted in `entitle_denials_total` by
+    /// its code), rather than bad input or a fault.
+    denial: bool,
 }
+
+/// Set on an answer that refused a right or a seat: the guard counts it
+/// by its reason code.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Denial(pub(super) &'static str);
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -102,7 +119,14 @@ impl ApiError {
             retry_at: None,
             details: Vec::new(),
             challenge: None,
+            denial: false,
         }
+    }
+
+    /// The same answer, counted as a refusal of a right or a seat.
+    pub(super) fn counted_as_denial(mut self) -> Self {
+        self.denial = true;
+        self
     }
 
     /// The same refusal asking for another authentication scheme in its
@@ -179,9 +203,9 @@ mod status_tests {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let retry_at = match &error {
-            Error::Denied { retry_at, .. } => *retry_at,
-            _ => None,
+        let (retry_at, denial) = match &error {
+            Error::Denied { retry_at, .. } => (*retry_at, true),
+            _ => (None, false),
         };
         ApiError {
             status: status_of(&error),
@@ -190,6 +214,7 @@ impl From<Error> for ApiError {
             retry_at,
             details: Vec::new(),
             challenge: None,
+            denial,
         }
     }
 }
@@ -197,15 +222,17 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        // Once, in the error object, as docs/http.md#errors shows it.
         if let Some(at) = self.retry_at {
             body["error"]["retry_at"] = json!(at);
-            body["retry_at"] = json!(at);
         }
         for (name, value) in self.details {
-            body["error"][name] = value.clone();
-            body[name] = value;
+            body["error"][name] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
+        if self.denial {
+            response.extensions_mut().insert(Denial(self.code));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             let scheme = self.challenge.unwrap_or("Bearer");
             response
@@ -283,6 +310,16 @@ pub(super) fn json_body<T: DeserializeOwned>(
 /// A text body (an armored token).
 pub(super) fn text_body(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let bytes = body.map_err(|r| body_error(&r))?;
+    // Said plainly: an empty body would otherwise reach the token parser
+    // and be answered with what an empty token lacks.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED",
+            "the request body is empty: send the armored license or bare token (or the \
+             certificate or list to apply) as the body, e.g. `curl --data-binary @site.lic`",
+        ));
+    }
     String::from_utf8(bytes.to_vec()).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -363,7 +400,21 @@ fn exhausted(error: &ApiError) -> bool {
     error.code == Reason::FloatingExhausted.code()
 }
 
-async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Answer {
+/// A lease handed out: noted with its client's address, and answered.
+fn handed_out(app: &App, lease: Value, address: Option<ClientAddress>) -> Answer {
+    if let Some(id) = lease["id"].as_str() {
+        app.notes
+            .checked_out(&app.engine, id, address.map(|a| a.0), app.engine.now());
+    }
+    created(lease)
+}
+
+async fn checkout(
+    State(app): State<Arc<App>>,
+    address: Option<Extension<ClientAddress>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let address = address.map(|Extension(a)| a);
     let request: CheckoutBody = json_body(body)?;
     let wait = request.wait_secs.unwrap_or(0);
     if wait > app.max_wait_secs {
@@ -393,7 +444,7 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
             .any(|l| l.client == client && l.feature == pool);
     if queued == 0 || renewing {
         match try_checkout(&app, client, feature).await {
-            Ok(lease) => return created(lease),
+            Ok(lease) => return handed_out(&app, lease, address),
             Err(e) if exhausted(&e) && wait > 0 => {}
             Err(e) => return Err(e),
         }
@@ -405,7 +456,8 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
                 "{queued} checkout(s) wait in line for this pool; ask with `wait_secs` to \
                  queue behind them"
             ),
-        ));
+        )
+        .counted_as_denial());
     }
     let place = app.queues.join(&pool, app.max_queue).map_err(|_| {
         ApiError::new(
@@ -417,6 +469,7 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
                 app.max_queue
             ),
         )
+        .counted_as_denial()
     })?;
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut shutdown = app.shutdown.clone();
@@ -431,7 +484,7 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
             match try_checkout(&app, client, feature).await {
                 Ok(lease) => {
                     drop(place);
-                    return created(lease);
+                    return handed_out(&app, lease, address);
                 }
                 Err(e) if exhausted(&e) => {
                     retry_at = e.retry_at;
@@ -442,8 +495,9 @@ async fn checkout(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
         }
         let now = Instant::now();
         if now >= deadline {
-            let mut error = last
-                .unwrap_or_else(|| ApiError::new(StatusCode::CONFLICT, "FLOATING_EXHAUSTED", ""));
+            let mut error = last.unwrap_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, "FLOATING_EXHAUSTED", "").counted_as_denial()
+            });
             error.message = format!(
                 "no floating seat came free in the {wait} s this checkout waited in line; {}",
                 if error.message.is_empty() {
@@ -474,11 +528,14 @@ async fn heartbeat(State(app): State<Arc<App>>, id: Result<Path<String>, PathRej
     let id = path(id)?;
     let engine = app.engine.clone();
     let key = Arc::clone(&app.lease_key);
-    ok(blocking(move || {
-        let lease = engine.heartbeat(&id)?;
+    let lease_id = id.clone();
+    let renewed = blocking(move || {
+        let lease = engine.heartbeat(&lease_id)?;
         lease_answer(&engine, &key, &lease)
     })
-    .await?)
+    .await?;
+    app.notes.heartbeat(&id, app.engine.now());
+    ok(renewed)
 }
 
 async fn checkin(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Answer {
@@ -541,7 +598,13 @@ async fn check_feature(
     if let Some(user) = user {
         value["user"] = json!(user);
     }
-    ok(value)
+    let mut response = Json(value).into_response();
+    if !decision.allowed() {
+        response
+            .extensions_mut()
+            .insert(Denial(decision.reason().code()));
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -681,6 +744,9 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     };
     app.metrics
         .request(method.as_str(), &route, response.status().as_u16());
+    if let Some(Denial(code)) = response.extensions().get::<Denial>() {
+        app.metrics.denial(code);
+    }
     response
 }
 

@@ -1,6 +1,7 @@
 //! The server's Prometheus metrics (`GET /metrics`): requests by route
 //! and status, leases in use per pool, and the length of each pool's
-//! queue.
+//! queue; each pool's seats, seats in use and line by feature, refusals
+//! by reason, and when each license expires.
 
 use std::collections::BTreeSet;
 
@@ -17,12 +18,22 @@ use super::queue::Queues;
 
 type RouteLabels = [(&'static str, String); 3];
 type PoolLabels = [(&'static str, String); 1];
+type OneLabel = [(&'static str, String); 1];
 
 pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
     leases: Family<PoolLabels, Gauge>,
     queued: Family<PoolLabels, Gauge>,
+    pool_seats: Family<OneLabel, Gauge>,
+    pool_in_use: Family<OneLabel, Gauge>,
+    pool_queued: Family<OneLabel, Gauge>,
+    denials: Family<OneLabel, Counter>,
+    license_expires: Family<OneLabel, Gauge>,
+    /// Held while the gauges are set and the text written: gauges of
+    /// pools and licenses that are gone are cleared first, and two
+    /// scrapes at once must not see each other's half-set families.
+    rendering: Mutex<()>,
     /// Every pool a gauge was set for: a pool whose last lease ended
     /// reads 0 rather than its last count.
     pools_seen: Mutex<BTreeSet<String>>,
@@ -30,7 +41,23 @@ pub(crate) struct Metrics {
 
 /// A pool's label: the feature, or `license` for the license-level pool.
 fn pool_label(pool: Option<&str>) -> String {
-    pool.map_or_else(|| "license".to_owned(), |f| format!("feature:{f}"))
+    pool.map_or_else(|| "license".to_owned(), |f| escape(&format!("feature:{f}")))
+}
+
+/// A label value as the text format needs it: the encoder writes values
+/// as they are, and a feature code or license id with a `"` or `\` in it
+/// would otherwise break the line.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Metrics {
@@ -54,11 +81,47 @@ impl Metrics {
             "Checkouts waiting for a seat, by pool",
             queued.clone(),
         );
+        let pool_seats = Family::<OneLabel, Gauge>::default();
+        let pool_in_use = Family::<OneLabel, Gauge>::default();
+        let pool_queued = Family::<OneLabel, Gauge>::default();
+        let denials = Family::<OneLabel, Counter>::default();
+        let license_expires = Family::<OneLabel, Gauge>::default();
+        registry.register(
+            "entitle_pool_seats",
+            "Floating seats a pool offers, by feature (empty: the license-level pool)",
+            pool_seats.clone(),
+        );
+        registry.register(
+            "entitle_pool_in_use",
+            "Floating seats taken (borrowed and lingering ones included), by feature",
+            pool_in_use.clone(),
+        );
+        registry.register(
+            "entitle_pool_queued",
+            "Checkouts waiting in a pool's line, by feature",
+            pool_queued.clone(),
+        );
+        registry.register(
+            "entitle_denials",
+            "Rights and seats refused, by reason code",
+            denials.clone(),
+        );
+        registry.register(
+            "entitle_license_expires_at_seconds",
+            "When each license that expires does so (Unix seconds)",
+            license_expires.clone(),
+        );
         Metrics {
             registry,
             requests,
             leases,
             queued,
+            pool_seats,
+            pool_in_use,
+            pool_queued,
+            denials,
+            license_expires,
+            rendering: Mutex::new(()),
             pools_seen: Mutex::new(BTreeSet::new()),
         }
     }
@@ -79,8 +142,40 @@ impl Metrics {
             .inc();
     }
 
+    /// A right or a seat was refused, for `reason` (a code: a bounded set).
+    pub(crate) fn denial(&self, reason: &'static str) {
+        self.denials
+            .get_or_create(&[("reason", escape(reason))])
+            .inc();
+    }
+
     /// The text exposition, with the gauges read now.
     pub(crate) fn render(&self, engine: &Engine, queues: &Queues) -> String {
+        let _rendering = self.rendering.lock();
+        self.pool_seats.clear();
+        self.pool_in_use.clear();
+        self.pool_queued.clear();
+        for pool in engine.pools() {
+            let labels = [("feature", escape(pool.feature.as_deref().unwrap_or("")))];
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.pool_seats
+                .get_or_create(&labels)
+                .set(gauge(pool.seats));
+            self.pool_in_use
+                .get_or_create(&labels)
+                .set(gauge(pool.in_use));
+            self.pool_queued
+                .get_or_create(&labels)
+                .set(gauge(queues.len(&pool.feature) as u64));
+        }
+        self.license_expires.clear();
+        for license in engine.license_infos() {
+            if let Some(at) = license.expires_at {
+                self.license_expires
+                    .get_or_create(&[("license", escape(&license.id))])
+                    .set(at.unix());
+            }
+        }
         let mut in_use: std::collections::BTreeMap<String, i64> = Default::default();
         for lease in engine.leases() {
             *in_use
@@ -109,5 +204,17 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn a_label_value_with_quotes_backslashes_or_newlines_stays_one_value() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("two\nlines"), r"two\nlines");
+        assert_eq!(escape("cad"), "cad");
     }
 }

@@ -29,6 +29,7 @@ mod listener;
 mod metrics;
 mod queue;
 mod ratelimit;
+mod seats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
