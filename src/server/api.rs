@@ -28,6 +28,7 @@ use crate::token::{LeaseToken, SigningKey};
 use super::admin;
 use super::metrics::Metrics;
 use super::queue::Queues;
+use super::request_log::Refusal;
 use super::{ServerConfig, MAX_BODY_BYTES};
 
 /// The OpenAPI 3 document of every route, served at `/openapi.json`.
@@ -205,6 +206,9 @@ impl IntoResponse for ApiError {
             body[name] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
+        // For the request log: the reason, never the message (which may
+        // repeat what the client sent).
+        response.extensions_mut().insert(Refusal(self.code));
         if self.status == StatusCode::UNAUTHORIZED {
             let scheme = self.challenge.unwrap_or("Bearer");
             response
@@ -540,7 +544,14 @@ async fn check_feature(
     if let Some(user) = user {
         value["user"] = json!(user);
     }
-    ok(value)
+    let mut answer = Json(value).into_response();
+    if !decision.allowed() {
+        // A denial is an answer (200), and the log says why.
+        answer
+            .extensions_mut()
+            .insert(Refusal(decision.reason().code()));
+    }
+    Ok(answer)
 }
 
 #[derive(Deserialize)]
