@@ -47,6 +47,9 @@ fn start(dir: &Path, args: &[&str]) -> (Child, String) {
         .args(["--state", "state", "serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
+        // The request log writes a line per request: measured as a
+        // server run under a service manager pays for it, to a sink.
+        .stderr(Stdio::null())
         .spawn()
         .expect("entitle serve starts");
     let mut line = String::new();

@@ -96,13 +96,10 @@ impl Pair {
 
     /// Stops both servers with SIGTERM: each ends cleanly.
     fn stop(self) {
-        for mut server in [self.a, self.b] {
-            let stderr = server.child.stderr.take();
+        for server in [self.a, self.b] {
+            let stderr = std::sync::Arc::clone(&server.stderr);
             let status = server.terminate();
-            let mut said = String::new();
-            if let Some(mut stderr) = stderr {
-                let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
-            }
+            let said = stderr.lock().unwrap().clone();
             assert!(status.success(), "{status}: {said}");
         }
     }

@@ -186,14 +186,14 @@ fn every_error_and_reason_code_is_explained_in_docs_errors_md() {
     let reasons = codes_in_function("src/decision.rs", "pub const fn code(self)");
     let errors = codes_in_function("src/error.rs", "pub fn code(&self)");
     let warnings = codes_in_function("src/license/issue.rs", "pub const fn code(&self)");
-    // What the server answers besides the engine's codes: the code of
-    // each `ApiError::new(status, "CODE", message)`.
-    // Every file of the server, since the admin routes have their own.
+    // What the servers answer besides the engine's codes: the code of
+    // each `ApiError::new(status, "CODE", message)`, in every module of
+    // src/server/ (the admin routes, the listener's refusals...).
     let mut api = String::new();
-    for entry in fs::read_dir(root().join("src/server")).expect("src/server") {
-        let path = entry.expect("src/server entry").path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            api.push_str(&fs::read_to_string(&path).expect("a server source file"));
+    for entry in fs::read_dir(root().join("src/server")).expect("src/server/") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|ext| ext == "rs") {
+            api.push_str(&fs::read_to_string(&path).expect("a source file"));
         }
     }
     let server: BTreeSet<String> = api
@@ -230,7 +230,11 @@ fn every_error_and_reason_code_is_explained_in_docs_errors_md() {
         );
     }
     assert!(warnings.contains("PERPETUAL_WITH_EXPIRY"));
-    assert!(server.contains("UNAUTHORIZED") && server.contains("QUEUE_FULL"));
+    assert!(
+        server.contains("UNAUTHORIZED")
+            && server.contains("QUEUE_FULL")
+            && server.contains("FORBIDDEN")
+    );
 
     let documented = documented_codes();
     let missing: Vec<_> = reasons

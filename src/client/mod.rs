@@ -21,6 +21,12 @@
 //! free). A server that cannot be reached is `SERVER_UNREACHABLE`, naming
 //! its address.
 //!
+//! Redundant servers (docs/http.md#redundant-servers): a client made with
+//! [`Client::connect_any`] knows several servers sharing one PostgreSQL
+//! namespace, and moves to the next when the one it uses cannot be
+//! reached or answers `503`: its lease, heartbeats and check-in carry on
+//! there. A refusal (a `4xx`) is an answer, never a reason to ask another.
+//!
 //! The vendor's online service (`entitle serve --books`) is reached
 //! through a [`VendorClient`]: an install activates by license key, login
 //! or trial, deactivates and syncs with [`Engine::activate_online`] and
@@ -86,6 +92,7 @@ pub use vendor::{
     VendorUser, WithdrawnActivation,
 };
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,7 +122,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.remote.base)
+            .field("urls", &self.remote.bases)
             .field("client_id", &self.remote.client_id)
             .finish()
     }
@@ -123,7 +130,11 @@ impl std::fmt::Debug for Client {
 
 /// What a guard's heartbeat thread shares with the client.
 struct Remote {
-    base: String,
+    /// The servers, in the order given; at least one.
+    bases: Vec<String>,
+    /// The index in `bases` of the server asked first: the last one that
+    /// answered.
+    current: AtomicUsize,
     agent: ureq::Agent,
     server_key: PublicKey,
     client_id: String,
@@ -151,15 +162,53 @@ impl Client {
     /// assert!(Client::connect(&engine, "ftp://x", key.public_key().clone()).is_err());
     /// ```
     pub fn connect(engine: &Engine, url: &str, server_key: PublicKey) -> Result<Client> {
-        let base = url.trim_end_matches('/');
-        let valid = (base.starts_with("http://") || base.starts_with("https://"))
-            && base.len() > "https://".len()
-            && !base.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !valid {
-            return Err(Error::InvalidArgument(format!(
-                "`{}` is not a license server's address: write http://HOST:PORT",
-                url.chars().take(200).collect::<String>()
-            )));
+        Client::connect_any(engine, &[url], server_key)
+    }
+
+    /// A client of redundant servers (docs/http.md#redundant-servers):
+    /// several `entitle serve` sharing one PostgreSQL namespace, which all
+    /// sign leases with the same key (by default the install's own, kept
+    /// in the shared state). Requests go to the first server until it
+    /// cannot be reached or answers `503` (stopping, its database out of
+    /// reach); then to the next, which stays the one asked first while it
+    /// answers. A refusal is final and is not asked of another server.
+    /// `SERVER_UNREACHABLE` only when none answers, naming each.
+    ///
+    /// ```
+    /// use entitle::{client::Client, Engine};
+    /// let engine = Engine::builder("acme").in_memory().build().unwrap();
+    /// let key = entitle::token::SigningKey::from_seed(&[9; 32]).public_key().clone();
+    /// let client = Client::connect_any(&engine,
+    ///     &["http://10.0.0.5:8740", "http://10.0.0.6:8740/"], key.clone()).unwrap();
+    /// assert_eq!(client.urls(), ["http://10.0.0.5:8740", "http://10.0.0.6:8740"]);
+    /// assert_eq!(client.current_url(), "http://10.0.0.5:8740");
+    /// let none: [&str; 0] = [];
+    /// assert!(Client::connect_any(&engine, &none, key).is_err());
+    /// ```
+    pub fn connect_any(
+        engine: &Engine,
+        urls: &[impl AsRef<str>],
+        server_key: PublicKey,
+    ) -> Result<Client> {
+        if urls.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no license server given: name at least one, http://HOST:PORT".into(),
+            ));
+        }
+        let mut bases = Vec::with_capacity(urls.len());
+        for url in urls {
+            let url = url.as_ref();
+            let base = url.trim_end_matches('/');
+            let valid = (base.starts_with("http://") || base.starts_with("https://"))
+                && base.len() > "https://".len()
+                && !base.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !valid {
+                return Err(Error::InvalidArgument(format!(
+                    "`{}` is not a license server's address: write http://HOST:PORT",
+                    url.chars().take(200).collect::<String>()
+                )));
+            }
+            bases.push(base.to_owned());
         }
         let client_id = engine.client_id().to_owned();
         let agent = ureq::AgentBuilder::new()
@@ -168,7 +217,8 @@ impl Client {
             .build();
         Ok(Client {
             remote: Arc::new(Remote {
-                base: base.to_owned(),
+                bases,
+                current: AtomicUsize::new(0),
                 agent,
                 server_key,
                 client_id,
@@ -183,7 +233,8 @@ impl Client {
     pub fn with_client_id(self, client_id: &str) -> Result<Client> {
         crate::ident::check("a client id", client_id)?;
         let remote = Remote {
-            base: self.remote.base.clone(),
+            bases: self.remote.bases.clone(),
+            current: AtomicUsize::new(self.remote.current.load(Ordering::Relaxed)),
             agent: self.remote.agent.clone(),
             server_key: self.remote.server_key.clone(),
             client_id: client_id.to_owned(),
@@ -198,6 +249,17 @@ impl Client {
     /// The id this client takes seats under.
     pub fn client_id(&self) -> &str {
         &self.remote.client_id
+    }
+
+    /// The servers this client knows, in the order given.
+    pub fn urls(&self) -> &[String] {
+        &self.remote.bases
+    }
+
+    /// The server asked first now: the first given, or the last one that
+    /// answered after another could not.
+    pub fn current_url(&self) -> &str {
+        self.remote.base()
     }
 
     /// The key the server's leases must be signed with.
@@ -289,6 +351,12 @@ fn encode(segment: &str) -> String {
 }
 
 impl Remote {
+    /// The server asked first.
+    fn base(&self) -> &str {
+        let current = self.current.load(Ordering::Relaxed);
+        self.bases.get(current).unwrap_or(&self.bases[0])
+    }
+
     /// One request: the answer's JSON, or the server's error as this
     /// crate's (a refusal keeps its code; an unreachable server, a 5xx or
     /// a garbled answer is `SERVER_UNREACHABLE`, which a guard rides out).
@@ -305,7 +373,52 @@ impl Remote {
         body: Option<Value>,
         extra: Option<Duration>,
     ) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
+        let first = self.current.load(Ordering::Relaxed);
+        let count = self.bases.len();
+        let mut failures = Vec::new();
+        for step in 0..count {
+            let index = (first + step) % count;
+            let base = &self.bases[index];
+            match self.call_one(base, method, path, body.clone(), extra) {
+                // Every request is safe to ask again of another server
+                // sharing the state: a checkout by the same client renews
+                // its seat, a heartbeat renews, a check-in of a seat
+                // already free is `LEASE_NOT_FOUND`.
+                Err(Error::ServerUnreachable { detail, .. }) => failures.push((base, detail)),
+                answered => {
+                    if step > 0 {
+                        self.current.store(index, Ordering::Relaxed);
+                    }
+                    return answered;
+                }
+            }
+        }
+        Err(match failures.as_slice() {
+            [(url, detail)] => Error::ServerUnreachable {
+                url: (*url).clone(),
+                detail: detail.clone(),
+            },
+            all => Error::ServerUnreachable {
+                url: self.bases.join(", "),
+                detail: all
+                    .iter()
+                    .map(|(url, detail)| format!("{url}: {detail}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        })
+    }
+
+    /// One request to the server at `base`.
+    fn call_one(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: Option<Duration>,
+    ) -> Result<Value> {
+        let url = format!("{base}{path}");
         let mut request = self.agent.request(method, &url);
         if let Some(extra) = extra {
             request = request.timeout(REQUEST_TIMEOUT + extra);
@@ -315,7 +428,7 @@ impl Remote {
             None => request.call(),
         };
         let unreachable = |detail: String| Error::ServerUnreachable {
-            url: self.base.clone(),
+            url: base.to_owned(),
             detail,
         };
         match sent {
@@ -350,7 +463,7 @@ impl Remote {
                     let _ = self.call("DELETE", &format!("/v1/leases/{}", encode(id)), None);
                 }
                 return Err(Error::LeaseKeyMismatch {
-                    url: self.base.clone(),
+                    url: self.base().to_owned(),
                 });
             }
             other => other?,

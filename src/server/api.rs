@@ -30,6 +30,7 @@ use super::console;
 use super::listener::ClientAddress;
 use super::metrics::Metrics;
 use super::queue::Queues;
+use super::request_log::Refusal;
 use super::seats::LeaseNotes;
 use super::{ServerConfig, MAX_BODY_BYTES};
 
@@ -104,11 +105,6 @@ pub(crate) struct ApiError {
     /// its code), rather than bad input or a fault.
     denial: bool,
 }
-
-/// Set on an answer that refused a right or a seat: the guard counts it
-/// by its reason code.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Denial(pub(super) &'static str);
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -230,9 +226,12 @@ impl IntoResponse for ApiError {
             body["error"][name] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
-        if self.denial {
-            response.extensions_mut().insert(Denial(self.code));
-        }
+        // For the request log and the denial count: the reason, never the
+        // message (which may repeat what the client sent).
+        response.extensions_mut().insert(Refusal {
+            code: self.code,
+            denial: self.denial,
+        });
         if self.status == StatusCode::UNAUTHORIZED {
             let scheme = self.challenge.unwrap_or("Bearer");
             response
@@ -598,13 +597,15 @@ async fn check_feature(
     if let Some(user) = user {
         value["user"] = json!(user);
     }
-    let mut response = Json(value).into_response();
+    let mut answer = Json(value).into_response();
     if !decision.allowed() {
-        response
-            .extensions_mut()
-            .insert(Denial(decision.reason().code()));
+        // A denial is an answer (200): the log and the count say why.
+        answer.extensions_mut().insert(Refusal {
+            code: decision.reason().code(),
+            denial: true,
+        });
     }
-    Ok(response)
+    Ok(answer)
 }
 
 #[derive(Deserialize)]
@@ -744,7 +745,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     };
     app.metrics
         .request(method.as_str(), &route, response.status().as_u16());
-    if let Some(Denial(code)) = response.extensions().get::<Denial>() {
+    if let Some(Refusal { code, denial: true }) = response.extensions().get::<Refusal>() {
         app.metrics.denial(code);
     }
     response

@@ -2,7 +2,13 @@
 //! and per client address, the `--allow` networks, hyper's limits on a
 //! request's head, and a deadline for slow clients (mini-redis's
 //! semaphore, applied where connections are accepted).
+//!
+//! A client outside `--allow` is answered `403 FORBIDDEN` (and logged)
+//! on a small allowance of its own: its connections never take the
+//! slots of the clients the server serves, and beyond that allowance
+//! they are closed unread.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -12,7 +18,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,17 +30,31 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service as _;
 
+use super::api::ApiError;
 use super::cidr::Cidr;
-use super::MAX_HEADER_BYTES;
+use super::request_log;
+use super::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
 
-/// Accepts a connection only while fewer than the cap are open, only
-/// from the allowed networks, and only while its address holds fewer
-/// than its own cap (others are closed at once, unread).
+/// Clients outside `--allow` answered at once, in all, and from one
+/// address: beyond, their connections are closed unread.
+const MAX_REFUSALS: usize = 32;
+const MAX_REFUSALS_PER_ADDRESS: usize = 4;
+
+/// How long a client outside `--allow` has to send its request before
+/// its connection is closed unanswered.
+const REFUSAL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Accepts a connection only while fewer than the cap are open, and
+/// only while its address holds fewer than its own cap (others are
+/// closed at once, unread). A connection from outside the allowed
+/// networks is accepted to be refused, under caps of its own.
 pub(crate) struct Guarded {
     tcp: TcpListener,
     allow: Vec<Cidr>,
     permits: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
+    refusals: Arc<Semaphore>,
+    refused_per_address: Arc<PerAddress>,
     patience: Duration,
 }
 
@@ -51,6 +72,11 @@ impl Guarded {
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
             per_address: Arc::new(PerAddress {
                 cap: max_per_address.max(1),
+                open: Mutex::new(rustc_hash::FxHashMap::default()),
+            }),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            refused_per_address: Arc::new(PerAddress {
+                cap: MAX_REFUSALS_PER_ADDRESS,
                 open: Mutex::new(rustc_hash::FxHashMap::default()),
             }),
             patience,
@@ -77,7 +103,25 @@ impl Guarded {
                 }
             };
             if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(peer.ip())) {
-                continue;
+                // Refused on an allowance of its own: the permit of a
+                // client the server serves goes back at once.
+                drop(permit);
+                let Ok(refusal) = Arc::clone(&self.refusals).try_acquire_owned() else {
+                    continue;
+                };
+                let Some(address) = self.refused_per_address.take(peer.ip()) else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                return Connection {
+                    stream,
+                    _permit: refusal,
+                    address,
+                    refused: true,
+                    patience: REFUSAL_PATIENCE,
+                    asking: false,
+                    deadline: Box::pin(tokio::time::sleep(REFUSAL_PATIENCE)),
+                };
             }
             // An address at its cap has its new connection closed at once
             // (the permit goes back with it): one address cannot take the
@@ -91,6 +135,7 @@ impl Guarded {
                 stream,
                 _permit: permit,
                 address,
+                refused: false,
                 patience: self.patience,
                 asking: false,
                 deadline: Box::pin(tokio::time::sleep(self.patience)),
@@ -169,6 +214,15 @@ pub(crate) async fn serve(
         .max_buf_size(MAX_HEADER_BYTES)
         .max_header_size(MAX_HEADER_BYTES)
         .keep_alive(true);
+    // A client outside `--allow` gets one answer, then the connection
+    // closes.
+    let mut refusing = hyper::server::conn::http1::Builder::new();
+    refusing
+        .timer(TokioTimer::new())
+        .header_read_timeout(REFUSAL_PATIENCE)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .keep_alive(false);
     // Every connection task holds a receiver: once all are dropped, every
     // connection has closed.
     let (closed_tx, closed_rx) = watch::channel(());
@@ -180,6 +234,19 @@ pub(crate) async fn serve(
         // Each request carries its client's address, for the limits kept
         // per address (failed logins).
         let client = ClientAddress(connection.peer());
+        if connection.refused {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                refuse(request, client)
+            });
+            let conn = refusing.serve_connection(TokioIo::new(connection), service);
+            let closed_rx = closed_rx.clone();
+            // Bounded by the connection's patience: no stop signal needed.
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(closed_rx);
+            });
+            continue;
+        }
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(client);
@@ -210,6 +277,36 @@ pub(crate) async fn serve(
     closed_tx.closed().await;
 }
 
+/// The answer to a client outside `--allow`: `403 FORBIDDEN`, and a line
+/// in the request log. What body it sent is read and dropped first (up
+/// to the cap on bodies, within its patience), so that the answer is
+/// not lost to a reset of a connection closed with bytes unread.
+async fn refuse(
+    request: Request<Incoming>,
+    client: ClientAddress,
+) -> Result<Response<Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let path = request_log::shortened(request.uri().path());
+    let _ = axum::body::to_bytes(Body::new(request.into_body()), MAX_BODY_BYTES).await;
+    let refusal = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        "this server serves only the networks its administrator allowed (`--allow`); ask them \
+         to add yours",
+    );
+    let response = refusal.into_response();
+    request_log::line(
+        &method,
+        &path,
+        StatusCode::FORBIDDEN.as_u16(),
+        started.elapsed(),
+        Some(client.0),
+        Some("FORBIDDEN"),
+    );
+    Ok(response)
+}
+
 /// The address of the client that sent a request (a request extension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientAddress(pub(crate) IpAddr);
@@ -224,6 +321,8 @@ pub(crate) struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     address: AddressSlot,
+    /// From outside `--allow`: answered `403` and closed.
+    refused: bool,
     patience: Duration,
     /// Bytes of a request came in that no answer has followed yet.
     asking: bool,

@@ -29,6 +29,7 @@ mod listener;
 mod metrics;
 mod queue;
 mod ratelimit;
+mod request_log;
 mod seats;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use crate::token::SigningKey;
 pub use api::routes;
 pub use books::books_routes;
 pub use cidr::Cidr;
+pub use request_log::{log_to_stderr, LogFormat, REQUEST_LOG_TARGET};
 
 /// The largest request body the server reads (64 KiB, as a token).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,6 +99,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// The longest `wait_secs` a checkout may ask for.
     pub max_wait_secs: u64,
+    /// How [`log_to_stderr`] writes the request log (`entitle serve
+    /// --log-format`). The server itself only emits `tracing` events
+    /// (target [`REQUEST_LOG_TARGET`]): nothing is written unless a
+    /// subscriber listens.
+    pub log_format: LogFormat,
 }
 
 impl ServerConfig {
@@ -104,7 +111,7 @@ impl ServerConfig {
     /// the install key as lease key, every client allowed, 1024
     /// connections and 64 per client address, 10 s to send a request's
     /// head or between requests, 64 waiting per pool, 10 s per request,
-    /// waits of up to 60 s.
+    /// waits of up to 60 s, the request log in text.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
@@ -117,6 +124,7 @@ impl ServerConfig {
             max_queue: 64,
             request_timeout: Duration::from_secs(10),
             max_wait_secs: MAX_WAIT_SECS,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -231,7 +239,10 @@ async fn serve(
         .local_addr()
         .map_err(|e| Error::io("reading the listening address", e))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let router = router_for(shutdown_rx.clone());
+    // Outermost, so that every answer is logged: a route's, a refusal
+    // of its guard, a 404.
+    let router =
+        router_for(shutdown_rx.clone()).layer(axum::middleware::from_fn(request_log::log_request));
     // A connection that has sent part of a request gets no longer than
     // the longest request may take to be answered, however slowly it
     // trickles (the request's own timeout answers first); one between

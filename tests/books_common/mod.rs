@@ -114,7 +114,8 @@ impl BooksState {
             .args(["--listen", "127.0.0.1:0", "--admin-token-file", "admin.tok"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // The request log: a line per request, noise in a test's output.
+            .stderr(Stdio::null())
             .spawn()
             .expect("entitle serve starts");
         let mut line = String::new();

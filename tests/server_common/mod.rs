@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -66,6 +66,9 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub dir: PathBuf,
+    /// Everything it wrote to stderr so far (its request log): read
+    /// continuously, so that the server never blocks on a full pipe.
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -129,10 +132,44 @@ impl Server {
             addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
             "{addr}"
         );
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let said = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut said = said.lock().unwrap();
+                    said.push_str(&line);
+                    said.push('\n');
+                }
+            });
+        }
         Server {
             child,
             addr,
             dir: dir.to_owned(),
+            stderr,
+        }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until a line of stderr satisfies `wanted`, and
+    /// returns it; panics with all of stderr otherwise.
+    pub fn stderr_line(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let said = self.stderr();
+            if let Some(line) = said.lines().find(|line| wanted(line)) {
+                return line.to_owned();
+            }
+            if Instant::now() > deadline {
+                panic!("no such line on the server's stderr:\n{said}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

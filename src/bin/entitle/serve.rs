@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     lease_key: Option<PathBuf>,
     /// Serve only clients in this network (repeatable), e.g.
-    /// 192.168.1.0/24; others are disconnected unread.
+    /// 192.168.1.0/24; others are answered 403 FORBIDDEN (and logged).
     #[arg(long, value_name = "CIDR")]
     allow: Vec<String>,
     /// Connections served at once.
@@ -54,6 +54,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60, conflicts_with = "books",
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     max_wait_secs: u64,
+    /// How the request log on stderr is written: one line per request,
+    /// `text` (name=value fields) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
     /// Print the public key clients verify lease tokens with, and exit.
     #[arg(long, conflicts_with = "books")]
     print_lease_pub: bool,
@@ -144,6 +149,8 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
         config.max_connections_per_address =
             usize::try_from(args.max_connections_per_address).unwrap_or(usize::MAX);
         config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
+        config.log_format = args.log_format.parse()?;
+        server::log_to_stderr(&config)?;
         server::run_books(service, config, announce)?;
         eprintln!("stopped: every request acknowledged is in the books.");
         return Ok(Outcome::new(json!({"stopped": true}), "").already_printed());
@@ -172,6 +179,8 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.max_queue = args.max_queue;
     config.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs);
     config.max_wait_secs = args.max_wait_secs;
+    config.log_format = args.log_format.parse()?;
+    server::log_to_stderr(&config)?;
     server::run(opened.engine, config, announce)?;
     // Said on stderr: stdout carried the one line (or JSON object) saying
     // where the server listened.
