@@ -75,28 +75,41 @@ token="console-test-token-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 printf '%s\n' "$token" >"$work/admin.token"
 
 # --- the server --------------------------------------------------------------
-"$entitle" --state "$work/state" serve --listen 127.0.0.1:0 \
-    --admin-token-file "$work/admin.token" >"$work/stdout" 2>"$work/stderr" &
-server_pid=$!
-url=""
-for _ in $(seq 1 300); do
-    line="$(head -n 1 "$work/stdout" 2>/dev/null || true)"
-    if [ -n "$line" ]; then
-        url="${line#listening on }"
-        break
+# Starts `entitle serve` with the admin token and ARGS on 127.0.0.1:0, and
+# sets $url from its `listening on` line.
+start_server() {
+    : >"$work/stdout"
+    "$entitle" --state "$work/state" serve --listen 127.0.0.1:0 \
+        --admin-token-file "$work/admin.token" "$@" >"$work/stdout" 2>"$work/stderr" &
+    server_pid=$!
+    url=""
+    for _ in $(seq 1 300); do
+        line="$(head -n 1 "$work/stdout" 2>/dev/null || true)"
+        if [ -n "$line" ]; then
+            url="${line#listening on }"
+            break
+        fi
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$url" ]; then
+        echo "console test: the server did not start:" >&2
+        cat "$work/stderr" >&2
+        exit 1
     fi
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "console test: the server did not start:" >&2
-    cat "$work/stderr" >&2
-    exit 1
-fi
-case "$url" in
-    http://127.0.0.1:*) ;;
-    *) echo "console test: unexpected first line: $url" >&2; exit 1 ;;
-esac
+    case "$url" in
+        http://127.0.0.1:*) ;;
+        *) echo "console test: unexpected first line: $url" >&2; exit 1 ;;
+    esac
+}
+
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_pid" || true
+    server_pid=""
+}
+
+start_server
 
 # --- clients take seats -------------------------------------------------------
 checkout() {
@@ -113,7 +126,14 @@ status="$(checkout '{"client": "render-node-2", "feature": "render"}')"
 
 # --- the browser ---------------------------------------------------------------
 mkdir -p "$root/target/console-screenshots"
-CONSOLE_URL="$url" CONSOLE_TOKEN="$token" CONSOLE_UPLOAD="$work/upload.lic" \
+export CONSOLE_TOKEN="$token" CONSOLE_UPLOAD="$work/upload.lic" \
     CONSOLE_SCREENSHOTS="$root/target/console-screenshots" \
-    CHROMIUM="${CHROMIUM:-/usr/bin/chromium}" \
-    node --test tests/console/console.test.mjs
+    CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+CONSOLE_URL="$url" node --test tests/console/console.test.mjs
+stop_server
+
+# The same state on a server that keeps no history: its three routes answer
+# 404, and the console says so in their views.
+start_server --history-days 0
+CONSOLE_URL="$url" node --test tests/console/degraded.test.mjs
+stop_server
