@@ -813,7 +813,7 @@
   // ---- events --------------------------------------------------------------
 
   const eventsState = { cursor: null, rows: [], range: null };
-  // The fields of docs/http.md#history, named for people; any other field
+  // The fields of an event (GET /admin/events), named for people; any other field
   // an event has is shown too, under its own name.
   const EVENT_COLUMNS = [
     ['at', 'Time'], ['kind', 'Kind'], ['feature', 'Pool'], ['client', 'Client'], ['reason', 'Reason'],
