@@ -675,7 +675,7 @@ fn options_refuse_what_is_not_a_version_a_channel_or_a_date_and_keep_their_value
             ENTITLE_NULL
         );
         assert_eq!(
-            entitle_options_set_version(options, b"2.\xff\0".as_ptr().cast()),
+            entitle_options_set_version(options, c"2.\xff".as_ptr()),
             ENTITLE_INVALID_UTF8
         );
         assert_eq!(
