@@ -13,7 +13,7 @@ if ! command -v mcs >/dev/null || ! command -v mono >/dev/null; then
     exit 0
 fi
 cargo build -q -p entitle-ffi --release
-cargo build -q --bin entitle
+cargo build -q --bin entitle --features server
 lib="$root/target/release"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
