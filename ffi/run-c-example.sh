@@ -16,34 +16,14 @@ lib="$root/target/release"
 entitle="$root/target/debug/entitle"
 
 work="$(mktemp -d)"
-server_pid=""
-stop_server() {
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
-    fi
-}
-trap 'stop_server; rm -rf "$work"' EXIT
+# shellcheck source=ffi/example-server.sh
+. "$root/ffi/example-server.sh"
+trap 'stop_example_server; rm -rf "$work"' EXIT
 "$root/ffi/make-example-state.sh" "$entitle" "$work"
 
 # The license server, on loopback; its first line names its port.
-"$entitle" --state "$work/server" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
-server_pid=$!
-url=""
-for _ in $(seq 1 300); do
-    url="$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$work/serve.out")"
-    [ -n "$url" ] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "run-c-example: entitle serve stopped: $(cat "$work/serve.err")" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "run-c-example: entitle serve did not say where it listens" >&2
-    exit 1
-fi
+start_example_server "$entitle" "$work"
+url="$server_url"
 
 cc -std=c11 -Wall -Wextra -Werror -I ffi/include ffi/examples/desktop.c \
     -L "$lib" -lentitle_ffi -o "$work/desktop-shared"
@@ -69,7 +49,7 @@ if [ "$held" != 0 ]; then
     echo "run-c-example: the server still holds $held lease(s) the example freed" >&2
     exit 1
 fi
-stop_server
+stop_example_server
 
 used="$("$entitle" --state "$work/state" --json consumption render |
     python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["used"])')"
