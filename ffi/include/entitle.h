@@ -774,6 +774,81 @@ entitle_status entitle_options_set_release_date(entitle_options *options,
  */
 void entitle_options_free(entitle_options *options);
 
+/**
+ * Adds the named user `user_id` of type `user_type` (`"named"`, or any
+ * type the program uses), taking a seat of the licenses' `seats` when the
+ * user is not active already; a user who is active keeps their seat (and
+ * their activity is recorded). Writes the decision that let the user in
+ * (`ENTITLE_OK`, or `ENTITLE_OVERAGE` beyond the licensed seats within
+ * the hard limit) into `*decision_out` when it is not NULL. Fails with
+ * `ENTITLE_SEAT_LIMIT` when no seat is free (nothing changes then),
+ * `ENTITLE_INVALID_ARGUMENT` for an empty or overlong id.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); the strings are NULL or
+ * NUL-terminated; `decision_out` is NULL or a writable
+ * `entitle_decision`.
+ */
+entitle_status entitle_user_add(const entitle_engine *engine,
+                                const char *user_id,
+                                const char *user_type,
+                                entitle_decision *decision_out);
+
+/**
+ * Removes the user `user_id`, freeing their seat
+ * (`ENTITLE_USER_NOT_FOUND` when there is no such user).
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `user_id` is NULL or
+ * NUL-terminated.
+ */
+entitle_status entitle_user_remove(const entitle_engine *engine, const char *user_id);
+
+/**
+ * Whether one more user could be added now (`allowed`), or why not
+ * (`ENTITLE_SEAT_LIMIT`, `ENTITLE_NOT_LICENSED`...), into
+ * `*decision_out`: for greying out an "Add user" button. Changes
+ * nothing.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `decision_out` is NULL or a
+ * writable `entitle_decision`.
+ */
+entitle_status entitle_can_add_user(const entitle_engine *engine, entitle_decision *decision_out);
+
+/**
+ * Deactivates this device for a node-locked license (`license_id`, or
+ * NULL for the one license it is activated for) and writes the signed
+ * deactivation receipt to send the vendor (the armored text `entitle
+ * deactivate --receipt` writes;
+ * docs/formats.md#deactivation-receipt-typ-receipt) into `buf`. It
+ * counts one of the license's transfers (`ENTITLE_TRANSFER_LIMIT` when
+ * none are left: nothing changes then).
+ *
+ * Asked again once the device is deactivated, it writes the same receipt
+ * again (kept in the state), so asking the size with a NULL `buf` first
+ * and calling again with a buffer of `*needed` bytes works, and a
+ * receipt lost before it was saved is not lost. `ENTITLE_NOT_ACTIVATED`
+ * when this device was neither activated nor given up here;
+ * `ENTITLE_INVALID_ARGUMENT` when it is activated for several licenses
+ * and `license_id` is NULL; `ENTITLE_DEVICE_UNKNOWN` when this machine
+ * gives no machine id.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `license_id` is NULL or
+ * NUL-terminated; `buf` is NULL or `len` writable bytes; `needed` is
+ * NULL or a writable `size_t`.
+ */
+entitle_status entitle_deactivate_this_device(const entitle_engine *engine,
+                                              const char *license_id,
+                                              char *buf,
+                                              size_t len,
+                                              size_t *needed);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

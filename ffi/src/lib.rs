@@ -68,6 +68,7 @@ mod messages;
 mod options;
 mod status;
 mod strings;
+mod users;
 
 pub use decision::entitle_decision;
 pub use engine::{
@@ -89,3 +90,6 @@ pub use options::{
     entitle_options_set_release_date, entitle_options_set_version,
 };
 pub use status::entitle_status;
+pub use users::{
+    entitle_can_add_user, entitle_deactivate_this_device, entitle_user_add, entitle_user_remove,
+};

@@ -74,6 +74,10 @@ enum Op {
     SetChannel(Pick, Text),
     SetReleaseDate(Pick, i64),
     OptionsFree(Pick),
+    UserAdd(Pick, Text, Text, bool),
+    UserRemove(Pick, Text),
+    CanAddUser(Pick, bool),
+    Deactivate(Pick, Option<Text>, usize, bool),
     LastError(usize, bool),
     Message(u32),
 }
@@ -149,6 +153,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (pick(), text()).prop_map(|(p, t)| Op::SetChannel(p, t)),
         1 => (pick(), prop_oneof![Just(-1i64), Just(0), any::<i64>(), Just(i64::MAX)]).prop_map(|(p, d)| Op::SetReleaseDate(p, d)),
         1 => pick().prop_map(Op::OptionsFree),
+        1 => (pick(), text(), text(), any::<bool>()).prop_map(|(p, u, t, z)| Op::UserAdd(p, u, t, z)),
+        1 => (pick(), text()).prop_map(|(p, u)| Op::UserRemove(p, u)),
+        1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::CanAddUser(p, z)),
+        1 => (pick(), proptest::option::of(text()), len.clone(), any::<bool>()).prop_map(|(p, l, n, z)| Op::Deactivate(p, l, n, z)),
         1 => (len, any::<bool>()).prop_map(|(n, z)| Op::LastError(n, z)),
         1 => any::<u32>().prop_map(Op::Message),
     ]
@@ -626,6 +634,88 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let (opts, _) = options.get(pick, &not_options);
                     entitle_options_free(opts);
                     options.free(opts);
+                }
+                Op::UserAdd(pick, user, user_type, out_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let (user_c, user_valid) = c_text(&user, &vendor);
+                    let (type_c, type_valid) = c_text(&user_type, &vendor);
+                    let before = entitle_decision {
+                        allowed: false,
+                        reason: ENTITLE_PANIC,
+                        warning: ENTITLE_PANIC,
+                        until_unix: -7,
+                    };
+                    let mut decision = before;
+                    let out = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut decision as *mut _
+                    };
+                    let status = entitle_user_add(engine, ptr_of(&user_c), ptr_of(&type_c), out);
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    if status == ENTITLE_OK {
+                        prop_assert!(user_valid && type_valid);
+                        if !out_null {
+                            prop_assert!(decision.allowed);
+                        }
+                    } else {
+                        prop_assert_eq!(decision, before);
+                    }
+                }
+                Op::UserRemove(pick, user) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let (user_c, _) = c_text(&user, &vendor);
+                    let status = entitle_user_remove(engine, ptr_of(&user_c));
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                }
+                Op::CanAddUser(pick, out_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let mut decision: entitle_decision = std::mem::zeroed();
+                    let out = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut decision as *mut _
+                    };
+                    let status = entitle_can_add_user(engine, out);
+                    check_status(status)?;
+                    match bad {
+                        Some(bad) => prop_assert_eq!(status, bad),
+                        None if out_null => prop_assert_eq!(status, ENTITLE_NULL),
+                        None => {
+                            prop_assert_eq!(status, ENTITLE_OK);
+                            prop_assert_eq!(decision.allowed, decision.reason as u32 <= 3);
+                        }
+                    }
+                }
+                Op::Deactivate(pick, license, len, needed_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let license_c = license.map(|l| c_text(&l, &vendor).0);
+                    let license_ptr = license_c.as_ref().map_or(ptr::null(), ptr_of);
+                    let mut buf = vec![0x5a as c_char; len];
+                    let mut needed = 0usize;
+                    let needed_ptr = if needed_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut needed as *mut usize
+                    };
+                    let status = entitle_deactivate_this_device(
+                        engine,
+                        license_ptr,
+                        buf.as_mut_ptr(),
+                        len,
+                        needed_ptr,
+                    );
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    check_buffer(status, &buf, needed, needed_null)?;
                 }
                 Op::LeaseCheck(pick, out_null) => {
                     let (lease, bad) = leases.get(pick, &not_leases);

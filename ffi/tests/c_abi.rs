@@ -737,3 +737,144 @@ fn options_refuse_what_is_not_a_version_a_channel_or_a_date_and_keep_their_value
         entitle_engine_free(engine);
     }
 }
+
+#[test]
+fn users_take_seats_and_give_them_back() {
+    let vendor = Vendor::new();
+    let engine = vendor.open(None);
+    let license = vendor.license("lic_seats", serde_json::json!({"seats": {"max": 2}}));
+    let named = c("named");
+    let can_add = || unsafe {
+        let mut decision = decision_of(engine, "export");
+        assert_eq!(entitle_can_add_user(engine, &mut decision), ENTITLE_OK);
+        decision
+    };
+    unsafe {
+        assert_eq!(can_add().reason, ENTITLE_NOT_LICENSED);
+        assert_eq!(entitle_add_license(engine, license.as_ptr()), ENTITLE_OK);
+        assert!(can_add().allowed);
+        let mut decision = decision_of(engine, "export");
+        decision.reason = ENTITLE_PANIC;
+        assert_eq!(
+            entitle_user_add(engine, c("ada").as_ptr(), named.as_ptr(), &mut decision),
+            ENTITLE_OK,
+            "{}",
+            last_error()
+        );
+        assert_eq!((decision.allowed, decision.reason), (true, ENTITLE_OK));
+        assert_eq!(
+            entitle_user_add(engine, c("bob").as_ptr(), named.as_ptr(), ptr::null_mut()),
+            ENTITLE_OK
+        );
+        // Ada again keeps her seat; a third user finds none.
+        assert_eq!(
+            entitle_user_add(engine, c("ada").as_ptr(), named.as_ptr(), ptr::null_mut()),
+            ENTITLE_OK
+        );
+        assert_eq!(can_add().reason, ENTITLE_SEAT_LIMIT);
+        let before = decision;
+        assert_eq!(
+            entitle_user_add(engine, c("cy").as_ptr(), named.as_ptr(), &mut decision),
+            ENTITLE_SEAT_LIMIT
+        );
+        assert_eq!(decision, before, "written only on success");
+        assert!(last_error().contains("cy"), "{}", last_error());
+        assert_eq!(entitle_user_remove(engine, c("bob").as_ptr()), ENTITLE_OK);
+        assert!(can_add().allowed);
+        assert_eq!(
+            entitle_user_add(engine, c("cy").as_ptr(), named.as_ptr(), ptr::null_mut()),
+            ENTITLE_OK
+        );
+        assert_eq!(
+            entitle_user_remove(engine, c("bob").as_ptr()),
+            ENTITLE_USER_NOT_FOUND
+        );
+        assert_eq!(
+            entitle_user_add(engine, c("").as_ptr(), named.as_ptr(), ptr::null_mut()),
+            ENTITLE_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            entitle_user_add(engine, ptr::null(), named.as_ptr(), ptr::null_mut()),
+            ENTITLE_NULL
+        );
+        assert_eq!(
+            entitle_user_remove(engine, c"b\xffb".as_ptr()),
+            ENTITLE_INVALID_UTF8
+        );
+        assert_eq!(entitle_can_add_user(engine, ptr::null_mut()), ENTITLE_NULL);
+        entitle_engine_free(engine);
+        assert_eq!(
+            entitle_user_remove(engine, c("ada").as_ptr()),
+            ENTITLE_INVALID_HANDLE
+        );
+    }
+}
+
+#[test]
+fn giving_this_device_up_writes_a_receipt_the_vendors_books_can_read() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = vendor.open(Some(dir.path()));
+    let locked = vendor.license(
+        "lic_nl",
+        serde_json::json!({"activations": {"max": 1, "max_transfers": 1}}),
+    );
+    unsafe {
+        assert_eq!(entitle_add_license(engine, locked.as_ptr()), ENTITLE_OK);
+        // Not activated: nothing to give up, and no receipt.
+        let mut needed = 0usize;
+        assert_eq!(
+            entitle_deactivate_this_device(engine, ptr::null(), ptr::null_mut(), 0, &mut needed),
+            ENTITLE_NOT_ACTIVATED
+        );
+        assert_eq!(entitle_activate_this_device(engine), ENTITLE_OK);
+        assert!(decision_of(engine, "export").allowed);
+        // NULL `needed` is refused before the device is given up.
+        assert_eq!(
+            entitle_deactivate_this_device(
+                engine,
+                ptr::null(),
+                ptr::null_mut(),
+                0,
+                ptr::null_mut()
+            ),
+            ENTITLE_NULL
+        );
+        assert!(decision_of(engine, "export").allowed);
+        // Asking the size gives the device up; the second call writes the
+        // same receipt, kept in the state.
+        let receipt = text_out(|buf, len, needed| {
+            entitle_deactivate_this_device(engine, c("lic_nl").as_ptr(), buf, len, needed)
+        })
+        .unwrap_or_else(|status| panic!("{status:?}: {}", last_error()));
+        assert_eq!(decision_of(engine, "export").reason, ENTITLE_NOT_ACTIVATED);
+        let again = text_out(|buf, len, needed| {
+            entitle_deactivate_this_device(engine, ptr::null(), buf, len, needed)
+        })
+        .unwrap();
+        assert_eq!(again, receipt);
+        // What it says, read as the vendor's books read it.
+        let install_key = {
+            let engine = entitle::Engine::builder("acme-cad")
+                .trust(vendor.key.public_key().clone())
+                .store(entitle::store::FileStore::open(dir.path()).unwrap())
+                .build()
+                .unwrap();
+            engine.install_key().unwrap()
+        };
+        let read = entitle::license::DeactivationReceipt::verify(&receipt, &install_key)
+            .unwrap_or_else(|e| panic!("{e}: {receipt}"));
+        assert_eq!(read.license_id, "lic_nl");
+        assert_eq!(
+            entitle_deactivate_this_device(
+                engine,
+                c"lic\xff".as_ptr(),
+                ptr::null_mut(),
+                0,
+                &mut needed
+            ),
+            ENTITLE_INVALID_UTF8
+        );
+        entitle_engine_free(engine);
+    }
+}
