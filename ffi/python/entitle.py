@@ -127,6 +127,12 @@ _declare("entitle_lease_check", _status, _handle, ctypes.POINTER(_Decision))
 _declare("entitle_lease_id", _status, _handle, ctypes.c_char_p, ctypes.c_size_t, _size_p)
 _declare("entitle_lease_expires_unix", _status, _handle, ctypes.POINTER(ctypes.c_int64))
 _declare("entitle_lease_free", None, _handle)
+_declare("entitle_user_add", _status, _handle, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.POINTER(_Decision))
+_declare("entitle_user_remove", _status, _handle, ctypes.c_char_p)
+_declare("entitle_can_add_user", _status, _handle, ctypes.POINTER(_Decision))
+_declare("entitle_deactivate_this_device", _status, _handle, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.c_size_t, _size_p)
 _declare("entitle_last_error", _status, ctypes.c_char_p, ctypes.c_size_t, _size_p)
 _declare("entitle_reason_message", ctypes.c_char_p, ctypes.c_uint32)
 _declare("entitle_status_code", ctypes.c_char_p, ctypes.c_uint32)
@@ -462,6 +468,34 @@ class Engine(_Handle):
             ctypes.byref(out),
         ))
         return Lease(out)
+
+    def add_user(self, user_id: str, user_type: str = "named") -> Decision:
+        """Adds a named user, taking a seat unless they are active already;
+        the decision that let them in (``"OK"`` or ``"OVERAGE"``).
+        ``EntitleError`` ``SEAT_LIMIT`` when no seat is free."""
+        raw = _Decision()
+        _check(_lib.entitle_user_add(self._ptr, _text(user_id, "user_id"),
+                                     _text(user_type, "user_type"), ctypes.byref(raw)))
+        return Decision._of(raw)
+
+    def remove_user(self, user_id: str) -> None:
+        """Removes a user, freeing their seat (``USER_NOT_FOUND``)."""
+        _check(_lib.entitle_user_remove(self._ptr, _text(user_id, "user_id")))
+
+    def can_add_user(self) -> Decision:
+        """Whether one more user could be added now, or why not."""
+        raw = _Decision()
+        _check(_lib.entitle_can_add_user(self._ptr, ctypes.byref(raw)))
+        return Decision._of(raw)
+
+    def deactivate_this_device(self, license_id: Optional[str] = None) -> str:
+        """Gives this device up for a node-locked license (``license_id``,
+        or the one it is activated for), counting a transfer, and returns
+        the signed receipt to send the vendor. Asked again, it returns the
+        same receipt."""
+        name = _text(license_id, "license_id", optional=True)
+        return _text_out(lambda buf, n, needed: _lib.entitle_deactivate_this_device(
+            self._ptr, name, buf, n, needed))
 
     def license_info_json(self) -> str:
         """The installed licenses as JSON text."""

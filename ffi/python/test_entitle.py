@@ -303,5 +303,35 @@ class WrapperTest(unittest.TestCase):
                 engine.lease_from_server(None, self.vendor.pub)
 
 
+    def test_users_take_seats_and_give_them_back(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.vendor.license("lic_seats", seats={"max": 1}))
+            self.assertTrue(engine.can_add_user().allowed)
+            self.assertEqual(engine.add_user("ada").reason, "OK")
+            self.assertEqual(engine.can_add_user().reason, "SEAT_LIMIT")
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.add_user("bob")
+            self.assertEqual(raised.exception.code, "SEAT_LIMIT")
+            engine.remove_user("ada")
+            self.assertTrue(engine.add_user("bob", "named").allowed)
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.remove_user("ada")
+            self.assertEqual(raised.exception.code, "USER_NOT_FOUND")
+
+    def test_giving_this_device_up_returns_a_receipt(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.vendor.license(
+                "lic_nl", activations={"max": 1, "max_transfers": 1}))
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.deactivate_this_device()
+            self.assertEqual(raised.exception.code, "NOT_ACTIVATED")
+            engine.activate_this_device()
+            self.assertTrue(engine.check_feature("export").allowed)
+            receipt = engine.deactivate_this_device("lic_nl")
+            self.assertIn("BEGIN ENTITLE", receipt)
+            self.assertEqual(engine.check_feature("export").reason, "NOT_ACTIVATED")
+            self.assertEqual(engine.deactivate_this_device(), receipt)
+
+
 if __name__ == "__main__":
     unittest.main()
