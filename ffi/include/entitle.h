@@ -661,7 +661,7 @@ entitle_status entitle_lease_id(const entitle_lease *lease, char *buf, size_t le
  * # Safety
  *
  * `lease` is a live handle (or NULL); `expires_out` is NULL or a
- * writable `int64_t`.
+ * writable `int64_t`. See `entitle_lease_id` for an example.
  */
 entitle_status entitle_lease_expires_unix(const entitle_lease *lease, int64_t *expires_out);
 

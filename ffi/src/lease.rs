@@ -245,7 +245,14 @@ pub unsafe extern "C" fn entitle_lease_id(
 /// # Safety
 ///
 /// `lease` is a live handle (or NULL); `expires_out` is NULL or a
-/// writable `int64_t`.
+/// writable `int64_t`. See [`entitle_lease_id`] for an example.
+///
+/// ```
+/// use entitle_ffi::*;
+/// let mut ends = 0i64;
+/// assert_eq!(unsafe { entitle_lease_expires_unix(std::ptr::null(), &mut ends) },
+///     entitle_status::ENTITLE_NULL);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_lease_expires_unix(
     lease: *const entitle_lease,

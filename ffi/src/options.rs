@@ -164,6 +164,21 @@ pub unsafe extern "C" fn entitle_options_set_version(
 ///
 /// `options` is a live handle (or NULL); `channel` is NULL or
 /// NUL-terminated.
+///
+/// ```
+/// use entitle_ffi::*;
+/// use std::ffi::CString;
+///
+/// let mut options = std::ptr::null_mut();
+/// unsafe { entitle_options_new(&mut options) };
+/// let beta = CString::new("beta").unwrap();
+/// assert_eq!(unsafe { entitle_options_set_channel(options, beta.as_ptr()) },
+///     entitle_status::ENTITLE_OK);
+/// let empty = CString::new("").unwrap();
+/// assert_eq!(unsafe { entitle_options_set_channel(options, empty.as_ptr()) },
+///     entitle_status::ENTITLE_INVALID_ARGUMENT);
+/// unsafe { entitle_options_free(options) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_options_set_channel(
     options: *mut entitle_options,
@@ -200,6 +215,19 @@ pub unsafe extern "C" fn entitle_options_set_channel(
 /// # Safety
 ///
 /// `options` is a live handle (or NULL).
+///
+/// ```
+/// use entitle_ffi::*;
+///
+/// let mut options = std::ptr::null_mut();
+/// unsafe { entitle_options_new(&mut options) };
+/// // 2026-01-01T00:00:00Z
+/// assert_eq!(unsafe { entitle_options_set_release_date(options, 1_767_225_600) },
+///     entitle_status::ENTITLE_OK);
+/// assert_eq!(unsafe { entitle_options_set_release_date(options, -1) },
+///     entitle_status::ENTITLE_INVALID_ARGUMENT);
+/// unsafe { entitle_options_free(options) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_options_set_release_date(
     options: *mut entitle_options,

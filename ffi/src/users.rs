@@ -77,6 +77,20 @@ pub unsafe extern "C" fn entitle_user_add(
 ///
 /// `engine` is a live handle (or NULL); `user_id` is NULL or
 /// NUL-terminated.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// assert_eq!(unsafe { entitle_user_remove(engine, c("nobody").as_ptr()) },
+///     entitle_status::ENTITLE_USER_NOT_FOUND);
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_user_remove(
     engine: *const entitle_engine,
@@ -100,6 +114,24 @@ pub unsafe extern "C" fn entitle_user_remove(
 ///
 /// `engine` is a live handle (or NULL); `decision_out` is NULL or a
 /// writable `entitle_decision`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// let mut decision = std::mem::MaybeUninit::<entitle_decision>::uninit();
+/// assert_eq!(unsafe { entitle_can_add_user(engine, decision.as_mut_ptr()) },
+///     entitle_status::ENTITLE_OK);
+/// let decision = unsafe { decision.assume_init() };
+/// assert!(!decision.allowed, "no license yet");
+/// assert_eq!(decision.reason, entitle_status::ENTITLE_NOT_LICENSED);
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_can_add_user(
     engine: *const entitle_engine,
@@ -139,6 +171,23 @@ pub unsafe extern "C" fn entitle_can_add_user(
 /// `engine` is a live handle (or NULL); `license_id` is NULL or
 /// NUL-terminated; `buf` is NULL or `len` writable bytes; `needed` is
 /// NULL or a writable `size_t`.
+///
+/// ```
+/// # use entitle_ffi::*;
+/// # use std::ffi::CString;
+/// # use std::ptr;
+/// # let vendor = entitle::token::SigningKey::generate().unwrap();
+/// # let c = |s: &str| CString::new(s).unwrap();
+/// # let mut engine = ptr::null_mut();
+/// # let pem = c(&vendor.public_key().to_pem());
+/// # unsafe { entitle_engine_open(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), &mut engine) };
+/// let mut needed = 0usize;
+/// let status = unsafe {
+///     entitle_deactivate_this_device(engine, ptr::null(), ptr::null_mut(), 0, &mut needed)
+/// };
+/// assert_eq!(status, entitle_status::ENTITLE_NOT_ACTIVATED, "never activated here");
+/// # unsafe { entitle_engine_free(engine) };
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn entitle_deactivate_this_device(
     engine: *const entitle_engine,
