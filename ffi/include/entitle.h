@@ -332,8 +332,8 @@ typedef struct entitle_lease entitle_lease;
  * What a program says about itself to the engine it opens: made by
  * `entitle_options_new`, set with `entitle_options_set_*`, passed to
  * `entitle_engine_open_with`,
- * released by `entitle_options_free`. Not for use from two threads at
- * once while being set.
+ * released by `entitle_options_free`. Safe to share between threads
+ * (the setters take a lock).
  */
 typedef struct entitle_options entitle_options;
 
@@ -613,8 +613,9 @@ entitle_status entitle_lease_acquire(const entitle_engine *engine,
  * (the engine must hold the license the server serves for its gates to
  * allow). The lease is renewed in the background, rides out a server
  * that is down until the lease ends, and is given back to the server by
- * `entitle_lease_free`. Asking again for the same pool while a lease
- * lives is answered with the same seat by the server.
+ * `entitle_lease_free`. Asking the same server again for the same pool
+ * while a lease of it lives shares that lease's seat (each handle is
+ * freed; the seat goes back with the last).
  *
  * The call blocks while the server is asked (up to 5 seconds to
  * connect, 30 to answer): make it off the user interface's thread.

@@ -1,7 +1,12 @@
 //! `entitle_engine`: an install's engine on its state directory, and the
 //! calls that change or read it.
 
+use std::collections::HashMap;
 use std::ffi::c_char;
+use std::sync::{Arc, Mutex};
+
+use entitle::client::Client;
+use entitle::token::PublicKey;
 
 use entitle::store::FileStore;
 use entitle::token::Keyring;
@@ -20,6 +25,38 @@ use crate::strings::{optional_str_in, str_in, str_out};
 #[derive(Clone)]
 pub struct entitle_engine {
     pub(crate) engine: Engine,
+    /// The clients of license servers this engine took seats from, by
+    /// address and key: one client per server, so that asking again for
+    /// a pool while a lease of it lives shares that lease, as the
+    /// engine's own leases do.
+    pub(crate) servers: Arc<Mutex<Servers>>,
+}
+
+/// License servers' clients, by address and the key's PEM text.
+type Servers = HashMap<(String, String), Arc<Client>>;
+
+impl entitle_engine {
+    /// The client of the server at `url` trusting `key_pem`, made on
+    /// first use.
+    pub(crate) fn server(&self, url: &str, key_pem: &str) -> Result<Arc<Client>, entitle_status> {
+        let id = (
+            url.trim_end_matches('/').to_owned(),
+            key_pem.trim().to_owned(),
+        );
+        // A panic while the lock was held (caught at the boundary) left
+        // the map whole: entries are inserted in one step.
+        let mut servers = self
+            .servers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = servers.get(&id) {
+            return Ok(Arc::clone(client));
+        }
+        let key = PublicKey::from_pem(key_pem)?;
+        let client = Arc::new(Client::connect(&self.engine, url, key)?);
+        servers.insert(id, Arc::clone(&client));
+        Ok(client)
+    }
 }
 
 impl Handle for entitle_engine {
@@ -173,7 +210,10 @@ pub unsafe extern "C" fn entitle_engine_open_with(
             }
         };
         let engine = builder.build()?;
-        let handle = handle::into_raw(entitle_engine { engine });
+        let handle = handle::into_raw(entitle_engine {
+            engine,
+            servers: Arc::default(),
+        });
         // SAFETY: not NULL, writable by the caller's promise.
         unsafe { engine_out.write(handle) };
         Ok(())

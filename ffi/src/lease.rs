@@ -3,8 +3,6 @@
 
 use std::ffi::c_char;
 
-use entitle::client::Client;
-use entitle::token::PublicKey;
 use entitle::LeaseGuard;
 
 use crate::decision::entitle_decision;
@@ -99,8 +97,9 @@ pub unsafe extern "C" fn entitle_lease_acquire(
 /// (the engine must hold the license the server serves for its gates to
 /// allow). The lease is renewed in the background, rides out a server
 /// that is down until the lease ends, and is given back to the server by
-/// [`entitle_lease_free`]. Asking again for the same pool while a lease
-/// lives is answered with the same seat by the server.
+/// [`entitle_lease_free`]. Asking the same server again for the same pool
+/// while a lease of it lives shares that lease's seat (each handle is
+/// freed; the seat goes back with the last).
 ///
 /// The call blocks while the server is asked (up to 5 seconds to
 /// connect, 30 to answer): make it off the user interface's thread.
@@ -151,7 +150,7 @@ pub unsafe extern "C" fn entitle_lease_acquire_from_server(
     lease_out: *mut *mut entitle_lease,
 ) -> entitle_status {
     boundary(|| {
-        let engine = handle::get(engine, "engine")?.engine;
+        let engine = handle::get(engine, "engine")?;
         // SAFETY (all three): the caller's promise on the strings.
         let url = unsafe { str_in(server_url, "server_url") }?;
         let key = unsafe { str_in(server_key_pem, "server_key_pem") }?;
@@ -159,11 +158,10 @@ pub unsafe extern "C" fn entitle_lease_acquire_from_server(
         if lease_out.is_null() {
             return Err(fail(entitle_status::ENTITLE_NULL, "`lease_out` is NULL"));
         }
-        let key = PublicKey::from_pem(key)?;
-        let client = Client::connect(&engine, url, key)?;
         // The guard keeps what it needs of the client (the server's
-        // address and key): the client itself may go.
-        let guard = client.lease(feature)?;
+        // address and key); the engine keeps the client, which hands out
+        // the guard of a pool again while it lives.
+        let guard = engine.server(url, key)?.lease(feature)?;
         let lease = handle::into_raw(entitle_lease { guard });
         // SAFETY: not NULL, writable by the caller's promise.
         unsafe { lease_out.write(lease) };

@@ -23,8 +23,8 @@ const MAX_CHANNEL_LEN: usize = 256;
 /// What a program says about itself to the engine it opens: made by
 /// [`entitle_options_new`], set with `entitle_options_set_*`, passed to
 /// [`entitle_engine_open_with`](crate::entitle_engine_open_with),
-/// released by [`entitle_options_free`]. Not for use from two threads at
-/// once while being set.
+/// released by [`entitle_options_free`]. Safe to share between threads
+/// (the setters take a lock).
 #[derive(Clone)]
 pub struct entitle_options {
     set: Arc<Mutex<Settings>>,

@@ -397,6 +397,26 @@ fn a_seat_from_a_license_server_counts_in_the_gates_and_goes_back_when_freed() {
         assert_eq!(on_server[0].expires_at.unix(), ends);
         assert!(ends > now_unix() && ends <= now_unix() + 600, "{ends}");
 
+        // Asked again by this program, the server's seat is shared: it
+        // goes back with the last handle.
+        let mut again = ptr::null_mut();
+        let status = entitle_lease_acquire_from_server(
+            engine,
+            server.url.as_ptr(),
+            server.key_pem.as_ptr(),
+            simulate.as_ptr(),
+            &mut again,
+        );
+        assert_eq!(status, ENTITLE_OK, "{}", last_error());
+        assert_eq!(id_and_end(again).0, id);
+        entitle_lease_free(again);
+        assert_eq!(
+            entitle_gate_check(gate),
+            1,
+            "the first handle keeps the seat"
+        );
+        assert_eq!(server.engine.leases().len(), 1);
+
         // Another instance of the program finds the one seat taken, and is
         // told when to try again.
         let mut second = ptr::null_mut();
