@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cargo build -q -p entitle-ffi
-cargo build -q --bin entitle
+cargo build -q --bin entitle --features server
 export ENTITLE_FFI_LIB="$root/target/debug/libentitle_ffi.so"
 export ENTITLE_CLI="$root/target/debug/entitle"
 cd "$root/ffi/python"

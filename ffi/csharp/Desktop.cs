@@ -1,8 +1,10 @@
-// A C# program licensed through entitle's C ABI (P/Invoke): it gates a
-// feature, consumes a unit of a metered one, holds a floating seat and
-// shows its license information, as ffi/examples/desktop.c does.
+// A C# program licensed through entitle's C ABI (P/Invoke): it says its
+// version, channel and release date, gates a feature, consumes a unit of
+// a metered one, holds a floating seat (from the install's state, then
+// from a license server on the LAN) and shows its license information,
+// as ffi/examples/desktop.c does.
 //
-//   Desktop.exe STATE_DIR VENDOR_PUB
+//   Desktop.exe STATE_DIR VENDOR_PUB [SERVER_URL LEASE_PUB]
 //
 // Builds with any C# compiler: the .NET SDK (`dotnet build` with a
 // project naming this file) or Mono's `mcs` (ffi/run-csharp-example.sh). The
@@ -35,10 +37,17 @@ namespace Entitle
         public const uint Ok = 0;
         public const uint LeaseRequired = 24;
         public const uint Malformed = 102;
+        public const uint ServerUnreachable = 120;
         public const uint BufferTooSmall = 1001;
 
         [DllImport(Lib)] public static extern uint entitle_engine_open(byte[] product, byte[] trustedKeysPem, byte[] stateDir, out IntPtr engine);
+        [DllImport(Lib)] public static extern uint entitle_engine_open_with(byte[] product, byte[] trustedKeysPem, byte[] stateDir, IntPtr options, out IntPtr engine);
         [DllImport(Lib)] public static extern void entitle_engine_free(IntPtr engine);
+        [DllImport(Lib)] public static extern uint entitle_options_new(out IntPtr options);
+        [DllImport(Lib)] public static extern uint entitle_options_set_version(IntPtr options, byte[] version);
+        [DllImport(Lib)] public static extern uint entitle_options_set_channel(IntPtr options, byte[] channel);
+        [DllImport(Lib)] public static extern uint entitle_options_set_release_date(IntPtr options, long releaseDateUnix);
+        [DllImport(Lib)] public static extern void entitle_options_free(IntPtr options);
         [DllImport(Lib)] public static extern uint entitle_add_license(IntPtr engine, byte[] text);
         [DllImport(Lib)] public static extern uint entitle_check_feature(IntPtr engine, byte[] feature, out Decision decision);
         [DllImport(Lib)] public static extern uint entitle_consume(IntPtr engine, byte[] feature, ulong amount);
@@ -46,6 +55,9 @@ namespace Entitle
         [DllImport(Lib)] public static extern int entitle_gate_check(IntPtr gate);
         [DllImport(Lib)] public static extern void entitle_gate_free(IntPtr gate);
         [DllImport(Lib)] public static extern uint entitle_lease_acquire(IntPtr engine, byte[] feature, out IntPtr lease);
+        [DllImport(Lib)] public static extern uint entitle_lease_acquire_from_server(IntPtr engine, byte[] serverUrl, byte[] serverKeyPem, byte[] feature, out IntPtr lease);
+        [DllImport(Lib)] public static extern uint entitle_lease_id(IntPtr lease, byte[] buf, UIntPtr len, out UIntPtr needed);
+        [DllImport(Lib)] public static extern uint entitle_lease_expires_unix(IntPtr lease, out long expiresUnix);
         [DllImport(Lib)] public static extern void entitle_lease_free(IntPtr lease);
         [DllImport(Lib)] public static extern uint entitle_license_info_json(IntPtr engine, byte[] buf, UIntPtr len, out UIntPtr needed);
         [DllImport(Lib)] public static extern uint entitle_last_error(byte[] buf, UIntPtr len, out UIntPtr needed);
@@ -117,14 +129,29 @@ namespace Entitle
     {
         public static int Main(string[] args)
         {
-            if (args.Length != 2)
+            if (args.Length != 2 && args.Length != 4)
             {
-                Console.Error.WriteLine("usage: Desktop.exe STATE_DIR VENDOR_PUB");
+                Console.Error.WriteLine("usage: Desktop.exe STATE_DIR VENDOR_PUB [SERVER_URL LEASE_PUB]");
                 return 2;
             }
             Console.WriteLine("entitle " + Native.Static(Native.entitle_version()));
             string vendorPub = File.ReadAllText(args[1]);
-            Native.Check(Native.entitle_engine_open(Native.Utf8("acme-cad"), Native.Utf8(vendorPub), Native.Utf8(args[0]), out IntPtr engine));
+            // What this build is, for licenses limited to versions, channels
+            // or a maintenance period: compiled in with the build.
+            Native.Check(Native.entitle_options_new(out IntPtr options));
+            IntPtr engine;
+            try
+            {
+                Native.Check(Native.entitle_options_set_version(options, Native.Utf8("1.4.2")));
+                Native.Check(Native.entitle_options_set_channel(options, Native.Utf8("stable")));
+                long released = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeSeconds();
+                Native.Check(Native.entitle_options_set_release_date(options, released));
+                Native.Check(Native.entitle_engine_open_with(Native.Utf8("acme-cad"), Native.Utf8(vendorPub), Native.Utf8(args[0]), options, out engine));
+            }
+            finally
+            {
+                Native.entitle_options_free(options); // the engine keeps what they said
+            }
             bool failed = false;
             try
             {
@@ -148,6 +175,30 @@ namespace Entitle
                 Console.WriteLine("simulate: " + (during.Allowed ? "allowed" : "denied") + " while the seat is held");
                 failed |= !during.Allowed;
                 Native.entitle_lease_free(seat);
+
+                // 3b. The same seat from a license server on the LAN (the
+                // call blocks while the server is asked: off the UI thread).
+                if (args.Length == 4)
+                {
+                    string leasePub = File.ReadAllText(args[3]);
+                    Native.Check(Native.entitle_lease_acquire_from_server(engine, Native.Utf8(args[2]), Native.Utf8(leasePub), Native.Utf8("simulate"), out IntPtr served));
+                    try
+                    {
+                        string id = Native.Out((byte[] buf, UIntPtr len, out UIntPtr needed) =>
+                            Native.entitle_lease_id(served, buf, len, out needed));
+                        Native.Check(Native.entitle_lease_expires_unix(served, out long ends));
+                        Native.Check(Native.entitle_check_feature(engine, Native.Utf8("simulate"), out Decision held));
+                        Console.WriteLine("simulate: " + (held.Allowed ? "allowed" : "denied") + " with seat " + id + " from " + args[2] + " until " + DateTimeOffset.FromUnixTimeSeconds(ends).ToString("u"));
+                        failed |= !held.Allowed || !id.StartsWith("lease_");
+                    }
+                    finally
+                    {
+                        Native.entitle_lease_free(served); // gives the seat back to the server
+                    }
+                    uint none = Native.entitle_lease_acquire_from_server(engine, Native.Utf8("http://127.0.0.1:1"), Native.Utf8(leasePub), Native.Utf8("simulate"), out IntPtr _);
+                    Console.WriteLine("no server: " + Native.Static(Native.entitle_reason_message(none)));
+                    failed |= none != Native.ServerUnreachable;
+                }
 
                 // 4. License information, for an About box.
                 string json = Native.Out((byte[] buf, UIntPtr len, out UIntPtr needed) =>

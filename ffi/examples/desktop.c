@@ -1,18 +1,23 @@
 /*
- * A desktop program licensed through entitle's C ABI: it gates a feature,
- * consumes a unit of a metered one, holds a floating seat while it uses a
- * third, and shows its license information.
+ * A desktop program licensed through entitle's C ABI: it says its version,
+ * channel and release date, gates a feature, consumes a unit of a metered
+ * one, holds a floating seat while it uses a third (from the install's
+ * state, then from a license server on the LAN), and shows its license
+ * information.
  *
- *   desktop STATE_DIR VENDOR_PUB
+ *   desktop STATE_DIR VENDOR_PUB [SERVER_URL LEASE_PUB]
  *
  * STATE_DIR is the install's state (made here by `entitle init` and
  * `entitle license add`, as an installer would); VENDOR_PUB is the
- * vendor's public key, which a real program compiles in. Exits 0 when
- * every step came out as the license says, 1 otherwise.
+ * vendor's public key, which a real program compiles in. SERVER_URL is a
+ * license server (`entitle serve`, http://HOST:PORT) and LEASE_PUB the key
+ * its leases are signed with (`entitle serve --print-lease-pub`). Exits 0
+ * when every step came out as the license says, 1 otherwise.
  *
  * Build: cc -I ffi/include desktop.c -L target/release -lentitle_ffi
  * (ffi/run-c-example.sh builds and runs it).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +74,8 @@ static char *license_info(entitle_engine *engine) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: desktop STATE_DIR VENDOR_PUB\n");
+    if (argc != 3 && argc != 5) {
+        fprintf(stderr, "usage: desktop STATE_DIR VENDOR_PUB [SERVER_URL LEASE_PUB]\n");
         return 2;
     }
     printf("entitle %s\n", entitle_version());
@@ -80,10 +85,28 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    /* What this build is, for licenses limited to versions, channels or
+     * a maintenance period: compiled in with the build. */
+    entitle_options *options = NULL;
+    entitle_status status = entitle_options_new(&options);
+    if (status != ENTITLE_OK) return fail("entitle_options_new", status);
+    if ((status = entitle_options_set_version(options, "1.4.2")) != ENTITLE_OK ||
+        (status = entitle_options_set_channel(options, "stable")) != ENTITLE_OK ||
+        (status = entitle_options_set_release_date(options, 1767225600 /* 2026-01-01 */)) !=
+            ENTITLE_OK) {
+        return fail("entitle_options_set_*", status);
+    }
+    /* A version that is not one is refused when set, not when opening. */
+    if (entitle_options_set_version(options, "1.4") != ENTITLE_INVALID_ARGUMENT) {
+        fprintf(stderr, "desktop: the version 1.4 was taken\n");
+        return 1;
+    }
+
     entitle_engine *engine = NULL;
-    entitle_status status = entitle_engine_open("acme-cad", vendor_pub, argv[1], &engine);
+    status = entitle_engine_open_with("acme-cad", vendor_pub, argv[1], options, &engine);
     free(vendor_pub);
-    if (status != ENTITLE_OK) return fail("entitle_engine_open", status);
+    entitle_options_free(options); /* the engine keeps what they said */
+    if (status != ENTITLE_OK) return fail("entitle_engine_open_with", status);
     int failed = 0;
 
     /* 1. A gate, made once, checked wherever the feature is used. */
@@ -127,6 +150,46 @@ int main(int argc, char **argv) {
         printf("simulate: %s while the seat is held\n", decision.allowed ? "allowed" : "denied");
         failed |= !decision.allowed;
         entitle_lease_free(seat); /* gives the seat back */
+    }
+
+    /* 3b. The same seat from a license server on the LAN: it blocks while
+     * the server is asked, so a real program does it off its UI thread. */
+    if (argc == 5) {
+        char *lease_pub = read_file(argv[4]);
+        if (!lease_pub) {
+            fprintf(stderr, "desktop: cannot read %s\n", argv[4]);
+            return 1;
+        }
+        status = entitle_lease_acquire_from_server(engine, argv[3], lease_pub, "simulate", &seat);
+        if (status != ENTITLE_OK) {
+            failed |= fail("entitle_lease_acquire_from_server(simulate)", status);
+        } else {
+            char id[128];
+            size_t needed = 0;
+            int64_t ends = 0;
+            if (entitle_lease_id(seat, id, sizeof id, &needed) != ENTITLE_OK ||
+                entitle_lease_expires_unix(seat, &ends) != ENTITLE_OK) {
+                failed |= fail("entitle_lease_id", ENTITLE_UNKNOWN_ERROR);
+            } else {
+                entitle_check_feature(engine, "simulate", &decision);
+                printf("simulate: %s with seat %s from %s, until %lld\n",
+                       decision.allowed ? "allowed" : "denied", id, argv[3], (long long)ends);
+                failed |= !decision.allowed;
+            }
+            entitle_lease_free(seat); /* gives the seat back to the server */
+        }
+        /* A server that is not there is a status and a message. */
+        entitle_lease *none = NULL;
+        status = entitle_lease_acquire_from_server(engine, "http://127.0.0.1:1", lease_pub,
+                                                   "simulate", &none);
+        if (status != ENTITLE_SERVER_UNREACHABLE || none != NULL) {
+            fprintf(stderr, "desktop: no server gave %u, not ENTITLE_SERVER_UNREACHABLE\n",
+                    (unsigned)status);
+            failed = 1;
+        } else {
+            printf("no server: %s\n", entitle_reason_message(status));
+        }
+        free(lease_pub);
     }
 
     /* 4. What the user's licenses are, for an About box. */

@@ -320,12 +320,22 @@ typedef struct entitle_engine entitle_engine;
 typedef struct entitle_gate entitle_gate;
 
 /**
- * A floating seat held by this program, renewed in the background until
+ * A floating seat held by this program (from the install's state, or
+ * from a license server), renewed in the background until
  * `entitle_lease_free` gives it back. While it lives, the gates of its
  * feature allow (floating features say `ENTITLE_LEASE_REQUIRED` without
  * one).
  */
 typedef struct entitle_lease entitle_lease;
+
+/**
+ * What a program says about itself to the engine it opens: made by
+ * `entitle_options_new`, set with `entitle_options_set_*`, passed to
+ * `entitle_engine_open_with`,
+ * released by `entitle_options_free`. Safe to share between threads
+ * (the setters take a lock).
+ */
+typedef struct entitle_options entitle_options;
 
 /**
  * The answer to a check: allowed or not, why, the notice to show while
@@ -383,6 +393,26 @@ entitle_status entitle_engine_open(const char *product,
                                    const char *trusted_keys_pem,
                                    const char *state_dir,
                                    entitle_engine **engine_out);
+
+/**
+ * As `entitle_engine_open`, telling the engine what `options` say of
+ * this program: its version, release channel and release date (see
+ * `entitle_options_new`), which licenses
+ * with `versions`, `channels` or `maintenance_until` are checked
+ * against. `options` NULL is `entitle_engine_open`; a freed or made-up
+ * handle is `ENTITLE_INVALID_HANDLE`. The options may be freed as soon
+ * as this returns.
+ *
+ * # Safety
+ *
+ * As `entitle_engine_open`; `options` is NULL or a handle from
+ * `entitle_options_new`.
+ */
+entitle_status entitle_engine_open_with(const char *product,
+                                        const char *trusted_keys_pem,
+                                        const char *state_dir,
+                                        const entitle_options *options,
+                                        entitle_engine **engine_out);
 
 /**
  * Releases an engine. NULL does nothing. Gates and leases made from it
@@ -571,6 +601,72 @@ entitle_status entitle_lease_acquire(const entitle_engine *engine,
                                      entitle_lease **lease_out);
 
 /**
+ * Takes a seat of `feature`'s floating pool (NULL: the license's own
+ * pool) from the license server at `server_url` (`http://HOST:PORT`,
+ * where `entitle serve` listens), into `*lease_out`. The lease the
+ * server answers must be signed by `server_key_pem`, the server's lease
+ * key (the text `entitle serve --print-lease-pub` prints; ship it with
+ * the program or let the administrator configure it).
+ *
+ * The seat is taken under this engine's client id and counts in its
+ * gates: while the lease lives, a gate of the pool's feature allows
+ * (the engine must hold the license the server serves for its gates to
+ * allow). The lease is renewed in the background, rides out a server
+ * that is down until the lease ends, and is given back to the server by
+ * `entitle_lease_free`. Asking the same server again for the same pool
+ * while a lease of it lives shares that lease's seat (each handle is
+ * freed; the seat goes back with the last).
+ *
+ * The call blocks while the server is asked (up to 5 seconds to
+ * connect, 30 to answer): make it off the user interface's thread.
+ * Fails with `ENTITLE_SERVER_UNREACHABLE` (no server at that address,
+ * or it answered garbage; the last error names the address),
+ * `ENTITLE_LEASE_KEY_MISMATCH` (the lease is not signed with
+ * `server_key_pem`: the seat is given back), `ENTITLE_MALFORMED` (a key
+ * that does not read), `ENTITLE_INVALID_ARGUMENT` (an address that is
+ * not `http://` or `https://`), or as the server refuses
+ * (`ENTITLE_FLOATING_EXHAUSTED`, `ENTITLE_NOT_LICENSED`...).
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); the strings are NULL (`feature`
+ * may be) or NUL-terminated; `lease_out` is NULL or a writable
+ * `entitle_lease *`.
+ */
+entitle_status entitle_lease_acquire_from_server(const entitle_engine *engine,
+                                                 const char *server_url,
+                                                 const char *server_key_pem,
+                                                 const char *feature,
+                                                 entitle_lease **lease_out);
+
+/**
+ * Writes the id of the lease held now (the id the server or the
+ * install's state knows it by, as `entitle lease list` shows it) into
+ * `buf`. Fails with the reason the seat was lost
+ * (`ENTITLE_FLOATING_EXHAUSTED`...) while it is not held; the lease keeps
+ * trying to take it again.
+ *
+ * # Safety
+ *
+ * `lease` is a live handle (or NULL); `buf` is NULL or `len` writable
+ * bytes; `needed` is NULL or a writable `size_t`.
+ */
+entitle_status entitle_lease_id(const entitle_lease *lease, char *buf, size_t len, size_t *needed);
+
+/**
+ * Writes when the lease held now ends unless renewed (or when its
+ * borrow ends), in Unix seconds, into `*expires_out`. The background
+ * renewal moves it forward. Fails as `entitle_lease_id` does while the
+ * seat is not held.
+ *
+ * # Safety
+ *
+ * `lease` is a live handle (or NULL); `expires_out` is NULL or a
+ * writable `int64_t`. See `entitle_lease_id` for an example.
+ */
+entitle_status entitle_lease_expires_unix(const entitle_lease *lease, int64_t *expires_out);
+
+/**
  * Whether the seat is held now (`allowed`), or why not
  * (`ENTITLE_LEASE_EXPIRED`, `ENTITLE_FLOATING_EXHAUSTED` after losing
  * it), into `*decision_out`.
@@ -583,12 +679,14 @@ entitle_status entitle_lease_acquire(const entitle_engine *engine,
 entitle_status entitle_lease_check(const entitle_lease *lease, entitle_decision *decision_out);
 
 /**
- * Gives the seat back (once no other lease shares it) and releases the
- * handle. NULL does nothing; a second free is detected and ignored.
+ * Gives the seat back (once no other lease shares it; to the server it
+ * came from, best effort: a seat not given back frees itself when its
+ * lease ends) and releases the handle. NULL does nothing; a second free is detected and ignored.
  *
  * # Safety
  *
- * `lease` is NULL or a handle from `entitle_lease_acquire`.
+ * `lease` is NULL or a handle from `entitle_lease_acquire` or
+ * `entitle_lease_acquire_from_server`.
  */
 void entitle_lease_free(entitle_lease *lease);
 
@@ -612,6 +710,145 @@ const char *entitle_status_code(uint32_t status);
  * The library's version ("0.1.0"), static and NUL-terminated.
  */
 const char *entitle_version(void);
+
+/**
+ * Makes an empty set of options into `*options_out`: no version, no
+ * channel, no release date (what `entitle_engine_open`
+ * opens with).
+ *
+ * # Safety
+ *
+ * `options_out` is NULL or points to a writable `entitle_options *`.
+ */
+entitle_status entitle_options_new(entitle_options **options_out);
+
+/**
+ * Sets this program's version, a semver version (`"2.3.1"`,
+ * `"2.4.0-beta.1"`), checked against each license's `versions`
+ * (`ENTITLE_VERSION_NOT_LICENSED` when out of range). A license that
+ * sets `versions` gives a program that does not say its version nothing.
+ * Fails with `ENTITLE_INVALID_ARGUMENT` for text that is not a version
+ * (the options keep their previous value).
+ *
+ * # Safety
+ *
+ * `options` is a live handle (or NULL); `version` is NULL or
+ * NUL-terminated.
+ */
+entitle_status entitle_options_set_version(entitle_options *options, const char *version);
+
+/**
+ * Sets this program's release channel (`"stable"`, `"beta"`: 1 to 256
+ * bytes, no control characters), checked against each license's
+ * `channels`. A license that lists channels gives a program that does
+ * not say its channel nothing (`ENTITLE_VERSION_NOT_LICENSED`).
+ *
+ * # Safety
+ *
+ * `options` is a live handle (or NULL); `channel` is NULL or
+ * NUL-terminated.
+ */
+entitle_status entitle_options_set_channel(entitle_options *options, const char *channel);
+
+/**
+ * Sets the release date of this build, in Unix seconds (UTC), checked
+ * against each license's `maintenance_until`: a build released after
+ * maintenance ended is denied with `ENTITLE_MAINTENANCE_EXPIRED`.
+ * Compile it in with the build (the date the build was made), never read
+ * it from the machine's clock. Fails with `ENTITLE_INVALID_ARGUMENT`
+ * for a date before 1970.
+ *
+ * # Safety
+ *
+ * `options` is a live handle (or NULL).
+ */
+entitle_status entitle_options_set_release_date(entitle_options *options,
+                                                int64_t release_date_unix);
+
+/**
+ * Releases a set of options. NULL does nothing; a second free is
+ * detected and ignored. Engines opened with them keep what they said.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a handle from `entitle_options_new`.
+ */
+void entitle_options_free(entitle_options *options);
+
+/**
+ * Adds the named user `user_id` of type `user_type` (`"named"`, or any
+ * type the program uses), taking a seat of the licenses' `seats` when the
+ * user is not active already; a user who is active keeps their seat (and
+ * their activity is recorded). Writes the decision that let the user in
+ * (`ENTITLE_OK`, or `ENTITLE_OVERAGE` beyond the licensed seats within
+ * the hard limit) into `*decision_out` when it is not NULL. Fails with
+ * `ENTITLE_SEAT_LIMIT` when no seat is free (nothing changes then),
+ * `ENTITLE_INVALID_ARGUMENT` for an empty or overlong id.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); the strings are NULL or
+ * NUL-terminated; `decision_out` is NULL or a writable
+ * `entitle_decision`.
+ */
+entitle_status entitle_user_add(const entitle_engine *engine,
+                                const char *user_id,
+                                const char *user_type,
+                                entitle_decision *decision_out);
+
+/**
+ * Removes the user `user_id`, freeing their seat
+ * (`ENTITLE_USER_NOT_FOUND` when there is no such user).
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `user_id` is NULL or
+ * NUL-terminated.
+ */
+entitle_status entitle_user_remove(const entitle_engine *engine, const char *user_id);
+
+/**
+ * Whether one more user could be added now (`allowed`), or why not
+ * (`ENTITLE_SEAT_LIMIT`, `ENTITLE_NOT_LICENSED`...), into
+ * `*decision_out`: for greying out an "Add user" button. Changes
+ * nothing.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `decision_out` is NULL or a
+ * writable `entitle_decision`.
+ */
+entitle_status entitle_can_add_user(const entitle_engine *engine, entitle_decision *decision_out);
+
+/**
+ * Deactivates this device for a node-locked license (`license_id`, or
+ * NULL for the one license it is activated for) and writes the signed
+ * deactivation receipt to send the vendor (the armored text `entitle
+ * deactivate --receipt` writes;
+ * docs/formats.md#deactivation-receipt-typ-receipt) into `buf`. It
+ * counts one of the license's transfers (`ENTITLE_TRANSFER_LIMIT` when
+ * none are left: nothing changes then).
+ *
+ * Asked again once the device is deactivated, it writes the same receipt
+ * again (kept in the state), so asking the size with a NULL `buf` first
+ * and calling again with a buffer of `*needed` bytes works, and a
+ * receipt lost before it was saved is not lost. `ENTITLE_NOT_ACTIVATED`
+ * when this device was neither activated nor given up here;
+ * `ENTITLE_INVALID_ARGUMENT` when it is activated for several licenses
+ * and `license_id` is NULL; `ENTITLE_DEVICE_UNKNOWN` when this machine
+ * gives no machine id.
+ *
+ * # Safety
+ *
+ * `engine` is a live handle (or NULL); `license_id` is NULL or
+ * NUL-terminated; `buf` is NULL or `len` writable bytes; `needed` is
+ * NULL or a writable `size_t`.
+ */
+entitle_status entitle_deactivate_this_device(const entitle_engine *engine,
+                                              const char *license_id,
+                                              char *buf,
+                                              size_t len,
+                                              size_t *needed);
 
 #ifdef __cplusplus
 }  // extern "C"

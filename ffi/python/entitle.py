@@ -7,7 +7,8 @@ system's library path.
 
     import entitle
 
-    with entitle.Engine("acme-cad", VENDOR_PUB, state_dir) as engine:
+    with entitle.Engine("acme-cad", VENDOR_PUB, state_dir,
+                        version="2.3.1", channel="stable") as engine:
         export = engine.gate("export")          # once
         if export.check():                      # wherever the feature is used
             ...
@@ -17,6 +18,9 @@ system's library path.
             show(e.user_message)
         with engine.lease("simulate"):          # a floating seat, while needed
             ...
+        with engine.lease_from_server("http://licenses.lan:8740", LEASE_PUB,
+                                      "simulate") as seat:   # from the LAN's server
+            print(seat.id, seat.expires_at)
         print(engine.license_info())            # a list of dicts
 
 Failures raise :class:`EntitleError`, whose ``code`` is the stable code
@@ -29,6 +33,7 @@ are ``str`` both ways.
 from __future__ import annotations
 
 import ctypes
+import datetime
 import json
 import os
 import sys
@@ -96,7 +101,14 @@ def _declare(name: str, restype: Any, *argtypes: Any) -> None:
 
 _declare("entitle_engine_open", _status, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
          ctypes.POINTER(_handle))
+_declare("entitle_engine_open_with", _status, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+         _handle, ctypes.POINTER(_handle))
 _declare("entitle_engine_free", None, _handle)
+_declare("entitle_options_new", _status, ctypes.POINTER(_handle))
+_declare("entitle_options_set_version", _status, _handle, ctypes.c_char_p)
+_declare("entitle_options_set_channel", _status, _handle, ctypes.c_char_p)
+_declare("entitle_options_set_release_date", _status, _handle, ctypes.c_int64)
+_declare("entitle_options_free", None, _handle)
 _declare("entitle_add_license", _status, _handle, ctypes.c_char_p)
 _declare("entitle_activate_this_device", _status, _handle)
 _declare("entitle_request", _status, _handle, ctypes.c_char_p, ctypes.c_size_t, _size_p)
@@ -109,8 +121,18 @@ _declare("entitle_gate_check", ctypes.c_int, _handle)
 _declare("entitle_gate_decision", _status, _handle, ctypes.POINTER(_Decision))
 _declare("entitle_gate_free", None, _handle)
 _declare("entitle_lease_acquire", _status, _handle, ctypes.c_char_p, ctypes.POINTER(_handle))
+_declare("entitle_lease_acquire_from_server", _status, _handle, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.c_char_p, ctypes.POINTER(_handle))
 _declare("entitle_lease_check", _status, _handle, ctypes.POINTER(_Decision))
+_declare("entitle_lease_id", _status, _handle, ctypes.c_char_p, ctypes.c_size_t, _size_p)
+_declare("entitle_lease_expires_unix", _status, _handle, ctypes.POINTER(ctypes.c_int64))
 _declare("entitle_lease_free", None, _handle)
+_declare("entitle_user_add", _status, _handle, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.POINTER(_Decision))
+_declare("entitle_user_remove", _status, _handle, ctypes.c_char_p)
+_declare("entitle_can_add_user", _status, _handle, ctypes.POINTER(_Decision))
+_declare("entitle_deactivate_this_device", _status, _handle, ctypes.c_char_p, ctypes.c_char_p,
+         ctypes.c_size_t, _size_p)
 _declare("entitle_last_error", _status, ctypes.c_char_p, ctypes.c_size_t, _size_p)
 _declare("entitle_reason_message", ctypes.c_char_p, ctypes.c_uint32)
 _declare("entitle_status_code", ctypes.c_char_p, ctypes.c_uint32)
@@ -282,8 +304,9 @@ class Gate(_Handle):
 
 
 class Lease(_Handle):
-    """A floating seat held by this program until :meth:`close` (or the end
-    of a ``with`` block), renewed in the background."""
+    """A floating seat held by this program (from the install's state, or
+    from a license server) until :meth:`close` (or the end of a ``with``
+    block), renewed in the background."""
 
     _free = _lib.entitle_lease_free
 
@@ -293,22 +316,93 @@ class Lease(_Handle):
         _check(_lib.entitle_lease_check(self._ptr, ctypes.byref(raw)))
         return Decision._of(raw)
 
+    @property
+    def id(self) -> str:
+        """The lease's id, as the server or ``entitle lease list`` knows it.
+        Raises :class:`EntitleError` while the seat is lost."""
+        return _text_out(lambda buf, n, needed: _lib.entitle_lease_id(self._ptr, buf, n, needed))
+
+    @property
+    def expires_at(self) -> int:
+        """When the lease ends unless renewed (renewals move it), in Unix
+        seconds. Raises :class:`EntitleError` while the seat is lost."""
+        ends = ctypes.c_int64(0)
+        _check(_lib.entitle_lease_expires_unix(self._ptr, ctypes.byref(ends)))
+        return ends.value
+
+
+def _unix(value: "int | datetime.datetime | datetime.date", name: str) -> int:
+    """Unix seconds of an int, an aware datetime or a date (midnight UTC)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, a datetime or a date, not bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (datetime.timezone.utc)")
+        return int(value.timestamp())
+    if isinstance(value, datetime.date):
+        return int(datetime.datetime(value.year, value.month, value.day,
+                                     tzinfo=datetime.timezone.utc).timestamp())
+    raise TypeError(f"{name} must be an int, a datetime or a date, not {type(value).__name__}")
+
+
+class _Options(_Handle):
+    """What the program says of itself when opening its engine."""
+
+    _free = _lib.entitle_options_free
+
+    def __init__(self, version: Optional[str], channel: Optional[str],
+                 release_date: "int | datetime.datetime | datetime.date | None") -> None:
+        out = _handle()
+        _check(_lib.entitle_options_new(ctypes.byref(out)))
+        super().__init__(out)
+        try:
+            if version is not None:
+                _check(_lib.entitle_options_set_version(self._ptr, _text(version, "version")))
+            if channel is not None:
+                _check(_lib.entitle_options_set_channel(self._ptr, _text(channel, "channel")))
+            if release_date is not None:
+                seconds = _unix(release_date, "release_date")
+                if not -2**63 <= seconds < 2**63:
+                    raise ValueError("release_date is out of range")
+                _check(_lib.entitle_options_set_release_date(self._ptr, seconds))
+        except BaseException:
+            self.close()
+            raise
+
 
 class Engine(_Handle):
     """The engine of ``product`` on ``state_dir`` (made if missing; None
     keeps state in memory only), trusting the vendor keys in
-    ``trusted_keys_pem`` (the text of ``VENDOR.pub``)."""
+    ``trusted_keys_pem`` (the text of ``VENDOR.pub``).
+
+    ``version`` (semver, ``"2.3.1"``), ``channel`` (``"stable"``) and
+    ``release_date`` (Unix seconds, an aware ``datetime`` or a ``date``:
+    when this build was made) say what this program is, for licenses
+    limited to ``versions``, ``channels`` or a ``maintenance_until``; a
+    value that is not one raises ``EntitleError`` (``INVALID_ARGUMENT``)."""
 
     _free = _lib.entitle_engine_free
 
-    def __init__(self, product: str, trusted_keys_pem: str, state_dir: Optional[str] = None):
+    def __init__(
+        self,
+        product: str,
+        trusted_keys_pem: str,
+        state_dir: Optional[str] = None,
+        *,
+        version: Optional[str] = None,
+        channel: Optional[str] = None,
+        release_date: "int | datetime.datetime | datetime.date | None" = None,
+    ):
         out = _handle()
-        status = _lib.entitle_engine_open(
-            _text(product, "product"),
-            _text(trusted_keys_pem, "trusted_keys_pem"),
-            _text(os.fspath(state_dir) if state_dir is not None else None, "state_dir", True),
-            ctypes.byref(out),
-        )
+        product_c = _text(product, "product")
+        keys_c = _text(trusted_keys_pem, "trusted_keys_pem")
+        dir_c = _text(os.fspath(state_dir) if state_dir is not None else None, "state_dir", True)
+        with _Options(version, channel, release_date) as options:
+            status = _lib.entitle_engine_open_with(
+                product_c, keys_c, dir_c, options._ptr, ctypes.byref(out)
+            )
         _check(status)
         super().__init__(out)
 
@@ -353,6 +447,55 @@ class Engine(_Handle):
         name = _text(feature, "feature", optional=True)
         _check(_lib.entitle_lease_acquire(self._ptr, name, ctypes.byref(out)))
         return Lease(out)
+
+    def lease_from_server(
+        self, server_url: str, server_key_pem: str, feature: Optional[str] = None
+    ) -> Lease:
+        """Takes a seat of ``feature``'s floating pool (None: the license's)
+        from the license server at ``server_url`` (``http://HOST:PORT``),
+        whose leases must be signed by ``server_key_pem`` (what ``entitle
+        serve --print-lease-pub`` prints). Blocks while the server is asked
+        (up to 5 s to connect); ``EntitleError`` ``SERVER_UNREACHABLE``
+        when it cannot be reached, ``LEASE_KEY_MISMATCH`` when its leases
+        are signed with another key, or as the server refuses
+        (``FLOATING_EXHAUSTED``...)."""
+        out = _handle()
+        _check(_lib.entitle_lease_acquire_from_server(
+            self._ptr,
+            _text(server_url, "server_url"),
+            _text(server_key_pem, "server_key_pem"),
+            _text(feature, "feature", optional=True),
+            ctypes.byref(out),
+        ))
+        return Lease(out)
+
+    def add_user(self, user_id: str, user_type: str = "named") -> Decision:
+        """Adds a named user, taking a seat unless they are active already;
+        the decision that let them in (``"OK"`` or ``"OVERAGE"``).
+        ``EntitleError`` ``SEAT_LIMIT`` when no seat is free."""
+        raw = _Decision()
+        _check(_lib.entitle_user_add(self._ptr, _text(user_id, "user_id"),
+                                     _text(user_type, "user_type"), ctypes.byref(raw)))
+        return Decision._of(raw)
+
+    def remove_user(self, user_id: str) -> None:
+        """Removes a user, freeing their seat (``USER_NOT_FOUND``)."""
+        _check(_lib.entitle_user_remove(self._ptr, _text(user_id, "user_id")))
+
+    def can_add_user(self) -> Decision:
+        """Whether one more user could be added now, or why not."""
+        raw = _Decision()
+        _check(_lib.entitle_can_add_user(self._ptr, ctypes.byref(raw)))
+        return Decision._of(raw)
+
+    def deactivate_this_device(self, license_id: Optional[str] = None) -> str:
+        """Gives this device up for a node-locked license (``license_id``,
+        or the one it is activated for), counting a transfer, and returns
+        the signed receipt to send the vendor. Asked again, it returns the
+        same receipt."""
+        name = _text(license_id, "license_id", optional=True)
+        return _text_out(lambda buf, n, needed: _lib.entitle_deactivate_this_device(
+            self._ptr, name, buf, n, needed))
 
     def license_info_json(self) -> str:
         """The installed licenses as JSON text."""

@@ -5,8 +5,10 @@ repository's target/debug/entitle); ffi/run-python-tests.sh builds both it
 and the library and runs these.
 """
 
+import datetime
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,47 @@ class Vendor:
         cli("issue", "--key", str(self.directory / "vendor.key"), "--spec", str(spec_path),
             "--out", str(out))
         return out.read_text()
+
+
+class Server:
+    """A real `entitle serve` on 127.0.0.1, a free port, over a state the
+    CLI made holding `license_path`; stopped (SIGTERM) by close()."""
+
+    def __init__(self, directory: Path, vendor_pub: Path, license_path: Path) -> None:
+        state = str(directory / "server")
+        cli("--state", state, "init", "--pub", str(vendor_pub), "--product", "acme-cad")
+        cli("--state", state, "license", "add", str(license_path))
+        done = subprocess.run([CLI, "--state", state, "serve", "--print-lease-pub"],
+                              capture_output=True, text=True, check=True)
+        self.key_pem = done.stdout
+        self.state = state
+        self.process = subprocess.Popen(
+            [CLI, "--state", state, "serve", "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("listening on http://127.0.0.1:"):
+            self.close()
+            raise AssertionError(f"entitle serve said {line!r}: {self.process.stderr.read()}")
+        self.url = line.removeprefix("listening on ")
+
+    def leases(self) -> list:
+        return cli("--state", self.state, "lease", "list")["items"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def closed_url() -> str:
+    """An address on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 class WrapperTest(unittest.TestCase):
@@ -171,6 +214,123 @@ class WrapperTest(unittest.TestCase):
             self.assertTrue(engine.gate("export").check())
             engine.consume("render")
         self.assertEqual(cli("--state", str(state), "consumption", "render")["used"], 1)
+
+
+    def test_version_channel_and_release_date_are_checked_against_the_license(self) -> None:
+        limited = self.vendor.license(
+            "lic_v2", versions=">=2.0, <3", channels=["stable"],
+            maintenance_until="2026-06-01T00:00:00Z",
+        )
+
+        def reason(**options) -> str:
+            with entitle.Engine("acme-cad", self.vendor.pub, **options) as engine:
+                engine.add_license(limited)
+                return engine.check_feature("export").reason
+
+        before = datetime.date(2026, 5, 1)
+        self.assertEqual(reason(version="2.3.1", channel="stable", release_date=before), "OK")
+        self.assertEqual(reason(version="3.0.0", channel="stable", release_date=before),
+                         "VERSION_NOT_LICENSED")
+        self.assertEqual(reason(version="2.3.1", channel="beta", release_date=before),
+                         "VERSION_NOT_LICENSED")
+        self.assertEqual(reason(channel="stable"), "VERSION_NOT_LICENSED")
+        after = datetime.datetime(2026, 7, 1, tzinfo=datetime.timezone.utc)
+        self.assertEqual(reason(version="2.3.1", channel="stable", release_date=after),
+                         "MAINTENANCE_EXPIRED")
+        self.assertEqual(reason(version="2.3.1", channel="stable", release_date=1780272000 - 1),
+                         "OK")
+
+    def test_options_that_are_not_a_version_channel_or_date_raise(self) -> None:
+        with self.assertRaises(entitle.EntitleError) as raised:
+            entitle.Engine("acme-cad", self.vendor.pub, version="2.3")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("semver", raised.exception.message)
+        with self.assertRaises(entitle.EntitleError) as raised:
+            entitle.Engine("acme-cad", self.vendor.pub, channel="")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(entitle.EntitleError) as raised:
+            entitle.Engine("acme-cad", self.vendor.pub, release_date=-1)
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(ValueError):
+            entitle.Engine("acme-cad", self.vendor.pub,
+                           release_date=datetime.datetime(2026, 1, 1))
+        with self.assertRaises(TypeError):
+            entitle.Engine("acme-cad", self.vendor.pub, release_date="2026-01-01")
+
+    def test_a_seat_from_a_license_server_counts_and_goes_back(self) -> None:
+        server = Server(Path(tempfile.mkdtemp(dir=self.dir)), self.dir / "vendor.pub",
+                        self.dir / "lic_py.lic")
+        try:
+            with self.engine() as engine, self.engine() as other:
+                engine.add_license(self.license)
+                other.add_license(self.license)
+                gate = engine.gate("simulate")
+                self.assertFalse(gate.check())
+                with engine.lease_from_server(server.url, server.key_pem, "simulate") as seat:
+                    self.assertTrue(gate.check())
+                    self.assertTrue(seat.check().allowed)
+                    self.assertTrue(seat.id.startswith("lease_"), seat.id)
+                    on_server = server.leases()
+                    self.assertEqual([lease["id"] for lease in on_server], [seat.id])
+                    self.assertGreater(seat.expires_at, datetime.datetime.now().timestamp())
+                    with self.assertRaises(entitle.EntitleError) as raised:
+                        other.lease_from_server(server.url, server.key_pem, "simulate")
+                    self.assertEqual(raised.exception.code, "FLOATING_EXHAUSTED")
+                self.assertFalse(gate.check())
+                self.assertEqual(server.leases(), [])
+                with self.assertRaises(entitle.EntitleError) as raised:
+                    seat.id
+                self.assertEqual(raised.exception.code, "NULL")
+                # Signed with another key: refused, and the seat goes back.
+                with self.assertRaises(entitle.EntitleError) as raised:
+                    engine.lease_from_server(server.url, self.vendor.pub, "simulate")
+                self.assertEqual(raised.exception.code, "LEASE_KEY_MISMATCH")
+                self.assertEqual(server.leases(), [])
+        finally:
+            server.close()
+
+    def test_a_server_that_is_not_there_raises_server_unreachable(self) -> None:
+        url = closed_url()
+        with self.engine() as engine:
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.lease_from_server(url, self.vendor.pub, "simulate")
+            self.assertEqual(raised.exception.code, "SERVER_UNREACHABLE")
+            self.assertIn(url.removeprefix("http://"), raised.exception.message)
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.lease_from_server("ftp://nowhere", self.vendor.pub)
+            self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+            with self.assertRaises(TypeError):
+                engine.lease_from_server(None, self.vendor.pub)
+
+
+    def test_users_take_seats_and_give_them_back(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.vendor.license("lic_seats", seats={"max": 1}))
+            self.assertTrue(engine.can_add_user().allowed)
+            self.assertEqual(engine.add_user("ada").reason, "OK")
+            self.assertEqual(engine.can_add_user().reason, "SEAT_LIMIT")
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.add_user("bob")
+            self.assertEqual(raised.exception.code, "SEAT_LIMIT")
+            engine.remove_user("ada")
+            self.assertTrue(engine.add_user("bob", "named").allowed)
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.remove_user("ada")
+            self.assertEqual(raised.exception.code, "USER_NOT_FOUND")
+
+    def test_giving_this_device_up_returns_a_receipt(self) -> None:
+        with self.engine() as engine:
+            engine.add_license(self.vendor.license(
+                "lic_nl", activations={"max": 1, "max_transfers": 1}))
+            with self.assertRaises(entitle.EntitleError) as raised:
+                engine.deactivate_this_device()
+            self.assertEqual(raised.exception.code, "NOT_ACTIVATED")
+            engine.activate_this_device()
+            self.assertTrue(engine.check_feature("export").allowed)
+            receipt = engine.deactivate_this_device("lic_nl")
+            self.assertIn("BEGIN ENTITLE", receipt)
+            self.assertEqual(engine.check_feature("export").reason, "NOT_ACTIVATED")
+            self.assertEqual(engine.deactivate_this_device(), receipt)
 
 
 if __name__ == "__main__":

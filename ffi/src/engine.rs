@@ -1,7 +1,12 @@
 //! `entitle_engine`: an install's engine on its state directory, and the
 //! calls that change or read it.
 
+use std::collections::HashMap;
 use std::ffi::c_char;
+use std::sync::{Arc, Mutex};
+
+use entitle::client::Client;
+use entitle::token::PublicKey;
 
 use entitle::store::FileStore;
 use entitle::token::Keyring;
@@ -10,6 +15,7 @@ use entitle::Engine;
 use crate::decision::entitle_decision;
 use crate::error::{boundary, fail};
 use crate::handle::{self, Handle, Kind};
+use crate::options::entitle_options;
 use crate::status::entitle_status;
 use crate::strings::{optional_str_in, str_in, str_out};
 
@@ -19,6 +25,38 @@ use crate::strings::{optional_str_in, str_in, str_out};
 #[derive(Clone)]
 pub struct entitle_engine {
     pub(crate) engine: Engine,
+    /// The clients of license servers this engine took seats from, by
+    /// address and key: one client per server, so that asking again for
+    /// a pool while a lease of it lives shares that lease, as the
+    /// engine's own leases do.
+    pub(crate) servers: Arc<Mutex<Servers>>,
+}
+
+/// License servers' clients, by address and the key's PEM text.
+type Servers = HashMap<(String, String), Arc<Client>>;
+
+impl entitle_engine {
+    /// The client of the server at `url` trusting `key_pem`, made on
+    /// first use.
+    pub(crate) fn server(&self, url: &str, key_pem: &str) -> Result<Arc<Client>, entitle_status> {
+        let id = (
+            url.trim_end_matches('/').to_owned(),
+            key_pem.trim().to_owned(),
+        );
+        // A panic while the lock was held (caught at the boundary) left
+        // the map whole: entries are inserted in one step.
+        let mut servers = self
+            .servers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = servers.get(&id) {
+            return Ok(Arc::clone(client));
+        }
+        let key = PublicKey::from_pem(key_pem)?;
+        let client = Arc::new(Client::connect(&self.engine, url, key)?);
+        servers.insert(id, Arc::clone(&client));
+        Ok(client)
+    }
 }
 
 impl Handle for entitle_engine {
@@ -63,11 +101,83 @@ pub unsafe extern "C" fn entitle_engine_open(
     state_dir: *const c_char,
     engine_out: *mut *mut entitle_engine,
 ) -> entitle_status {
+    // SAFETY: the caller's promises, passed on; no options.
+    unsafe {
+        entitle_engine_open_with(
+            product,
+            trusted_keys_pem,
+            state_dir,
+            std::ptr::null(),
+            engine_out,
+        )
+    }
+}
+
+/// As [`entitle_engine_open`], telling the engine what `options` say of
+/// this program: its version, release channel and release date (see
+/// [`entitle_options_new`](crate::entitle_options_new)), which licenses
+/// with `versions`, `channels` or `maintenance_until` are checked
+/// against. `options` NULL is [`entitle_engine_open`]; a freed or made-up
+/// handle is `ENTITLE_INVALID_HANDLE`. The options may be freed as soon
+/// as this returns.
+///
+/// # Safety
+///
+/// As [`entitle_engine_open`]; `options` is NULL or a handle from
+/// [`entitle_options_new`](crate::entitle_options_new).
+///
+/// ```
+/// use entitle_ffi::*;
+/// use std::ffi::CString;
+/// use std::ptr;
+///
+/// let vendor = entitle::token::SigningKey::generate().unwrap();
+/// let c = |s: &str| CString::new(s).unwrap();
+/// // A license for versions 2.x of the stable channel.
+/// let license = entitle::token::sign(&serde_json::json!({"v": 1, "id": "lic_1",
+///     "product": "acme-cad", "issued_at": "2026-01-01T00:00:00Z",
+///     "versions": ">=2.0, <3", "channels": ["stable"], "features": [{"code": "export"}]}),
+///     &vendor, entitle::token::TokenType::License).unwrap();
+/// let pem = c(&vendor.public_key().to_pem());
+///
+/// let mut options = ptr::null_mut();
+/// unsafe {
+///     entitle_options_new(&mut options);
+///     entitle_options_set_version(options, c("2.3.1").as_ptr());
+///     entitle_options_set_channel(options, c("stable").as_ptr());
+/// }
+/// let mut engine = ptr::null_mut();
+/// let status = unsafe {
+///     entitle_engine_open_with(c("acme-cad").as_ptr(), pem.as_ptr(), ptr::null(), options,
+///         &mut engine)
+/// };
+/// assert_eq!(status, entitle_status::ENTITLE_OK);
+/// unsafe { entitle_options_free(options) };
+/// unsafe { entitle_add_license(engine, c(&license).as_ptr()) };
+/// let mut gate = ptr::null_mut();
+/// unsafe { entitle_gate_new(engine, c("export").as_ptr(), &mut gate) };
+/// assert_eq!(unsafe { entitle_gate_check(gate) }, 1);
+/// unsafe { entitle_gate_free(gate) };
+/// unsafe { entitle_engine_free(engine) };
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn entitle_engine_open_with(
+    product: *const c_char,
+    trusted_keys_pem: *const c_char,
+    state_dir: *const c_char,
+    options: *const entitle_options,
+    engine_out: *mut *mut entitle_engine,
+) -> entitle_status {
     boundary(|| {
         // SAFETY (all three): the caller's promise on the strings.
         let product = unsafe { str_in(product, "product") }?;
         let pems = unsafe { str_in(trusted_keys_pem, "trusted_keys_pem") }?;
         let state_dir = unsafe { optional_str_in(state_dir, "state_dir") }?;
+        let options = if options.is_null() {
+            None
+        } else {
+            Some(handle::get(options, "options")?)
+        };
         if engine_out.is_null() {
             return Err(fail(entitle_status::ENTITLE_NULL, "`engine_out` is NULL"));
         }
@@ -80,6 +190,10 @@ pub unsafe extern "C" fn entitle_engine_open(
             ));
         }
         let builder = Engine::builder(product).keyring(keyring);
+        let builder = match &options {
+            Some(options) => options.apply(builder),
+            None => builder,
+        };
         let builder = match state_dir {
             None => builder.in_memory(),
             Some(dir) => {
@@ -96,7 +210,10 @@ pub unsafe extern "C" fn entitle_engine_open(
             }
         };
         let engine = builder.build()?;
-        let handle = handle::into_raw(entitle_engine { engine });
+        let handle = handle::into_raw(entitle_engine {
+            engine,
+            servers: Arc::default(),
+        });
         // SAFETY: not NULL, writable by the caller's promise.
         unsafe { engine_out.write(handle) };
         Ok(())

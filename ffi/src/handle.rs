@@ -27,6 +27,7 @@ pub(crate) enum Kind {
     Engine,
     Gate,
     Lease,
+    Options,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
             Kind::Engine => "entitle_engine",
             Kind::Gate => "entitle_gate",
             Kind::Lease => "entitle_lease",
+            Kind::Options => "entitle_options",
         }
     }
 }

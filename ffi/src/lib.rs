@@ -16,8 +16,8 @@
 //!   thread's message, for logs and support;
 //!   [`entitle_reason_message`] a sentence for the user.
 //! - Out-parameters are written only on success.
-//! - Handles (`entitle_engine *`, `entitle_gate *`, `entitle_lease *`)
-//!   are opaque, made by a function of this library and released by
+//! - Handles (`entitle_engine *`, `entitle_gate *`, `entitle_lease *`,
+//!   `entitle_options *`) are opaque, made by a function of this library and released by
 //!   their `_free`, which takes NULL. A handle used after its `_free` is
 //!   `ENTITLE_INVALID_HANDLE` (see the `handle` module for the one
 //!   exception, `entitle_gate_check`).
@@ -65,19 +65,31 @@ mod gate;
 mod handle;
 mod lease;
 mod messages;
+mod options;
 mod status;
 mod strings;
+mod users;
 
 pub use decision::entitle_decision;
 pub use engine::{
     entitle_activate_this_device, entitle_add_license, entitle_apply, entitle_check_feature,
     entitle_consume, entitle_engine, entitle_engine_free, entitle_engine_open,
-    entitle_license_info_json, entitle_request,
+    entitle_engine_open_with, entitle_license_info_json, entitle_request,
 };
 pub use error::entitle_last_error;
 pub use gate::{
     entitle_gate, entitle_gate_check, entitle_gate_decision, entitle_gate_free, entitle_gate_new,
 };
-pub use lease::{entitle_lease, entitle_lease_acquire, entitle_lease_check, entitle_lease_free};
+pub use lease::{
+    entitle_lease, entitle_lease_acquire, entitle_lease_acquire_from_server, entitle_lease_check,
+    entitle_lease_expires_unix, entitle_lease_free, entitle_lease_id,
+};
 pub use messages::{entitle_reason_message, entitle_status_code, entitle_version};
+pub use options::{
+    entitle_options, entitle_options_free, entitle_options_new, entitle_options_set_channel,
+    entitle_options_set_release_date, entitle_options_set_version,
+};
 pub use status::entitle_status;
+pub use users::{
+    entitle_can_add_user, entitle_deactivate_this_device, entitle_user_add, entitle_user_remove,
+};

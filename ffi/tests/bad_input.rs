@@ -61,10 +61,48 @@ enum Op {
     GateDecision(Pick, bool),
     GateFree(Pick),
     LeaseAcquire(Pick, Option<Text>, bool),
+    /// An engine, the server's address, its key (valid or any text), the
+    /// feature, and whether `lease_out` is NULL.
+    LeaseFromServer(Pick, Url, Option<Text>, Option<Text>, bool),
     LeaseCheck(Pick, bool),
+    LeaseId(Pick, usize, bool),
+    LeaseExpires(Pick, bool),
     LeaseFree(Pick),
+    OpenWith(Pick, bool),
+    OptionsNew(bool),
+    SetVersion(Pick, Text),
+    SetChannel(Pick, Text),
+    SetReleaseDate(Pick, i64),
+    OptionsFree(Pick),
+    UserAdd(Pick, Text, Text, bool),
+    UserRemove(Pick, Text),
+    CanAddUser(Pick, bool),
+    Deactivate(Pick, Option<Text>, usize, bool),
     LastError(usize, bool),
     Message(u32),
+}
+
+/// Where a lease from a server is asked for.
+#[derive(Debug, Clone)]
+enum Url {
+    /// A port on 127.0.0.1 nothing listens on.
+    Closed,
+    /// Any text.
+    Text(Text),
+}
+
+fn url() -> impl Strategy<Value = Url> {
+    prop_oneof![
+        2 => Just(Url::Closed),
+        1 => text().prop_map(Url::Text),
+    ]
+}
+
+fn version() -> impl Strategy<Value = Text> {
+    prop_oneof![
+        3 => text(),
+        2 => prop::sample::select(vec!["2.3.1", "1.0.0-beta.1", "stable", "2.3"]).prop_map(Text::Feature),
+    ]
 }
 
 fn text() -> impl Strategy<Value = Text> {
@@ -103,8 +141,22 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::GateDecision(p, z)),
         1 => pick().prop_map(Op::GateFree),
         1 => (pick(), proptest::option::of(text()), any::<bool>()).prop_map(|(p, t, z)| Op::LeaseAcquire(p, t, z)),
+        1 => (pick(), url(), proptest::option::of(text()), proptest::option::of(text()), any::<bool>())
+            .prop_map(|(p, u, k, f, z)| Op::LeaseFromServer(p, u, k, f, z)),
         1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::LeaseCheck(p, z)),
+        1 => (pick(), len.clone(), any::<bool>()).prop_map(|(p, n, z)| Op::LeaseId(p, n, z)),
+        1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::LeaseExpires(p, z)),
         1 => pick().prop_map(Op::LeaseFree),
+        1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::OpenWith(p, z)),
+        1 => any::<bool>().prop_map(Op::OptionsNew),
+        1 => (pick(), version()).prop_map(|(p, t)| Op::SetVersion(p, t)),
+        1 => (pick(), text()).prop_map(|(p, t)| Op::SetChannel(p, t)),
+        1 => (pick(), prop_oneof![Just(-1i64), Just(0), any::<i64>(), Just(i64::MAX)]).prop_map(|(p, d)| Op::SetReleaseDate(p, d)),
+        1 => pick().prop_map(Op::OptionsFree),
+        1 => (pick(), text(), text(), any::<bool>()).prop_map(|(p, u, t, z)| Op::UserAdd(p, u, t, z)),
+        1 => (pick(), text()).prop_map(|(p, u)| Op::UserRemove(p, u)),
+        1 => (pick(), any::<bool>()).prop_map(|(p, z)| Op::CanAddUser(p, z)),
+        1 => (pick(), proptest::option::of(text()), len.clone(), any::<bool>()).prop_map(|(p, l, n, z)| Op::Deactivate(p, l, n, z)),
         1 => (len, any::<bool>()).prop_map(|(n, z)| Op::LastError(n, z)),
         1 => any::<u32>().prop_map(Op::Message),
     ]
@@ -216,28 +268,28 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut engines: Pool<entitle_engine> = Pool::new();
     let mut gates: Pool<entitle_gate> = Pool::new();
     let mut leases: Pool<entitle_lease> = Pool::new();
+    let mut options: Pool<entitle_options> = Pool::new();
+    let closed = common::closed_url();
+    let sentinel_options = 0x5a5a_5a50 as *mut entitle_options;
     let sentinel_engine = 0x5a5a_5a50 as *mut entitle_engine;
     let sentinel_gate = 0x5a5a_5a50 as *mut entitle_gate;
     let sentinel_lease = 0x5a5a_5a50 as *mut entitle_lease;
     for op in ops {
-        let not_engines: Vec<*mut ()> = gates
+        let all: Vec<*mut ()> = engines
             .live
             .iter()
-            .map(|g| g.cast())
-            .chain(leases.live.iter().map(|l| l.cast()))
+            .map(|h| h.cast())
+            .chain(gates.live.iter().map(|h| h.cast()))
+            .chain(leases.live.iter().map(|h| h.cast()))
+            .chain(options.live.iter().map(|h| h.cast()))
             .collect();
-        let not_gates: Vec<*mut ()> = engines
-            .live
-            .iter()
-            .map(|e| e.cast())
-            .chain(leases.live.iter().map(|l| l.cast()))
-            .collect();
-        let not_leases: Vec<*mut ()> = engines
-            .live
-            .iter()
-            .map(|e| e.cast())
-            .chain(gates.live.iter().map(|g| g.cast()))
-            .collect();
+        let others = |mine: &[*mut ()]| -> Vec<*mut ()> {
+            all.iter().copied().filter(|h| !mine.contains(h)).collect()
+        };
+        let not_engines = others(&engines.live.iter().map(|h| h.cast()).collect::<Vec<_>>());
+        let not_gates = others(&gates.live.iter().map(|h| h.cast()).collect::<Vec<_>>());
+        let not_leases = others(&leases.live.iter().map(|h| h.cast()).collect::<Vec<_>>());
+        let not_options = others(&options.live.iter().map(|h| h.cast()).collect::<Vec<_>>());
         unsafe {
             match op {
                 Op::Open {
@@ -429,6 +481,242 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(out, sentinel_lease);
                     }
                 }
+                Op::LeaseFromServer(pick, url, key, feature, out_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let url_c = match &url {
+                        Url::Closed => Some(closed.clone()),
+                        Url::Text(text) => c_text(text, &vendor).0,
+                    };
+                    // None: a valid key (the vendor's, which signs no lease).
+                    let key_c = match &key {
+                        None => Some(vendor.pem.clone()),
+                        Some(text) => c_text(text, &vendor).0,
+                    };
+                    let feature_c = feature.map(|f| c_text(&f, &vendor).0);
+                    let feature_ptr = feature_c.as_ref().map_or(ptr::null(), ptr_of);
+                    let mut out = sentinel_lease;
+                    let out_ptr = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut out as *mut _
+                    };
+                    let status = entitle_lease_acquire_from_server(
+                        engine,
+                        ptr_of(&url_c),
+                        ptr_of(&key_c),
+                        feature_ptr,
+                        out_ptr,
+                    );
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    // No server anywhere: never a lease.
+                    prop_assert!(status != ENTITLE_OK);
+                    prop_assert_eq!(out, sentinel_lease);
+                    if bad.is_none()
+                        && !out_null
+                        && matches!(url, Url::Closed)
+                        && key.is_none()
+                        && feature_c
+                            .as_ref()
+                            .is_none_or(|f| f.as_ref().is_some_and(|f| f.to_str().is_ok()))
+                    {
+                        prop_assert_eq!(status, ENTITLE_SERVER_UNREACHABLE, "{}", last_error());
+                    }
+                }
+                Op::LeaseId(pick, len, needed_null) => {
+                    let (lease, bad) = leases.get(pick, &not_leases);
+                    let mut buf = vec![0x5a as c_char; len];
+                    let mut needed = 0usize;
+                    let needed_ptr = if needed_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut needed as *mut usize
+                    };
+                    let status = entitle_lease_id(lease, buf.as_mut_ptr(), len, needed_ptr);
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    check_buffer(status, &buf, needed, needed_null)?;
+                }
+                Op::LeaseExpires(pick, out_null) => {
+                    let (lease, bad) = leases.get(pick, &not_leases);
+                    let mut ends = -7i64;
+                    let out = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut ends as *mut i64
+                    };
+                    let status = entitle_lease_expires_unix(lease, out);
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    if status == ENTITLE_OK {
+                        prop_assert!(ends > 0);
+                    } else {
+                        prop_assert_eq!(ends, -7);
+                    }
+                }
+                Op::OpenWith(pick, out_null) => {
+                    let (opts, bad) = options.get(pick, &not_options);
+                    // NULL options are allowed: as entitle_engine_open.
+                    let bad = bad.filter(|_| !opts.is_null());
+                    let mut out = sentinel_engine;
+                    let out_ptr = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut out as *mut _
+                    };
+                    let status = entitle_engine_open_with(
+                        c"acme-cad".as_ptr(),
+                        vendor.pem.as_ptr(),
+                        ptr::null(),
+                        opts,
+                        out_ptr,
+                    );
+                    check_status(status)?;
+                    match bad {
+                        Some(bad) => prop_assert_eq!(status, bad),
+                        None if out_null => prop_assert_eq!(status, ENTITLE_NULL),
+                        // Every value a setter took opens an engine.
+                        None => prop_assert_eq!(status, ENTITLE_OK, "{}", last_error()),
+                    }
+                    if status == ENTITLE_OK {
+                        prop_assert!(out != sentinel_engine && !out.is_null());
+                        engines.live.push(out);
+                    } else {
+                        prop_assert_eq!(out, sentinel_engine);
+                    }
+                }
+                Op::OptionsNew(out_null) => {
+                    let mut out = sentinel_options;
+                    let out_ptr = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut out as *mut _
+                    };
+                    let status = entitle_options_new(out_ptr);
+                    check_status(status)?;
+                    prop_assert_eq!(status == ENTITLE_OK, !out_null);
+                    if status == ENTITLE_OK {
+                        options.live.push(out);
+                    } else {
+                        prop_assert_eq!(out, sentinel_options);
+                    }
+                }
+                Op::SetVersion(pick, text) | Op::SetChannel(pick, text) => {
+                    let (opts, bad) = options.get(pick, &not_options);
+                    let (text_c, valid) = c_text(&text, &vendor);
+                    for set in [entitle_options_set_version, entitle_options_set_channel] {
+                        let status = set(opts, ptr_of(&text_c));
+                        check_status(status)?;
+                        if let Some(bad) = bad {
+                            prop_assert_eq!(status, bad);
+                        } else if !valid {
+                            prop_assert!(matches!(status, ENTITLE_NULL | ENTITLE_INVALID_UTF8));
+                        }
+                    }
+                }
+                Op::SetReleaseDate(pick, date) => {
+                    let (opts, bad) = options.get(pick, &not_options);
+                    let status = entitle_options_set_release_date(opts, date);
+                    check_status(status)?;
+                    match bad {
+                        Some(bad) => prop_assert_eq!(status, bad),
+                        None if date < 0 => prop_assert_eq!(status, ENTITLE_INVALID_ARGUMENT),
+                        None => prop_assert_eq!(status, ENTITLE_OK),
+                    }
+                }
+                Op::OptionsFree(pick) => {
+                    let (opts, _) = options.get(pick, &not_options);
+                    entitle_options_free(opts);
+                    options.free(opts);
+                }
+                Op::UserAdd(pick, user, user_type, out_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let (user_c, user_valid) = c_text(&user, &vendor);
+                    let (type_c, type_valid) = c_text(&user_type, &vendor);
+                    let before = entitle_decision {
+                        allowed: false,
+                        reason: ENTITLE_PANIC,
+                        warning: ENTITLE_PANIC,
+                        until_unix: -7,
+                    };
+                    let mut decision = before;
+                    let out = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut decision as *mut _
+                    };
+                    let status = entitle_user_add(engine, ptr_of(&user_c), ptr_of(&type_c), out);
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    if status == ENTITLE_OK {
+                        prop_assert!(user_valid && type_valid);
+                        if !out_null {
+                            prop_assert!(decision.allowed);
+                        }
+                    } else {
+                        prop_assert_eq!(decision, before);
+                    }
+                }
+                Op::UserRemove(pick, user) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let (user_c, _) = c_text(&user, &vendor);
+                    let status = entitle_user_remove(engine, ptr_of(&user_c));
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                }
+                Op::CanAddUser(pick, out_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let mut decision: entitle_decision = std::mem::zeroed();
+                    let out = if out_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut decision as *mut _
+                    };
+                    let status = entitle_can_add_user(engine, out);
+                    check_status(status)?;
+                    match bad {
+                        Some(bad) => prop_assert_eq!(status, bad),
+                        None if out_null => prop_assert_eq!(status, ENTITLE_NULL),
+                        None => {
+                            prop_assert_eq!(status, ENTITLE_OK);
+                            prop_assert_eq!(decision.allowed, decision.reason as u32 <= 3);
+                        }
+                    }
+                }
+                Op::Deactivate(pick, license, len, needed_null) => {
+                    let (engine, bad) = engines.get(pick, &not_engines);
+                    let license_c = license.map(|l| c_text(&l, &vendor).0);
+                    let license_ptr = license_c.as_ref().map_or(ptr::null(), ptr_of);
+                    let mut buf = vec![0x5a as c_char; len];
+                    let mut needed = 0usize;
+                    let needed_ptr = if needed_null {
+                        ptr::null_mut()
+                    } else {
+                        &mut needed as *mut usize
+                    };
+                    let status = entitle_deactivate_this_device(
+                        engine,
+                        license_ptr,
+                        buf.as_mut_ptr(),
+                        len,
+                        needed_ptr,
+                    );
+                    check_status(status)?;
+                    if let Some(bad) = bad {
+                        prop_assert_eq!(status, bad);
+                    }
+                    check_buffer(status, &buf, needed, needed_null)?;
+                }
                 Op::LeaseCheck(pick, out_null) => {
                     let (lease, bad) = leases.get(pick, &not_leases);
                     let mut decision: entitle_decision = std::mem::zeroed();
@@ -480,6 +768,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         for engine in engines.live.drain(..) {
             entitle_engine_free(engine);
+        }
+        for opts in options.live.drain(..) {
+            entitle_options_free(opts);
         }
     }
     Ok(())

@@ -114,3 +114,55 @@ pub fn decision_of(engine: *const entitle_engine, feature: &str) -> entitle_deci
     assert_eq!(status, entitle_status::ENTITLE_OK, "{}", last_error());
     decision
 }
+
+/// A license server (`entitle serve`'s own code) on 127.0.0.1, a free
+/// port, in this test's process, over an in-memory install holding the
+/// vendor's license `lic_server`. It serves until the test process ends.
+pub struct LeaseServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: CString,
+    /// The key its leases are signed with, as `--print-lease-pub` prints it.
+    pub key_pem: CString,
+    /// The install it serves (its leases are the server's).
+    pub engine: entitle::Engine,
+}
+
+impl LeaseServer {
+    pub fn start(vendor: &Vendor) -> LeaseServer {
+        let engine = entitle::Engine::builder("acme-cad")
+            .trust(vendor.key.public_key().clone())
+            .in_memory()
+            .build()
+            .expect("the server's install");
+        let license = vendor.license("lic_server", serde_json::json!({}));
+        engine
+            .add_license(license.to_str().expect("UTF-8"))
+            .expect("the server's license");
+        let key = engine.install_key().expect("an install key");
+        let served = engine.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let config = entitle::server::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+            let _ = entitle::server::run(served, config, move |addr| {
+                let _ = tx.send(addr);
+            });
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server listens");
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+        LeaseServer {
+            url: c(&format!("http://{addr}")),
+            key_pem: c(&key.to_pem()),
+            engine,
+        }
+    }
+}
+
+/// A URL where nothing listens: a port bound, then closed.
+pub fn closed_url() -> CString {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    drop(listener);
+    c(&format!("http://{addr}"))
+}
