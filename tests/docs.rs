@@ -185,7 +185,13 @@ fn every_error_and_reason_code_is_explained_in_docs_errors_md() {
     let warnings = codes_in_function("src/license/issue.rs", "pub const fn code(&self)");
     // What the server answers besides the engine's codes: the code of
     // each `ApiError::new(status, "CODE", message)`.
-    let api = fs::read_to_string(root().join("src/server/api.rs")).expect("src/server/api.rs");
+    let api: String = ["api.rs", "admin.rs", "history.rs"]
+        .iter()
+        .map(|file| {
+            fs::read_to_string(root().join("src/server").join(file))
+                .unwrap_or_else(|e| panic!("src/server/{file}: {e}"))
+        })
+        .collect();
     let server: BTreeSet<String> = api
         .split("ApiError::new(")
         .skip(1)
