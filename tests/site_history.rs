@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use entitle::server::history::Recorder;
 use entitle::store::{EventKind, FileStore, HistoryEvent, MemoryStore, Store};
-use history_common::history_contract;
 use entitle::Timestamp;
+use history_common::history_contract;
 use serde_json::{json, Value};
 use server_common::{install, Reply, Server, ADMIN_TOKEN};
 
@@ -116,7 +116,11 @@ fn a_scripted_day_is_recorded_event_by_event_and_as_exact_series() {
             "POST",
             "/v1/leases",
             &[],
-            Some(json!({"client": "c", "wait_secs": 20}).to_string().as_bytes()),
+            Some(
+                json!({"client": "c", "wait_secs": 20})
+                    .to_string()
+                    .as_bytes(),
+            ),
         )
     });
     events_until(&server, start, |e| kinds(e).contains(&"queue"));
@@ -146,7 +150,10 @@ fn a_scripted_day_is_recorded_event_by_event_and_as_exact_series() {
     };
     let first = find("checkout", "a");
     assert_eq!(first["lease_id"], a.body["id"]);
-    assert_eq!((first["in_use"].as_u64(), first["feature"].is_null()), (Some(1), true));
+    assert_eq!(
+        (first["in_use"].as_u64(), first["feature"].is_null()),
+        (Some(1), true)
+    );
     let deny = find("deny", "b");
     assert_eq!(deny["reason"], "FLOATING_EXHAUSTED");
     assert!(deny["lease_id"].is_null());
@@ -161,21 +168,31 @@ fn a_scripted_day_is_recorded_event_by_event_and_as_exact_series() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), ids.len());
-    let times: Vec<String> = events.iter().map(|e| e["at"].as_str().unwrap().to_owned()).collect();
+    let times: Vec<String> = events
+        .iter()
+        .map(|e| e["at"].as_str().unwrap().to_owned())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
     // The series: one seat at its peak, two denials, one waiting at most;
     // the borrowed seat is still held at the end.
     let to = now();
     for step in ["minute", "hour", "day"] {
-        let path = format!("/admin/history?from={}&to={}&step={step}", at(start), at(to));
+        let path = format!(
+            "/admin/history?from={}&to={}&step={step}",
+            at(start),
+            at(to)
+        );
         let series = admin_get(&server, &path);
         assert_eq!(series.status, 200, "{}", series.text);
         let items = series.body["items"].as_array().unwrap();
         assert!(!items.is_empty());
         let sum = |k: &str| items.iter().map(|i| i[k].as_u64().unwrap()).sum::<u64>();
         let max = |k: &str| items.iter().map(|i| i[k].as_u64().unwrap()).max().unwrap();
-        assert_eq!((max("in_use_peak"), sum("denials"), max("queued_peak")), (1, 2, 1));
+        assert_eq!(
+            (max("in_use_peak"), sum("denials"), max("queued_peak")),
+            (1, 2, 1)
+        );
         assert_eq!(items.last().unwrap()["in_use_peak"], 1, "{step}");
         for item in items {
             let mut keys: Vec<&String> = item.as_object().unwrap().keys().collect();
@@ -184,9 +201,15 @@ fn a_scripted_day_is_recorded_event_by_event_and_as_exact_series() {
             Timestamp::parse(item["at"].as_str().unwrap()).unwrap();
         }
         // The CSV says the same, line for line.
-        let (head, csv) = raw_get(&server, &path.replace("/admin/history", "/admin/history.csv"));
+        let (head, csv) = raw_get(
+            &server,
+            &path.replace("/admin/history", "/admin/history.csv"),
+        );
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: text/csv"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-type: text/csv"),
+            "{head}"
+        );
         let mut lines = csv.lines();
         assert_eq!(lines.next(), Some("at,in_use_peak,denials,queued_peak"));
         let rows: Vec<String> = lines.map(str::to_owned).collect();
@@ -211,7 +234,12 @@ fn a_scripted_day_is_recorded_event_by_event_and_as_exact_series() {
         &format!("/admin/history?from={}&step=day&feature=cad", at(start)),
     );
     let items = cad.body["items"].as_array().unwrap();
-    assert!(items.iter().all(|i| i["denials"] == 0 && i["in_use_peak"] == 0), "{items:?}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["denials"] == 0 && i["in_use_peak"] == 0),
+        "{items:?}"
+    );
 }
 
 #[test]
@@ -239,7 +267,12 @@ fn bad_history_queries_are_refused_with_what_is_wrong() {
     let server = Server::start(dir.path(), &["--admin-token-file", "admin.token"]);
     let refused = |path: &str, says: &str| {
         let reply = admin_get(&server, path);
-        assert_eq!((reply.status, reply.code()), (400, "INVALID_ARGUMENT"), "{path}: {}", reply.text);
+        assert_eq!(
+            (reply.status, reply.code()),
+            (400, "INVALID_ARGUMENT"),
+            "{path}: {}",
+            reply.text
+        );
         let message = reply.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{path}: {message}");
     };
@@ -248,7 +281,10 @@ fn bad_history_queries_are_refused_with_what_is_wrong() {
     for route in ["/admin/history", "/admin/history.csv", "/admin/events"] {
         refused(&format!("{route}?from={from}&to={to}"), "is after `to`");
         refused(&format!("{route}?from=yesterday"), "`from` is not a time");
-        refused(&format!("{route}?to=2026-13-01T00:00:00Z"), "`to` is not a time");
+        refused(
+            &format!("{route}?to=2026-13-01T00:00:00Z"),
+            "`to` is not a time",
+        );
     }
     for route in ["/admin/history", "/admin/history.csv"] {
         refused(&format!("{route}?step=week"), "one of minute, hour, day");
@@ -281,7 +317,10 @@ fn history_days_zero_turns_history_off() {
         dir.path(),
         &["--admin-token-file", "admin.token", "--history-days", "0"],
     );
-    assert_eq!(server.post("/v1/leases", &json!({"client": "a"})).status, 201);
+    assert_eq!(
+        server.post("/v1/leases", &json!({"client": "a"})).status,
+        201
+    );
     for route in ["/admin/history", "/admin/history.csv", "/admin/events"] {
         let reply = admin_get(&server, route);
         assert_eq!((reply.status, reply.code()), (404, "NOT_FOUND"), "{route}");
@@ -325,7 +364,12 @@ fn retention_prunes_events_and_buckets_older_than_history_days() {
     let denials: Vec<(String, u64)> = items
         .iter()
         .filter(|i| i["denials"] != 0)
-        .map(|i| (i["at"].as_str().unwrap().to_owned(), i["denials"].as_u64().unwrap()))
+        .map(|i| {
+            (
+                i["at"].as_str().unwrap().to_owned(),
+                i["denials"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(denials, [(at(recent - recent.rem_euclid(86_400)), 1)]);
 }
@@ -338,15 +382,30 @@ fn a_force_release_is_recorded_with_one_call() {
         .build()
         .unwrap();
     let recorder = Recorder::new(engine, 90);
-    recorder.record(EventKind::ForceRelease, Some("cad"), "desk-9", Some("l-1"), None, 2);
+    recorder.record(
+        EventKind::ForceRelease,
+        Some("cad"),
+        "desk-9",
+        Some("l-1"),
+        None,
+        2,
+    );
     assert_eq!(recorder.flush().unwrap(), 1);
     let store = FileStore::open(dir.path()).unwrap();
-    let page = store.history().unwrap().events(0, i64::MAX, None, 10).unwrap();
+    let page = store
+        .history()
+        .unwrap()
+        .events(0, i64::MAX, None, 10)
+        .unwrap();
     assert_eq!(page.items.len(), 1);
     let event = &page.items[0].event;
     assert_eq!(event.kind, EventKind::ForceRelease);
     assert_eq!(
-        (event.feature.as_deref(), event.client.as_str(), event.lease_id.as_deref()),
+        (
+            event.feature.as_deref(),
+            event.client.as_str(),
+            event.lease_id.as_deref()
+        ),
         (Some("cad"), "desk-9", Some("l-1"))
     );
     assert_eq!((event.in_use, event.queued), (0, 2));

@@ -93,10 +93,16 @@ fn each_namespace_has_a_history_of_its_own() {
     first
         .history()
         .unwrap()
-        .append(&[HistoryEvent::new(1_800_000_000, EventKind::Deny, None, "x").reason("NOT_LICENSED")])
+        .append(&[
+            HistoryEvent::new(1_800_000_000, EventKind::Deny, None, "x").reason("NOT_LICENSED")
+        ])
         .unwrap();
     let theirs = second.history().unwrap();
-    assert!(theirs.events(0, i64::MAX, None, 10).unwrap().items.is_empty());
+    assert!(theirs
+        .events(0, i64::MAX, None, 10)
+        .unwrap()
+        .items
+        .is_empty());
     let series = theirs
         .series(None, 1_800_000_000, 1_800_000_060, Step::Minute)
         .unwrap();

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::store::history::{page_of, pool_key};
 use crate::store::{
-    minute_buckets, Change, EventCursor, EventPage, History, HistoryEvent, MinuteBucket,
-    Persisted, Store, StoredEvent, Transaction,
+    minute_buckets, Change, EventCursor, EventPage, History, HistoryEvent, MinuteBucket, Persisted,
+    Store, StoredEvent, Transaction,
 };
 
 /// A store for tests, simulations and engines that need no durability.
@@ -42,7 +42,10 @@ struct MemoryHistory {
 impl MemoryHistory {
     fn merge(&mut self, bucket: &MinuteBucket) {
         self.buckets
-            .entry((pool_key(bucket.feature.as_deref()).to_owned(), bucket.minute))
+            .entry((
+                pool_key(bucket.feature.as_deref()).to_owned(),
+                bucket.minute,
+            ))
             .and_modify(|b| b.merge(bucket))
             .or_insert_with(|| bucket.clone());
     }

@@ -23,8 +23,8 @@ mod postgres;
 mod sqlite;
 
 pub use history::{
-    minute_buckets, point_count, series, EventCursor, EventKind, EventPage, History,
-    HistoryEvent, MinuteBucket, Point, Step, StoredEvent, MAX_POINTS,
+    minute_buckets, point_count, series, EventCursor, EventKind, EventPage, History, HistoryEvent,
+    MinuteBucket, Point, Step, StoredEvent, MAX_POINTS,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]

@@ -9,7 +9,8 @@ use entitle::store::{EventKind, History, HistoryEvent, MinuteBucket, Step};
 /// order (as redundant servers do), keep the level between events, page
 /// events without gaps, prune by age.
 pub fn history_contract(history: &dyn History) {
-    let minute = 1_800_000_000 - 1_800_000_000 % 60;
+    // A whole hour, so that its minute and its hour start together.
+    let minute = 1_800_000_000;
     history
         .merge_buckets(&[MinuteBucket::new(None, minute + 5).in_use(3).denials(1)])
         .unwrap();
@@ -27,9 +28,16 @@ pub fn history_contract(history: &dyn History) {
         .map(|p| (p.at - minute, p.in_use_peak, p.denials))
         .collect();
     assert_eq!(got, [(-60, 0, 0), (0, 3, 3), (60, 1, 0), (120, 1, 0)]);
-    let hours = history.series(None, minute, minute + 1, Step::Hour).unwrap();
-    assert_eq!((hours.len(), hours[0].in_use_peak, hours[0].denials), (1, 3, 3));
-    let cad = history.series(Some("cad"), minute, minute + 60, Step::Minute).unwrap();
+    let hours = history
+        .series(None, minute, minute + 1, Step::Hour)
+        .unwrap();
+    assert_eq!(
+        (hours.len(), hours[0].in_use_peak, hours[0].denials),
+        (1, 3, 3)
+    );
+    let cad = history
+        .series(Some("cad"), minute, minute + 60, Step::Minute)
+        .unwrap();
     assert_eq!(cad[0].in_use_peak, 7);
     assert!(history
         .series(None, 0, 10_001 * 60, Step::Minute)
@@ -56,6 +64,8 @@ pub fn history_contract(history: &dyn History) {
     assert!(history.prune(minute + 3).unwrap() >= 3);
     let left = history.events(0, i64::MAX, None, 100).unwrap();
     assert_eq!(left.items.len(), 4);
-    let points = history.series(None, minute - 60, minute, Step::Minute).unwrap();
+    let points = history
+        .series(None, minute - 60, minute, Step::Minute)
+        .unwrap();
     assert_eq!(points[0].in_use_peak, 0);
 }

@@ -258,7 +258,9 @@ impl History for PgStore {
             let kind: String = row.try_get(2).map_err(|e| self.history_error(e))?;
             event.event.kind = EventKind::parse(&kind).ok_or_else(|| Error::StateCorrupt {
                 path: self.location.clone(),
-                detail: format!("a history event has the kind `{kind}`, which entitle never writes"),
+                detail: format!(
+                    "a history event has the kind `{kind}`, which entitle never writes"
+                ),
             })?;
             items.push(event);
         }

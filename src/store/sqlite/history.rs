@@ -220,7 +220,8 @@ fn open(path: &Path, shown: &str) -> Result<Connection> {
     // WAL: the queries of the admin routes never wait for a flush. A
     // crash loses at most the batches not yet checkpointed to the log,
     // as the server's buffer loses its last second anyway.
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql)?;
     begin_immediate(&conn, shown, DEFAULT_LOCK_TIMEOUT)?;
