@@ -427,3 +427,29 @@ fn the_memory_store_keeps_history_to_the_contract() {
     let store = MemoryStore::new();
     history_contract(store.history().unwrap());
 }
+
+#[test]
+fn a_clean_stop_writes_the_last_second_of_history() {
+    let dir = install(spec(1, 60));
+    let server = Server::start(dir.path(), &["--admin-token-file", "admin.token"]);
+    let lease = server.post("/v1/leases", &json!({"client": "last"}));
+    assert_eq!(lease.status, 201, "{}", lease.text);
+    // Stopped at once, most likely before the next tick: the stop writes it.
+    assert!(server.terminate().success());
+    let store = FileStore::open(dir.path().join("state")).unwrap();
+    let page = store
+        .history()
+        .unwrap()
+        .events(0, i64::MAX, None, 100)
+        .unwrap();
+    let checkout = page
+        .items
+        .iter()
+        .find(|e| e.event.kind == EventKind::Checkout)
+        .expect("the checkout was written");
+    assert_eq!(checkout.event.client, "last");
+    assert_eq!(
+        checkout.event.lease_id.as_deref(),
+        lease.body["id"].as_str()
+    );
+}
