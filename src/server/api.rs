@@ -514,7 +514,7 @@ async fn checkout_for(
             match try_checkout(app, client, feature).await {
                 Ok(lease) => {
                     drop(place);
-                    return handed_out(&app, lease, address);
+                    return handed_out(app, lease, address);
                 }
                 Err(e) if exhausted(&e) => {
                     retry_at = e.retry_at;
