@@ -251,6 +251,25 @@ fn a_seat_freed_by_force_goes_to_the_next_and_its_client_hears_lease_expired() {
     assert!(!ids.contains(&a.as_str()), "{ids:?}");
     assert_eq!(ids.len(), 2);
 
+    // The history names the release (written within a second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = admin(&server, "GET", "/admin/events?limit=1000");
+        assert_eq!(events.status, 200, "{:?}", events.body);
+        let released = events.body["items"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "force_release" && e["lease_id"] == a.as_str() && e["feature"] == "cad"
+        });
+        if released {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no force_release event: {}",
+            events.body
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // Released again, or never there.
     let again = admin(&server, "DELETE", &format!("/admin/leases/{a}"));
     assert_eq!((again.status, again.code()), (409, "LEASE_EXPIRED"));

@@ -575,6 +575,40 @@ impl Engine {
         pools.into_values().collect()
     }
 
+    /// The live lease `id`, if there is one (the server's history names
+    /// the pool and client of a lease it frees).
+    #[cfg(feature = "server")]
+    pub(crate) fn live_lease(&self, id: &str) -> Option<Lease> {
+        let now = self.now().unix();
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .leases
+            .get(id)
+            .filter(|l| l.live_at(now))
+            .map(Lease::of)
+    }
+
+    /// How many live leases draw on `pool` (a feature's, or `None`: the
+    /// license-level pool), counted without copying them.
+    #[cfg(feature = "server")]
+    pub(crate) fn pool_in_use(&self, pool: Option<&str>) -> usize {
+        let now = self.now().unix();
+        self.inner
+            .snapshot
+            .load()
+            .leases
+            .values()
+            .filter(|l| l.live_at(now) && l.feature.as_deref() == pool)
+            .count()
+    }
+
+    /// The history the engine's store keeps for a license server, if it
+    /// keeps one.
+    #[cfg(feature = "server")]
+    pub(crate) fn history(&self) -> Option<&dyn crate::store::History> {
+        self.inner.store.store().history()
+    }
+
     /// The live leases.
     pub fn leases(&self) -> Vec<Lease> {
         let now = self.now().unix();

@@ -22,11 +22,13 @@ use tokio::time::Instant;
 use crate::decision::Reason;
 use crate::engine::{Engine, Lease, NewUser};
 use crate::error::Error;
+use crate::store::EventKind;
 use crate::time::Timestamp;
 use crate::token::{LeaseToken, SigningKey};
 
 use super::admin;
 use super::console;
+use super::history::{self, Recorder};
 use super::listener::ClientAddress;
 use super::metrics::Metrics;
 use super::queue::Queues;
@@ -53,6 +55,9 @@ pub(crate) struct App {
     /// Each lease's address and last heartbeat, which the state does not
     /// keep (docs/http.md#seeing-and-steering-the-server).
     pub(super) notes: LeaseNotes,
+    /// The pools' history (docs/http.md#history): record with
+    /// [`App::record`] and [`App::record_lease`].
+    pub(super) history: Arc<Recorder>,
 }
 
 impl App {
@@ -65,6 +70,7 @@ impl App {
         // This engine hands out a site's seats: a node-locked license is
         // bound to this machine, not to each client's.
         engine.serve_site();
+        let history = Arc::new(Recorder::new(engine.clone(), config.history_days));
         Arc::new(App {
             engine,
             lease_key,
@@ -79,6 +85,7 @@ impl App {
             metrics: Metrics::new(),
             shutdown,
             notes: LeaseNotes::default(),
+            history,
         })
     }
 
@@ -388,11 +395,13 @@ async fn try_checkout(
     let key = Arc::clone(&app.lease_key);
     let client = client.to_owned();
     let feature = feature.map(str::to_owned);
-    blocking(move || {
+    let (answer, lease) = blocking(move || {
         let lease = engine.checkout(&client, feature.as_deref())?;
-        lease_answer(&engine, &key, &lease)
+        Ok((lease_answer(&engine, &key, &lease)?, lease))
     })
-    .await
+    .await?;
+    app.record_lease(EventKind::Checkout, &lease);
+    Ok(answer)
 }
 
 fn exhausted(error: &ApiError) -> bool {
@@ -415,6 +424,29 @@ async fn checkout(
 ) -> Answer {
     let address = address.map(|Extension(a)| a);
     let request: CheckoutBody = json_body(body)?;
+    let answer = checkout_for(&app, &request, address).await;
+    if let Err(e) = &answer {
+        // A refusal of a seat, not of the request: those are the
+        // history's denials.
+        if e.status == StatusCode::CONFLICT || e.status == StatusCode::TOO_MANY_REQUESTS {
+            let pool = app.engine.pool_of(request.feature.as_deref());
+            app.record(
+                EventKind::Deny,
+                pool.as_deref(),
+                &request.client,
+                None,
+                Some(e.code),
+            );
+        }
+    }
+    answer
+}
+
+async fn checkout_for(
+    app: &Arc<App>,
+    request: &CheckoutBody,
+    address: Option<ClientAddress>,
+) -> Answer {
     let wait = request.wait_secs.unwrap_or(0);
     if wait > app.max_wait_secs {
         return Err(ApiError::new(
@@ -442,8 +474,8 @@ async fn checkout(
             .iter()
             .any(|l| l.client == client && l.feature == pool);
     if queued == 0 || renewing {
-        match try_checkout(&app, client, feature).await {
-            Ok(lease) => return handed_out(&app, lease, address),
+        match try_checkout(app, client, feature).await {
+            Ok(lease) => return handed_out(app, lease, address),
             Err(e) if exhausted(&e) && wait > 0 => {}
             Err(e) => return Err(e),
         }
@@ -458,7 +490,7 @@ async fn checkout(
         )
         .counted_as_denial());
     }
-    let place = app.queues.join(&pool, app.max_queue).map_err(|_| {
+    let place = history::Waiting::join(app, &pool, client).map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "QUEUE_FULL",
@@ -474,16 +506,16 @@ async fn checkout(
     let mut shutdown = app.shutdown.clone();
     let mut last = None;
     loop {
-        let moved = Arc::clone(&place.moved);
+        let moved = place.moved();
         let notified = moved.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let mut retry_at = None;
         if place.is_head() {
-            match try_checkout(&app, client, feature).await {
+            match try_checkout(app, client, feature).await {
                 Ok(lease) => {
                     drop(place);
-                    return handed_out(&app, lease, address);
+                    return handed_out(app, lease, address);
                 }
                 Err(e) if exhausted(&e) => {
                     retry_at = e.retry_at;
@@ -528,21 +560,26 @@ async fn heartbeat(State(app): State<Arc<App>>, id: Result<Path<String>, PathRej
     let engine = app.engine.clone();
     let key = Arc::clone(&app.lease_key);
     let lease_id = id.clone();
-    let renewed = blocking(move || {
+    let (answer, lease) = blocking(move || {
         let lease = engine.heartbeat(&lease_id)?;
-        lease_answer(&engine, &key, &lease)
+        Ok((lease_answer(&engine, &key, &lease)?, lease))
     })
     .await?;
     app.notes.heartbeat(&id, app.engine.now());
-    ok(renewed)
+    app.history.watch(&lease);
+    ok(answer)
 }
 
 async fn checkin(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Answer {
     let id = path(id)?;
     let engine = app.engine.clone();
     let lease_id = id.clone();
+    let lease = app.engine.live_lease(&id);
     blocking(move || engine.checkin(&lease_id)).await?;
     app.queues.seat_freed();
+    if let Some(lease) = lease {
+        app.record_lease(EventKind::Checkin, &lease);
+    }
     ok(json!({"id": id, "checked_in": true}))
 }
 
@@ -561,11 +598,13 @@ async fn borrow(
     let request: BorrowBody = json_body(body)?;
     let engine = app.engine.clone();
     let key = Arc::clone(&app.lease_key);
-    ok(blocking(move || {
+    let (answer, lease) = blocking(move || {
         let lease = engine.borrow(&id, request.secs)?;
-        lease_answer(&engine, &key, &lease)
+        Ok((lease_answer(&engine, &key, &lease)?, lease))
     })
-    .await?)
+    .await?;
+    app.record_lease(EventKind::Borrow, &lease);
+    ok(answer)
 }
 
 // ---- features, consumption, users -------------------------------------------
@@ -757,6 +796,7 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
 /// OpenAPI test compares it with the document.
 fn table() -> RouteTable<Arc<App>> {
     let mut table = admin::table();
+    table.extend(history::table());
     table.extend(console::table());
     table.extend(vec![
         (Method::POST, "/v1/leases", post(checkout)),

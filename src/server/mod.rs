@@ -25,6 +25,7 @@ mod api;
 mod books;
 mod cidr;
 mod console;
+pub mod history;
 mod listener;
 mod metrics;
 mod queue;
@@ -61,6 +62,10 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 /// The longest a checkout may wait in a pool's queue (`wait_secs`), by
 /// default ([`ServerConfig::max_wait_secs`]).
 pub const MAX_WAIT_SECS: u64 = 60;
+
+/// How many days of history a server keeps, by default
+/// ([`ServerConfig::history_days`]).
+pub const HISTORY_DAYS: u32 = 90;
 
 /// How a server runs: where it listens, who may use it, and its limits.
 ///
@@ -104,6 +109,8 @@ pub struct ServerConfig {
     /// (target [`REQUEST_LOG_TARGET`]): nothing is written unless a
     /// subscriber listens.
     pub log_format: LogFormat,
+    /// Days of history kept (docs/http.md#history); 0 turns history off.
+    pub history_days: u32,
 }
 
 impl ServerConfig {
@@ -111,7 +118,7 @@ impl ServerConfig {
     /// the install key as lease key, every client allowed, 1024
     /// connections and 64 per client address, 10 s to send a request's
     /// head or between requests, 64 waiting per pool, 10 s per request,
-    /// waits of up to 60 s, the request log in text.
+    /// waits of up to 60 s, the request log in text, 90 days of history.
     pub fn new(listen: SocketAddr) -> Self {
         ServerConfig {
             listen,
@@ -125,6 +132,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_wait_secs: MAX_WAIT_SECS,
             log_format: LogFormat::Text,
+            history_days: HISTORY_DAYS,
         }
     }
 }
@@ -166,11 +174,23 @@ pub fn run(
     // its last commits when dropped, with calls that block, which may not
     // run on the runtime's threads.
     let kept = engine.clone();
+    let app_slot = Arc::new(parking_lot::Mutex::new(None));
+    let slot = Arc::clone(&app_slot);
     let served = runtime()?.block_on(serve(
         config,
-        move |stopping| api::router(api::App::new(engine, lease_key, &app_config, stopping)),
+        move |stopping| {
+            let app = api::App::new(engine, lease_key, &app_config, stopping);
+            history::start(&app);
+            *slot.lock() = Some(Arc::clone(&app));
+            api::router(app)
+        },
         ready,
     ));
+    // The history of the last second, written once no request is left
+    // (off the runtime: a PostgreSQL store's calls block).
+    if let Some(app) = app_slot.lock().take() {
+        app.flush_history();
+    }
     drop(kept);
     served
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{Engine, PoolUse};
 use crate::policy::floating::{is_lingering, LINGER_PREFIX};
-use crate::store::LeaseRecord;
+use crate::store::{EventKind, LeaseRecord};
 use crate::time::Timestamp;
 
 use super::admin::authorize;
@@ -226,6 +226,7 @@ async fn force_release(
     let lease_id = id.clone();
     let ended = blocking(move || engine.force_release(&lease_id)).await?;
     app.notes.forget(&id);
+    app.record_lease(EventKind::ForceRelease, &ended);
     // A seat is free: the head of each line tries again, as on a check-in.
     app.queues.seat_freed();
     let mut value = to_json(&ended);

@@ -16,11 +16,16 @@
 //! [`Store::generation`] changes whenever any writer commits.
 
 pub(crate) mod group;
+mod history;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
+pub use history::{
+    minute_buckets, point_count, series, EventCursor, EventKind, EventPage, History, HistoryEvent,
+    MinuteBucket, Point, Step, StoredEvent, MAX_POINTS,
+};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, SCHEMA_VERSION as PG_SCHEMA_VERSION};
@@ -682,6 +687,18 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Where the state lives, for messages.
     fn location(&self) -> String {
         "memory".to_owned()
+    }
+
+    /// The license server's history kept beside the state
+    /// (docs/http.md#history), if this store keeps one. Never part of
+    /// [`Store::load`].
+    ///
+    /// ```
+    /// use entitle::store::{MemoryStore, Store};
+    /// assert!(MemoryStore::new().history().is_some());
+    /// ```
+    fn history(&self) -> Option<&dyn History> {
+        None
     }
 }
 

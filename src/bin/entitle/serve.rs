@@ -59,6 +59,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     log_format: String,
+    /// Days of history kept: events and per-minute counts of each pool,
+    /// read at /admin/history and /admin/events; 0 turns history off.
+    #[arg(long, value_name = "DAYS", default_value_t = 90, conflicts_with = "books",
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    history_days: u32,
     /// Print the public key clients verify lease tokens with, and exit.
     #[arg(long, conflicts_with = "books")]
     print_lease_pub: bool,
@@ -181,6 +186,7 @@ pub fn run(args: &ServeArgs, globals: &Globals) -> Result<Outcome, Failure> {
     config.max_wait_secs = args.max_wait_secs;
     config.log_format = args.log_format.parse()?;
     server::log_to_stderr(&config)?;
+    config.history_days = args.history_days;
     server::run(opened.engine, config, announce)?;
     // Said on stderr: stdout carried the one line (or JSON object) saying
     // where the server listened.

@@ -34,6 +34,7 @@
 mod announce;
 mod batch;
 mod database;
+mod history;
 mod listener;
 mod rows;
 mod schema;
@@ -337,6 +338,10 @@ impl PgStore {
 impl Store for PgStore {
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn history(&self) -> Option<&dyn crate::store::History> {
+        Some(self)
     }
 
     fn generation(&self) -> Result<u64> {

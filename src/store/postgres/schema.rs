@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// ```
 /// assert!(entitle::store::PG_SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Taken, for the transaction, by whoever makes or migrates the tables:
 /// processes starting together make them once.
@@ -129,6 +129,19 @@ ALTER TABLE entitle_users ADD COLUMN IF NOT EXISTS email text;
 CREATE TABLE IF NOT EXISTS entitle_books (
     namespace text NOT NULL, kind text NOT NULL, key text NOT NULL, value text NOT NULL,
     PRIMARY KEY (namespace, kind, key));
+-- Version 7: the license server's history (docs/http.md#history), its
+-- events and their per-minute buckets; never read with the state.
+CREATE TABLE IF NOT EXISTS entitle_history_events (
+    namespace text NOT NULL, id bigint GENERATED ALWAYS AS IDENTITY, at bigint NOT NULL,
+    kind text NOT NULL, feature text, client text NOT NULL, lease_id text, reason text,
+    in_use integer NOT NULL, queued integer NOT NULL, PRIMARY KEY (namespace, id));
+CREATE INDEX IF NOT EXISTS entitle_history_events_at
+    ON entitle_history_events (namespace, at, id);
+CREATE TABLE IF NOT EXISTS entitle_history_minutes (
+    namespace text NOT NULL, pool text NOT NULL, minute bigint NOT NULL,
+    in_use_peak integer NOT NULL, denials bigint NOT NULL, queued_peak integer NOT NULL,
+    last_at bigint NOT NULL, in_use_last integer NOT NULL, queued_last integer NOT NULL,
+    PRIMARY KEY (namespace, pool, minute));
 ";
 
 /// Every table holding rows of a namespace, `entitle_namespaces` first:
@@ -153,6 +166,8 @@ pub(super) const NAMESPACED_TABLES: &[&str] = &[
     "entitle_reports",
     "entitle_closed_periods",
     "entitle_books",
+    "entitle_history_events",
+    "entitle_history_minutes",
 ];
 
 /// Whether entitle's tables are there, brought up to date if they are

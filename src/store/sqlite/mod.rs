@@ -18,6 +18,7 @@
 //! the figures.
 
 mod batch;
+mod history;
 mod rows;
 mod schema;
 
@@ -30,8 +31,12 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::store::group::{GroupCommit, Unsynced};
-use crate::store::{Persisted, Settings, Store, Transaction};
+use crate::store::{
+    EventCursor, EventPage, History, HistoryEvent, MinuteBucket, Persisted, Settings, Store,
+    Transaction,
+};
 use batch::Session;
+use history::HistoryFile;
 use rows::read_all;
 
 /// The file holding the state, inside the state directory.
@@ -66,6 +71,9 @@ pub struct FileStore {
     /// The write-ahead log, kept open so a sync is one system call; used
     /// by one round at a time.
     log: Mutex<Option<std::fs::File>>,
+    /// The license server's history, in a file of its own beside the
+    /// state (`history.rs` says why).
+    history: HistoryFile,
 }
 
 impl FileStore {
@@ -103,6 +111,7 @@ impl FileStore {
             committed: Default::default(),
             group: GroupCommit::default(),
             log: Mutex::new(None),
+            history: HistoryFile::new(dir),
         };
         schema::prepare(&store.session.lock().conn, &shown, store.lock_timeout)?;
         Ok(store)
@@ -177,6 +186,43 @@ impl Store for FileStore {
 
     fn begin(&self) -> Result<Box<dyn Transaction + '_>> {
         self.begin_transaction()
+    }
+
+    fn history(&self) -> Option<&dyn History> {
+        Some(self)
+    }
+}
+
+impl History for FileStore {
+    fn append(&self, events: &[HistoryEvent]) -> Result<()> {
+        self.history.append(events)
+    }
+
+    fn merge_buckets(&self, buckets: &[MinuteBucket]) -> Result<()> {
+        self.history.merge_buckets(buckets)
+    }
+
+    fn buckets(
+        &self,
+        feature: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<(Option<MinuteBucket>, Vec<MinuteBucket>)> {
+        self.history.buckets(feature, from, to)
+    }
+
+    fn events(
+        &self,
+        from: i64,
+        to: i64,
+        cursor: Option<EventCursor>,
+        limit: usize,
+    ) -> Result<EventPage> {
+        self.history.events(from, to, cursor, limit)
+    }
+
+    fn prune(&self, before: i64) -> Result<u64> {
+        self.history.prune(before)
     }
 }
 
