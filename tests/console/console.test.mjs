@@ -191,7 +191,8 @@ test('the events list what happened, as text', async () => {
   await page.waitForSelector('#events table');
   const text = await page.textContent('#events');
   assert.ok(text.includes(SCRIPT_CLIENT), 'the hostile client name is shown as text');
-  assert.match(text, /render-node-2/);
+  assert.match(text, /deny\s*render\s*render-node-2\s*FLOATING_EXHAUSTED/);
+  assert.match(text, /force_release\s*license pool/);
   assert.ok((await page.locator('#events tbody tr').count()) >= 3);
   assert.equal(await page.evaluate(() => document.scripts.length), 1);
   await shot('7-events');

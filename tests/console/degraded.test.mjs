@@ -38,6 +38,8 @@ test('the history says that this server has none', async () => {
   await page.waitForFunction(() => /not available/.test(document.getElementById('history-message').textContent));
   const message = await page.textContent('#history-message');
   assert.match(message, /The history is not available: this server answers 404 to GET \/admin\/history/);
+  // The server's own reason, when it gives one.
+  assert.match(message, /history is off on this server/);
   assert.equal(await page.getAttribute('#history-message', 'class'), 'message error');
   assert.equal(await page.locator('#history-chart svg').count(), 0);
   // The pools to choose from still come from the server.

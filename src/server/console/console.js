@@ -133,8 +133,12 @@
     /** What a view says about it: a missing route is told apart. */
     describe(what) {
       if (this.status === 404 && this.code === 'NOT_FOUND') {
-        return what + ' is not available: this server answers 404 to ' + this.route +
-          ' (it may be an older version).';
+        // A route the server does not have at all (an older server), or one
+        // it has turned off, which says why.
+        const why = this.message && !/no such route/.test(this.message)
+          ? ': ' + this.message
+          : ' (it may be an older version)';
+        return what + ' is not available: this server answers 404 to ' + this.route + why + '.';
       }
       if (this.status === 0) return what + ': ' + this.message;
       return what + ' failed: ' + this.status + (this.code ? ' ' + this.code : '') +
@@ -422,7 +426,8 @@
       const s = status.value;
       replace($('users'), el('p', {},
         text(s.active_user_count) + ' active of ' + text(s.total_users) + ' users; ' +
-        text(s.license_seats) + ' named seats licensed (' + text(s.hard_seats) + ' with overage).'));
+        text(s.license_seats) + ' named seats licensed' +
+        (Number(s.hard_seats) > Number(s.license_seats) ? ', up to ' + text(s.hard_seats) + ' with overage.' : '.')));
     } else {
       replace($('users'), banner('unavailable', describe(status.reason, 'The status')));
     }
@@ -619,12 +624,17 @@
     const m = { left: 48, right: 16, top: 34, bottom: 40 };
     const plotW = W - m.left - m.right;
     const plotH = H - m.top - m.bottom;
-    const span = Math.max(to - from, 1);
     const bucket = STEP_MS[step] || HOUR;
+    // The axis spans whole buckets: the first may start before `from`, the
+    // last (the one holding `to`) ends after it.
+    if (items.length) {
+      from = Math.min(from, items[0].at);
+      to = Math.max(to, items[items.length - 1].at + bucket);
+    }
+    const span = Math.max(to - from, 1);
     const max = items.reduce((v, i) => Math.max(v, i.inUse, i.denials, i.queued), seats || 0);
     const yTicks = ticks(max);
     const yTop = yTicks[yTicks.length - 1];
-    // A bucket may start before `from`: it is drawn from the edge.
     const x = (ms) => m.left + Math.min(Math.max((ms - from) / span, 0), 1) * plotW;
     const y = (v) => m.top + plotH - (v / yTop) * plotH;
     const r = (n) => Math.round(n * 10) / 10;
