@@ -38,7 +38,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 __all__ = [
     "Decision",
@@ -449,12 +449,16 @@ class Engine(_Handle):
         return Lease(out)
 
     def lease_from_server(
-        self, server_url: str, server_key_pem: str, feature: Optional[str] = None
+        self,
+        server_url: Union[str, Sequence[str]],
+        server_key_pem: str,
+        feature: Optional[str] = None,
     ) -> Lease:
         """Takes a seat of ``feature``'s floating pool (None: the license's)
-        from the license server at ``server_url`` (``http://HOST:PORT``),
-        whose leases must be signed by ``server_key_pem`` (what ``entitle
-        serve --print-lease-pub`` prints). Blocks while the server is asked
+        from the license server at ``server_url`` (``http://HOST:PORT``, or
+        a list of redundant servers asked in order while one does not
+        answer), whose leases must be signed by ``server_key_pem`` (what
+        ``entitle serve --print-lease-pub`` prints). Blocks while the server is asked
         (up to 5 s to connect); ``EntitleError`` ``SERVER_UNREACHABLE``
         when it cannot be reached, ``LEASE_KEY_MISMATCH`` when its leases
         are signed with another key, or as the server refuses
@@ -462,7 +466,8 @@ class Engine(_Handle):
         out = _handle()
         _check(_lib.entitle_lease_acquire_from_server(
             self._ptr,
-            _text(server_url, "server_url"),
+            _text(server_url if isinstance(server_url, str) else " ".join(server_url),
+                  "server_url"),
             _text(server_key_pem, "server_key_pem"),
             _text(feature, "feature", optional=True),
             ctypes.byref(out),

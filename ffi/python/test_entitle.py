@@ -281,6 +281,14 @@ class WrapperTest(unittest.TestCase):
                 with self.assertRaises(entitle.EntitleError) as raised:
                     seat.id
                 self.assertEqual(raised.exception.code, "NULL")
+                # Redundant servers: one that does not answer is passed over.
+                with socket.socket() as closed:
+                    closed.bind(("127.0.0.1", 0))
+                    down = "http://127.0.0.1:%d" % closed.getsockname()[1]
+                with engine.lease_from_server([down, server.url], server.key_pem,
+                                              "simulate") as seat:
+                    self.assertEqual([lease["id"] for lease in server.leases()], [seat.id])
+                self.assertEqual(server.leases(), [])
                 # Signed with another key: refused, and the seat goes back.
                 with self.assertRaises(entitle.EntitleError) as raised:
                     engine.lease_from_server(server.url, self.vendor.pub, "simulate")

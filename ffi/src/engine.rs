@@ -36,13 +36,15 @@ pub struct entitle_engine {
 type Servers = HashMap<(String, String), Arc<Client>>;
 
 impl entitle_engine {
-    /// The client of the server at `url` trusting `key_pem`, made on
-    /// first use.
-    pub(crate) fn server(&self, url: &str, key_pem: &str) -> Result<Arc<Client>, entitle_status> {
-        let id = (
-            url.trim_end_matches('/').to_owned(),
-            key_pem.trim().to_owned(),
-        );
+    /// The client of the server at `urls` (one address, or several
+    /// redundant servers separated by whitespace, asked in that order)
+    /// trusting `key_pem`, made on first use.
+    pub(crate) fn server(&self, urls: &str, key_pem: &str) -> Result<Arc<Client>, entitle_status> {
+        let urls: Vec<&str> = urls
+            .split_whitespace()
+            .map(|url| url.trim_end_matches('/'))
+            .collect();
+        let id = (urls.join(" "), key_pem.trim().to_owned());
         // A panic while the lock was held (caught at the boundary) left
         // the map whole: entries are inserted in one step.
         let mut servers = self
@@ -53,7 +55,7 @@ impl entitle_engine {
             return Ok(Arc::clone(client));
         }
         let key = PublicKey::from_pem(key_pem)?;
-        let client = Arc::new(Client::connect(&self.engine, url, key)?);
+        let client = Arc::new(Client::connect_any(&self.engine, &urls, key)?);
         servers.insert(id, Arc::clone(&client));
         Ok(client)
     }

@@ -101,6 +101,11 @@ pub unsafe extern "C" fn entitle_lease_acquire(
 /// while a lease of it lives shares that lease's seat (each handle is
 /// freed; the seat goes back with the last).
 ///
+/// `server_url` is one address (`http://HOST:PORT`), or the addresses of
+/// redundant servers sharing one PostgreSQL namespace separated by
+/// spaces: the first is asked until it cannot be reached or answers
+/// `503`, then the next, and the background renewal does the same.
+///
 /// The call blocks while the server is asked (up to 5 seconds to
 /// connect, 30 to answer): make it off the user interface's thread.
 /// Fails with `ENTITLE_SERVER_UNREACHABLE` (no server at that address,

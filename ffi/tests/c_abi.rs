@@ -898,3 +898,60 @@ fn giving_this_device_up_writes_a_receipt_the_vendors_books_can_read() {
         entitle_engine_free(engine);
     }
 }
+
+#[test]
+fn a_list_of_servers_passes_over_one_that_does_not_answer() {
+    let vendor = Vendor::new();
+    let server = LeaseServer::start(&vendor);
+    let license = vendor.license("lic_1", serde_json::json!({}));
+    let engine = vendor.open(None);
+    let simulate = c("simulate");
+    // Redundant servers, the first of which is down: separated by spaces.
+    let urls = c(&format!(
+        "{}  {}",
+        closed_url().to_str().unwrap(),
+        server.url.to_str().unwrap()
+    ));
+    unsafe {
+        assert_eq!(entitle_add_license(engine, license.as_ptr()), ENTITLE_OK);
+        let mut lease = ptr::null_mut();
+        let status = entitle_lease_acquire_from_server(
+            engine,
+            urls.as_ptr(),
+            server.key_pem.as_ptr(),
+            simulate.as_ptr(),
+            &mut lease,
+        );
+        assert_eq!(status, ENTITLE_OK, "{}", last_error());
+        let (id, _) = id_and_end(lease);
+        assert_eq!(server.engine.leases().len(), 1);
+        assert_eq!(server.engine.leases()[0].id, id);
+        entitle_lease_free(lease);
+        assert!(server.engine.leases().is_empty(), "the seat went back");
+
+        // None of them answers: unreachable, each named.
+        let (first, second) = (closed_url(), closed_url());
+        let none = c(&format!(
+            "{} {}",
+            first.to_str().unwrap(),
+            second.to_str().unwrap()
+        ));
+        let mut lease = ptr::null_mut();
+        let status = entitle_lease_acquire_from_server(
+            engine,
+            none.as_ptr(),
+            server.key_pem.as_ptr(),
+            simulate.as_ptr(),
+            &mut lease,
+        );
+        assert_eq!(status, ENTITLE_SERVER_UNREACHABLE);
+        assert!(lease.is_null());
+        let message = last_error();
+        for url in [&first, &second] {
+            let url = url.to_str().unwrap();
+            let addr = url.trim_start_matches("http://");
+            assert!(message.contains(addr), "{message}");
+        }
+        entitle_engine_free(engine);
+    }
+}
