@@ -551,7 +551,19 @@ pub(crate) fn server_error(
         None => match code {
             "SIGNATURE_INVALID" => Error::SignatureInvalid,
             "MALFORMED" | "TOO_LARGE" => Error::malformed("request to the license server", message),
-            "UNAUTHORIZED" => Error::Unauthorized(format!("{who} says: {said}")),
+            "UNAUTHORIZED" => {
+                // Our servers word it as this error's own display does:
+                // keep only what they refused, so that the advice is given
+                // once ("not authorized: ... says: wrong email or password;
+                // check ...").
+                let worded = Error::Unauthorized("\0".into()).to_string();
+                let (prefix, suffix) = worded.split_once('\0').unwrap_or((worded.as_str(), ""));
+                let said = said
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_suffix(suffix))
+                    .unwrap_or(said);
+                Error::Unauthorized(format!("{who} says: {said}"))
+            }
             "RATE_LIMITED" => Error::RateLimited {
                 // Without the header, a minute: what the service's limit
                 // counts over (docs/http.md#the-vendors-service).
@@ -609,6 +621,28 @@ fn reason_of(code: &str) -> Option<Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_credential_is_worded_once() {
+        // As the vendor's service words it: the error's own display.
+        let said = Error::Unauthorized("wrong email or password".into()).to_string();
+        let body = json!({"error": {"code": "UNAUTHORIZED", "message": said}});
+        let error = server_error(401, &body, None, "the vendor's service").unwrap();
+        let shown = error.to_string();
+        assert_eq!(error.code(), "UNAUTHORIZED");
+        assert_eq!(shown.matches("not authorized").count(), 1, "{shown}");
+        assert_eq!(shown.matches("check the license key").count(), 1, "{shown}");
+        assert!(
+            shown.contains("the vendor's service says: wrong email or password;"),
+            "{shown}"
+        );
+        // Another server's own words are kept whole.
+        let body = json!({"error": {"code": "UNAUTHORIZED", "message": "token expired"}});
+        let shown = server_error(401, &body, None, "the vendor's service")
+            .unwrap()
+            .to_string();
+        assert!(shown.contains("says: token expired;"), "{shown}");
+    }
 
     #[test]
     fn server_refusals_keep_their_reason_and_outages_are_io() {
