@@ -46,6 +46,9 @@ fn every_request_is_one_text_line_with_method_route_status_time_and_client() {
     );
     assert_eq!(server.get("/no/such/route").status, 404);
 
+    // The last request's line: stderr is read by a thread of the test,
+    // so the lines before it are in by then.
+    server.stderr_line(|l| l.contains("/no/such/route"));
     let heartbeat = server.stderr_line(|l| l.contains("/v1/leases/{id}/heartbeat"));
     let said = server.stderr();
     let lines = request_lines(&said);
