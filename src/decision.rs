@@ -75,8 +75,15 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, in declaration order (`reason as usize` is its index).
-    pub(crate) const ALL: [Reason; 28] = {
+    /// Every reason, in declaration order (`reason as usize` is its
+    /// index; the C ABI numbers its statuses in this order).
+    ///
+    /// ```
+    /// use entitle::Reason;
+    /// assert_eq!(Reason::ALL[0], Reason::Ok);
+    /// assert!(Reason::ALL.contains(&Reason::LeaseBorrowed));
+    /// ```
+    pub const ALL: [Reason; 28] = {
         use Reason::*;
         [
             Ok,
@@ -109,6 +116,18 @@ impl Reason {
             VersionNotLicensed,
         ]
     };
+
+    /// The reason whose [`code`](Reason::code) is `code`, as a server or a
+    /// stored answer writes it.
+    ///
+    /// ```
+    /// use entitle::Reason;
+    /// assert_eq!(Reason::from_code("IN_GRACE"), Some(Reason::InGrace));
+    /// assert_eq!(Reason::from_code("in_grace"), None);
+    /// ```
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|reason| reason.code() == code)
+    }
 
     /// The stable code, e.g. `"IN_GRACE"`.
     ///
@@ -497,5 +516,14 @@ mod tests {
                 "{reason:?}: {words}"
             );
         }
+    }
+
+    #[test]
+    fn every_code_names_one_reason() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+        assert_eq!(Reason::from_code("ENDING"), None);
+        assert_eq!(Reason::from_code(""), None);
     }
 }

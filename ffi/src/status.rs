@@ -414,36 +414,7 @@ const STATUSES: [entitle_status; 62] = [
 ];
 
 /// Every reason the engine has, for the way back from a status.
-const REASONS: [Reason; 28] = [
-    Reason::Ok,
-    Reason::InGrace,
-    Reason::Overage,
-    Reason::ExpiredKept,
-    Reason::NotLicensed,
-    Reason::Expired,
-    Reason::NotYetValid,
-    Reason::Suspended,
-    Reason::Revoked,
-    Reason::MaintenanceExpired,
-    Reason::NotActivated,
-    Reason::DeviceUnknown,
-    Reason::SeatLimit,
-    Reason::ClockTampered,
-    Reason::ActivationLimit,
-    Reason::TransferLimit,
-    Reason::CertificateRequired,
-    Reason::VmNotAllowed,
-    Reason::FloatingExhausted,
-    Reason::LeaseExpired,
-    Reason::LeaseNotFound,
-    Reason::BorrowNotAllowed,
-    Reason::BorrowTooLong,
-    Reason::ConsumptionLimit,
-    Reason::LeaseRequired,
-    Reason::CertificateDeactivated,
-    Reason::LeaseBorrowed,
-    Reason::VersionNotLicensed,
-];
+const REASONS: [Reason; 28] = Reason::ALL;
 
 #[cfg(test)]
 mod tests {

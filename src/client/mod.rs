@@ -542,42 +542,47 @@ pub(crate) fn server_error(
     let retry_at = error["retry_at"]
         .as_str()
         .and_then(|t| Timestamp::parse(t).ok());
-    Some(match reason_of(code) {
-        Some(reason) => Error::Denied {
-            reason,
-            message,
-            retry_at,
-        },
-        None => match code {
-            "SIGNATURE_INVALID" => Error::SignatureInvalid,
-            "MALFORMED" | "TOO_LARGE" => Error::malformed("request to the license server", message),
-            "UNAUTHORIZED" => {
-                // Our servers word it as this error's own display does:
-                // keep only what they refused, so that the advice is given
-                // once ("not authorized: ... says: wrong email or password;
-                // check ...").
-                let worded = Error::Unauthorized("\0".into()).to_string();
-                let (prefix, suffix) = worded.split_once('\0').unwrap_or((worded.as_str(), ""));
-                let said = said
-                    .strip_prefix(prefix)
-                    .and_then(|rest| rest.strip_suffix(suffix))
-                    .unwrap_or(said);
-                Error::Unauthorized(format!("{who} says: {said}"))
-            }
-            "RATE_LIMITED" => Error::RateLimited {
-                // Without the header, a minute: what the service's limit
-                // counts over (docs/http.md#the-vendors-service).
-                retry_after_secs: retry_after
-                    .or_else(|| error["retry_after_secs"].as_u64())
-                    .unwrap_or(60),
+    // A refusal's reason: one that allows is no refusal, whatever was sent.
+    Some(
+        match Reason::from_code(code).filter(|reason| !reason.allows()) {
+            Some(reason) => Error::Denied {
+                reason,
+                message,
+                retry_at,
             },
-            "TRIAL_USED" => Error::TrialUsed {
-                // Filled in by the caller, who knows its device.
-                fingerprint: error["fingerprint"].as_str().unwrap_or_default().to_owned(),
+            None => match code {
+                "SIGNATURE_INVALID" => Error::SignatureInvalid,
+                "MALFORMED" | "TOO_LARGE" => {
+                    Error::malformed("request to the license server", message)
+                }
+                "UNAUTHORIZED" => {
+                    // Our servers word it as this error's own display does:
+                    // keep only what they refused, so that the advice is given
+                    // once ("not authorized: ... says: wrong email or password;
+                    // check ...").
+                    let worded = Error::Unauthorized("\0".into()).to_string();
+                    let (prefix, suffix) = worded.split_once('\0').unwrap_or((worded.as_str(), ""));
+                    let said = said
+                        .strip_prefix(prefix)
+                        .and_then(|rest| rest.strip_suffix(suffix))
+                        .unwrap_or(said);
+                    Error::Unauthorized(format!("{who} says: {said}"))
+                }
+                "RATE_LIMITED" => Error::RateLimited {
+                    // Without the header, a minute: what the service's limit
+                    // counts over (docs/http.md#the-vendors-service).
+                    retry_after_secs: retry_after
+                        .or_else(|| error["retry_after_secs"].as_u64())
+                        .unwrap_or(60),
+                },
+                "TRIAL_USED" => Error::TrialUsed {
+                    // Filled in by the caller, who knows its device.
+                    fingerprint: error["fingerprint"].as_str().unwrap_or_default().to_owned(),
+                },
+                _ => Error::InvalidArgument(format!("{message} ({code})")),
             },
-            _ => Error::InvalidArgument(format!("{message} ({code})")),
         },
-    })
+    )
 }
 
 /// An answer's `Retry-After` header in seconds (the HTTP-date form is
@@ -586,36 +591,6 @@ pub(crate) fn retry_after(response: &ureq::Response) -> Option<u64> {
     response
         .header("retry-after")
         .and_then(|value| value.trim().parse().ok())
-}
-
-/// The reason a code names, for the refusals a server sends.
-fn reason_of(code: &str) -> Option<Reason> {
-    const REASONS: &[Reason] = &[
-        Reason::NotLicensed,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::Suspended,
-        Reason::Revoked,
-        Reason::MaintenanceExpired,
-        Reason::VersionNotLicensed,
-        Reason::NotActivated,
-        Reason::DeviceUnknown,
-        Reason::SeatLimit,
-        Reason::ClockTampered,
-        Reason::ActivationLimit,
-        Reason::TransferLimit,
-        Reason::CertificateRequired,
-        Reason::VmNotAllowed,
-        Reason::FloatingExhausted,
-        Reason::LeaseExpired,
-        Reason::LeaseNotFound,
-        Reason::BorrowNotAllowed,
-        Reason::BorrowTooLong,
-        Reason::LeaseBorrowed,
-        Reason::ConsumptionLimit,
-        Reason::LeaseRequired,
-    ];
-    REASONS.iter().copied().find(|r| r.code() == code)
 }
 
 #[cfg(test)]
